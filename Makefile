@@ -1,0 +1,28 @@
+# p2p-eval: `make demo` (set up + the main job on synthetic data), `make test`, `make bench`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/p2p-eval
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo_out
+
+.PHONY: demo test bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(CLI) demo --out $(DEMO)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/collect.py --out reports/bench.md
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

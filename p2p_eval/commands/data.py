@@ -1,0 +1,54 @@
+"""``p2p-eval data``: make the synthetic street-scene set; turn the official Cityscapes release into AB pairs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ORDER = 10
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``data synth`` and ``data prepare-cityscapes``."""
+    parser = sub.add_parser("data", help="make the synthetic data set or prepare Cityscapes in the AB layout",
+                            description="Data sets in the aligned AB layout: DIR/{train,val}/NAME.png with the "
+                            "photo (A) on the left and the colour label map (B) on the right, plus "
+                            "DIR/{train,val}_labels/NAME.png holding train ids (255 = ignore).")
+    data_sub = parser.add_subparsers(dest="data_command", metavar="<data command>")
+
+    synth = data_sub.add_parser("synth", help="write the synthetic street-scene data set (the embedded default)",
+                                description="Render synthetic street scenes with the 19 Cityscapes classes: "
+                                "photo | colour label pairs plus train-id label PNGs. Same seed, same bytes.")
+    synth.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    synth.add_argument("--count", type=int, default=500, help="number of scenes, split into train/ and val/ (default 500)")
+    synth.add_argument("--size", type=int, default=256, help="side of each square half-image in pixels (default 256)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes identical files (default 0)")
+    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of scenes put in val/ (default 0.2)")
+    synth.set_defaults(func=_synth)
+
+    prep = data_sub.add_parser("prepare-cityscapes", help="official Cityscapes release -> AB pairs + train-id labels",
+                               description="Read leftImg8bit/ and gtFine/*_labelIds.png under --root and write the "
+                               "pix2pix AB layout (photo | colour label) plus train-id label PNGs, resized to --size "
+                               "(photos bilinear, labels nearest neighbour). Frames are numbered 1..N in sorted name order.")
+    prep.add_argument("--root", required=True, type=Path, help="Cityscapes root holding leftImg8bit/ and gtFine/")
+    prep.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    prep.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    prep.set_defaults(func=_prepare)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from p2p_eval.data.synth import generate_dataset
+
+    summary = generate_dataset(args.out, count=args.count, size=args.size, seed=args.seed, val_fraction=args.val_fraction)
+    print(f"wrote {summary['train']} train + {summary['val']} val scenes to {args.out}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from p2p_eval.data.cityscapes import prepare_cityscapes
+
+    summary = prepare_cityscapes(args.root, args.out, size=args.size)
+    counts = ", ".join(f"{split}: {n}" for split, n in summary.items())
+    print(f"wrote Cityscapes AB pairs to {args.out} ({counts})")
+    return 0
