@@ -1,0 +1,246 @@
+"""Typed training configuration: one :class:`TrainConfig` per generator variant (``generators/*.toml``).
+
+A variant file is a flat TOML table whose keys are the fields of :class:`TrainConfig`; missing keys take
+the defaults below, which are the paper's L1+cGAN setting (Isola et al. 2017, section 3 and appendix:
+U-Net, batch norm, 70x70 PatchGAN, lambda_L1 = 100, Adam 2e-4 / (0.5, 0.999), batch 1, 200 epochs,
+jitter 286 -> 256 with mirroring, dropout at test time). Command-line flags override fields
+(:func:`load_generator`); the resolved config (``num_downs`` made concrete) is what a run saves and what
+:func:`config_hash` fingerprints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from p2p_eval.errors import UserError, require_file, unknown_name
+
+ARCHS = ("unet", "encoder_decoder", "resnet")
+NORMS = ("batch", "instance", "none")
+DROPOUTS = ("paper", "public", "none")
+GANS = ("none", "unconditional", "conditional")
+GAN_MODES = ("vanilla", "lsgan")
+RECEPTIVE_FIELDS = (1, 16, 70, 286)
+LR_SCHEDULES = ("constant", "linear")
+DIRECTIONS = ("AtoB", "BtoA")
+
+#: Fields that do not change what a run computes; :func:`config_hash` ignores them.
+NON_SEMANTIC_FIELDS = ("name", "log_every")
+
+#: Number of stride-2 convolutions of each PatchGAN (the public code's n_layers; 0 for the 1x1 PixelGAN).
+D_DOWNSAMPLINGS = {1: 0, 16: 1, 70: 3, 286: 5}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of one training run; field names are the keys of a ``generators/*.toml`` file."""
+
+    name: str = "l1_cgan"
+    arch: str = "unet"
+    num_downs: int | None = None
+    resnet_blocks: int = 9
+    ngf: int = 64
+    ndf: int = 64
+    input_nc: int = 3
+    output_nc: int = 3
+    norm: str = "batch"
+    bottleneck_norm: bool = False
+    dropout: str = "paper"
+    gan: str = "conditional"
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0
+    lambda_rec: float = 0.0
+    d_receptive_field: int = 70
+    batch_size: int = 1
+    epochs: int = 200
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_schedule: str = "constant"
+    size: int = 256
+    jitter: bool = True
+    direction: str = "BtoA"
+    seed: int = 0
+    test_dropout: bool = True
+    log_every: int = 50
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def resolved_num_downs(self) -> int:
+        """U-Net / encoder-decoder depth: ``num_downs`` or, when unset, log2(size)."""
+        if self.num_downs is not None:
+            return self.num_downs
+        return int(math.log2(self.size))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a flat mapping (a parsed TOML file); unknown keys or wrong types are a UserError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+            )
+        values = {key: _coerce(key, value, source) for key, value in data.items()}
+        try:
+            return cls(**values)
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a plain dict (None for unset optional fields)."""
+        return dataclasses.asdict(self)
+
+    def resolved(self) -> TrainConfig:
+        """A copy with ``num_downs`` made concrete (log2(size) when unset)."""
+        return dataclasses.replace(self, num_downs=self.resolved_num_downs)
+
+    def to_toml(self) -> str:
+        """The config as TOML text; unset optional fields (None) are left out, as TOML has no null."""
+        data = {key: value for key, value in self.to_dict().items() if value is not None}
+        return tomli_w.dumps(data)
+
+
+_INT_FIELDS = {"num_downs", "resnet_blocks", "ngf", "ndf", "input_nc", "output_nc", "d_receptive_field",
+               "batch_size", "epochs", "size", "seed", "log_every", "max_steps"}
+_FLOAT_FIELDS = {"lambda_l1", "lambda_rec", "lr", "beta1", "beta2"}
+_BOOL_FIELDS = {"bottleneck_norm", "jitter", "test_dropout"}
+_OPTIONAL_FIELDS = {"num_downs", "max_steps"}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check a raw value's type for field ``key`` (ints accepted for floats; bools never taken as ints)."""
+    if value is None and key in _OPTIONAL_FIELDS:
+        return None
+    if key in _BOOL_FIELDS:
+        ok = isinstance(value, bool)
+        kind = "true or false"
+    elif key in _INT_FIELDS:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        kind = "an integer"
+    elif key in _FLOAT_FIELDS:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        kind = "a number"
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+        kind = "a string"
+    if not ok:
+        raise UserError(f"{source}: {key} must be {kind}, got {value!r}")
+    return value
+
+
+def _choice(key: str, value: Any, valid: tuple) -> None:
+    if value not in valid:
+        raise unknown_name(key, value, [str(v) for v in valid])
+
+
+def _at_least(key: str, value: int | float, low: int | float) -> None:
+    if value < low:
+        raise UserError(f"{key} must be >= {low}, got {value}")
+
+
+def _validate(cfg: TrainConfig) -> None:
+    """Raise UserError naming the field when a value is out of range or the combination is impossible."""
+    if not cfg.name:
+        raise UserError("name must not be empty")
+    _choice("arch", cfg.arch, ARCHS)
+    _choice("norm", cfg.norm, NORMS)
+    _choice("dropout", cfg.dropout, DROPOUTS)
+    _choice("gan", cfg.gan, GANS)
+    _choice("gan_mode", cfg.gan_mode, GAN_MODES)
+    _choice("d_receptive_field", cfg.d_receptive_field, RECEPTIVE_FIELDS)
+    _choice("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
+    _choice("direction", cfg.direction, DIRECTIONS)
+    for key in ("resnet_blocks", "ngf", "ndf", "input_nc", "output_nc", "batch_size", "epochs", "size",
+                "log_every"):
+        _at_least(key, getattr(cfg, key), 1)
+    _at_least("seed", cfg.seed, 0)
+    _at_least("lambda_l1", cfg.lambda_l1, 0.0)
+    _at_least("lambda_rec", cfg.lambda_rec, 0.0)
+    if cfg.max_steps is not None:
+        _at_least("max_steps", cfg.max_steps, 1)
+    if not cfg.lr > 0:
+        raise UserError(f"lr must be > 0, got {cfg.lr}")
+    for key in ("beta1", "beta2"):
+        value = getattr(cfg, key)
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"{key} must be in [0, 1), got {value}")
+    if cfg.gan == "none" and cfg.lambda_l1 == 0 and cfg.lambda_rec == 0:
+        raise UserError("no objective: gan = 'none' needs lambda_l1 > 0 or lambda_rec > 0")
+    if cfg.lambda_rec > 0 and cfg.input_nc != cfg.output_nc:
+        raise UserError(
+            f"lambda_rec > 0 feeds G(x) back into G, so input_nc ({cfg.input_nc}) must equal "
+            f"output_nc ({cfg.output_nc})"
+        )
+    if cfg.bottleneck_norm and cfg.norm != "batch":
+        raise UserError("bottleneck_norm = true is the paper's batch-norm bottleneck; it needs norm = 'batch'")
+    _validate_size(cfg)
+
+
+def _validate_size(cfg: TrainConfig) -> None:
+    if cfg.arch == "resnet":
+        if cfg.size % 4:
+            raise UserError(f"size {cfg.size} must be a multiple of 4 for the ResNet generator")
+    else:
+        if cfg.num_downs is None and 2 ** round(math.log2(cfg.size)) != cfg.size:
+            raise UserError(
+                f"size {cfg.size} is not a power of two, so num_downs = log2(size) is undefined; "
+                "set num_downs in the generator file"
+            )
+        depth = cfg.resolved_num_downs
+        _at_least("num_downs", depth, 1)
+        if cfg.size % 2**depth:
+            raise UserError(
+                f"size {cfg.size} must be a multiple of 2**num_downs = {2**depth} (num_downs = {depth})"
+            )
+    if cfg.gan != "none":
+        # n stride-2 convs then two 4x4 stride-1 convs (padding 1) each shrink the map by one pixel.
+        n = D_DOWNSAMPLINGS[cfg.d_receptive_field]
+        smallest = 1 if n == 0 else 3 * 2**n
+        if cfg.size < smallest:
+            raise UserError(
+                f"the {cfg.d_receptive_field}x{cfg.d_receptive_field} discriminator needs size >= {smallest}, "
+                f"got {cfg.size}"
+            )
+
+
+def load_generator(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a ``generators/*.toml`` variant and apply ``overrides`` (field -> value; None values ignored).
+
+    A ``size`` override with ``num_downs`` unset in the file gives depth log2(size), so one variant file
+    serves 256x256 runs and 64x64 tests. The returned config is resolved (``num_downs`` concrete).
+    """
+    path = require_file(path, "generator file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid TOML ({err}); fix the file") from None
+    data.setdefault("name", path.stem)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UserError(f"unknown override(s) {', '.join(unknown)} for {path}; valid: {', '.join(sorted(known))}")
+    data.update(given)
+    return TrainConfig.from_dict(data, source=str(path)).resolved()
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """sha256 (hex) of the canonical JSON of the resolved config, without :data:`NON_SEMANTIC_FIELDS`."""
+    data = cfg.resolved().to_dict()
+    for key in NON_SEMANTIC_FIELDS:
+        data.pop(key)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,1 @@
+"""Training: objectives (:mod:`p2p_eval.train.objectives`) and the training loop (:mod:`p2p_eval.train.trainer`)."""
