@@ -1,0 +1,96 @@
+"""Bootstrap confidence intervals of FCN-scores over images (percentile bootstrap, Efron & Tibshirani).
+
+The set-level scores are functions of one summed confusion matrix, so a bootstrap replicate is the
+sum of the per-image matrices of a resample of images (with replacement), scored exactly like the
+full set (:func:`p2p_eval.metrics.fcn_score.score_arrays`).  A resample is drawn as multiplicities
+``bincount(rng.integers(0, N, N))`` and all replicates are one matrix product.  The same seed gives
+the same intervals (``numpy.random.Generator(PCG64(seed))``).
+
+The paired bootstrap scores two image sets generated from the same frames (same labels, image ``i`` of
+set A and image ``i`` of set B made from frame ``i``) on the same resamples of frames, which gives the
+interval of the difference and a two-sided bootstrap p-value for "no difference".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SCORES = ("pixel_accuracy", "class_accuracy", "class_iou")
+
+
+def _multiplicities(n_images: int, n: int, seed: int) -> np.ndarray:
+    """(n, N) resample counts: row r says how often each image is drawn in replicate r."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    draws = rng.integers(0, n_images, size=(n, n_images))
+    counts = np.zeros((n, n_images), dtype=np.float64)
+    np.add.at(counts, (np.repeat(np.arange(n), n_images), draws.ravel()), 1.0)
+    return counts
+
+
+def _replicates(per_image: np.ndarray, counts: np.ndarray, convention: str) -> dict[str, np.ndarray]:
+    from p2p_eval.metrics.fcn_score import score_arrays  # fcn_score re-exports this module's functions
+
+    k = per_image.shape[-1]
+    flat = per_image.reshape(per_image.shape[0], k * k).astype(np.float64)
+    summed = (counts @ flat).reshape(-1, k, k)
+    s = score_arrays(summed, convention)
+    return {name: s[name] for name in SCORES}
+
+
+def _check(per_image: np.ndarray) -> np.ndarray:
+    per_image = np.asarray(per_image)
+    if per_image.ndim != 3 or per_image.shape[1] != per_image.shape[2]:
+        raise ValueError(f"expected per-image confusion matrices of shape (N, K, K), got {per_image.shape}")
+    if per_image.shape[0] == 0:
+        raise ValueError("no images to bootstrap")
+    return per_image
+
+
+def _interval(values: np.ndarray, level: float) -> list[float | None]:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return [None, None]
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(values, [tail, 100.0 - tail])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_ci(per_image_confusions: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95,
+                 convention: str = "nanmean") -> dict[str, list[float | None]]:
+    """Percentile bootstrap interval over images for pixel accuracy, class accuracy and class IoU.
+
+    Returns ``{"pixel_accuracy": [lo, hi], "class_accuracy": [...], "class_iou": [...]}`` (``None``
+    where every replicate is undefined, e.g. an all-void set).
+    """
+    per_image = _check(per_image_confusions)
+    reps = _replicates(per_image, _multiplicities(per_image.shape[0], n, seed), convention)
+    return {name: _interval(reps[name], level) for name in SCORES}
+
+
+def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 1000, seed: int = 0,
+                     level: float = 0.95, convention: str = "nanmean") -> dict[str, dict]:
+    """Paired bootstrap of score(A) - score(B) for two image sets scored on the same N labels.
+
+    Per score: ``{"difference": observed A - B, "ci95": [lo, hi], "p_value": two-sided}`` where the
+    p-value is ``min(1, 2 * min(P(d <= 0), P(d >= 0)))`` over the replicates ``d``.
+    """
+    a, b = _check(per_image_a), _check(per_image_b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired sets must have the same images and classes: {a.shape} vs {b.shape}")
+    from p2p_eval.metrics.fcn_score import score_arrays
+
+    counts = _multiplicities(a.shape[0], n, seed)
+    reps_a, reps_b = _replicates(a, counts, convention), _replicates(b, counts, convention)
+    full_a, full_b = score_arrays(a.sum(0), convention), score_arrays(b.sum(0), convention)
+    out: dict[str, dict] = {}
+    for name in SCORES:
+        diff = reps_a[name] - reps_b[name]
+        diff = diff[~np.isnan(diff)]
+        observed = float(full_a[name] - full_b[name])
+        if diff.size == 0:
+            out[name] = {"difference": None, "ci95": [None, None], "p_value": None}
+            continue
+        p = min(1.0, 2.0 * min(float(np.mean(diff <= 0)), float(np.mean(diff >= 0))))
+        out[name] = {"difference": None if np.isnan(observed) else observed, "ci95": _interval(diff, level),
+                     "p_value": p}
+    return out
