@@ -1,0 +1,97 @@
+"""``p2p-eval study``: create a perceptual study, serve it, report its results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ORDER = 60
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``study create``, ``study serve`` and ``study report``."""
+    parser = sub.add_parser("study", help="perceptual real-vs-fake studies: create, serve (web app), report",
+                            description="Real-vs-fake perceptual studies as in pix2pix section 4.1 (AMT): a web app "
+                            "for MTurk / Prolific / anonymous participants and the analysis of its database.")
+    study_sub = parser.add_subparsers(dest="study_command", metavar="<study command>")
+
+    create = study_sub.add_parser("create", help="register a study (prints its admin token and participant URL)",
+                                  description="Register a study: the real folder, one folder per algorithm, the protocol. "
+                                  "Settings may come from --config (TOML, same keys; fake is a table ALG = \"DIR\"); "
+                                  "flags override the file.")
+    create.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file (e.g. sqlite:///study.db)")
+    create.add_argument("--config", type=Path, help="study TOML file with the same keys as the flags")
+    create.add_argument("--name", help="study name (letters, digits, _ - .)")
+    create.add_argument("--real", help="folder of real images")
+    create.add_argument("--fake", action="append", metavar="ALG=DIR", help="an algorithm and its folder of generated images (repeat)")
+    create.add_argument("--protocol", choices=["2afc", "sequential", "single"], help="2afc (default): side by side; "
+                        "sequential: one after the other; single: one image, real or fake 50/50")
+    create.add_argument("--paired", action="store_true", default=None, help="real and fake from the same input (matched by file stem)")
+    create.add_argument("--trials", type=int, help="test trials per participant (default 40)")
+    create.add_argument("--practice", type=int, help="practice trials with feedback, excluded from results (default 10)")
+    create.add_argument("--display-ms", type=int, help="how long each image is shown, ms (default 1000)")
+    create.add_argument("--vigilance", type=int, help="vigilance trials (real vs an obviously broken image; default 0)")
+    create.add_argument("--vigilance-max-errors", type=int,
+                        help="exclusion rule: exclude a participant with more wrong vigilance trials than this (default 0)")
+    create.add_argument("--question", choices=["fake", "real"], help="ask which image is fake (default) or real")
+    create.add_argument("--seed", type=int, help="seed of the trial plans (default 0)")
+    create.add_argument("--redirect-url", help="where to send participants at the end; {code} becomes the completion code")
+    create.add_argument("--base-url", default="http://127.0.0.1:8000", help="server address for the printed URLs")
+    create.set_defaults(func=_create)
+
+    serve = study_sub.add_parser("serve", help="run the web app (uvicorn)",
+                                 description="Serve participant pages and the API. Study creation over HTTP is enabled "
+                                 "when P2P_STUDY_ADMIN_TOKEN is set.")
+    serve.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(func=_serve)
+
+    rep = study_sub.add_parser("report", help="% labeled real per algorithm with SE, bootstrap CI, pairwise P(A > B)",
+                               description="Analyse a study: mean of per-participant rates +- SE, 95% CI from a two-level "
+                               "bootstrap, participants included / excluded; --csv exports every trial.")
+    rep.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
+    rep.add_argument("--study", required=True, help="study name")
+    rep.add_argument("--json", type=Path, help="write the report as JSON here")
+    rep.add_argument("--csv", type=Path, help="write every trial as CSV here")
+    rep.add_argument("--bootstrap", type=int, default=2000, help="bootstrap draws (default 2000)")
+    rep.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    rep.set_defaults(func=_report)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _create(args: argparse.Namespace) -> int:
+    from p2p_eval.study.plan import create_study, load_spec, parse_fake
+    from p2p_eval.study.store import make_engine
+
+    overrides = {"name": args.name, "real": args.real, "fake": parse_fake(args.fake), "protocol": args.protocol,
+                 "paired": args.paired, "trials": args.trials, "practice": args.practice, "display_ms": args.display_ms,
+                 "vigilance": args.vigilance, "vigilance_max_errors": args.vigilance_max_errors,
+                 "question": args.question, "seed": args.seed, "redirect_url": args.redirect_url}
+    spec = load_spec(args.config, overrides)
+    study, token = create_study(make_engine(args.db), spec)
+    url = f"{args.base_url.rstrip('/')}/s/{study.name}"
+    print(f"created study {study.name} ({study.protocol}, {len(spec.fake)} algorithms: {', '.join(spec.fake)})")
+    print(f"admin token (shown once): {token}")
+    print(f"participant URL: {url}")
+    print(f"  MTurk:    {url}?workerId=...&assignmentId=...&hitId=...")
+    print(f"  Prolific: {url}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from p2p_eval.study.server import create_app
+
+    uvicorn.run(create_app(args.db), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from p2p_eval.study.analysis import format_report, report
+    from p2p_eval.study.store import make_engine
+
+    result = report(make_engine(args.db), args.study, json_out=args.json, csv_out=args.csv, n_boot=args.bootstrap, seed=args.seed)
+    print(format_report(result))
+    return 0

@@ -1,0 +1,226 @@
+"""Studies and trial plans.
+
+A study registers the real folder and one folder per algorithm; every participant's trial plan is drawn on
+the server from the study seed and the participant id (so it is reproducible) and stored before the first
+trial.  Protocols: ``2afc`` (real and fake side by side, pix2pix / Zhang et al.), ``sequential`` (one
+after the other, the public AMT real-vs-fake code), ``single`` (one image, real or fake 50/50).
+Practice trials come first (feedback, excluded from results); vigilance trials (a real image against an
+obviously broken one, or a broken image alone for ``single``) are mixed into the test block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from p2p_eval.errors import UserError, require_dir, require_file
+from p2p_eval.study.models import Algorithm, Image, Study
+from p2p_eval.study.store import session_factory
+
+PROTOCOLS = ("2afc", "sequential", "single")
+QUESTIONS = ("fake", "real")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclasses.dataclass
+class StudySpec:
+    """Everything fixed when a study is created (the CLI flags / TOML keys of ``study create``)."""
+
+    name: str
+    real: str
+    fake: dict[str, str]
+    protocol: str = "2afc"
+    paired: bool = False
+    trials: int = 40
+    practice: int = 10
+    display_ms: int = 1000
+    vigilance: int = 0
+    vigilance_max_errors: int = 0
+    question: str = "fake"
+    seed: int = 0
+    redirect_url: str | None = None
+
+    def validate(self) -> None:
+        """Raise UserError naming the bad setting and how to fix it."""
+        if not NAME_RE.match(self.name):
+            raise UserError(f"study name {self.name!r}: use 1-64 letters, digits, '_', '-', '.'")
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"--protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        if self.question not in QUESTIONS:
+            raise UserError(f"--question {self.question!r}: choose fake or real")
+        if not self.fake:
+            raise UserError("no --fake ALG=DIR given: a study compares at least one algorithm with the real images")
+        for alg in self.fake:
+            if not NAME_RE.match(alg):
+                raise UserError(f"--fake {alg!r}: algorithm names use 1-64 letters, digits, '_', '-', '.'")
+        if self.trials < 1 or self.practice < 0 or self.vigilance < 0 or self.vigilance_max_errors < 0:
+            raise UserError("--trials must be >= 1; --practice, --vigilance, --vigilance-max-errors >= 0")
+        if not 50 <= self.display_ms <= 60_000:
+            raise UserError(f"--display-ms {self.display_ms}: use 50..60000 milliseconds")
+        if self.redirect_url is not None and not re.match(r"^https?://[^\s<>\"']+$", self.redirect_url):
+            raise UserError(f"--redirect-url {self.redirect_url!r}: must be an http(s):// URL without spaces or quotes")
+
+
+def load_spec(config: str | Path | None, overrides: dict[str, Any]) -> StudySpec:
+    """A StudySpec from ``config`` (TOML with the same keys; ``fake`` is a table ALG = "DIR") and flags.
+
+    Flags given on the command line (not None) override the file.
+    """
+    values: dict[str, Any] = {}
+    if config is not None:
+        path = require_file(config, "study config")
+        try:
+            values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not valid TOML ({exc})") from None
+        fields = {f.name for f in dataclasses.fields(StudySpec)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise UserError(f"{path}: unknown keys {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("name", "real", "fake"):
+        if not values.get(key):
+            raise UserError(f"study {key} missing: give --{key} (or `{key} = ...` in the --config file)")
+    if not isinstance(values["fake"], dict):
+        raise UserError("fake must map algorithm names to folders (TOML: [fake] ALG = \"DIR\")")
+    return StudySpec(**values)
+
+
+def parse_fake(items: list[str] | None) -> dict[str, str] | None:
+    """``["ALG=DIR", ...]`` -> ``{"ALG": "DIR"}``; None when no item was given."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        alg, sep, folder = item.partition("=")
+        if not sep or not alg or not folder:
+            raise UserError(f"--fake {item!r}: write ALG=DIR, e.g. --fake l1_cgan=runs/l1_cgan/val")
+        if alg in out:
+            raise UserError(f"--fake {alg!r} given twice")
+        out[alg] = folder
+    return out
+
+
+def _sort_key(path: Path) -> tuple:
+    """Natural order of file names (2.png before 10.png), as p2p_eval.imageio.natural_key."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path.name))
+
+
+def list_folder(folder: str | Path, what: str) -> list[Path]:
+    """Absolute image paths directly inside ``folder`` (natural order); UserError when there are none."""
+    root = require_dir(folder, what).resolve()
+    files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_sort_key)
+    if not files:
+        raise UserError(f"{what} {root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 hex digest of an admin token (only the digest is stored)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_study(engine: Engine, spec: StudySpec) -> tuple[Study, str]:
+    """Register the study and its images; return it and its admin token (shown once, stored hashed)."""
+    spec.validate()
+    real_files = list_folder(spec.real, "--real folder")
+    fake_files = {alg: list_folder(folder, f"--fake {alg} folder") for alg, folder in spec.fake.items()}
+    if spec.paired:
+        real_stems = {p.stem for p in real_files}
+        for alg, files in fake_files.items():
+            if not real_stems & {p.stem for p in files}:
+                raise UserError(f"--paired: no file of --fake {alg} ({spec.fake[alg]}) shares a name with the "
+                                f"--real folder ({spec.real}); paired studies match real and fake by file stem")
+    token = secrets.token_urlsafe(24)
+    study = Study(name=spec.name, protocol=spec.protocol, paired=spec.paired, question=spec.question,
+                  trials=spec.trials, practice=spec.practice, display_ms=spec.display_ms, vigilance=spec.vigilance,
+                  vigilance_max_errors=spec.vigilance_max_errors, seed=spec.seed, redirect_url=spec.redirect_url,
+                  real_dir=str(Path(spec.real).resolve()), token_sha256=token_hash(token))
+    with session_factory(engine)() as db:
+        try:
+            with db.begin():
+                if db.scalar(select(Study.id).where(Study.name == spec.name)) is not None:
+                    raise UserError(f"a study named {spec.name!r} already exists in this database; pick another --name")
+                db.add(study)
+                db.flush()
+                db.add_all(Image(study_id=study.id, algorithm_id=None, stem=p.stem, path=str(p)) for p in real_files)
+                for alg, files in fake_files.items():
+                    algorithm = Algorithm(study_id=study.id, name=alg, folder=str(Path(spec.fake[alg]).resolve()))
+                    db.add(algorithm)
+                    db.flush()
+                    db.add_all(Image(study_id=study.id, algorithm_id=algorithm.id, stem=p.stem, path=str(p)) for p in files)
+        except IntegrityError:
+            raise UserError(f"a study named {spec.name!r} already exists in this database; pick another --name") from None
+    return study, token
+
+
+@dataclasses.dataclass
+class PlannedTrial:
+    """One trial of a plan: image ids per slot, the fake slot, and its kind."""
+
+    kind: str  # practice | main | vigilance
+    img1: int
+    img2: int | None
+    fake_slot: int
+    broken: bool = False
+
+
+class _Cycle:
+    """Draws items without replacement, reshuffling after each pass."""
+
+    def __init__(self, items: list, rng: random.Random) -> None:
+        self.items, self.rng, self.queue = list(items), rng, []
+
+    def next(self):  # noqa: ANN201 - item type of the list
+        if not self.queue:
+            self.queue = self.items[:]
+            self.rng.shuffle(self.queue)
+        return self.queue.pop()
+
+
+def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], participant: str) -> list[PlannedTrial]:
+    """The trial plan of one participant; ``real``/``fake`` map file stems to image ids.
+
+    Reproducible: the generator is seeded by the study seed and the participant id.
+    """
+    rng = random.Random(f"{study.seed}:{participant}")
+    stems_paired = sorted(set(real) & set(fake))
+    pairs = _Cycle([(real[s], fake[s]) for s in stems_paired], rng) if study.paired else None
+    reals, fakes = _Cycle(sorted(real.values()), rng), _Cycle(sorted(fake.values()), rng)
+
+    def pair() -> tuple[int, int]:
+        return pairs.next() if pairs is not None else (reals.next(), fakes.next())
+
+    def block(kind: str, count: int) -> list[PlannedTrial]:
+        if study.protocol == "single":  # real or fake 50/50, balanced within the block
+            truths = [1] * (count // 2) + [0] * (count - count // 2)
+            rng.shuffle(truths)
+            return [PlannedTrial(kind, fakes.next() if t else reals.next(), None, t) for t in truths]
+        slots = [1, 2] * (count // 2) + ([rng.choice([1, 2])] if count % 2 else [])
+        rng.shuffle(slots)
+        out = []
+        for slot in slots:
+            r, f = pair()
+            out.append(PlannedTrial(kind, f if slot == 1 else r, r if slot == 1 else f, slot))
+        return out
+
+    practice = block("practice", study.practice)
+    main = block("main", study.trials)
+    for _ in range(study.vigilance):
+        if study.protocol == "single":
+            trial = PlannedTrial("vigilance", fakes.next(), None, 1, broken=True)
+        else:
+            slot, r, f = rng.choice([1, 2]), reals.next(), fakes.next()
+            trial = PlannedTrial("vigilance", f if slot == 1 else r, r if slot == 1 else f, slot, broken=True)
+        main.insert(rng.randint(1, len(main)), trial)
+    return practice + main

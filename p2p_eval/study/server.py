@@ -1,0 +1,208 @@
+"""The study's web app (FastAPI): participant pages and API, admin API behind bearer tokens.
+
+Participant URL: ``/s/NAME`` with MTurk (``workerId``, ``assignmentId``, ``hitId``), Prolific
+(``PROLIFIC_PID``, ``STUDY_ID``, ``SESSION_ID``) or no parameters.  Admin endpoints need
+``Authorization: Bearer TOKEN``: the study's token (printed by ``study create``) for its progress and
+export; creating a study over HTTP needs the server token (``P2P_STUDY_ADMIN_TOKEN`` or ``admin_token``).
+Every page carries a Content-Security-Policy that forbids inline scripts, so user strings can never run.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session as DB
+
+from p2p_eval.errors import UserError
+from p2p_eval.study import service
+from p2p_eval.study.images import render
+from p2p_eval.study.models import Algorithm, Session, Study, Trial
+from p2p_eval.study.plan import StudySpec, create_study, token_hash
+from p2p_eval.study.store import make_engine, session_factory
+
+STATIC = Path(__file__).parent / "static"
+CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
+
+
+def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
+    """The app over database URL (or engine) ``db``; ``admin_token`` enables study creation over HTTP."""
+    engine = make_engine(db) if isinstance(db, str) else db
+    factory = session_factory(engine)
+    server_token = admin_token or os.environ.get("P2P_STUDY_ADMIN_TOKEN") or None
+    app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+
+    @contextmanager
+    def transaction() -> Iterator[DB]:
+        with factory() as db, db.begin():
+            yield db
+
+    def call(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            with transaction() as db:
+                return fn(db, *args)
+        except service.Rejected as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        except UserError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):  # noqa: ANN001, ANN202 - Starlette middleware
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return Response("p2p-eval perceptual study server: participants open /s/STUDY_NAME\n", media_type="text/plain")
+
+    @app.get("/s/{name}", include_in_schema=False)
+    def page(name: str) -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/api/studies/{name}")
+    def info(name: str) -> Any:
+        return call(service.study_info, name)
+
+    @app.post("/api/studies/{name}/sessions")
+    async def start(name: str, request: Request) -> Any:
+        body = await _json(request)
+        if isinstance(body, Response):
+            return body
+        fields = {k: body.get(k) for k in service.Arrival.__dataclass_fields__}
+        for key in ("screen_w", "screen_h"):
+            fields[key] = fields[key] if isinstance(fields[key], int) and not isinstance(fields[key], bool) else None
+        for key, value in fields.items():
+            if key not in ("screen_w", "screen_h") and value is not None and not isinstance(value, str):
+                return JSONResponse({"detail": f"{key} must be a string"}, status_code=422)
+        fields["user_agent"] = request.headers.get("user-agent")
+        return await _threaded(call, service.start_session, name, service.Arrival(**fields))
+
+    @app.get("/api/s/{token}/trial/{index}")
+    def trial(token: str, index: int) -> Any:
+        return call(service.get_trial, token, index)
+
+    @app.get("/api/s/{token}/img/{image_token}")
+    def image(token: str, image_token: str) -> Response:
+        found = call(service.image_file, token, image_token)
+        if isinstance(found, Response):
+            return found
+        try:
+            data = render(*found)
+        except UserError:
+            return JSONResponse({"detail": "image unavailable"}, status_code=410)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.post("/api/s/{token}/answer")
+    async def answer(token: str, request: Request) -> Any:
+        body = await _json(request)
+        if isinstance(body, Response):
+            return body
+        return await _threaded(call, service.answer, token, body)
+
+    def authorized(request: Request, study: Study | None) -> Response | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return JSONResponse({"detail": "admin token required (Authorization: Bearer TOKEN)"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        ok = server_token is not None and hmac.compare_digest(given.encode(), server_token.encode())
+        if study is not None:
+            ok = ok or hmac.compare_digest(token_hash(given), study.token_sha256)
+        return None if ok else JSONResponse({"detail": "wrong admin token"}, status_code=403)
+
+    @app.post("/api/admin/studies")
+    async def admin_create(request: Request) -> Any:
+        denied = authorized(request, None)
+        if denied is not None:
+            return denied
+        body = await _json(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            spec = StudySpec(**body)
+            study, token = await _threaded(create_study, engine, spec)
+        except TypeError as exc:
+            return JSONResponse({"detail": f"bad study fields: {exc}"}, status_code=422)
+        except UserError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        return {"name": study.name, "admin_token": token, "participant_path": f"/s/{study.name}"}
+
+    def admin_study(request: Request, name: str) -> tuple[Study | None, Response | None]:
+        with transaction() as db:
+            study = db.scalar(select(Study).where(Study.name == name))
+        denied = authorized(request, study)
+        if denied is not None:
+            return None, denied
+        if study is None:
+            return None, JSONResponse({"detail": "no such study"}, status_code=404)
+        return study, None
+
+    @app.get("/api/admin/studies/{name}/progress")
+    def progress(name: str, request: Request) -> Any:
+        study, denied = admin_study(request, name)
+        if denied is not None:
+            return denied
+        with transaction() as db:
+            rows = db.execute(
+                select(Algorithm.name, func.count(Session.id), func.count(Session.completed_at))
+                .join(Session, Session.algorithm_id == Algorithm.id, isouter=True)
+                .where(Algorithm.study_id == study.id).group_by(Algorithm.name)).all()
+            answers = db.scalar(select(func.count(Trial.id)).join(Session, Trial.session_id == Session.id)
+                                .where(Session.study_id == study.id, Trial.answer.is_not(None)))
+        return {"study": study.name, "answers": answers,
+                "algorithms": {alg: {"sessions": n, "completed": c} for alg, n, c in rows}}
+
+    @app.get("/api/admin/studies/{name}/export")
+    def export(name: str, request: Request, format: str = "csv") -> Any:  # noqa: A002 - query parameter name
+        from p2p_eval.study.analysis import analyse, trials_frame
+
+        study, denied = admin_study(request, name)
+        if denied is not None:
+            return denied
+        if format == "json":
+            return analyse(engine, study.name)
+        if format != "csv":
+            return JSONResponse({"detail": "format must be csv or json"}, status_code=422)
+        csv = trials_frame(engine, study.name).to_csv(index=False)
+        return Response(csv, media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{study.name}_trials.csv"'})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:
+        return RedirectResponse("/static/favicon.svg")
+
+    return app
+
+
+async def _json(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object body, or a 422 response."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"detail": "body must be JSON"}, status_code=422)
+    if not isinstance(body, dict):
+        return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
+    return body
+
+
+async def _threaded(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking database work in the thread pool."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)

@@ -1,0 +1,246 @@
+"""Sessions, trials and answers: the rules the server enforces.
+
+- one session per participant per study (unique constraint); a reload (same ids) resumes it;
+- each session tests one algorithm, the one with the fewest sessions so far;
+- the plan is stored before the first trial; trials are served and answered strictly in order;
+- an answer is idempotent: the same answer again returns the same acknowledgement, a different answer to an
+  answered trial is rejected; the "next trial" counter advances by compare-and-swap, so concurrent retries
+  never store twice;
+- images are reached only through random per-trial tokens of the caller's own session, never by path.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DB
+
+from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial, utcnow
+from p2p_eval.study.plan import draw_plan
+
+MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+
+
+class Rejected(Exception):
+    """A request the rules refuse; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Arrival:
+    """The URL parameters a participant arrives with, plus browser facts."""
+
+    workerId: str | None = None  # noqa: N815 - MTurk's spelling
+    assignmentId: str | None = None  # noqa: N815
+    hitId: str | None = None  # noqa: N815
+    PROLIFIC_PID: str | None = None  # noqa: N815
+    STUDY_ID: str | None = None  # noqa: N815
+    SESSION_ID: str | None = None  # noqa: N815
+    anon_id: str | None = None
+    user_agent: str | None = None
+    screen_w: int | None = None
+    screen_h: int | None = None
+
+    def identity(self) -> tuple[str, str, str]:
+        """(source, participant key, shown id); raises Rejected for a preview or a malformed id."""
+        for value in (self.workerId, self.assignmentId, self.hitId, self.PROLIFIC_PID, self.STUDY_ID,
+                      self.SESSION_ID, self.anon_id):
+            if value is not None and not ID_RE.match(value):
+                raise Rejected(422, "participant ids must be 1-128 printable characters")
+        if self.assignmentId == MTURK_PREVIEW:
+            raise Rejected(403, "preview mode: accept the HIT to start the study")
+        if self.workerId:
+            return "mturk", f"mturk:{self.workerId}", self.workerId
+        if self.PROLIFIC_PID:
+            return "prolific", f"prolific:{self.PROLIFIC_PID}", self.PROLIFIC_PID
+        anon = self.anon_id or secrets.token_urlsafe(12)
+        return "anon", f"anon:{anon}", anon
+
+
+def _study(db: DB, name: str) -> Study:
+    study = db.scalar(select(Study).where(Study.name == name))
+    if study is None:
+        raise Rejected(404, "no such study")
+    return study
+
+
+def study_info(db: DB, name: str) -> dict[str, Any]:
+    """What the participant page needs before a session exists (no algorithm names)."""
+    study = _study(db, name)
+    return {"name": study.name, "protocol": study.protocol, "question": study.question,
+            "display_ms": study.display_ms, "practice": study.practice,
+            "total": study.practice + study.trials + study.vigilance}
+
+
+def _state(study: Study, s: Session, shown_id: str) -> dict[str, Any]:
+    done = s.next_index >= s.total
+    return {"session": s.token, "participant": shown_id, "protocol": study.protocol, "question": study.question,
+            "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
+            "next_index": s.next_index, "done": done,
+            "completion_code": s.completion_code if done else None,
+            "redirect_url": _redirect(study, s) if done else None}
+
+
+def _redirect(study: Study, s: Session) -> str | None:
+    if not study.redirect_url:
+        return None
+    return study.redirect_url.replace("{code}", s.completion_code)
+
+
+def start_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
+    """Create the participant's session (plan stored in the same transaction) or resume it."""
+    source, participant, shown = arrival.identity()
+    study = _study(db, name)
+    existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
+    if existing is not None:
+        return _resume(study, existing, arrival, shown)
+    counts = dict(db.execute(select(Session.algorithm_id, func.count()).where(Session.study_id == study.id)
+                             .group_by(Session.algorithm_id)).all())
+    algorithm = min(study.algorithms, key=lambda a: (counts.get(a.id, 0), a.id))
+    real = {stem: i for i, stem in db.execute(select(Image.id, Image.stem).where(
+        Image.study_id == study.id, Image.algorithm_id.is_(None))).all()}
+    fake = {stem: i for i, stem in db.execute(select(Image.id, Image.stem).where(
+        Image.algorithm_id == algorithm.id)).all()}
+    plan = draw_plan(study, real, fake, participant)
+    session = Session(study_id=study.id, algorithm_id=algorithm.id, participant=participant, source=source,
+                      assignment_id=arrival.assignmentId, hit_id=arrival.hitId, external_study_id=arrival.STUDY_ID,
+                      external_session_id=arrival.SESSION_ID, token=secrets.token_urlsafe(32),
+                      completion_code=secrets.token_hex(6).upper(), total=len(plan), next_index=0,
+                      user_agent=(arrival.user_agent or "")[:500] or None, screen_w=arrival.screen_w,
+                      screen_h=arrival.screen_h)
+    try:
+        with db.begin_nested():
+            db.add(session)
+            db.flush()
+            db.add_all(Trial(session_id=session.id, index=i, kind=t.kind, img1_id=t.img1,
+                             img1_token=secrets.token_urlsafe(32), img2_id=t.img2,
+                             img2_token=secrets.token_urlsafe(32) if t.img2 is not None else None,
+                             fake_slot=t.fake_slot, broken=t.broken) for i, t in enumerate(plan))
+            db.flush()
+    except IntegrityError:  # the same participant arrived twice at once: the other request won
+        existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
+        if existing is None:
+            raise
+        return _resume(study, existing, arrival, shown)
+    return _state(study, session, shown)
+
+
+def _resume(study: Study, s: Session, arrival: Arrival, shown: str) -> dict[str, Any]:
+    """A reload resumes; a new assignment / Prolific session by the same participant is refused."""
+    if (s.source == "mturk" and s.assignment_id != arrival.assignmentId) or \
+            (s.source == "prolific" and s.external_session_id != arrival.SESSION_ID):
+        raise Rejected(409, "you have already taken part in this study (one session per participant)")
+    return _state(study, s, shown)
+
+
+def _session(db: DB, token: str) -> Session:
+    s = db.scalar(select(Session).where(Session.token == token))
+    if s is None:
+        raise Rejected(404, "no such session")
+    return s
+
+
+def get_trial(db: DB, token: str, index: int, base: str = "") -> dict[str, Any]:
+    """The next trial's image URLs; only the next unanswered trial can be fetched."""
+    s = _session(db, token)
+    if index != s.next_index:
+        raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
+    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == index))
+    trial.views += 1
+    tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
+    return {"index": index, "practice": trial.kind == "practice", "total": s.total,
+            "images": [f"{base}/api/s/{token}/img/{t}" for t in tokens]}
+
+
+def image_file(db: DB, token: str, image_token: str) -> tuple[Path, bool]:
+    """(file, broken?) of an image of the caller's current or past trial; 404 for anything else."""
+    s = _session(db, token)
+    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index <= s.next_index,
+                                          or_(Trial.img1_token == image_token, Trial.img2_token == image_token)))
+    if trial is None:
+        raise Rejected(404, "no such image")
+    slot = 1 if trial.img1_token == image_token else 2
+    image = db.get(Image, trial.img1_id if slot == 1 else trial.img2_id)
+    broken = trial.broken and slot == trial.fake_slot
+    folder = db.get(Study, image.study_id).real_dir if image.algorithm_id is None else db.get(Algorithm, image.algorithm_id).folder
+    path = Path(image.path).resolve()
+    if not path.is_relative_to(Path(folder).resolve()):
+        raise Rejected(404, "no such image")
+    return path, broken
+
+
+def _score(study: Study, trial: Trial, answer: str) -> tuple[bool, bool]:
+    """(correct, judged_real) of an answer.  judged_real: the fake image was judged real (2afc /
+    sequential), or the image was labelled real (single)."""
+    if study.protocol == "single":
+        judged_real = answer == "real"
+        return judged_real != bool(trial.fake_slot), judged_real
+    chose_fake = int(answer) == trial.fake_slot
+    judged_real = chose_fake if study.question == "real" else not chose_fake
+    return not judged_real, judged_real
+
+
+def _ack(study: Study, s: Session, trial: Trial) -> dict[str, Any]:
+    """The acknowledgement of an answered trial; a pure function of stored data (same on every retry)."""
+    done = trial.index + 1 >= s.total
+    ack: dict[str, Any] = {"index": trial.index, "answer": trial.answer, "accepted": True,
+                           "next_index": trial.index + 1, "done": done, "feedback": None,
+                           "completion_code": s.completion_code if done else None,
+                           "redirect_url": _redirect(study, s) if done else None}
+    if trial.kind == "practice":
+        truth = ("fake" if trial.fake_slot else "real") if study.protocol == "single" else trial.fake_slot
+        ack["feedback"] = {"correct": trial.correct, "fake_slot" if study.protocol != "single" else "truth": truth}
+    return ack
+
+
+def _timing(payload: dict[str, Any], key: str) -> float | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value < 1e10:
+        raise Rejected(422, f"{key} must be a finite number of milliseconds >= 0")
+    return float(value)
+
+
+def answer(db: DB, token: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Store the answer to the next trial; idempotent for the same answer, 409 for anything out of turn."""
+    s = _session(db, token)
+    study = db.get(Study, s.study_id)
+    index, value = payload.get("index"), payload.get("answer")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise Rejected(422, "index must be an integer")
+    valid = ("real", "fake") if study.protocol == "single" else ("1", "2")
+    if not isinstance(value, str) or value not in valid:
+        raise Rejected(422, f"answer must be one of {', '.join(valid)}")
+    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == index))
+    if trial is None:
+        raise Rejected(404, "no such trial")
+    if trial.answer is not None:
+        if trial.answer != value:
+            raise Rejected(409, f"trial {index} was already answered differently")
+        return _ack(study, s, trial)
+    if index != s.next_index:
+        raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
+    times = {k: _timing(payload, k) for k in ("onset1", "offset1", "onset2", "offset2", "response_ms")}
+    done = index + 1 >= s.total
+    swapped = db.execute(update(Session).where(Session.id == s.id, Session.next_index == index)
+                         .values(next_index=index + 1, completed_at=utcnow() if done else None)
+                         .execution_options(synchronize_session=False)).rowcount
+    if swapped != 1:  # a concurrent request for the same trial won the race
+        raise Rejected(409, f"trial {index} is being answered by another request; retry")
+    correct, judged_real = _score(study, trial, value)
+    trial.answer, trial.correct, trial.judged_real, trial.answered_at = value, correct, judged_real, utcnow()
+    for key, t in times.items():
+        setattr(trial, key, t)
+    return _ack(study, s, trial)

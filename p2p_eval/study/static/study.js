@@ -1,0 +1,244 @@
+// Participant page of the p2p-eval perceptual study (plain JS, no build step).
+// Images are fetched and decoded (img.decode()) before a trial starts, then shown and hidden on
+// requestAnimationFrame; the rAF timestamps of the frames that showed / hid them (performance.now()
+// clock) and the response time are posted with the answer.  All text from the server or the URL is
+// written with textContent, never innerHTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const SECTIONS = ["instructions", "trial", "feedback", "done", "error"];
+  const HALF_FRAME = 1000 / 60 / 2;
+  const params = new URLSearchParams(location.search);
+  const studyName = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
+  const apiBase = "/api/studies/" + encodeURIComponent(studyName);
+  let state = null;
+
+  function show(section) {
+    for (const id of SECTIONS) $(id).hidden = id !== section;
+  }
+
+  function fail(message) {
+    $("error-text").textContent = message;
+    show("error");
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+
+  // JSON request; network errors and 5xx are retried (answers are idempotent on the server).
+  async function api(method, url, body) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const response = await fetch(url, {
+          method,
+          headers: body ? { "Content-Type": "application/json" } : {},
+          body: body ? JSON.stringify(body) : undefined,
+        });
+        if (response.status >= 500 && attempt < 6) throw new Error("server error " + response.status);
+        const data = await response.json().catch(() => ({}));
+        return { status: response.status, data };
+      } catch (err) {
+        if (attempt >= 6) throw err;
+        await sleep(250 * 2 ** attempt);
+      }
+    }
+  }
+
+  function describe(info) {
+    const word = info.question === "real" ? "real" : "fake";
+    if (info.protocol === "2afc") {
+      return "In each trial two images appear side by side for a moment: one is a photograph, the other is fake. " +
+        "Click the button under the image you think is " + word + ".";
+    }
+    if (info.protocol === "sequential") {
+      return "In each trial two images appear one after the other: one is a photograph, the other is fake. " +
+        "Then say which one you think is " + word + ": the first or the second.";
+    }
+    return "In each trial one image appears for a moment. It is either a photograph or fake (50/50). " +
+      "Then say whether you think it was real or fake.";
+  }
+
+  async function init() {
+    const { status, data } = await api("GET", apiBase);
+    if (status !== 200) return fail(data.detail || "This study does not exist.");
+    $("how").textContent = describe(data);
+    $("practice-note").hidden = !data.practice;
+    show("instructions");
+    if (params.get("assignmentId") === "ASSIGNMENT_ID_NOT_AVAILABLE") {
+      $("preview-note").hidden = false;
+      $("start").hidden = true;
+      return;
+    }
+    $("start").addEventListener("click", start, { once: true });
+  }
+
+  async function start() {
+    $("start").disabled = true;
+    const storeKey = "p2p-study-anon:" + studyName;
+    const body = { screen_w: screen.width, screen_h: screen.height, anon_id: localStorage.getItem(storeKey) };
+    for (const key of ["workerId", "assignmentId", "hitId", "PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]) {
+      if (params.get(key)) body[key] = params.get(key);
+    }
+    const { status, data } = await api("POST", apiBase + "/sessions", body);
+    if (status !== 200) return fail(data.detail || "Could not start the study.");
+    state = data;
+    if (!body.workerId && !body.PROLIFIC_PID) localStorage.setItem(storeKey, data.participant);
+    if (data.done) return finish(data);
+    runTrial(data.next_index);
+  }
+
+  async function runTrial(index) {
+    const { status, data } = await api("GET", "/api/s/" + state.session + "/trial/" + index);
+    if (status !== 200) return fail(data.detail || "Could not load the next trial.");
+    const images = data.images.map((url) => { const img = new Image(); img.src = url; img.alt = ""; return img; });
+    try {
+      await Promise.all(images.map((img) => img.decode()));
+    } catch (err) {
+      return fail("An image could not be loaded. Please reload the page.");
+    }
+    $("progress").textContent = data.practice
+      ? "Practice " + (index + 1) + " of " + state.practice
+      : "Trial " + (index - state.practice + 1) + " of " + (state.total - state.practice);
+    const stage = $("stage");
+    stage.replaceChildren();
+    $("question").textContent = "";
+    $("answers").replaceChildren();
+    const boxes = (state.protocol === "2afc" ? images : [images[0]]).map(() => {
+      const box = document.createElement("div");
+      box.className = "box";
+      stage.appendChild(box);
+      return box;
+    });
+    if (state.protocol === "2afc") images.forEach((img, i) => boxes[i].appendChild(img));
+    else boxes[0].appendChild(images[0]);
+    show("trial");
+    await sleep(500);
+    const timing = await present(images, boxes[0]);
+    ask(index, timing);
+  }
+
+  // Show on one animation frame, hide on the first frame at least display_ms (minus half a frame) later.
+  async function hold(onset) {
+    for (;;) {
+      const t = await frame();
+      if (t - onset >= state.display_ms - HALF_FRAME) return t;
+    }
+  }
+
+  async function present(images, box) {
+    const timing = {};
+    await frame();
+    if (state.protocol === "2afc") {
+      const onset = await frame();
+      images.forEach((img) => { img.style.visibility = "visible"; });
+      const offset = await hold(onset);
+      images.forEach((img) => { img.style.visibility = "hidden"; });
+      Object.assign(timing, { onset1: onset, offset1: offset, onset2: onset, offset2: offset });
+    } else {
+      let onset = await frame();
+      images[0].style.visibility = "visible";
+      let offset = await hold(onset);
+      images[0].style.visibility = "hidden";
+      Object.assign(timing, { onset1: onset, offset1: offset });
+      if (images.length > 1) {  // sequential: the second image replaces the first on the same frame
+        box.replaceChildren(images[1]);
+        images[1].style.visibility = "visible";
+        onset = offset;
+        offset = await hold(onset);
+        images[1].style.visibility = "hidden";
+        Object.assign(timing, { onset2: onset, offset2: offset });
+      }
+    }
+    timing.hiddenAt = state.protocol === "2afc" || images.length === 1 ? timing.offset1 : timing.offset2;
+    return timing;
+  }
+
+  function ask(index, timing) {
+    const word = state.question === "real" ? "real" : "fake";
+    let choices;
+    if (state.protocol === "2afc") {
+      $("question").textContent = "Which image was " + word + "?";
+      choices = [["1", "Left was " + word], ["2", "Right was " + word]];
+    } else if (state.protocol === "sequential") {
+      $("question").textContent = "Which image was " + word + "?";
+      choices = [["1", "First was " + word], ["2", "Second was " + word]];
+    } else {
+      $("question").textContent = "Was the image real or fake?";
+      choices = [["real", "Real"], ["fake", "Fake"]];
+    }
+    const buttons = choices.map(([value, label]) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = label;
+      button.dataset.answer = value;
+      button.addEventListener("click", () => submit(index, value, timing, buttons), { once: true });
+      $("answers").appendChild(button);
+      return button;
+    });
+  }
+
+  async function submit(index, value, timing, buttons) {
+    const responseMs = performance.now() - timing.hiddenAt;
+    buttons.forEach((b) => { b.disabled = true; });
+    const body = { index, answer: value, response_ms: responseMs };
+    for (const key of ["onset1", "offset1", "onset2", "offset2"]) if (key in timing) body[key] = timing[key];
+    let reply;
+    try {
+      reply = await api("POST", "/api/s/" + state.session + "/answer", body);
+    } catch (err) {
+      return fail("The connection was lost. Please reload the page to continue where you stopped.");
+    }
+    if (reply.status !== 200) return fail(reply.data.detail || "The answer was not accepted. Please reload the page.");
+    const ack = reply.data;
+    const next = () => (ack.done ? finish(ack) : runTrial(ack.next_index));
+    if (ack.feedback) return feedback(ack.feedback, next);
+    next();
+  }
+
+  function feedback(fb, next) {
+    const title = $("feedback-title");
+    title.textContent = fb.correct ? "Correct!" : "Not quite.";
+    title.className = fb.correct ? "right" : "wrong";
+    let text;
+    if (state.protocol === "single") text = "That image was " + fb.truth + ".";
+    else {
+      const names = state.protocol === "2afc" ? ["left", "right"] : ["first", "second"];
+      text = "The fake image was the " + names[fb.fake_slot - 1] + " one.";
+    }
+    $("feedback-text").textContent = text;
+    show("feedback");
+    const button = $("continue");
+    const handler = () => { button.removeEventListener("click", handler); next(); };
+    button.addEventListener("click", handler);
+  }
+
+  function finish(result) {
+    $("code").textContent = result.completion_code;
+    $("participant").textContent = state ? "Participant: " + state.participant : "";
+    show("done");
+    const submitTo = params.get("turkSubmitTo");
+    if (submitTo && /^https:\/\//.test(submitTo) && params.get("assignmentId")) {
+      const form = $("mturk-form");
+      form.action = submitTo.replace(/\/$/, "") + "/mturk/externalSubmit";
+      for (const [name, value] of [["assignmentId", params.get("assignmentId")], ["completion_code", result.completion_code]]) {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = value;
+        form.appendChild(input);
+      }
+      form.hidden = false;
+    }
+    if (result.redirect_url) {
+      let url;
+      try { url = new URL(result.redirect_url); } catch (err) { return; }
+      if (url.protocol !== "https:" && url.protocol !== "http:") return;
+      $("redirect-link").href = url.href;
+      $("redirect-note").hidden = false;
+      setTimeout(() => location.assign(url.href), 4000);
+    }
+  }
+
+  init().catch((err) => fail(String(err)));
+})();
