@@ -1,0 +1,241 @@
+"""Cityscapes labels: official label ids, the 19 train ids, colour maps, and the pix2pix AB preparation.
+
+The label table comes from ``cityscapesscripts.helpers.labels`` (the official Cityscapes scripts);
+nothing here retypes it.  References:
+
+- ``labelids_to_trainids`` matches cityscapesscripts' ``preparation/createTrainIdLabelImgs`` (every
+  label id -> its ``trainId``; ids whose trainId is 255 or -1 -> 255 = ignore).
+- ``prepare_cityscapes`` matches pix2pix's ``datasets/prepare_cityscapes_dataset.py``: the photo and the
+  official colour label map (``*_gtFine_color.png``, i.e. each label id painted with its ``color``) side
+  by side, frames in sorted name order.  We render the colour map from ``*_gtFine_labelIds.png`` (same
+  colours) and write lossless PNGs plus train-id label PNGs.
+- ``colors_to_trainids`` inverts a colour map by nearest palette colour (squared RGB distance).  The
+  palette is the 19 train-class colours plus the colours of the void labels that no train class shares
+  (``VOID_COLORS``); those map to 255.  Void labels that share a train class's colour (polegroup = pole,
+  license plate = car) cannot be told apart by colour and map to that class.  Agreement on pix2pix's
+  JPEG-compressed val set: see ``colour_agreement`` notes in tests/data/test_cityscapes.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from cityscapesscripts.helpers.labels import labels as _LABELS
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+from tqdm import tqdm
+
+from p2p_eval.errors import UserError, file_list, require_dir
+from p2p_eval.fsutil import atomic_write_text
+from p2p_eval.imageio import list_images, read_image, write_png
+
+IGNORE = 255
+NUM_CLASSES = 19
+
+_TRAIN = sorted((lab for lab in _LABELS if 0 <= lab.trainId < IGNORE), key=lambda lab: lab.trainId)
+TRAIN_CLASSES: tuple[str, ...] = tuple(lab.name for lab in _TRAIN)
+PALETTE: np.ndarray = np.array([lab.color for lab in _TRAIN], dtype=np.uint8)
+
+ID_TO_TRAINID: np.ndarray = np.full(256, IGNORE, dtype=np.uint8)
+ID_TO_COLOR: np.ndarray = np.zeros((256, 3), dtype=np.uint8)
+for _lab in _LABELS:
+    if _lab.id >= 0:
+        ID_TO_TRAINID[_lab.id] = _lab.trainId if 0 <= _lab.trainId < IGNORE else IGNORE
+        ID_TO_COLOR[_lab.id] = _lab.color
+
+# Void labels decoded by colour: all whose colour no train class shares, except caravan and trailer, whose
+# dark blues (0,0,90) / (0,0,110) lie 20-32 RGB units from truck (0,0,70) and car (0,0,142): on JPEG-compressed
+# maps they turned 0.3% of all pixels (car/truck edges) into void while being rare themselves (measured on the
+# official sample rendered and compressed like pix2pix's files: agreement 0.957 -> 0.960).
+_NOT_BY_COLOR = ("caravan", "trailer")
+_train_colors = {tuple(c) for c in PALETTE.tolist()}
+VOID_COLORS: np.ndarray = np.array(
+    sorted({lab.color for lab in _LABELS
+            if lab.id >= 0 and ID_TO_TRAINID[lab.id] == IGNORE and lab.name not in _NOT_BY_COLOR} - _train_colors),
+    dtype=np.uint8,
+)
+"""Colours decoded to 255: unlabeled/ego vehicle/rectification border/out of roi/static (black), dynamic,
+ground, parking, rail track, guard rail, bridge, tunnel."""
+
+_MATCH_COLORS = np.concatenate([PALETTE, VOID_COLORS]).astype(np.int32)
+_MATCH_IDS = np.concatenate([np.arange(NUM_CLASSES), np.full(len(VOID_COLORS), IGNORE)]).astype(np.uint8)
+
+_TRAINID_TO_COLOR = np.zeros((256, 3), dtype=np.uint8)
+_TRAINID_TO_COLOR[:NUM_CLASSES] = PALETTE
+
+SPLITS = ("train", "val")
+
+
+def _as_hwc(rgb: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A colour image as an (H, W, 3) uint8 array; accepts (3, H, W) / (4, H, W) tensors or HxWx3/4 arrays."""
+    if isinstance(rgb, torch.Tensor):
+        rgb = rgb.detach().cpu()
+        if rgb.ndim == 3 and rgb.shape[0] in (3, 4):
+            rgb = rgb.permute(1, 2, 0)
+        rgb = rgb.numpy()
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 HxWx3 colour image, got {arr.dtype} {arr.shape}")
+    return arr[..., :3]
+
+
+def labelids_to_trainids(arr: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Official label ids (0..33) -> train ids (0..18, 255 ignore); cityscapesscripts' createTrainIdLabelImgs."""
+    if isinstance(arr, torch.Tensor):
+        arr = arr.detach().cpu().numpy()
+    return ID_TO_TRAINID[np.asarray(arr).astype(np.uint8)]
+
+
+def colors_to_trainids(rgb: np.ndarray | torch.Tensor, chunk: int = 1 << 16) -> np.ndarray:
+    """Colour label map -> HxW uint8 train ids by nearest palette colour (train + void colours; void -> 255)."""
+    img = _as_hwc(rgb)
+    h, w = img.shape[:2]
+    flat = img.reshape(-1, 3)
+    # Nearest colour over the unique colours only (a label map has few distinct colours, even after JPEG).
+    codes = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    colors = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1)
+    nearest = np.empty(len(uniq), dtype=np.uint8)
+    for start in range(0, len(uniq), chunk):
+        diff = colors[start:start + chunk, None, :] - _MATCH_COLORS[None, :, :]
+        nearest[start:start + chunk] = _MATCH_IDS[np.argmin((diff * diff).sum(axis=2), axis=1)]
+    return nearest[inverse.reshape(-1)].reshape(h, w)
+
+
+def trainids_to_colors(ids: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Train ids -> HxWx3 uint8 colours of the Cityscapes palette (255 and unknown ids -> black)."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.detach().cpu().numpy()
+    return _TRAINID_TO_COLOR[np.asarray(ids).astype(np.uint8)]
+
+
+def labelids_to_colors(ids: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Official label ids -> HxWx3 colours, as in the official ``*_gtFine_color.png`` (void labels keep theirs)."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.detach().cpu().numpy()
+    return ID_TO_COLOR[np.asarray(ids).astype(np.uint8)]
+
+
+def resize_nearest(ids: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize a label map (HxW or HxWxC uint8) with nearest neighbour (PIL's NEAREST sampling)."""
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if ids.shape[:2] == hw:
+        return ids
+    t = torch.from_numpy(np.ascontiguousarray(ids))
+    t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+    out = F.resize(t, list(hw), interpolation=InterpolationMode.NEAREST_EXACT)
+    return (out[0] if ids.ndim == 2 else out.permute(1, 2, 0)).numpy()
+
+
+def _label_kind(path: Path, image: torch.Tensor) -> str:
+    """``colour``, ``labelids`` or ``trainids``: by channel count, then file name, then the values present."""
+    if image.shape[0] >= 3:
+        return "colour"
+    stem = path.stem.lower()
+    if stem.endswith("labelids"):
+        return "labelids"
+    if stem.endswith("trainids"):
+        return "trainids"
+    values = torch.unique(image)
+    return "labelids" if bool(((values >= NUM_CLASSES) & (values < IGNORE)).any()) else "trainids"
+
+
+def load_label_map(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Read a label PNG as HxW uint8 train ids, resized with nearest neighbour when ``size`` is given.
+
+    Auto-detects: a colour map (3/4 channels, nearest palette colour); an official ``*_labelIds.png``
+    (name, or any value in 19..254); otherwise a train-id PNG (values 0..18 and 255).
+    """
+    path = Path(path)
+    image = read_image(path, mode="unchanged")
+    kind = _label_kind(path, image)
+    if kind == "colour":
+        ids = colors_to_trainids(image[:3])
+    elif kind == "labelids":
+        ids = labelids_to_trainids(image[0].numpy())
+    else:
+        ids = image[0].numpy()
+        bad = np.unique(ids[(ids >= NUM_CLASSES) & (ids != IGNORE)])
+        if bad.size:
+            raise UserError(f"{path}: train-id label map has values {bad.tolist()} outside 0..18 and 255")
+    return ids if size is None else resize_nearest(ids, size)
+
+
+def split_labels(data_dir: str | Path, split: str, size: int | tuple[int, int] | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, train ids) for every image of DIR/split, from DIR/split_labels if present, else the B half's colours."""
+    data_dir = Path(data_dir)
+    images = list_images(data_dir / split, f"{split} folder of {data_dir}")
+    labels_dir = data_dir / f"{split}_labels"
+    out: list[tuple[str, np.ndarray]] = []
+    if labels_dir.is_dir():
+        paths = {p.stem: p for p in list_images(labels_dir)}
+        missing = [img.name for img in images if img.stem not in paths]
+        if missing:
+            raise UserError(f"{labels_dir} lacks label PNGs for {file_list(missing)}; re-run the data preparation")
+        for img in tqdm(images, desc=f"labels {split}", unit="img", leave=False):
+            out.append((img.stem, load_label_map(paths[img.stem], size)))
+        return out
+    for img in tqdm(images, desc=f"labels {split} (colour)", unit="img", leave=False):
+        ab = read_image(img)
+        w = ab.shape[2]
+        if w % 2:
+            raise UserError(f"{img} is {w} pixels wide; an AB image needs an even width (photo | label)")
+        ids = colors_to_trainids(ab[:, :, w // 2:])
+        out.append((img.stem, ids if size is None else resize_nearest(ids, size)))
+    return out
+
+
+_FRAME = re.compile(r"^(.*)_leftImg8bit$")
+
+
+def _split_frames(root: Path, split: str) -> list[tuple[str, Path, Path]]:
+    """(frame, photo, labelIds) for every frame of one split, sorted by frame name; errors list missing partners."""
+    photos = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+    frames, missing = [], []
+    for photo in photos:
+        frame = _FRAME.match(photo.stem).group(1)
+        label = root / "gtFine" / split / photo.parent.name / f"{frame}_gtFine_labelIds.png"
+        if label.is_file():
+            frames.append((frame, photo, label))
+        else:
+            missing.append(label)
+    if missing:
+        raise UserError(f"Cityscapes {split}: no gtFine labelIds for {len(missing)} photos: {file_list(missing)}; "
+                        "unpack gtFine_trainvaltest.zip into the same root")
+    return sorted(frames)
+
+
+def prepare_cityscapes(root: str | Path, out: str | Path, size: int = 256) -> dict[str, int]:
+    """Official Cityscapes release -> pix2pix AB pairs (photo | colour label) + train-id label PNGs.
+
+    Writes OUT/SPLIT/N.png (photo resized bilinear with antialiasing | colour label map resized with
+    nearest neighbour), OUT/SPLIT_labels/N.png (train ids, nearest) and OUT/SPLIT_frames.txt (line N =
+    the Cityscapes frame of N.png) for the train and val splits present; N = 1.. in sorted frame order.
+    """
+    root = require_dir(root, "Cityscapes root")
+    for sub in ("leftImg8bit", "gtFine"):
+        require_dir(root / sub, f"Cityscapes {sub}/ folder (download {sub}_trainvaltest.zip and unpack it in the root)")
+    if size < 1:
+        raise UserError(f"--size must be positive, got {size}")
+    splits = [s for s in SPLITS if (root / "leftImg8bit" / s).is_dir()]
+    todo = {s: _split_frames(root, s) for s in splits}
+    todo = {s: frames for s, frames in todo.items() if frames}
+    if not todo:
+        raise UserError(f"no *_leftImg8bit.png photos under {root / 'leftImg8bit'}/{{train,val}}/CITY/; "
+                        "is --root the folder that holds leftImg8bit/ and gtFine/?")
+    out = Path(out)
+    summary: dict[str, int] = {}
+    for split, frames in todo.items():
+        bar = tqdm(frames, desc=f"cityscapes {split}", unit="frame")
+        for n, (_, photo_path, label_path) in enumerate(bar, start=1):
+            photo = F.resize(read_image(photo_path), [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+            label_ids = resize_nearest(read_image(label_path, mode="gray")[0].numpy(), size)
+            colour = torch.from_numpy(labelids_to_colors(label_ids)).permute(2, 0, 1)
+            write_png(out / split / f"{n}.png", torch.cat([photo, colour], dim=2))
+            write_png(out / f"{split}_labels" / f"{n}.png", torch.from_numpy(labelids_to_trainids(label_ids)))
+        atomic_write_text(out / f"{split}_frames.txt", "".join(f"{frame}\n" for frame, _, _ in frames))
+        summary[split] = len(frames)
+    return summary
