@@ -380,7 +380,7 @@ def train_segmenter(data_dir: str | Path, out_path: str | Path, epochs: int = 30
             "trained_on": {"data": str(data_dir.resolve()), "layout": layout, "split": "train", "images": len(pairs),
                            "labels": _label_source(pairs)},
             "train_seconds": round(seconds, 1), "device": dev.type,
-            "torch": torch.__version__, "smp": _smp_version()}
+            "torch": str(torch.__version__), "smp": _smp_version()}
     model.eval()
     meta["val"] = _val_scores(model, meta, data_dir, dev, batch_size, progress)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -398,7 +398,7 @@ def _label_source(pairs: list[Pair]) -> str:
 def _smp_version() -> str:
     import segmentation_models_pytorch as smp
 
-    return smp.__version__
+    return str(smp.__version__)
 
 
 def _val_scores(model: nn.Module, meta: dict, data_dir: Path, device: torch.device, batch_size: int,
