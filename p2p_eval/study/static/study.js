@@ -2,7 +2,7 @@
 // Images are fetched and decoded (img.decode()) before a trial starts, then shown and hidden on
 // requestAnimationFrame; the rAF timestamps of the frames that showed / hid them (performance.now()
 // clock) and the response time are posted with the answer.  All text from the server or the URL is
-// written with textContent, never innerHTML.
+// written with textContent, never parsed as HTML.
 "use strict";
 
 (() => {
