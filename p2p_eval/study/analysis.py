@@ -117,8 +117,8 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
         rows = frame[frame["algorithm"] == alg]
         sessions = rows.groupby("session_id")
         complete = sessions["completed_at"].first().notna()
-        vig = rows[rows["vigilance"]].groupby("session_id")["correct"].apply(lambda c: int(c.eq(False).sum()))
-        failed = vig.reindex(complete.index, fill_value=0) > study.vigilance_max_errors
+        wrong_vigilance = (rows["vigilance"] & rows["correct"].eq(False)).groupby(rows["session_id"]).sum()
+        failed = wrong_vigilance.reindex(complete.index) > study.vigilance_max_errors
         included = complete.index[complete & ~failed]
         main = rows[(rows["kind"] == "main") & rows["session_id"].isin(included) & rows["answer"].notna()]
         entry: dict[str, Any] = {"sessions": int(len(complete)), "incomplete": int((~complete).sum()),
