@@ -89,7 +89,7 @@ def labelids_to_trainids(arr: np.ndarray | torch.Tensor) -> np.ndarray:
     return ID_TO_TRAINID[np.asarray(arr).astype(np.uint8)]
 
 
-def colors_to_trainids(rgb: np.ndarray | torch.Tensor, chunk: int = 1 << 16) -> np.ndarray:
+def colors_to_trainids(rgb: np.ndarray | torch.Tensor) -> np.ndarray:
     """Colour label map -> HxW uint8 train ids by nearest palette colour (train + void colours; void -> 255)."""
     img = _as_hwc(rgb)
     h, w = img.shape[:2]
@@ -98,11 +98,11 @@ def colors_to_trainids(rgb: np.ndarray | torch.Tensor, chunk: int = 1 << 16) -> 
     codes = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
     uniq, inverse = np.unique(codes, return_inverse=True)
     colors = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1)
-    nearest = np.empty(len(uniq), dtype=np.uint8)
-    for start in range(0, len(uniq), chunk):
-        diff = colors[start:start + chunk, None, :] - _MATCH_COLORS[None, :, :]
-        nearest[start:start + chunk] = _MATCH_IDS[np.argmin((diff * diff).sum(axis=2), axis=1)]
-    return nearest[inverse.reshape(-1)].reshape(h, w)
+    # |c - p|^2 = |p|^2 - 2 c.p + |c|^2; the last term is the same for every p.  All terms are integers
+    # below 2^24, so float32 is exact and ties resolve to the lower index (train classes first).
+    palette = _MATCH_COLORS.astype(np.float32)
+    nearest = np.argmin((palette * palette).sum(1)[None, :] - 2.0 * colors.astype(np.float32) @ palette.T, axis=1)
+    return _MATCH_IDS[nearest][inverse.reshape(-1)].reshape(h, w)
 
 
 def trainids_to_colors(ids: np.ndarray | torch.Tensor) -> np.ndarray:
