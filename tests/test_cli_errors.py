@@ -1,0 +1,28 @@
+"""User errors on the command line: exit status 2, one line naming the path, a traceback only with --debug."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2p_eval.cli import main
+
+
+def test_missing_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["data", "prepare-cityscapes", "--root", "/nonexistent", "--out", str(tmp_path / "X")])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "/nonexistent" in lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "X").exists()
+
+
+def test_debug_shows_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--debug", "data", "prepare-cityscapes", "--root", "/nonexistent", "--out", str(tmp_path / "X")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" in err and "UserError" in err
+    assert "/nonexistent" in err.splitlines()[-1]
