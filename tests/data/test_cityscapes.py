@@ -95,7 +95,8 @@ def test_load_label_map_detects_kinds(tmp_path: Path) -> None:
     Image.fromarray(train).save(tmp_path / "t.png")
     Image.fromarray(_paint(label_ids)).save(tmp_path / "c.png")
     Image.fromarray(np.dstack([_paint(label_ids), np.full((20, 30), 255, np.uint8)])).save(tmp_path / "rgba.png")
-    for name in ("f_gtFine_labelIds.png", "anon.png", "t.png", "c.png", "rgba.png"):
+    Image.fromarray(_paint(label_ids)).convert("P", palette=Image.ADAPTIVE, colors=16).save(tmp_path / "p.png")
+    for name in ("f_gtFine_labelIds.png", "anon.png", "t.png", "c.png", "rgba.png", "p.png"):
         got = cs.load_label_map(tmp_path / name)
         assert got.dtype == np.uint8
         np.testing.assert_array_equal(got, train, err_msg=name)
