@@ -1,0 +1,66 @@
+"""``p2p-eval color``: Lab colour distributions of fake image sets against the real set (Figure 7)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ORDER = 40
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``color``."""
+    parser = sub.add_parser(
+        "color", help="Lab colour histograms and their intersection with the real set (the paper's Figure 7)",
+        description="Marginal L / a / b histograms (sRGB -> CIE Lab as skimage.color.rgb2lab, D65; one bin per unit: "
+        "L in [0, 100], a and b in [-128, 128]) of the real folder and each fake folder, scored by histogram "
+        "intersection sum_i min(p_i, q_i) against the real set (1 = identical; higher is better).")
+    parser.add_argument("--real", type=Path, required=True, help="folder of real photos")
+    parser.add_argument("--fake", type=Path, action="append", required=True,
+                        help="folder of generated images, one per real image (repeat for several sets)")
+    parser.add_argument("--labels", help="comma-separated names of the fake sets, in --fake order (default: folder names)")
+    parser.add_argument("--plot", type=Path, help="write the Figure 7 style plot (PNG) here")
+    parser.add_argument("--json", type=Path, help="write the scores, bins and bin counts (JSON) here")
+    parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first (default: as stored)")
+    parser.add_argument("--half", choices=("A", "B"), help="the --real folder holds AB pairs: use the left (A) or right (B) half")
+    parser.add_argument("--class", dest="class_name", metavar="NAME",
+                        help="only pixels of this Cityscapes class (e.g. car, road); needs --real-labels")
+    parser.add_argument("--real-labels", type=Path, metavar="DIR",
+                        help="label maps of the real images (train ids, labelIds or colour PNGs), same file stems")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per histogram update (default 16)")
+    parser.set_defaults(func=_color)
+
+
+def set_labels(folders: list[Path], labels: str | None) -> list[str]:
+    """Names of the fake sets: ``--labels`` split on commas, else the folder names (made unique)."""
+    from p2p_eval.errors import UserError
+
+    if labels is not None:
+        names = [s.strip() for s in labels.split(",")]
+        if len(names) != len(folders) or len(set(names)) != len(names) or "" in names:
+            raise UserError(f"--labels {labels!r} must give {len(folders)} distinct names, one per --fake, comma-separated")
+        return names
+    names: list[str] = []
+    for folder in folders:
+        name = folder.name or str(folder)
+        names.append(name if name not in names else f"{name}_{len(names) + 1}")
+    return names
+
+
+def _color(args: argparse.Namespace) -> int:
+    from p2p_eval.metrics.color import CHANNELS, compare_sets
+
+    names = set_labels(args.fake, args.labels)
+    result = compare_sets(args.real, dict(zip(names, args.fake)), plot=args.plot, json_out=args.json,
+                          size=args.size, half=args.half, class_name=args.class_name, labels_dir=args.real_labels,
+                          batch_size=args.batch_size)
+    width = max(len(n) for n in names + ["set"])
+    print(f"histogram intersection with the real set ({result['images']['real']} images"
+          + (f", class {args.class_name}" if args.class_name else "") + ")")
+    print(f"{'set':<{width}}  " + "  ".join(f"{c:>6}" for c in CHANNELS))
+    for name, scores in result["intersection"].items():
+        print(f"{name:<{width}}  " + "  ".join(f"{scores[c]:6.4f}" for c in CHANNELS))
+    for what, path in (("plot", args.plot), ("json", args.json)):
+        if path is not None:
+            print(f"{what}: {path}")
+    return 0
