@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--epochs", type=int, default=30, help="passes over the training images (default 30)")
     train.add_argument("--size", type=int, default=256, help="input size, the size of the generated images (default 256)")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    train.add_argument("--arch", default="fpn", help="fpn, unet, deeplabv3plus, linknet, pspnet, unetplusplus (default fpn)")
+    train.add_argument("--arch", default="unet", help="unet, fpn, deeplabv3plus, linknet, pspnet, unetplusplus (default unet)")
     train.add_argument("--encoder", default="resnet18", help="segmentation-models-pytorch encoder (default resnet18)")
     train.add_argument("--encoder-weights", type=Path, metavar="FILE",
                        help="local encoder weights (.pth/.safetensors, e.g. torchvision's ImageNet resnet18); default: from scratch")

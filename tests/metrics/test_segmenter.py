@@ -137,7 +137,7 @@ def test_train_resume_checkpoint_and_mismatch_errors(tmp_path: Path, monkeypatch
 
     model, meta = seg.load_segmenter(out, "cpu")
     assert meta["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
-    assert meta["arch"] == "fpn" and meta["encoder"] == "resnet18" and meta["input_size"] == 64
+    assert meta["arch"] == "unet" and meta["encoder"] == "resnet18" and meta["input_size"] == 64
     assert meta["classes"] == list(TRAIN_CLASSES) and meta["epochs"] == 2
     assert meta["trained_on"]["images"] == 8 and meta["trained_on"]["layout"] == "ab"
     assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
