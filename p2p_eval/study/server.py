@@ -55,16 +55,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         except UserError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next):  # noqa: ANN001, ANN202 - Starlette middleware
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if request.url.path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -188,6 +179,31 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         return RedirectResponse("/static/favicon.svg")
 
     return app
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: CSP, nosniff, no referrer on every response; no caching of API answers."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_api = scope["path"].startswith("/api/") and "/img/" not in scope["path"]
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"no-referrer")]
+                if is_api:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _json(request: Request) -> dict[str, Any] | Response:

@@ -105,6 +105,7 @@ def start_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
     existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
     if existing is not None:
         return _resume(study, existing, arrival, shown)
+    db.scalar(select(Study.id).where(Study.id == study.id).with_for_update())  # serialise assignment (PostgreSQL)
     counts = dict(db.execute(select(Session.algorithm_id, func.count()).where(Session.study_id == study.id)
                              .group_by(Session.algorithm_id)).all())
     algorithm = min(study.algorithms, key=lambda a: (counts.get(a.id, 0), a.id))

@@ -1,0 +1,66 @@
+"""Simulated participants over HTTP, for the load test and ``benchmarks/perf/study_load.py``.
+
+Each participant behaves like the page: start (or resume) a session, then for each trial fetch it, fetch
+its images, answer at random, and keep every acknowledgement it received.  Uses httpx (test extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    """What the participants saw: acknowledged answers, answer latencies (s), errors, finished sessions."""
+
+    acks: list[tuple[str, int, str]] = field(default_factory=list)  # (session token, trial index, answer)
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    finished: int = 0
+    elapsed: float = 0.0
+
+
+async def _participant(client, base: str, study: str, pid: str, result: LoadResult, rng: random.Random,  # noqa: ANN001
+                       images: bool) -> None:
+    r = await client.post(f"{base}/api/studies/{study}/sessions", json={"PROLIFIC_PID": pid, "SESSION_ID": "load"})
+    r.raise_for_status()
+    state = r.json()
+    token, index, total = state["session"], state["next_index"], state["total"]
+    choices = ("real", "fake") if state["protocol"] == "single" else ("1", "2")
+    while index < total:
+        trial = await client.get(f"{base}/api/s/{token}/trial/{index}")
+        trial.raise_for_status()
+        if images:
+            for url in trial.json()["images"]:
+                (await client.get(base + url)).raise_for_status()
+        value = rng.choice(choices)
+        body = {"index": index, "answer": value, "onset1": 0.0, "offset1": 1000.0, "response_ms": 500.0}
+        start = time.perf_counter()
+        r = await client.post(f"{base}/api/s/{token}/answer", json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"answer {index} of {pid}: {r.status_code} {r.text}")
+        result.latencies.append(time.perf_counter() - start)
+        result.acks.append((token, index, value))
+        index = r.json()["next_index"]
+    result.finished += 1
+
+
+async def run_participants(base: str, study: str, count: int, prefix: str = "p", seed: int = 0, images: bool = True,
+                           timeout: float = 60.0, result: LoadResult | None = None) -> LoadResult:
+    """Run ``count`` participants at once (ids ``{prefix}{i}``); a participant stops at its first error."""
+    import httpx
+
+    result = result if result is not None else LoadResult()
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    start = time.perf_counter()
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        tasks = [_participant(client, base, study, f"{prefix}{i}", result, random.Random(seed * 100_003 + i), images)
+                 for i in range(count)]
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                result.errors.append(f"{type(outcome).__name__}: {outcome}")
+    result.elapsed = time.perf_counter() - start
+    return result

@@ -1,0 +1,74 @@
+"""The study server under uvicorn on 127.0.0.1 (``p2p-eval study serve`` in a subprocess): 100 participants
+at once, then SIGKILL mid-study and restart; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DB
+
+from p2p_eval.study.loadgen import LoadResult, run_participants
+from p2p_eval.study.models import Session, Trial
+from p2p_eval.study.store import make_engine
+
+pytestmark = pytest.mark.slow
+
+
+def stored_answers(db_url: str) -> dict[tuple[str, int], str]:
+    engine = make_engine(db_url)
+    try:
+        with DB(engine) as db:
+            rows = db.execute(select(Session.token, Trial.index, Trial.answer).join(Session, Trial.session_id == Session.id)
+                              .where(Trial.answer.is_not(None))).all()
+    finally:
+        engine.dispose()
+    return {(token, index): answer for token, index, answer in rows}
+
+
+def test_hundred_participants_at_once(db_url, make_study, live_server) -> None:
+    make_study(trials=3, practice=1, vigilance=1)
+    server = live_server()
+    result = asyncio.run(run_participants(server.url, "s1", 100, images=False, timeout=60))
+    assert result.errors == [] and result.finished == 100
+    assert result.elapsed < 120
+    stored = stored_answers(db_url)
+    acked = {(t, i): a for t, i, a in result.acks}
+    assert len(result.acks) == len(acked) == 100 * 5, "every answer acknowledged exactly once"
+    assert stored == acked, "zero lost, zero extra answers"
+    engine = make_engine(db_url)
+    try:
+        with DB(engine) as db:
+            per_alg = db.execute(select(func.count()).select_from(Session).group_by(Session.algorithm_id)).scalars().all()
+            assert sorted(per_alg) == [50, 50]
+            assert db.scalar(select(func.count()).select_from(Session).where(Session.completed_at.is_not(None))) == 100
+    finally:
+        engine.dispose()
+
+
+def test_sigkill_keeps_every_acknowledged_answer(db_url, make_study, live_server) -> None:
+    make_study(trials=10, practice=2)
+    first = live_server()
+    result = LoadResult()
+    runner = threading.Thread(target=lambda: asyncio.run(
+        run_participants(first.url, "s1", 20, images=False, timeout=10, result=result)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while len(result.acks) < 60 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.kill()  # mid-study: participants are still answering
+    runner.join(60)
+    assert not runner.is_alive() and 60 <= len(result.acks) < 20 * 12 and result.errors
+    stored = stored_answers(db_url)
+    for token, index, value in result.acks:
+        assert stored.get((token, index)) == value, "an acknowledged answer was lost"
+    second = live_server()  # restart on the same database; everyone resumes and finishes
+    rest = asyncio.run(run_participants(second.url, "s1", 20, seed=1, images=False, timeout=30))
+    assert rest.errors == [] and rest.finished == 20
+    final = stored_answers(db_url)
+    assert len(final) == 20 * 12
+    for token, index, value in result.acks:
+        assert final[(token, index)] == value
