@@ -1,0 +1,200 @@
+"""Full-reference image metrics (MSE, PSNR, SSIM) and set metrics (FID, LPIPS) over folders of images.
+
+References (all on uint8 RGB images, data range 255, computed in float64):
+
+- MSE: mean of (x - y)^2 over pixels and channels (``skimage.metrics.mean_squared_error``); lower is better.
+- PSNR: ``10 log10(255^2 / MSE)`` (``skimage.metrics.peak_signal_noise_ratio(data_range=255)``); higher is
+  better; identical images give +inf (written as null in JSON).
+- SSIM: Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population
+  covariances, averaged over the valid (un-padded) window positions and the three channels, i.e.
+  ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=255, channel_axis=-1)``; higher is better.  These are the metrics of the "Modified Pix2Pix"
+  seed (002).
+- FID (:mod:`.fid`) and LPIPS (:mod:`.lpips`) from local weights files; LPIPS diversity = the mean LPIPS
+  over all pairs of outputs for the same input (seed 003), needing two or more fake folders.
+
+Per-image metrics pair real and fake images by file stem.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as tnf
+
+from p2p_eval.errors import UserError, file_list, unknown_name
+
+DATA_RANGE = 255.0
+METRICS = ("mse", "psnr", "ssim", "fid", "lpips", "lpips_diversity")
+HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "fid": False, "lpips": False, "lpips_diversity": True}
+SSIM_SIGMA, SSIM_RADIUS, SSIM_K1, SSIM_K2 = 1.5, 5, 0.01, 0.03
+
+
+def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two uint8 (N, 3, H, W) or (3, H, W) batches of equal shape as float64 (N, C, H, W)."""
+    if x.shape != y.shape:
+        raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    x, y = (t.unsqueeze(0) if t.ndim == 3 else t for t in (x, y))
+    return x.double(), y.double()
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image mean squared error (N,) of uint8 images, in squared 0..255 units."""
+    a, b = _pair(x, y)
+    return ((a - b) ** 2).mean((1, 2, 3))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (N,) in dB with data range 255; +inf for identical images."""
+    return 10.0 * torch.log10(DATA_RANGE**2 / mse(x, y))
+
+
+def _gaussian_window(device: torch.device) -> torch.Tensor:
+    """The normalised 1-D Gaussian of scipy.ndimage.gaussian_filter (sigma 1.5, truncate 3.5 -> 11 taps)."""
+    r = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=torch.float64, device=device)
+    g = torch.exp(-0.5 * (r / SSIM_SIGMA) ** 2)
+    return g / g.sum()
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (N,), the mean of the SSIM map over valid positions and channels (see module doc)."""
+    a, b = _pair(x, y)
+    n, c, h, w = a.shape
+    if min(h, w) < 2 * SSIM_RADIUS + 1:
+        raise ValueError(f"SSIM needs images of at least {2 * SSIM_RADIUS + 1} pixels per side, got {h}x{w}")
+    g = _gaussian_window(a.device)
+    kernel_h = g.view(1, 1, -1, 1).repeat(5 * c, 1, 1, 1)
+    kernel_w = g.view(1, 1, 1, -1).repeat(5 * c, 1, 1, 1)
+    stack = torch.cat([a, b, a * a, b * b, a * b], 1)
+    blurred = tnf.conv2d(tnf.conv2d(stack, kernel_h, groups=5 * c), kernel_w, groups=5 * c)
+    mu_a, mu_b, aa, bb, ab = blurred.split(c, 1)
+    var_a, var_b, cov = aa - mu_a**2, bb - mu_b**2, ab - mu_a * mu_b
+    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean((1, 2, 3))
+
+
+PAIRWISE = {"mse": mse, "psnr": psnr, "ssim": ssim}
+
+
+def parse_metrics(text: str) -> list[str]:
+    """``psnr,ssim,fid`` -> names, each checked against :data:`METRICS`."""
+    names = [s.strip().lower() for s in text.split(",") if s.strip()]
+    for name in names:
+        if name not in METRICS:
+            raise unknown_name("metric", name, METRICS)
+    if not names:
+        raise UserError(f"--metric is empty; give some of {', '.join(METRICS)}")
+    return names
+
+
+def _summary(values: dict[str, float], higher_is_better: bool) -> dict:
+    """Mean and per-image values; non-finite values (PSNR of identical images) become null in JSON."""
+    arr = np.array(list(values.values()), dtype=np.float64)
+    clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+    mean = float(arr.mean())
+    return {"mean": mean if math.isfinite(mean) else None, "std": float(arr.std()) if np.isfinite(arr).all() else None,
+            "count": len(arr), "infinite": int((~np.isfinite(arr)).sum()), "higher_is_better": higher_is_better,
+            "per_image": clean}
+
+
+def _matched(real: dict[str, Path], fake_dir: Path, name: str) -> dict[str, Path]:
+    """The fake folder's images keyed by stem, checked to match the real stems one to one."""
+    from p2p_eval.imageio import list_images
+
+    fake = {p.stem: p for p in list_images(fake_dir, f"--fake folder ({name})")}
+    if not fake:
+        raise UserError(f"--fake folder {fake_dir} ({name}) has no images (.png/.jpg)")
+    missing, extra = sorted(set(real) - set(fake)), sorted(set(fake) - set(real))
+    if missing or extra:
+        raise UserError(f"--fake {fake_dir} ({name}) does not match --real by file name: missing {file_list(missing) or '-'}; "
+                        f"no real counterpart {file_list(extra) or '-'}. Name each output after its input")
+    return fake
+
+
+def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metrics: Sequence[str],
+                    fid_weights: str | Path | None = None, lpips_weights: str | Path | None = None,
+                    lpips_lin: str | Path | None = None, half: str | None = None, size: int | None = None,
+                    device: str = "auto", batch_size: int = 16, json_out: str | Path | None = None) -> dict:
+    """Metrics of each fake folder against the real folder (images paired by stem).
+
+    Returns ``{"metrics": {SET: {name: {"mean", "per_image", ...} | FID float}}, "diversity": {...},
+    "data_range": 255, ...}``.  ``half`` reads the real folder as AB pairs, ``size`` resizes all images.
+    """
+    from tqdm import tqdm
+
+    from p2p_eval.device import resolve_device
+    from p2p_eval.fsutil import write_json
+    from p2p_eval.imageio import list_images
+    from p2p_eval.metrics.color import load_photo
+    from p2p_eval.metrics.fid import FID_ENV, FID_HELP, GaussianStats, features, frechet_distance, load_fid_extractor, weights_path
+    from p2p_eval.metrics.lpips import LPIPS_ENV, LPIPS_HELP, load_lpips
+
+    metrics = list(dict.fromkeys(metrics))
+    if not fakes:
+        raise UserError("give at least one --fake folder")
+    if "lpips_diversity" in metrics and len(fakes) < 2:
+        raise UserError("lpips_diversity needs two or more --fake folders: outputs of the same inputs from repeated runs")
+    dev = resolve_device(device)
+    real = {p.stem: p for p in list_images(real_dir, "--real folder")}
+    if not real:
+        raise UserError(f"--real folder {real_dir} has no images (.png/.jpg)")
+    fake = {name: _matched(real, Path(folder), name) for name, folder in fakes.items()}
+    fid_model = load_fid_extractor(weights_path(fid_weights, FID_ENV, FID_HELP), dev) if "fid" in metrics else None
+    lpips_model = (load_lpips(weights_path(lpips_weights, LPIPS_ENV, LPIPS_HELP), lpips_lin, dev)
+                   if {"lpips", "lpips_diversity"} & set(metrics) else None)
+    stems = list(real)
+    values: dict[str, dict[str, dict[str, float]]] = {n: {m: {} for m in metrics if m in PAIRWISE or m == "lpips"} for n in fake}
+    diversity: dict[str, float] = {}
+    stats = {n: GaussianStats() for n in ["real", *fake]}
+    for start in tqdm(range(0, len(stems), batch_size), desc="metrics", unit="batch"):
+        chunk = stems[start:start + batch_size]
+        r = _stack([load_photo(real[s], half, size) for s in chunk], chunk, "real")
+        outs = {n: _stack([load_photo(fake[n][s], None, size) for s in chunk], chunk, n) for n in fake}
+        for n, f in outs.items():
+            if f.shape != r.shape:
+                raise UserError(f"{n} images are {tuple(f.shape[2:])} but real ones {tuple(r.shape[2:])}; "
+                                f"use --size S to compare at one size (or --half A for AB real images)")
+            for m in values[n]:
+                per = PAIRWISE[m](r, f) if m in PAIRWISE else lpips_model(_unit(r, dev), _unit(f, dev)).cpu()
+                values[n][m].update({s: float(v) for s, v in zip(chunk, per)})
+        if fid_model is not None:
+            stats["real"].update(features(fid_model, r, dev))
+            for n, f in outs.items():
+                stats[n].update(features(fid_model, f, dev))
+        if "lpips_diversity" in metrics:
+            pair_d = [lpips_model(_unit(outs[p], dev), _unit(outs[q], dev)).cpu() for p, q in itertools.combinations(outs, 2)]
+            diversity.update({s: float(v) for s, v in zip(chunk, torch.stack(pair_d).mean(0))})
+    result: dict = {"metrics": {}, "real": str(real_dir), "fake": {n: str(p) for n, p in fakes.items()},
+                    "data_range": DATA_RANGE, "half": half, "size": size, "images": len(stems)}
+    for n in fake:
+        result["metrics"][n] = {m: _summary(v, HIGHER_IS_BETTER[m]) for m, v in values[n].items()}
+        if fid_model is not None:
+            mu_r, s_r = stats["real"].compute()
+            mu_f, s_f = stats[n].compute()
+            result["metrics"][n]["fid"] = {"value": frechet_distance(mu_r, s_r, mu_f, s_f), "higher_is_better": False,
+                                           "weights": str(weights_path(fid_weights, FID_ENV, FID_HELP))}
+    if diversity:
+        result["diversity"] = {"lpips_diversity": _summary(diversity, True), "sets": list(fake),
+                               "pairs_per_image": len(fake) * (len(fake) - 1) // 2}
+    if json_out is not None:
+        write_json(json_out, result)
+    return result
+
+
+def _stack(images: list[torch.Tensor], stems: list[str], name: str) -> torch.Tensor:
+    """One batch; UserError when the images of a set differ in size."""
+    shapes = {tuple(t.shape) for t in images}
+    if len(shapes) > 1:
+        raise UserError(f"{name} images {file_list(stems)} differ in size {sorted(shapes)}; pass --size S")
+    return torch.stack(images)
+
+
+def _unit(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 -> float [-1, 1] on ``device`` (LPIPS input)."""
+    return images.to(device).float().div(127.5).sub(1.0)
