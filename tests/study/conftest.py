@@ -147,6 +147,20 @@ def client(db_url: str) -> Iterator[Any]:
     app.state.engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def server_factory() -> Iterator[Callable[[str], LiveServer]]:
+    """Start servers on any database URL; all are stopped at the end of the module."""
+    servers: list[LiveServer] = []
+
+    def start(url: str) -> LiveServer:
+        servers.append(LiveServer(url).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture
 def live_server(db_url: str) -> Iterator[Callable[[], LiveServer]]:
     """Start servers on ``db_url`` (call to start one; all are stopped after the test)."""

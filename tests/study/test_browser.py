@@ -1,0 +1,181 @@
+"""A real browser (Debian's chromium through Playwright) completes whole sessions by clicking; the stored
+trials are checked, including that every image was shown display-ms +- one frame as the page logged it.
+
+Screenshots of the participant pages go to ``tmp_path`` (or to ``$P2P_STUDY_SCREENSHOTS`` when set, which
+is how reports/study/*.png were made)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DB
+
+from p2p_eval.study.models import Session, Study, Trial
+from p2p_eval.study.plan import StudySpec, create_study
+from p2p_eval.study.store import make_engine
+
+CHROMIUM = Path("/usr/bin/chromium")
+FRAME_MS = 1000 / 60
+SLACK_MS = 6  # headless chromium's frame clock jitters a little
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")]
+
+
+def _scene(rng: np.random.Generator, size: int = 128) -> Image.Image:
+    """A toy street scene: sky, buildings, road, a car."""
+    img = Image.new("RGB", (size, size), (135, 180, 230))
+    draw = ImageDraw.Draw(img)
+    x = 0
+    while x < size:
+        w, h = int(rng.integers(15, 35)), int(rng.integers(40, 90))
+        draw.rectangle([x, size * 0.65 - h, x + w, size * 0.65], fill=tuple(int(c) for c in rng.integers(60, 200, 3)))
+        for wy in range(int(size * 0.65 - h) + 5, int(size * 0.65) - 5, 9):
+            draw.rectangle([x + 4, wy, x + w - 4, wy + 3], fill=(230, 230, 190))
+        x += w + int(rng.integers(0, 6))
+    draw.rectangle([0, size * 0.65, size, size], fill=(90, 90, 95))
+    cx = int(rng.integers(10, size - 50))
+    draw.rectangle([cx, size * 0.72, cx + 40, size * 0.85], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    return img
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """real/: toy scenes; blurry/: the same scenes blurred (a stand-in for an L1-only generator)."""
+    root = tmp_path_factory.mktemp("scenes")
+    rng = np.random.default_rng(7)
+    (root / "real").mkdir()
+    (root / "blurry").mkdir()
+    for i in range(1, 9):
+        img = _scene(rng)
+        img.save(root / "real" / f"{i}.png")
+        img.filter(ImageFilter.GaussianBlur(2.5)).save(root / "blurry" / f"{i}.png")
+    return {"real": root / "real", "blurry": root / "blurry"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, scenes: dict[str, Path], server_factory):
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('browser_db') / 'study.db'}"
+    engine = make_engine(db_url)
+    common = {"real": str(scenes["real"]), "fake": {"blurry": str(scenes["blurry"])}, "paired": True}
+    create_study(engine, StudySpec(name="twoafc", protocol="2afc", trials=2, practice=2, vigilance=1, display_ms=300, **common))
+    create_study(engine, StudySpec(name="seq", protocol="sequential", trials=2, practice=0, display_ms=300, **common))
+    create_study(engine, StudySpec(name="look", protocol="2afc", trials=1, practice=0, display_ms=3000, **common))
+    yield server_factory(db_url), engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("P2P_STUDY_SCREENSHOTS")
+    folder = Path(target) if target else tmp_path_factory.mktemp("screens")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _stored(engine, study: str) -> tuple[Session, list[Trial]]:
+    with DB(engine) as db:
+        sid = db.scalar(select(Study.id).where(Study.name == study))
+        session = db.scalar(select(Session).where(Session.study_id == sid))
+        trials = list(db.scalars(select(Trial).where(Trial.session_id == session.id).order_by(Trial.index)))
+    return session, trials
+
+
+def _complete(page, total: int, practice: int, shots: Path | None = None) -> None:
+    for i in range(total):
+        page.wait_for_selector("#answers button:not([disabled])", state="visible", timeout=15_000)
+        if shots is not None and i == 0:
+            page.screenshot(path=str(shots / "3_question.png"))
+        page.click('#answers button[data-answer="1"]')
+        if i < practice:
+            page.wait_for_selector("#continue", state="visible")
+            if shots is not None and i == 0:
+                page.screenshot(path=str(shots / "4_feedback.png"))
+            page.click("#continue")
+    page.wait_for_selector("#done", state="visible", timeout=15_000)
+
+
+def _check_timing(trials: list[Trial], display_ms: int, slots: int) -> None:
+    for t in trials:
+        shown = [t.offset1 - t.onset1] + ([t.offset2 - t.onset2] if slots == 2 else [])
+        print(f"trial {t.index}: shown {', '.join(f'{ms:.1f}' for ms in shown)} ms (display_ms {display_ms})")
+        for ms in shown:
+            assert abs(ms - display_ms) <= FRAME_MS + SLACK_MS, f"trial {t.index} shown {ms:.1f} ms, not {display_ms}"
+        assert t.response_ms > 0
+
+
+def test_whole_session_by_clicking(browser, server, shots) -> None:
+    live, engine = server
+    page = browser.new_page(viewport={"width": 900, "height": 720})
+    worker = "W<b>1</b>"
+    page.goto(f"{live.url}/s/twoafc?" + urlencode({"workerId": worker, "assignmentId": "A1", "hitId": "H1"}))
+    page.wait_for_selector("#start", state="visible")
+    page.screenshot(path=str(shots / "1_instructions.png"))
+    page.click("#start")
+    _complete(page, total=5, practice=2, shots=shots)
+    page.screenshot(path=str(shots / "5_completion.png"))
+    session, trials = _stored(engine, "twoafc")
+    assert page.text_content("#code") == session.completion_code
+    assert page.text_content("#participant") == f"Participant: {worker}", "user strings shown as text"
+    assert page.locator("#participant b").count() == 0
+    assert session.participant == f"mturk:{worker}" and session.completed_at is not None
+    assert "Chrome" in session.user_agent and session.screen_w > 0 and session.screen_h > 0
+    assert [t.answer for t in trials] == ["1"] * 5 and all(t.views == 1 for t in trials)
+    _check_timing(trials, 300, slots=1)
+    assert all(t.onset1 == t.onset2 and t.offset1 == t.offset2 for t in trials), "2afc: both images together"
+    page.reload()  # a reload after the end resumes at the completion page
+    page.click("#start")
+    page.wait_for_selector("#done", state="visible")
+    assert page.text_content("#code") == session.completion_code
+    page.close()
+
+
+def test_sequential_images_each_shown_display_ms(browser, server) -> None:
+    live, engine = server
+    page = browser.new_page()
+    page.goto(f"{live.url}/s/seq")
+    page.click("#start")
+    _complete(page, total=2, practice=0)
+    session, trials = _stored(engine, "seq")
+    assert session.source == "anon"
+    _check_timing(trials, 300, slots=2)
+    assert all(t.onset2 == t.offset1 for t in trials), "the second image replaces the first on the same frame"
+    page.close()
+
+
+def test_preview_shows_instructions_only(browser, server) -> None:
+    live, engine = server
+    page = browser.new_page()
+    page.goto(f"{live.url}/s/look?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H")
+    page.wait_for_selector("#preview-note", state="visible")
+    assert not page.is_visible("#start")
+    with DB(engine) as db:
+        sid = db.scalar(select(Study.id).where(Study.name == "look"))
+        assert db.scalar(select(Session.id).where(Session.study_id == sid)) is None
+    page.close()
+
+
+def test_trial_screenshot(browser, server, shots) -> None:
+    live, _ = server
+    page = browser.new_page(viewport={"width": 900, "height": 720})
+    page.goto(f"{live.url}/s/look?PROLIFIC_PID=shot&STUDY_ID=S&SESSION_ID=X")
+    page.click("#start")
+    page.wait_for_selector("#stage img[style*='visible']", state="attached", timeout=15_000)
+    page.screenshot(path=str(shots / "2_trial.png"))
+    page.close()
