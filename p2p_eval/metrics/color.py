@@ -311,7 +311,7 @@ def plot_lab_histograms(real: LabHistogram, fakes: Mapping[str, LabHistogram],
 
     from p2p_eval.fsutil import atomic_write_bytes
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))
     real_p = real.compute()
     colours = plt.get_cmap("tab10").colors
     for ax, c in zip(axes, CHANNELS):
@@ -326,7 +326,8 @@ def plot_lab_histograms(real: LabHistogram, fakes: Mapping[str, LabHistogram],
         ax.set_xlabel(c)
         ax.set_ylabel(f"log P({c})")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title="set (histogram intersection)", title_fontsize=7, loc="best", framealpha=0.85)
+        ax.legend(fontsize=8, title="set (histogram intersection)", title_fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.suptitle(title or "Lab colour distributions (log probability); ground truth dotted")
     fig.tight_layout()
     buffer = BytesIO()
