@@ -1,4 +1,5 @@
-"""Simulated participants over HTTP, for the load test and ``benchmarks/perf/study_load.py``.
+"""Simulated participants over HTTP and a server subprocess, for the load tests and
+``benchmarks/perf/study_load.py``.
 
 Each participant behaves like the page: start (or resume) a session, then for each trial fetch it, fetch
 its images, answer at random, and keep every acknowledgement it received.  Uses httpx (test extra).
@@ -7,9 +8,15 @@ its images, answer at random, and keep every acknowledgement it received.  Uses 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -64,3 +71,55 @@ async def run_participants(base: str, study: str, count: int, prefix: str = "p",
                 result.errors.append(f"{type(outcome).__name__}: {outcome}")
     result.elapsed = time.perf_counter() - start
     return result
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``p2p-eval study serve`` in a subprocess on a free loopback port."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url, self.port, self.proc = db_url, free_port(), None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        """Start and wait until it answers."""
+        import httpx
+
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "p2p_eval.cli", "study", "serve", "--db", self.db_url,
+                                      "--port", str(self.port)], cwd=Path(__file__).resolve().parents[2], env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"study server exited at start (exit {self.proc.returncode})")
+        self.stop()
+        raise RuntimeError(f"study server did not start in {timeout:.0f} s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from p2p_eval.study.loadgen import LiveServer
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
 
-REPO = Path(__file__).resolve().parents[2]
 PG_ENV = "P2P_TEST_POSTGRES_URL"
 
 
@@ -85,53 +79,6 @@ def make_study(db_url: str, image_dirs: dict[str, Path]) -> Callable[..., tuple[
             engine.dispose()
 
     return make
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """``p2p-eval study serve`` in a subprocess on a free loopback port."""
-
-    def __init__(self, db_url: str) -> None:
-        self.db_url, self.port, self.proc = db_url, free_port(), None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LiveServer:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "p2p_eval.cli", "study", "serve", "--db", self.db_url,
-                                      "--port", str(self.port)], cwd=REPO, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-            if self.proc.poll() is not None:
-                raise RuntimeError("study server exited at start")
-        raise RuntimeError("study server did not start in 30 s")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handlers run."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
