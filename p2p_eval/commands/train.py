@@ -1,0 +1,43 @@
+"""``p2p-eval train``: train one generator variant (``generators/*.toml``) on an AB data set."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ORDER = 20
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train``."""
+    parser = sub.add_parser("train", help="train a pix2pix generator variant (resumable)",
+                            description="Train the generator variant of --generator on DIR/train (AB pairs) into the run "
+                            "folder --out: config.toml, log.jsonl, samples/, checkpoints/last.pt and a DONE marker. "
+                            "Flags override fields of the variant file. --resume continues a killed run exactly.")
+    parser.add_argument("--generator", required=True, type=Path, help="variant file, e.g. generators/l1_cgan.toml")
+    parser.add_argument("--data", required=True, type=Path, help="data folder with train/ (and val/ for samples)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (created)")
+    parser.add_argument("--epochs", type=int, help="number of epochs (overrides the file)")
+    parser.add_argument("--size", type=int, help="train at S x S; a U-Net without num_downs in the file gets depth log2(S)")
+    parser.add_argument("--batch", type=int, help="batch size (overrides the file)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides the file)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (for GPUs; channels_last is automatic on CUDA)")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes (default 0 on CPU, 4 on CUDA)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from p2p_eval.config import load_generator
+    from p2p_eval.train.trainer import train
+
+    overrides = {"epochs": args.epochs, "size": args.size, "batch_size": args.batch, "seed": args.seed,
+                 "max_steps": args.max_steps}
+    cfg = load_generator(args.generator, overrides)
+    run = train(cfg, args.data, args.out, device=args.device, resume=args.resume, progress=not args.quiet,
+                amp=args.amp, num_workers=args.workers)
+    print(f"run finished: {run} (checkpoint {run / 'checkpoints' / 'last.pt'})")
+    return 0

@@ -1,0 +1,34 @@
+"""``p2p-eval translate``: translate a data split with a trained run, one PNG per input."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ORDER = 30
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``translate``."""
+    parser = sub.add_parser("translate", help="translate a data split with a trained run",
+                            description="Write OUT/<input name>.png (lossless 8-bit RGB) for every AB pair in "
+                            "DATA/SPLIT. Default test-time protocol is the run's (the paper's: dropout on, batch "
+                            "statistics of each image); --eval-mode uses the usual eval() mode.")
+    parser.add_argument("--run", required=True, type=Path, help="run folder written by p2p-eval train")
+    parser.add_argument("--data", required=True, type=Path, help="data folder holding SPLIT/ with AB pairs")
+    parser.add_argument("--split", default="val", help="split folder to translate (default val)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument("--eval-mode", action="store_true", help="eval(): no dropout, batch-norm running averages")
+    parser.add_argument("--size", type=int, help="image side fed to the net (default the training size; a multiple "
+                        "of 2**num_downs)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.set_defaults(func=_translate)
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from p2p_eval.translate import translate_run
+
+    paths = translate_run(args.run, args.data, args.out, split=args.split, eval_mode=True if args.eval_mode else None,
+                          device=args.device, size=args.size)
+    print(f"wrote {len(paths)} images to {args.out}")
+    return 0

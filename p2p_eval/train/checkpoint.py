@@ -1,0 +1,91 @@
+"""Training checkpoints: everything a killed run needs to continue bit-for-bit.
+
+A checkpoint is one ``torch.save`` dict of tensors and primitives only, so it loads with
+``torch.load(weights_only=True)`` (no pickled code).  It holds G, D, both optimisers, both LR
+schedulers, the RNG states (torch CPU, CUDA if any, numpy, python ``random``, the data-order
+sampler's generator), the position (epoch, batches done in that epoch, global step) and the
+resolved config.  It is written with :func:`p2p_eval.fsutil.atomic_torch_save` (temp file +
+``os.replace``), so a process killed mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from p2p_eval.errors import UserError
+from p2p_eval.fsutil import atomic_torch_save
+
+#: Config fields that may differ between a run and its resumption: they change neither the
+#: trajectory nor the result of a step (a run stopped by ``max_steps`` is continued by raising it).
+RESUMABLE_FIELDS = frozenset({"max_steps", "log_every"})
+
+
+def capture_rng() -> dict[str, Any]:
+    """The global RNG states as tensors / lists (python ``random``, numpy, torch CPU, CUDA)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state((nps["name"], nps["keys"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"], nps["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, *, generator: torch.nn.Module, discriminator: torch.nn.Module | None,
+                    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer | None,
+                    sched_g: torch.optim.lr_scheduler.LRScheduler, sched_d: torch.optim.lr_scheduler.LRScheduler | None,
+                    sampler_state: dict[str, Any], epoch: int, epoch_offset: int, step: int, config: Any) -> Path:
+    """Write the full training state atomically to ``path``."""
+    payload = {
+        "format": 1,
+        "generator": generator.state_dict(),
+        "discriminator": discriminator.state_dict() if discriminator is not None else None,
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict() if opt_d is not None else None,
+        "sched_g": sched_g.state_dict(),
+        "sched_d": sched_d.state_dict() if sched_d is not None else None,
+        "rng": capture_rng(),
+        "sampler": sampler_state,
+        "epoch": epoch,
+        "epoch_offset": epoch_offset,
+        "step": step,
+        "config": dataclasses.asdict(config),
+    }
+    return atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); a damaged file is a UserError."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as exc:
+        raise UserError(f"checkpoint not found: {path}; train the run first (p2p-eval train)") from exc
+    except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError for damaged files
+        raise UserError(f"cannot load checkpoint {path}: {exc}; delete it and restart the run") from exc
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``field: saved -> current`` for every field (outside :data:`RESUMABLE_FIELDS`) that differs."""
+    keys = sorted((set(saved) | set(current)) - RESUMABLE_FIELDS)
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]

@@ -1,0 +1,221 @@
+"""The pix2pix trainer (Isola et al. 2017, section 3.3 and appendix 6): resumable, deterministic on CPU.
+
+Adam (``lr``, betas ``(beta1, beta2)``) for G and D; every iteration one D step then one G step
+(:func:`p2p_eval.train.loop.train_step`); the LR is constant (the original Torch code, which produced
+the paper's tables) or decays linearly over the second half of the epochs (the public PyTorch code),
+as the variant file says.  A run lives in one folder::
+
+    RUN/config.toml          the resolved config
+    RUN/log.jsonl            one JSON object per ``log_every`` steps: step, epoch, lr, images_per_s, losses
+    RUN/samples/epoch_NNN.png  input | output | target for the first val images, after every epoch
+    RUN/checkpoints/last.pt  the full state (see :mod:`p2p_eval.train.checkpoint`), written atomically
+    RUN/DONE                 written when the run reached its last step
+
+A checkpoint is written after every epoch, every ``checkpoint_every`` steps if given, at least every
+``checkpoint_minutes`` of wall time, and at the end.  ``resume=True`` continues from it and reaches
+exactly the weights an uninterrupted run reaches (same seed, CPU); resuming a finished run does
+nothing, resuming with a different config is a UserError.  A NaN / inf loss stops the run with a
+UserError naming the step; the last good checkpoint is kept.  On CUDA the step runs channels_last,
+and under bf16 autocast with ``amp=True``; nothing here assumes CUDA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from p2p_eval.config import TrainConfig
+from p2p_eval.data.aligned import AlignedDataset
+from p2p_eval.device import resolve_device
+from p2p_eval.errors import UserError, require_dir
+from p2p_eval.fsutil import atomic_write_text
+from p2p_eval.imageio import from_unit_range, write_png
+from p2p_eval.models import build_discriminator, build_generator
+from p2p_eval.train.checkpoint import config_differences, load_checkpoint, restore_rng, save_checkpoint
+from p2p_eval.train.inference import test_time_mode
+from p2p_eval.train.loop import EpochSampler, SeededItems, StepModels, autocast, lr_factor, train_step
+
+SAMPLE_COUNT = 4
+
+
+def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto", resume: bool = False,
+          progress: bool = True, amp: bool = False, num_workers: int | None = None,
+          checkpoint_every: int | None = None, checkpoint_minutes: float = 10.0) -> Path:
+    """Train ``cfg`` on ``data_dir/train`` into the run folder ``out_dir``; return the run folder.
+
+    ``num_workers`` defaults to 0 on CPU and 4 on CUDA (results do not depend on it).
+    """
+    data_dir = require_dir(data_dir, "data folder")
+    run = Path(out_dir)
+    ckpt_path = run / "checkpoints" / "last.pt"
+    dev = resolve_device(device)
+    state = _resume_state(run, ckpt_path, cfg) if resume else _check_fresh(run, ckpt_path)
+    if state is not None:
+        cfg_dict = dict(state["config"], max_steps=cfg.max_steps, log_every=cfg.log_every)
+        cfg = TrainConfig.from_dict(cfg_dict, source=str(ckpt_path))
+
+    dataset = AlignedDataset(data_dir, "train", direction=cfg.direction, size=cfg.size, jitter=cfg.jitter)
+    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
+    last_step = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    if state is not None and state["step"] >= last_step:
+        (run / "DONE").write_text(f"step {state['step']}\n")
+        return run
+    (run / "DONE").unlink(missing_ok=True)
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    gen = build_generator(cfg).to(dev)
+    disc = build_discriminator(cfg)
+    disc = disc.to(dev) if disc is not None else None
+    channels_last = dev.type == "cuda"
+    if channels_last:
+        gen.to(memory_format=torch.channels_last)
+        if disc is not None:
+            disc.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)) if disc is not None else None
+    factor = lr_factor(cfg.lr_schedule, cfg.epochs)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
+    sampler = EpochSampler(len(dataset), cfg.seed)
+    epoch, offset, step = 0, 0, 0
+    if state is not None:
+        gen.load_state_dict(state["generator"])
+        opt_g.load_state_dict(state["opt_g"])
+        sched_g.load_state_dict(state["sched_g"])
+        if disc is not None and opt_d is not None and sched_d is not None:
+            disc.load_state_dict(state["discriminator"])
+            opt_d.load_state_dict(state["opt_d"])
+            sched_d.load_state_dict(state["sched_d"])
+        sampler.load_state_dict(state["sampler"])
+        restore_rng(state["rng"])
+        epoch, offset, step = state["epoch"], state["epoch_offset"], state["step"]
+        _truncate_log(run / "log.jsonl", step)
+
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / "config.toml", cfg.to_toml())
+    for stale in ckpt_path.parent.glob(f".{ckpt_path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    models = StepModels(gen, disc, opt_g, opt_d, cfg, amp=amp, channels_last=channels_last)
+    samples = _sample_batch(data_dir, cfg)
+    workers = num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0)
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, generator=gen, discriminator=disc, opt_g=opt_g, opt_d=opt_d, sched_g=sched_g,
+                        sched_d=sched_d, sampler_state=sampler.state_dict(), epoch=epoch, epoch_offset=offset,
+                        step=step, config=cfg)
+
+    bar = tqdm(total=last_step, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step")
+    sums: dict[str, float] = {}
+    count, images, tick, saved_at = 0, 0, time.perf_counter(), time.monotonic()
+    try:
+        while step < last_step:
+            sampler.start_epoch(offset * cfg.batch_size)
+            loader = DataLoader(SeededItems(dataset), batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                                pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+            for batch in loader:
+                x = batch["input"].to(dev, non_blocking=True)
+                y = batch["target"].to(dev, non_blocking=True)
+                losses = train_step(models, x, y)
+                values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))
+                step, offset = step + 1, offset + 1
+                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                if bad:
+                    kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists() else "no checkpoint was written yet"
+                    raise UserError(f"training {cfg.name} stopped: loss {', '.join(f'{k} = {v}' for k, v in bad.items())} "
+                                    f"at step {step} (epoch {epoch + 1}); {kept}; try a lower lr or check the data in {data_dir}")
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count, images = count + 1, images + x.shape[0]
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == last_step:
+                    now = time.perf_counter()
+                    record = {"step": step, "epoch": epoch + 1, "lr": opt_g.param_groups[0]["lr"],
+                              "images_per_s": images / max(now - tick, 1e-9), **{k: s / count for k, s in sums.items()}}
+                    with (run / "log.jsonl").open("a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                    bar.set_postfix({k: f"{s / count:.3g}" for k, s in sums.items()})
+                    sums, count, images, tick = {}, 0, 0, now
+                if step >= last_step:
+                    break
+                if (checkpoint_every and step % checkpoint_every == 0) or time.monotonic() - saved_at > 60 * checkpoint_minutes:
+                    checkpoint()
+                    saved_at = time.monotonic()
+            if offset >= steps_per_epoch:
+                _write_samples(run / "samples" / f"epoch_{epoch + 1:03d}.png", gen, samples, cfg, dev, amp)
+                sched_g.step()
+                if sched_d is not None:
+                    sched_d.step()
+                epoch, offset = epoch + 1, 0
+                sampler.epoch_state = sampler.generator.get_state()
+            checkpoint()
+            saved_at = time.monotonic()
+    finally:
+        bar.close()
+    (run / "DONE").write_text(f"step {step}\n")
+    return run
+
+
+def _check_fresh(run: Path, ckpt_path: Path) -> None:
+    """A new run must not overwrite an existing one."""
+    if ckpt_path.exists() or (run / "DONE").exists():
+        raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+    return None
+
+
+def _resume_state(run: Path, ckpt_path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None when the run never saved one); refuses a changed config."""
+    if not ckpt_path.exists():
+        return None
+    state = load_checkpoint(ckpt_path)
+    diffs = config_differences(state["config"], dataclasses.asdict(cfg))
+    if diffs:
+        raise UserError(f"cannot resume {run} with a different config ({'; '.join(diffs)}); use the generator file "
+                        "and flags the run was started with, or choose another --out")
+    return state
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
+
+
+def _sample_batch(data_dir: Path, cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first :data:`SAMPLE_COUNT` val pairs (train pairs when there is no val split), unjittered."""
+    split = "val" if (data_dir / "val").is_dir() else "train"
+    dataset = AlignedDataset(data_dir, split, direction=cfg.direction, size=cfg.size, jitter=False)
+    return [(dataset[i]["input"], dataset[i]["target"]) for i in range(min(SAMPLE_COUNT, len(dataset)))]
+
+
+def _write_samples(path: Path, gen: torch.nn.Module, samples: list[tuple[torch.Tensor, torch.Tensor]],
+                   cfg: TrainConfig, dev: torch.device, amp: bool) -> None:
+    """One row input | output | target per sample, under the run's test-time protocol; RNGs untouched."""
+    if not samples:
+        return
+    rows = []
+    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), test_time_mode(gen, eval_mode=not cfg.test_dropout):
+        for x, y in samples:
+            with autocast(dev, amp):
+                fake = gen(x.unsqueeze(0).to(dev)).float()[0].cpu()
+            rows.append(torch.cat([_rgb(x), _rgb(fake), _rgb(y)], dim=2))
+    write_png(path, from_unit_range(torch.cat(rows, dim=1)))
+
+
+def _rgb(image: torch.Tensor) -> torch.Tensor:
+    """A (C, H, W) image with 1 or 3 channels as 3 channels."""
+    return image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
