@@ -25,7 +25,7 @@ from p2p_eval.errors import UserError, require_dir, require_file
 from p2p_eval.imageio import from_unit_range, write_png
 from p2p_eval.models import build_generator
 from p2p_eval.train.checkpoint import load_checkpoint
-from p2p_eval.train.inference import test_time_mode
+from p2p_eval.train.inference import generation_mode
 
 
 def size_multiple(cfg: TrainConfig) -> int:
@@ -66,7 +66,7 @@ def translate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path
     written: list[Path] = []
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
-        with test_time_mode(gen, eval_mode=use_eval):
+        with generation_mode(gen, eval_mode=use_eval):
             for i in tqdm(range(len(dataset)), desc=f"translate {split}", unit="img", disable=not progress):
                 item = dataset[i]
                 fake = gen(item["input"].unsqueeze(0).to(dev)).float()[0].cpu()

@@ -2,7 +2,7 @@
 
 The paper (section 3.3 and the original Torch code, which ran the net in training mode at test time)
 applies dropout at test time and normalises with the statistics of the test batch instead of the
-running averages.  :func:`test_time_mode` reproduces that with ``model.train()`` under ``no_grad``;
+running averages.  :func:`generation_mode` reproduces that with ``model.train()`` under ``no_grad``;
 since a training-mode forward also updates batch-norm running averages, their buffers are saved and
 put back afterwards, so generating images never changes the model.  With batch size 1 (what we
 translate with) batch statistics are the per-image (instance) statistics.  ``eval_mode=True`` gives the
@@ -19,7 +19,7 @@ from torch import nn
 
 
 @contextmanager
-def test_time_mode(model: nn.Module, eval_mode: bool = False) -> Iterator[nn.Module]:
+def generation_mode(model: nn.Module, eval_mode: bool = False) -> Iterator[nn.Module]:
     """Run ``model`` under ``no_grad`` in the paper's test mode (default) or in ``eval()`` mode.
 
     The model's training flags and batch-norm buffers are restored on exit.

@@ -42,7 +42,7 @@ from p2p_eval.fsutil import atomic_write_text
 from p2p_eval.imageio import from_unit_range, write_png
 from p2p_eval.models import build_discriminator, build_generator
 from p2p_eval.train.checkpoint import config_differences, load_checkpoint, restore_rng, save_checkpoint
-from p2p_eval.train.inference import test_time_mode
+from p2p_eval.train.inference import generation_mode
 from p2p_eval.train.loop import EpochSampler, SeededItems, StepModels, autocast, lr_factor, train_step
 
 SAMPLE_COUNT = 4
@@ -208,7 +208,7 @@ def _write_samples(path: Path, gen: torch.nn.Module, samples: list[tuple[torch.T
         return
     rows = []
     cuda = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), test_time_mode(gen, eval_mode=not cfg.test_dropout):
+    with torch.random.fork_rng(devices=cuda), generation_mode(gen, eval_mode=not cfg.test_dropout):
         for x, y in samples:
             with autocast(dev, amp):
                 fake = gen(x.unsqueeze(0).to(dev)).float()[0].cpu()

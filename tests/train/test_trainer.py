@@ -1,0 +1,171 @@
+"""The trainer's run folder, errors, NaN stop, LR schedule and test-time mode, on tiny random data (CPU)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from p2p_eval.cli import main
+from p2p_eval.config import TrainConfig
+from p2p_eval.errors import UserError
+from p2p_eval.imageio import read_image, write_png
+from p2p_eval.train import trainer
+from p2p_eval.train.inference import generation_mode
+from p2p_eval.train.loop import EpochSampler, lr_factor
+from p2p_eval.train.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_ab(root: Path, split: str, count: int, side: int, seed: int) -> None:
+    """Random-noise AB pairs (side x 2*side) as PNG."""
+    g = torch.Generator().manual_seed(seed)
+    for i in range(1, count + 1):
+        write_png(root / split / f"{i}.png", torch.randint(0, 256, (3, side, 2 * side), generator=g, dtype=torch.uint8))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ab32")
+    write_ab(root, "train", 5, 32, seed=1)
+    write_ab(root, "val", 3, 32, seed=2)
+    return root
+
+
+def tiny_config(**changes: object) -> TrainConfig:
+    base = dict(name="tiny", ngf=8, ndf=8, size=32, batch_size=2, epochs=2, seed=0, log_every=2)
+    base.update(changes)
+    return TrainConfig(**base).resolved()
+
+
+def test_run_folder_contents(tiny_data: Path, tmp_path: Path) -> None:
+    run = train(tiny_config(), tiny_data, tmp_path / "run", device="cpu", progress=False)
+    # 5 images at batch 2 -> 3 steps per epoch (last batch partial), 2 epochs
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert saved["size"] == 32 and saved["num_downs"] == 5 and saved["batch_size"] == 2
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert [r["epoch"] for r in records] == [1, 2, 2]
+    for r in records:
+        assert {"D", "D_real", "D_fake", "G", "G_GAN", "G_L1", "lr", "images_per_s"} <= r.keys()
+        assert r["lr"] == pytest.approx(2e-4) and r["images_per_s"] > 0
+        assert r["G"] == pytest.approx(r["G_GAN"] + r["G_L1"], rel=1e-5)
+    for epoch in (1, 2):  # 3 val rows of input | output | target at 32x32
+        grid = read_image(run / "samples" / f"epoch_{epoch:03d}.png")
+        assert grid.shape == (3, 3 * 32, 3 * 32)
+    # the grid's input and target columns are the val pair, resized without jitter (B is the input, BtoA)
+    ab = read_image(tiny_data / "val" / "1.png")
+    assert torch.equal(grid[:, :32, :32], ab[:, :, 32:]) and torch.equal(grid[:, :32, 64:], ab[:, :, :32])
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 6 and state["epoch"] == 2 and state["epoch_offset"] == 0
+    assert state["config"] == tiny_config().to_dict()
+    assert (run / "DONE").exists()
+
+    # resuming a finished run does nothing
+    before = (run / "checkpoints" / "last.pt").stat().st_mtime_ns
+    train(tiny_config(), tiny_data, run, device="cpu", resume=True, progress=False)
+    assert (run / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+    # a new run into the same folder is refused; so is resuming with another config
+    with pytest.raises(UserError, match="--resume"):
+        train(tiny_config(), tiny_data, run, device="cpu", progress=False)
+    with pytest.raises(UserError, match=r"lr: 0.0002 -> 0.001"):
+        train(tiny_config(lr=1e-3), tiny_data, run, device="cpu", resume=True, progress=False)
+
+
+def test_same_seed_same_weights_and_l1_only_has_no_discriminator(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(gan="none", max_steps=3)
+    a = train(cfg, tiny_data, tmp_path / "a", device="cpu", progress=False)
+    b = train(cfg, tiny_data, tmp_path / "b", device="cpu", progress=False)
+    sa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)
+    sb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)
+    assert sa["discriminator"] is None and sa["opt_d"] is None
+    assert all(torch.equal(sa["generator"][k], sb["generator"][k]) for k in sa["generator"])
+    c = train(tiny_config(gan="none", max_steps=3, seed=1), tiny_data, tmp_path / "c", device="cpu", progress=False)
+    sc = torch.load(c / "checkpoints" / "last.pt", weights_only=True)
+    assert not torch.equal(sa["generator"]["down.0.0.weight"], sc["generator"]["down.0.0.weight"])
+
+
+class NanAfter(nn.Module):
+    """Test stand-in: wraps a generator and returns NaN from the ``n``-th training forward on."""
+
+    def __init__(self, inner: nn.Module, n: int) -> None:
+        super().__init__()
+        self.inner, self.n, self.calls = inner, n, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls >= self.n:
+                return out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_data: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    real_build = trainer.build_generator
+    monkeypatch.setattr(trainer, "build_generator", lambda cfg: NanAfter(real_build(cfg), 3))
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=r"at step 3 .*last good checkpoint"):
+        train(tiny_config(), tiny_data, run, device="cpu", progress=False, checkpoint_every=1)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+    assert not (run / "DONE").exists()
+
+
+def test_lr_factor_matches_public_code_linear_policy() -> None:
+    # public code, n_epochs = n_epochs_decay = 100: lr_l = 1 - max(0, e + 1 - 100) / 101
+    f = lr_factor("linear", 200)
+    assert [f(0), f(98), f(99)] == [1.0, 1.0, 1.0]
+    assert f(100) == pytest.approx(100 / 101) and f(199) == pytest.approx(1 / 101)
+    assert lr_factor("constant", 200)(199) == 1.0
+
+
+def test_epoch_sampler_replays_the_rest_of_an_epoch() -> None:
+    a = EpochSampler(10, seed=3)
+    a.start_epoch()
+    full = list(a)
+    assert sorted(i for i, _ in full) == list(range(10))
+    b = EpochSampler(10, seed=99)
+    b.load_state_dict(a.state_dict())
+    b.start_epoch(offset=4)
+    assert list(b) == full[4:]
+
+
+def test_generation_mode_uses_batch_statistics_and_dropout_and_keeps_buffers() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.BatchNorm2d(2), nn.Dropout(0.5))
+    net[0].running_mean.fill_(5.0)
+    net.eval()
+    x = torch.randn(1, 2, 4, 4) * 3 + 1
+    # reference: per-channel statistics of this batch (biased variance), eps 1e-5, gamma 1, beta 0
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    normalised = (x - mean) / torch.sqrt(var + 1e-5)
+    with generation_mode(net) as m:
+        y = m(x)
+    kept = y != 0
+    assert 0 < kept.float().mean() < 1  # dropout active
+    torch.testing.assert_close(y[kept], 2 * normalised[kept], rtol=1e-4, atol=1e-5)  # inverted dropout scale 2
+    assert torch.all(net[0].running_mean == 5.0) and not net.training  # buffers and mode restored
+    with generation_mode(net, eval_mode=True) as m:
+        z = m(x)
+    torch.testing.assert_close(z, (x - 5.0) / torch.sqrt(torch.tensor(1.0 + 1e-5)))
+
+
+def test_cli_train_overrides_and_errors(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "cli"
+    code = main(["train", "--generator", str(REPO / "generators" / "l1.toml"), "--data", str(tiny_data), "--out", str(run),
+                 "--size", "32", "--epochs", "1", "--batch", "5", "--max-steps", "1", "--device", "cpu", "--quiet"])
+    assert code == 0
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert (saved["size"], saved["num_downs"], saved["batch_size"], saved["max_steps"], saved["gan"]) == (32, 5, 5, 1, "none")
+    assert main(["train", "--generator", str(REPO / "generators" / "l1.toml"), "--data", str(tiny_data),
+                 "--out", str(run), "--size", "32", "--device", "cpu"]) == 2
+    assert "--resume" in capsys.readouterr().err
