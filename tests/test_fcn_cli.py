@@ -77,7 +77,12 @@ def test_json_contract_real_row_and_rescoring(synth_small: Path, segmenter: Path
     # The same photos as the --real row, and with --labels instead of --data: the same scores.
     real = _score(["--data", str(synth_small), "--real", "--segmenter", str(segmenter)], tmp_path, "real.json")
     by_labels = _score(["--images", str(photos), "--labels", str(synth_small / "val_labels"),
-                        "--segmenter", str(segmenter)], tmp_path, "labels.json")
+                        "--segmenter", str(segmenter), "--per-image", str(tmp_path / "per_image.npz")],
+                       tmp_path, "labels.json")
+    saved = np.load(tmp_path / "per_image.npz")
+    assert saved["confusions"].shape == (n_val, 19, 19)
+    np.testing.assert_array_equal(saved["confusions"].sum(0), hist)
+    assert sorted(saved["names"].tolist()) == sorted(p.stem for p in photos.iterdir())
     for other in (real, by_labels):
         assert other["pixel_accuracy"] == pytest.approx(res["pixel_accuracy"])
         assert other["class_iou"] == pytest.approx(res["class_iou"], nan_ok=True)

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--original-means", action="store_true",
                         help="average per-class scores like the original script (diag/(sum+1e-12): absent classes count 0) "
                         "instead of over the classes present")
+    parser.add_argument("--per-image", type=Path, metavar="FILE.npz",
+                        help="save the per-image confusion matrices (names, confusions) for a paired bootstrap between sets")
     parser.add_argument("--workers", type=int, help="DataLoader workers decoding ahead (default: CPUs - 1, at most 8)")
     parser.set_defaults(func=_fcn_score)
 
@@ -45,7 +47,7 @@ def _fcn_score(args: argparse.Namespace) -> int:
     result = score_folder(args.images, args.segmenter, labels_dir=args.labels, data_dir=args.data, real=args.real,
                           device=args.device, batch_size=args.batch_size, save_predictions=args.save_predictions,
                           seed=args.seed, bootstrap=args.bootstrap, num_workers=args.workers,
-                          convention="original" if args.original_means else "nanmean")
+                          convention="original" if args.original_means else "nanmean", per_image_out=args.per_image)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)

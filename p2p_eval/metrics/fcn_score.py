@@ -222,13 +222,14 @@ class GeneratedPairs(torch.utils.data.Dataset):
 def _match(images: list[Path], labels: dict[str, Any], images_dir: Path, labels_where: str) -> list[Any]:
     """Labels for ``images`` by file stem; UserError listing images without labels and labels without images."""
     from p2p_eval.errors import file_list
+    from p2p_eval.imageio import natural_key
 
     stems = [p.stem for p in images]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise UserError(f"{images_dir} has several files with the same name stem: {file_list(dupes)}")
     extra = [p.name for p in images if p.stem not in labels]
-    missing = sorted(set(labels) - set(stems))
+    missing = sorted(set(labels) - set(stems), key=natural_key)
     if extra or missing:
         parts = []
         if extra:
