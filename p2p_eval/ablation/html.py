@@ -1,0 +1,83 @@
+"""``index.html`` of the ablation report: every table (ours with CIs beside the paper's), the rank
+comparison, the sample grids, Figure 7 and provenance; images are relative paths, so it opens from disk."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from p2p_eval.ablation.report import METRIC_NAMES, _ci, _f, _secs, provenance_lines
+from p2p_eval.ablation.tables import METRICS
+from p2p_eval.fsutil import atomic_write_text
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f2f2f2}tr.gt td{font-style:italic;background:#fafafa}
+td.paper{color:#555}img{max-width:100%;border:1px solid #ddd}code{font-size:12px}.small{color:#666;font-size:12px}
+"""
+
+
+def _table_html(table: dict[str, Any]) -> str:
+    head = "".join(f"<th>{METRIC_NAMES[m]} [95% CI]</th>" for m in METRICS)
+    head += "".join(f"<th>paper {METRIC_NAMES[m].lower()}</th>" for m in METRICS)
+    body = []
+    for r in table["rows"] + [table["ground_truth"]]:
+        cls = ' class="gt"' if r is table["ground_truth"] else ""
+        cells = "".join(f"<td>{escape(_ci(r['ours'][m], r['ci95'][m]))}</td>" for m in METRICS)
+        cells += "".join(f'<td class="paper">{_f(r["paper"][m], 2)}</td>' for m in METRICS)
+        body.append(f"<tr{cls}><td>{escape(r['label'])}</td>{cells}</tr>")
+    ranks = "".join(f"<tr><td>{METRIC_NAMES[m]}</td><td>{escape(k['ours_order'])}</td><td>{escape(k['paper_order'])}</td>"
+                    f"<td>{_f(k['tau'], 2)}</td><td>{_f(k['p_value'], 2)}</td></tr>"
+                    for m, k in table["kendall"].items())
+    times = "".join(f"<tr><td>{escape(r['label'])}</td><td><code>{escape(r['generator'])}</code></td><td>{r['size']}</td>"
+                    f"<td>{r['batch_size']}</td><td>{r['steps']}</td><td>{_secs(r['seconds'].get('train'))}</td>"
+                    f"<td>{_secs(r['seconds'].get('translate'))}</td><td>{_secs(r['seconds'].get('score'))}</td>"
+                    f"<td>{escape(r['device'])}</td><td>{escape(r['note'] or '')}</td></tr>" for r in table["rows"])
+    name = table["name"]
+    return f"""
+<h2 id="{name}">{escape(table['title'])}</h2>
+<p class="small">Varies: {escape(table['varies'])}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
+<table><tr><th>Row</th>{head}</tr>{''.join(body)}</table>
+<h3>Rank comparison</h3>
+<table><tr><th>Metric</th><th>our order (best first)</th><th>paper's order</th><th>Kendall tau-b</th><th>p</th></tr>{ranks}</table>
+<h3>Samples (input | each row | target)</h3>
+<img src="samples_{name}.png" alt="sample outputs of {name}">
+<details><summary>Time per row</summary><table><tr><th>Row</th><th>generator</th><th>size</th><th>batch</th><th>steps</th>
+<th>train</th><th>translate</th><th>score</th><th>device</th><th>note</th></tr>{times}</table></details>
+"""
+
+
+def _figure7_html(figure7: dict[str, Any] | None) -> str:
+    if figure7 is None:
+        return "<h2>Figure 7</h2><p>Not drawn: none of its sets (L1, cGAN, L1+cGAN, PixelGAN) was in the chosen tables.</p>"
+    rows = "".join(f"<tr><td>{escape(name)}</td>{''.join(f'<td>{v[c]:.3f}</td>' for c in ('L', 'a', 'b'))}</tr>"
+                   for name, v in figure7["intersection"].items())
+    return f"""
+<h2 id="figure7">Figure 7: colour distributions (Lab) of the outputs vs the real photos</h2>
+<img src="{figure7['png']}" alt="Figure 7">
+<table><tr><th>Set</th><th>L</th><th>a</th><th>b</th></tr>{rows}</table>
+<p class="small">Histogram intersection with the real val photos (1 = identical). The paper's finding (section
+4.2): L1 gives a narrower, greyer distribution than the ground truth; the cGAN and the PixelGAN push it closer. Data:
+<a href="{figure7['json']}">{figure7['json']}</a></p>
+"""
+
+
+def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any], figure7: dict[str, Any] | None) -> Path:
+    """Write ``out_dir/index.html``."""
+    toc = " · ".join(f'<a href="#{t["name"]}">{escape(t["name"])}</a>' for t in tables) + ' · <a href="#figure7">figure 7</a>'
+    prov = "".join(f"<li>{escape(line[2:])}</li>" for line in provenance_lines(meta))
+    html = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pix2pix ablations: {escape(meta['name'])}</title>
+<style>{STYLE}</style></head><body>
+<h1>pix2pix Tables 1-3 and Figure 7, regenerated ({escape(meta['name'])})</h1>
+<p>{toc} · <a href="report.json">report.json</a></p>
+<p>FCN-scores of each row's translations of the val labels, scored by the segmenter below; the paper's numbers
+beside them. Absolute values depend on the segmenter; compare the ordering (Kendall tau).</p>
+<ul class="small">{prov}</ul>
+{''.join(_table_html(t) for t in tables)}
+{_figure7_html(figure7)}
+</body></html>
+"""
+    return atomic_write_text(out_dir / "index.html", html)

@@ -1,0 +1,154 @@
+"""``run_ablation``: tables -> row configs (preset + overrides) -> runs (trained once each, resumable) ->
+translations -> FCN-scores -> report (tables, rank comparison, Figure 7, samples, index.html)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from p2p_eval.ablation.figures import FIGURE7_SETS, figure7, sample_grid
+from p2p_eval.ablation.html import write_index
+from p2p_eval.ablation.launchers import LAUNCHERS, run_gpus, run_local, run_submitit
+from p2p_eval.ablation.presets import get_preset, row_config
+from p2p_eval.ablation.report import table_record, write_report_json, write_tables
+from p2p_eval.ablation.runner import (RowJob, check_inputs, job_state, make_job, score_ground_truth)
+from p2p_eval.ablation.tables import ROOT, load_table, parse_tables
+from p2p_eval.errors import UserError, unknown_name
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def git_commit() -> str:
+    """``git describe --always --dirty`` of the checkout (``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: str | Path, out_dir: str | Path,
+                 preset: str = "smoke", launcher: str = "local", gpus: Sequence[str] | None = None, resume: bool = True,
+                 overrides: dict[str, Any] | None = None, runs_dir: str | Path | None = None, device: str = "auto",
+                 report_name: str | None = None, slurm: dict[str, Any] | None = None, progress: bool = True) -> Path:
+    """Regenerate ``tables`` ("1", "2", "3", "all" or a list) on DATA, scored by SEGMENTER; write the report
+    to ``out_dir`` and return it. Runs live in ``runs_dir`` (default ``./runs``, git-ignored).
+
+    Finished runs are reused (same config and data -> same run folder); a run with a checkpoint but no
+    ``DONE`` is continued with ``resume=True`` and refused otherwise. ``launcher``: "local" (sequential, or
+    one row per GPU with ``gpus``) or "slurm" (submitit; ``slurm`` = {"partition", "time_min",
+    "gpus_per_job", "cluster"}).
+    """
+    ids = parse_tables(tables if isinstance(tables, str) else list(tables))
+    specs = [load_table(t) for t in ids]
+    chosen = get_preset(preset)
+    if launcher not in LAUNCHERS:
+        raise unknown_name("launcher", launcher, LAUNCHERS)
+    data_dir, segmenter, out_dir = Path(data_dir), Path(segmenter), Path(out_dir)
+    runs = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    check_inputs(data_dir, segmenter)
+    from p2p_eval.metrics.segmenter import file_sha256
+
+    seg_sha = file_sha256(segmenter)
+    jobs: dict[str, RowJob] = {}
+    placed: list[list[tuple[Any, RowJob, str]]] = []
+    for spec in specs:
+        rows = []
+        for row in spec.rows:
+            cfg, note = row_config(row.generator_file, chosen, overrides)
+            job = make_job(cfg, data_dir, runs, segmenter, seg_sha, device=device, resume=resume, progress=progress)
+            jobs.setdefault(job.key, job)
+            rows.append((row, jobs[job.key], note))
+        placed.append(rows)
+    states = {key: job_state(job) for key, job in jobs.items()}
+    counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "partial", "new")}
+    print(f"ablation: tables {', '.join(ids)}, preset {chosen.name}: {len(jobs)} distinct runs "
+          f"({counts['done']} done, {counts['partial']} partial, {counts['new']} new) in {runs}", flush=True)
+    partial = [jobs[k].run_dir for k, s in states.items() if s == "partial"]
+    if partial and not resume:
+        raise UserError(f"unfinished runs exist: {', '.join(partial)}; pass --resume to continue them "
+                        "(or delete those folders to start over)")
+    pending = [job for key, job in jobs.items() if states[key] != "done"]
+    start = time.perf_counter()
+    if pending:
+        if launcher == "slurm":
+            opts = dict(slurm or {})
+            run_submitit(pending, runs / "slurm", cluster=opts.get("cluster", "slurm"), partition=opts.get("partition"),
+                         time_min=int(opts.get("time_min") or 24 * 60), gpus_per_job=int(opts.get("gpus_per_job", 1)),
+                         progress=progress)
+        elif gpus:
+            run_gpus(pending, [str(g) for g in gpus], progress=progress)
+        else:
+            run_local(pending, progress=progress)
+    print(f"ablation: runs finished in {time.perf_counter() - start:.0f} s; scoring the real photos and writing the "
+          f"report to {out_dir}", flush=True)
+    gt = score_ground_truth(data_dir, segmenter, seg_sha, runs, device, progress=progress)
+    records = [table_record(spec, [_row_record(row, job, note) for row, job, note in rows], gt)
+               for spec, rows in zip(specs, placed)]
+    meta = _meta(report_name or out_dir.name, chosen, overrides, data_dir, segmenter, gt, records, launcher, gpus)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tables(out_dir, records, meta)
+    first = next(iter(jobs.values())).cfg
+    for spec, rows in zip(specs, placed):
+        sample_grid(out_dir / f"samples_{spec.name}.png", data_dir, first.direction,
+                    [(row.label, job.fakes) for row, job, _ in rows])
+    by_generator = {job.generator: job for job in jobs.values()}
+    fig_size = by_generator["l1_cgan"].cfg.size if "l1_cgan" in by_generator else first.size
+    fig = figure7(data_dir, {g: j.fakes for g, j in by_generator.items() if g in FIGURE7_SETS.values()}, fig_size,
+                  first.direction, out_dir)
+    write_report_json(out_dir, records, meta, fig)
+    index = write_index(out_dir, records, meta, fig)
+    print(f"report: {index}", flush=True)
+    return out_dir
+
+
+def _row_record(row: Any, job: RowJob, note: str) -> dict[str, Any]:
+    """What the report needs of one row: scores, paper numbers, config summary, times, device."""
+    cfg = job.cfg
+    result = json.loads(job.score_file.read_text())
+    done = (job.run / "DONE").read_text().split()
+    steps = int(done[1]) if len(done) == 2 and done[0] == "step" else None
+    times_file = job.run / "ablation.json"
+    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    stages = {"train": times.get("train"), "translate": times.get("translate"),
+              "score": times.get(f"score_{job.segmenter_sha[:12]}")}
+    device = next((s["device"] for s in stages.values() if s), "n/a")
+    return {"label": row.label, "generator": row.generator, "paper": row.paper, "result": result, "run": job.run_dir,
+            "key": job.key, "size": cfg.size, "batch_size": cfg.batch_size, "steps": steps,
+            "images_seen": None if steps is None else steps * cfg.batch_size,
+            "seconds": {k: (v["seconds"] if v else None) for k, v in stages.items()}, "device": device, "note": note}
+
+
+def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Path, segmenter: Path, gt: dict,
+          records: list[dict[str, Any]], launcher: str, gpus: Sequence[str] | None) -> dict[str, Any]:
+    from p2p_eval.imageio import list_images
+
+    rows = [r for t in records for r in t["rows"]]
+    unique = {r["run"]: r for r in rows}.values()
+    total = sum(v for r in unique for v in r["seconds"].values() if v)
+    sizes = sorted({r["size"] for r in rows})
+    seen = sorted({r["images_seen"] for r in rows if r["images_seen"] is not None})
+    seg = gt.get("segmenter", {})
+    differences = [f"images {'/'.join(str(s) for s in sizes)} px (paper 256x256)" if sizes != [256] else "",
+                   f"{'/'.join(str(s) for s in seen)} training images per row (paper 200 epochs)"
+                   if preset.images_per_row is not None and not ({'epochs', 'max_steps'} & set(overrides or {})) else "",
+                   f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')} px trained by p2p-eval, "
+                   "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)",
+                   "one training run per row (the paper also reports single runs)"]
+    return {"name": name, "preset": {"name": preset.name, "description": preset.description,
+                                     "overrides": preset.overrides, "images_per_row": preset.images_per_row},
+            "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+            "data": {"path": str(data_dir), "train": len(list_images(data_dir / "train")),
+                     "val": len(list_images(data_dir / "val"))},
+            "segmenter": seg, "segmenter_path": str(segmenter),
+            "protocol": (f"images resized (bilinear) to the segmenter's {seg.get('input_size')}x{seg.get('input_size')} "
+                         f"input, labels nearest-neighbour, void ignored, class means {gt.get('protocol', {}).get('means')}"),
+            "git": git_commit(), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "launcher": launcher + (f" (GPUs {','.join(map(str, gpus))})" if gpus else ""),
+            "devices": sorted({r["device"] for r in rows}), "total_seconds": round(total, 1),
+            "differences": "; ".join(d for d in differences if d)}
