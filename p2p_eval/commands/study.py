@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from p2p_eval.study.server import create_app
 
-    uvicorn.run(create_app(args.db), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(args.db), host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
     return 0
 
 

@@ -21,32 +21,50 @@ from pathlib import Path
 
 @dataclass
 class LoadResult:
-    """What the participants saw: acknowledged answers, answer latencies (s), errors, finished sessions."""
+    """What the participants saw: acknowledged answers, answer latencies (s, retries included), errors,
+    finished sessions, and how many requests were retried after a connection error."""
 
     acks: list[tuple[str, int, str]] = field(default_factory=list)  # (session token, trial index, answer)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     finished: int = 0
+    retries: int = 0
     elapsed: float = 0.0
+
+
+async def _request(client, method: str, url: str, result: LoadResult, attempts: int = 4, **kwargs):  # noqa: ANN001, ANN202
+    """One request, retried on connection errors as the page does (answers are idempotent)."""
+    import httpx
+
+    for attempt in range(attempts):
+        try:
+            return await client.request(method, url, **kwargs)
+        except httpx.TransportError:
+            if attempt == attempts - 1:
+                raise
+            result.retries += 1
+            await asyncio.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 async def _participant(client, base: str, study: str, pid: str, result: LoadResult, rng: random.Random,  # noqa: ANN001
                        images: bool) -> None:
-    r = await client.post(f"{base}/api/studies/{study}/sessions", json={"PROLIFIC_PID": pid, "SESSION_ID": "load"})
+    r = await _request(client, "POST", f"{base}/api/studies/{study}/sessions", result,
+                       json={"PROLIFIC_PID": pid, "SESSION_ID": "load"})
     r.raise_for_status()
     state = r.json()
     token, index, total = state["session"], state["next_index"], state["total"]
     choices = ("real", "fake") if state["protocol"] == "single" else ("1", "2")
     while index < total:
-        trial = await client.get(f"{base}/api/s/{token}/trial/{index}")
+        trial = await _request(client, "GET", f"{base}/api/s/{token}/trial/{index}", result)
         trial.raise_for_status()
         if images:
             for url in trial.json()["images"]:
-                (await client.get(base + url)).raise_for_status()
+                (await _request(client, "GET", base + url, result)).raise_for_status()
         value = rng.choice(choices)
         body = {"index": index, "answer": value, "onset1": 0.0, "offset1": 1000.0, "response_ms": 500.0}
         start = time.perf_counter()
-        r = await client.post(f"{base}/api/s/{token}/answer", json=body)
+        r = await _request(client, "POST", f"{base}/api/s/{token}/answer", result, json=body)
         if r.status_code != 200:
             raise RuntimeError(f"answer {index} of {pid}: {r.status_code} {r.text}")
         result.latencies.append(time.perf_counter() - start)

@@ -58,6 +58,8 @@ class StudySpec:
             raise UserError(f"--protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
         if self.question not in QUESTIONS:
             raise UserError(f"--question {self.question!r}: choose fake or real")
+        if not isinstance(self.fake, dict) or not all(isinstance(v, str) for v in self.fake.values()):
+            raise UserError("fake must map algorithm names to folders (--fake ALG=DIR)")
         if not self.fake:
             raise UserError("no --fake ALG=DIR given: a study compares at least one algorithm with the real images")
         for alg in self.fake:

@@ -158,6 +158,8 @@ def get_trial(db: DB, token: str, index: int, base: str = "") -> dict[str, Any]:
     if index != s.next_index:
         raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
     trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == index))
+    if trial is None:
+        raise Rejected(404, "no such trial (the session is complete)")
     trial.views += 1
     tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
     return {"index": index, "practice": trial.kind == "practice", "total": s.total,
@@ -238,8 +240,11 @@ def answer(db: DB, token: str, payload: dict[str, Any]) -> dict[str, Any]:
     swapped = db.execute(update(Session).where(Session.id == s.id, Session.next_index == index)
                          .values(next_index=index + 1, completed_at=utcnow() if done else None)
                          .execution_options(synchronize_session=False)).rowcount
-    if swapped != 1:  # a concurrent request for the same trial won the race
-        raise Rejected(409, f"trial {index} is being answered by another request; retry")
+    if swapped != 1:  # a concurrent request for the same trial won the race and has committed (PostgreSQL)
+        db.refresh(trial)
+        if trial.answer == value:
+            return _ack(study, s, trial)
+        raise Rejected(409, f"trial {index} was already answered differently")
     correct, judged_real = _score(study, trial, value)
     trial.answer, trial.correct, trial.judged_real, trial.answered_at = value, correct, judged_real, utcnow()
     for key, t in times.items():
