@@ -72,3 +72,33 @@ def test_sigkill_keeps_every_acknowledged_answer(db_url, make_study, live_server
     assert len(final) == 20 * 12
     for token, index, value in result.acks:
         assert final[(token, index)] == value
+
+
+def test_concurrent_duplicate_answers_store_once(db_url, make_study, live_server) -> None:
+    """The same answer POSTed three times at once (a nervous retry): three identical acks, one stored row."""
+    import httpx
+
+    make_study(trials=4, practice=1)
+    server = live_server()
+
+    async def participant(client: httpx.AsyncClient, pid: str) -> list[dict]:
+        state = (await client.post(f"{server.url}/api/studies/s1/sessions", json={"PROLIFIC_PID": pid, "SESSION_ID": "x"})).json()
+        acks = []
+        for index in range(state["total"]):
+            await client.get(f"{server.url}/api/s/{state['session']}/trial/{index}")
+            body = {"index": index, "answer": "2", "response_ms": 1.0}
+            replies = await asyncio.gather(*[client.post(f"{server.url}/api/s/{state['session']}/answer", json=body)
+                                             for _ in range(3)])
+            assert [r.status_code for r in replies] == [200] * 3
+            assert replies[0].json() == replies[1].json() == replies[2].json()
+            acks.append(replies[0].json())
+        return acks
+
+    async def main() -> list[list[dict]]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(*[participant(client, f"d{i}") for i in range(10)])
+
+    results = asyncio.run(main())
+    assert all(acks[-1]["done"] for acks in results)
+    stored = stored_answers(db_url)
+    assert len(stored) == 10 * 5 and set(stored.values()) == {"2"}
