@@ -106,8 +106,8 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
         cells = [_ci(r["ours"][m], r["ci95"][m]) for m in METRICS] + [_f(r["paper"][m], 2) for m in METRICS]
         lines.append(f"| {r['label']} | {' | '.join(cells)} |")
     gt = table["ground_truth"]
-    lines += ["", f"Ground truth = the real val photos through the same segmenter ({gt['images']} images); paper "
-              f"numbers from its {gt['paper_source']}. 95% CIs: percentile bootstrap over images (1000 replicates).",
+    lines += ["", f"Ground truth = the real val photos through the same segmenter ({gt['images']} images); the "
+              f"paper's ground-truth numbers are from its {gt['paper_source']}. 95% CIs: percentile bootstrap over images (1000 replicates).",
               "", "## Rank comparison (the ordering is the finding; absolute numbers depend on the segmenter)", "",
               "| Metric | our order (best first) | paper's order | Kendall tau-b | p |", "|---|---|---|---|---|"]
     for m in METRICS:

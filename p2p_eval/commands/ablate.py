@@ -1,0 +1,53 @@
+"""``p2p-eval ablate``: regenerate the paper's Tables 1-3 and Figure 7 (train, translate, score, report)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ORDER = 60
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``ablate``."""
+    p = sub.add_parser("ablate", help="regenerate Tables 1-3 and Figure 7 (train each row, translate, FCN-score, report)",
+                       description="Train every row of the chosen tables that has no finished run (runs are shared "
+                       "between tables and reused when their config is unchanged), translate the val set, score it "
+                       "with the segmenter and write tableN.md/.csv, figure7.png/.json, report.json and index.html.")
+    p.add_argument("--table", default="all", help="1, 2, 3, a list such as 1,3, or all (default all)")
+    p.add_argument("--data", required=True, type=Path, help="AB data folder with train/ and val/ (labels -> photo is BtoA)")
+    p.add_argument("--segmenter", required=True, type=Path, help="FCN-score segmenter checkpoint (p2p-eval segmenter train)")
+    p.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/smoke")
+    p.add_argument("--preset", default="paper", choices=("paper", "quick", "smoke"),
+                   help="paper: 256 px, 200 epochs; quick: 64 px, 1200 images per row; smoke: 32 px, 40 images per row")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="where the training runs live (default ./runs, git-ignored; reused across reports)")
+    p.add_argument("--launcher", default="local", choices=("local", "slurm"), help="local (default) or slurm (submitit)")
+    p.add_argument("--gpus", help="local launcher: comma-separated GPU ids, one row per GPU at once (e.g. 0,1,2,3)")
+    p.add_argument("--resume", action="store_true", help="continue unfinished runs (finished runs are always reused)")
+    p.add_argument("--epochs", type=int, help="epochs per row (overrides the preset and drops its image budget)")
+    p.add_argument("--max-steps", type=int, help="training steps per row (overrides the preset's image budget)")
+    p.add_argument("--size", type=int, help="image side (overrides the preset; U-Net depth log2(size))")
+    p.add_argument("--bottleneck-norm", action="store_true", help="the paper's batch norm in the U-Net bottleneck (errata 6.3)")
+    p.add_argument("--report-name", help="name shown in the report (default the --out folder name)")
+    p.add_argument("--device", default="auto", help="local launcher without --gpus: auto, cpu, cuda or cuda:N")
+    p.add_argument("--slurm-partition", help="Slurm partition")
+    p.add_argument("--slurm-time", type=int, default=24 * 60, help="Slurm time limit per row in minutes (default 1440)")
+    p.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per Slurm job (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_ablate)
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from p2p_eval.ablation import run_ablation
+
+    overrides = {"epochs": args.epochs, "max_steps": args.max_steps, "size": args.size,
+                 "bottleneck_norm": True if args.bottleneck_norm else None}
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    report = run_ablation(args.table, args.data, args.segmenter, args.out, preset=args.preset, launcher=args.launcher,
+                          gpus=gpus, resume=args.resume, overrides=overrides, runs_dir=args.runs_dir, device=args.device,
+                          report_name=args.report_name, progress=not args.quiet,
+                          slurm={"partition": args.slurm_partition, "time_min": args.slurm_time,
+                                 "gpus_per_job": args.slurm_gpus})
+    print(f"report: {report}/index.html (tables: {', '.join(str(p) for p in sorted(Path(report).glob('table*.md')))})")
+    return 0
