@@ -114,3 +114,35 @@ def test_missing_and_extra_images_are_user_errors(synth_small: Path, segmenter: 
     assert rc == 2 and "extra_frame.png" in err and "no label" in err
     rc = main(["fcn-score", "--images", str(photos), "--data", str(synth_small), "--segmenter", str(tmp_path / "nope.pt")])
     assert rc == 2 and "nope.pt" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_official_names_and_gtfine_folder(shared_data: Path, segmenter: Path, tmp_path: Path) -> None:
+    """The original script's layout: <frame>_leftImg8bit.png images against a gtFine folder (which also
+    holds instance maps); labels are the labelIds, resized by nearest neighbour."""
+    from cityscapesscripts.helpers.labels import labels as cs_labels
+
+    root = shared_data / "cityscapes_official_sample"
+    images = tmp_path / "images"
+    images.mkdir()
+    photos = sorted((root / "leftImg8bit" / "train" / "aachen").glob("*_leftImg8bit.png"))[:2]
+    for p in photos:
+        Image.open(p).resize((128, 64), Image.BILINEAR).save(images / p.name)
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for p in photos:
+        frame = p.name[: -len("_leftImg8bit.png")]
+        for kind in ("labelIds", "instanceIds"):
+            shutil.copy(root / "gtFine" / "train" / "aachen" / f"{frame}_gtFine_{kind}.png", gt)
+    res = _score(["--images", str(images), "--labels", str(gt), "--segmenter", str(segmenter)], tmp_path)
+    assert res["images"] == 2
+    lut = np.full(256, 255, dtype=np.uint8)
+    for lab in cs_labels:
+        if lab.id >= 0 and 0 <= lab.trainId < 255:
+            lut[lab.id] = lab.trainId
+    pixels = np.zeros(19, dtype=np.int64)
+    for p in photos:
+        ids = lut[np.array(Image.open(gt / p.name.replace("leftImg8bit", "gtFine_labelIds")))]
+        small = ids[(np.arange(64) * 1024 + 512) // 64][:, (np.arange(64) * 2048 + 1024) // 64]  # nearest, 64x64
+        pixels += np.bincount(small[small < 19], minlength=19)
+    assert [row["pixels"] for row in res["per_class"].values()] == pixels.tolist()

@@ -219,16 +219,28 @@ class GeneratedPairs(torch.utils.data.Dataset):
         return {"image": image, "label": ids, "name": self.names[index], "index": index}
 
 
+FRAME_SUFFIXES = ("_leftImg8bit", "_fake_B")  # the original script's and pix2pix's test-output names
+
+
+def frame_name(image: Path) -> str:
+    """The frame an image belongs to: its stem without a trailing ``_leftImg8bit`` or ``_fake_B``."""
+    stem = image.stem
+    for suffix in FRAME_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
 def _match(images: list[Path], labels: dict[str, Any], images_dir: Path, labels_where: str) -> list[Any]:
-    """Labels for ``images`` by file stem; UserError listing images without labels and labels without images."""
+    """Labels for ``images`` by frame name; UserError listing images without labels and labels without images."""
     from p2p_eval.errors import file_list
     from p2p_eval.imageio import natural_key
 
-    stems = [p.stem for p in images]
+    stems = [frame_name(p) for p in images]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise UserError(f"{images_dir} has several files with the same name stem: {file_list(dupes)}")
-    extra = [p.name for p in images if p.stem not in labels]
+    extra = [p.name for p, stem in zip(images, stems) if stem not in labels]
     missing = sorted(set(labels) - set(stems), key=natural_key)
     if extra or missing:
         parts = []
@@ -236,8 +248,9 @@ def _match(images: list[Path], labels: dict[str, Any], images_dir: Path, labels_
             parts.append(f"{len(extra)} images have no label in {labels_where}: {file_list(extra)}")
         if missing:
             parts.append(f"{len(missing)} labels have no image in {images_dir}: {file_list(missing)}")
-        raise UserError("; ".join(parts) + " (images are matched to labels by file name without extension)")
-    return [labels[p.stem] for p in images]
+        raise UserError("; ".join(parts) + " (images are matched to labels by file name without extension "
+                        "and without a trailing _leftImg8bit or _fake_B)")
+    return [labels[stem] for stem in stems]
 
 
 def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Dataset, device: torch.device,
@@ -304,7 +317,8 @@ def score_folder(images_dir: str | Path | None, segmenter: str | Path, labels_di
                  per_image_out: str | Path | None = None) -> dict:
     """FCN-score of a folder of generated images (or, with ``real=True``, of DATA's real val photos).
 
-    Labels come from ``labels_dir`` (matched by file stem) or from ``data_dir``'s val split (AB layout:
+    Labels come from ``labels_dir`` (matched by frame name, see :func:`frame_name`; an official gtFine
+    folder is read through its ``*_gtFine_labelIds.png``) or from ``data_dir``'s val split (AB layout:
     ``val_labels/`` or the colour B half; official layout: gtFine labelIds).  Returns the JSON of
     ``p2p-eval fcn-score``.  ``per_image_out`` saves the per-image matrices (``.npz``: names, confusions)
     for :func:`paired_bootstrap`.
@@ -334,13 +348,13 @@ def score_folder(images_dir: str | Path | None, segmenter: str | Path, labels_di
         if not images:
             raise UserError(f"no images (png/jpg) in {images_dir}")
         if labels_dir is not None:
-            labels = {p.stem: p for p in list_images(require_dir(labels_dir, "--labels folder"))}
+            labels = _label_files(list_images(require_dir(labels_dir, "--labels folder")))
             where = str(labels_dir)
         else:
             labels = {p.name: p for p in split_pairs(data_dir, "val")}
             where = f"the val split of {data_dir}"
         matched = _match(images, labels, Path(images_dir), where)
-        dataset = GeneratedPairs([p.stem for p in images], images, matched, size)
+        dataset = GeneratedPairs([frame_name(p) for p in images], images, matched, size)
         source = {"images": str(images_dir), "labels": str(labels_dir or data_dir), "real": False}
     result, cm = score_pairs(model, meta, dataset, dev, batch_size=batch_size, progress=progress, bootstrap=bootstrap,
                              seed=seed, save_predictions=save_predictions, num_workers=num_workers, convention=convention)
@@ -360,6 +374,15 @@ def score_folder(images_dir: str | Path | None, segmenter: str | Path, labels_di
                           "means": convention}
     result["source"] = source
     return result
+
+
+def _label_files(files: list[Path]) -> dict[str, Path]:
+    """Frame name -> label file.  In an official gtFine folder only ``*_gtFine_labelIds.png`` count (the
+    folder also holds colour and instance maps) and the frame is the name before ``_gtFine_labelIds``."""
+    official = [p for p in files if p.stem.endswith("_gtFine_labelIds")]
+    if official:
+        return {p.stem[: -len("_gtFine_labelIds")]: p for p in official}
+    return {p.stem: p for p in files}
 
 
 def _name(dataset: torch.utils.data.Dataset, index: int) -> str:
