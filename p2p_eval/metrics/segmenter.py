@@ -321,7 +321,8 @@ def train_segmenter(data_dir: str | Path, out_path: str | Path, epochs: int = 30
     if epochs < 1 or size < 32 or size % 32:
         raise UserError(f"need epochs >= 1 and a size that is a multiple of 32 (got epochs={epochs}, size={size})")
     dev = resolve_device(device)
-    pairs = split_pairs(data_dir, "train")[:limit] if limit else split_pairs(data_dir, "train")
+    pairs = split_pairs(data_dir, "train")
+    pairs = pairs[:limit] if limit else pairs
     partial = out_path.with_name(out_path.name + ".partial")
     settings = {"arch": arch, "encoder": encoder, "input_size": size, "epochs": epochs, "batch_size": batch_size,
                 "lr": lr, "seed": seed, "train_images": len(pairs)}
