@@ -56,6 +56,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
     ``num_workers`` defaults to 0 on CPU and 4 on CUDA (results do not depend on it).
     """
     data_dir = require_dir(data_dir, "data folder")
+    cfg = cfg.resolved()
     run = Path(out_dir)
     ckpt_path = run / "checkpoints" / "last.pt"
     dev = resolve_device(device)
@@ -101,7 +102,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
         sampler.load_state_dict(state["sampler"])
         restore_rng(state["rng"])
         epoch, offset, step = state["epoch"], state["epoch_offset"], state["step"]
-        _truncate_log(run / "log.jsonl", step)
+    _truncate_log(run / "log.jsonl", step)
 
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "config.toml", cfg.to_toml())
@@ -187,11 +188,18 @@ def _resume_state(run: Path, ckpt_path: Path, cfg: TrainConfig) -> dict[str, Any
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from."""
+    """Drop log lines written after the checkpoint a run (re)starts from, and a line cut short by a kill."""
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record["step"] <= step:
+            keep.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def _sample_batch(data_dir: Path, cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
