@@ -15,7 +15,7 @@ STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f2f2f2}tr.gt td{font-style:italic;background:#fafafa}
-td.paper{color:#555}img{max-width:100%;border:1px solid #ddd}code{font-size:12px}.small{color:#666;font-size:12px}
+td.paper{color:#555}td.order{text-align:left}img{max-width:100%;border:1px solid #ddd}code{font-size:12px}.small{color:#666;font-size:12px}
 """
 
 
@@ -28,7 +28,8 @@ def _table_html(table: dict[str, Any]) -> str:
         cells = "".join(f"<td>{escape(_ci(r['ours'][m], r['ci95'][m]))}</td>" for m in METRICS)
         cells += "".join(f'<td class="paper">{_f(r["paper"][m], 2)}</td>' for m in METRICS)
         body.append(f"<tr{cls}><td>{escape(r['label'])}</td>{cells}</tr>")
-    ranks = "".join(f"<tr><td>{METRIC_NAMES[m]}</td><td>{escape(k['ours_order'])}</td><td>{escape(k['paper_order'])}</td>"
+    ranks = "".join(f"<tr><td>{METRIC_NAMES[m]}</td><td class=\"order\">{escape(k['ours_order'])}</td>"
+                    f"<td class=\"order\">{escape(k['paper_order'])}</td>"
                     f"<td>{_f(k['tau'], 2)}</td><td>{_f(k['p_value'], 2)}</td></tr>"
                     for m, k in table["kendall"].items())
     times = "".join(f"<tr><td>{escape(r['label'])}</td><td><code>{escape(r['generator'])}</code></td><td>{r['size']}</td>"
@@ -67,7 +68,7 @@ def _figure7_html(figure7: dict[str, Any] | None) -> str:
 def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any], figure7: dict[str, Any] | None) -> Path:
     """Write ``out_dir/index.html``."""
     toc = " · ".join(f'<a href="#{t["name"]}">{escape(t["name"])}</a>' for t in tables) + ' · <a href="#figure7">figure 7</a>'
-    prov = "".join(f"<li>{escape(line[2:])}</li>" for line in provenance_lines(meta))
+    prov = "".join(f"<li>{escape(line[2:].replace('`', ''))}</li>" for line in provenance_lines(meta))
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pix2pix ablations: {escape(meta['name'])}</title>
 <style>{STYLE}</style></head><body>
