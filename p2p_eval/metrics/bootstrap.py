@@ -73,7 +73,7 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 
 
     Per score: ``{"difference": observed A - B, "ci95": [lo, hi], "p_value": two-sided}`` where the
     p-value is ``min(1, 2 * (min(#{d <= 0}, #{d >= 0}) + 1) / (R + 1))`` over the R replicates ``d``
-    (never 0: the smallest reportable value is about 2 / R; Davison & Hinkley 1997, eq. 4.11).
+    (the usual +1 correction: never 0, the smallest reportable value is 2 / (R + 1)).
     """
     a, b = _check(per_image_a), _check(per_image_b)
     if a.shape != b.shape:
