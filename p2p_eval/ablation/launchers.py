@@ -85,8 +85,13 @@ def run_submitit(jobs: Sequence[RowJob], folder: Path, cluster: str | None = "sl
 
     ``cluster``: "slurm" (sbatch), "local" (local processes; what the tests use) or None (auto-detect).
     """
+    import shutil
+
     import submitit
 
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UserError("--launcher slurm needs Slurm's sbatch on PATH; run p2p-eval ablate on the cluster's login node "
+                        "(or use --launcher local)")
     executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cluster)
     params: dict[str, object] = {"timeout_min": time_min, "gpus_per_node": gpus_per_job, "cpus_per_task": cpus_per_job,
                                  "name": "p2p-ablate", "nodes": 1, "tasks_per_node": 1}

@@ -29,3 +29,14 @@ def test_missing_data_and_segmenter(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, err = _run(["--table", "1", "--data", str(tmp_path / "d"), "--segmenter", str(tmp_path / "s.pt"),
                       "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "s.pt" in err and "segmenter train" in err
+
+
+def test_slurm_launcher_needs_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from p2p_eval.ablation.launchers import run_submitit
+    from p2p_eval.errors import UserError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="sbatch"):
+        run_submitit([], tmp_path, cluster="slurm")
