@@ -169,3 +169,20 @@ def test_cli_train_overrides_and_errors(tiny_data: Path, tmp_path: Path, capsys:
     assert main(["train", "--generator", str(REPO / "generators" / "l1.toml"), "--data", str(tiny_data),
                  "--out", str(run), "--size", "32", "--device", "cpu"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_data_order_and_jitter_do_not_depend_on_worker_processes(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(max_steps=3)
+    a = train(cfg, tiny_data, tmp_path / "w0", device="cpu", progress=False, num_workers=0)
+    b = train(cfg, tiny_data, tmp_path / "w2", device="cpu", progress=False, num_workers=2)
+    sa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)["generator"]
+    sb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)["generator"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_bf16_autocast_path_runs_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
+    run = train(tiny_config(max_steps=2), tiny_data, tmp_path / "amp", device="cpu", progress=False, amp=True)
+    record = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 2 and all(v == v for v in record.values())  # finite, no NaN
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["generator"]["down.0.0.weight"].dtype == torch.float32  # weights stay fp32 under autocast
