@@ -1,0 +1,103 @@
+"""End to end on 64x64 synthetic scenes: all three tables at the smoke preset with one step per row, the
+report's files and structure, rerunning without training, refusing unfinished runs without resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from p2p_eval.ablation import run_ablation
+from p2p_eval.errors import UserError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ablation(synth_small: Path, ablation_segmenter: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("ablation")
+    report = run_ablation("all", synth_small, ablation_segmenter, work / "report", preset="smoke", runs_dir=work / "runs",
+                          device="cpu", overrides={"max_steps": 1}, progress=False)
+    return report, work / "runs"
+
+
+def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
+    report, runs = ablation
+    for name in ("table1.md", "table1.csv", "table2.md", "table2.csv", "table3.md", "table3.csv", "figure7.png",
+                 "figure7.json", "report.json", "index.html", "samples_table1.png", "samples_table2.png",
+                 "samples_table3.png"):
+        assert (report / name).is_file(), name
+    # 12 distinct runs for 13 rows: the 70x70 L1+cGAN is shared by Tables 1 and 3
+    assert len([p for p in runs.iterdir() if (p / "DONE").is_file()]) == 12
+    lines = list(csv.DictReader((report / "table2.csv").open()))
+    assert [ln["label"] for ln in lines] == ["Encoder-decoder (L1)", "Encoder-decoder (L1+cGAN)", "U-net (L1)",
+                                             "U-net (L1+cGAN)", "Ground truth"]
+    assert [float(ln["paper_pixel"]) for ln in lines] == [.35, .29, .48, .55, .80]
+    for ln in lines:
+        for m in ("pixel", "class", "iou"):
+            assert 0 <= float(ln[m]) <= 1 and float(ln[f"{m}_lo"]) <= float(ln[m]) <= float(ln[f"{m}_hi"])
+    assert {ln["batch_size"] for ln in lines[:4]} == {"10"} and {ln["steps"] for ln in lines[:4]} == {"1"}
+    md = (report / "table3.md").read_text()
+    assert "| 286x286 |" in md and "0.42 | 0.16 | 0.11 |" in md and "96x96" in md and "Kendall tau-b" in md
+    data = json.loads((report / "report.json").read_text())
+    assert len(data["meta"]["segmenter"]["sha256"]) == 64 and data["meta"]["git"]
+    assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4)))
+    assert set(data["figure7"]["intersection"]) == {"L1", "cGAN", "L1+cGAN", "PixelGAN (1x1)"}
+    fig = json.loads((report / "figure7.json").read_text())
+    assert all(0 <= v <= 1 for s in fig["intersection"].values() for v in s.values())
+
+
+def test_index_html_opens_from_disk(ablation: tuple[Path, Path]) -> None:
+    report, _ = ablation
+    html = (report / "index.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"#]+)"', html)
+    assert links and all(not link.startswith(("http", "/")) for link in links)
+    assert all((report / link).is_file() for link in links), links
+    for title in ("Table 1", "Table 2", "Table 3", "Figure 7"):
+        assert title in html
+
+
+def test_rerun_trains_nothing(ablation: tuple[Path, Path], synth_small: Path, ablation_segmenter: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    report, runs = ablation
+    ckpts = {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/last.pt")}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the rerun trained a row")
+
+    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
+    monkeypatch.setattr("p2p_eval.translate.translate_run", no_training)
+    run_ablation("all", synth_small, ablation_segmenter, report, preset="smoke", runs_dir=runs, device="cpu",
+                 overrides={"max_steps": 1}, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/last.pt")} == ckpts
+
+
+def test_unfinished_run_needs_resume(ablation: tuple[Path, Path], synth_small: Path, ablation_segmenter: Path,
+                                     tmp_path: Path) -> None:
+    _, runs = ablation
+    done = next(p for p in runs.iterdir() if p.name.startswith("l1-"))
+    (done / "DONE").rename(done / "DONE.bak")
+    try:
+        with pytest.raises(UserError, match="--resume"):
+            run_ablation("1", synth_small, ablation_segmenter, tmp_path / "r", preset="smoke", runs_dir=runs, device="cpu",
+                         overrides={"max_steps": 1}, resume=False, progress=False)
+    finally:
+        (done / "DONE.bak").rename(done / "DONE")
+
+
+def test_cli_reuses_the_runs(ablation: tuple[Path, Path], synth_small: Path, ablation_segmenter: Path,
+                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from p2p_eval.cli import main
+
+    _, runs = ablation
+    out = tmp_path / "cli_report"
+    code = main(["ablate", "--table", "2", "--data", str(synth_small), "--segmenter", str(ablation_segmenter),
+                 "--out", str(out), "--preset", "smoke", "--max-steps", "1", "--runs-dir", str(runs), "--device", "cpu",
+                 "--quiet", "--report-name", "cli test"])
+    assert code == 0
+    assert "4 distinct runs (4 done, 0 partial, 0 new)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("table*")) == ["table2.csv", "table2.md"]
+    assert "(cli test)" in (out / "index.html").read_text()
