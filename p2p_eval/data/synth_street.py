@@ -109,20 +109,23 @@ class Street:
 
 
 def paint_sky(cv: Canvas, light: Light) -> None:
-    """Sky: blue gradient (pale near the horizon) with coarse-noise clouds, or grey overcast."""
-    rr, cc = np.nonzero(cv.label == SKY)
-    t = np.clip(rr / max(cv.hy, 1.0), 0.0, 1.0)[:, None]
+    """Sky above the horizon (the ground covers the rest): blue gradient, pale near the horizon, with
+    coarse-noise clouds; or grey overcast."""
+    rows = min(cv.size, int(np.floor(cv.hy)) + 2)
+    t = np.clip(np.arange(rows, dtype=np.float32) / max(cv.hy, 1.0), 0.0, 1.0)[:, None, None]
     rng = cv.rng
     if light.overcast:
-        top = np.array([0.72, 0.74, 0.78]) * rng.uniform(0.9, 1.1)
-        low = np.array([0.85, 0.86, 0.88])
+        top = np.array([0.72, 0.74, 0.78], np.float32) * rng.uniform(0.9, 1.1)
+        low = np.array([0.85, 0.86, 0.88], np.float32)
     else:
-        top = np.array([0.25, 0.45, 0.85]) * rng.uniform(0.85, 1.1)
-        low = np.array([0.7, 0.8, 0.92])
+        top = np.array([0.25, 0.45, 0.85], np.float32) * rng.uniform(0.85, 1.1)
+        low = np.array([0.7, 0.8, 0.92], np.float32)
     rgb = top * (1 - t) + low * t
-    cloud = np.clip(cv.coarse[rr, cc] * 1.6 + cv.mid[rr, cc] * 0.5 - rng.uniform(-0.2, 0.8), 0, 1)[:, None]
-    rgb = rgb * (1 - cloud) + np.array([0.95, 0.95, 0.96]) * cloud
-    cv.put(rr, cc, SKY, rgb * (1 + 0.01 * cv.grain[rr, cc, None]), 1.0e4)
+    cloud = np.clip(cv.coarse[:rows] * 1.6 + cv.mid[:rows] * 0.5 - rng.uniform(-0.2, 0.8), 0, 1)[..., None]
+    rgb = rgb * (1 - cloud) + np.array([0.95, 0.95, 0.96], np.float32) * cloud
+    cv.photo[:rows] = rgb * (1 + 0.01 * cv.grain[:rows, :, None])
+    cv.label[:rows] = SKY
+    cv.depth[:rows] = 1.0e4
 
 
 def paint_ground(cv: Canvas, st: Street, light: Light) -> None:
