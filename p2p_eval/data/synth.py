@@ -56,9 +56,12 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     paint_ground(cv, street, light)
     paint_sides(cv, street, light)
     ground_shadows(cv, street, light)
-    for _, draw_fn in sorted(_populate(rng, street), key=lambda item: -item[0]):
-        draw_fn(cv, light)
-    if rng.random() < 0.5:
+    items = _populate(rng, street)
+    ego = rng.random() < 0.5
+    for key, (_, draw_fn) in enumerate(sorted(items, key=lambda item: -item[0])):
+        with cv.forked(10_000 + key):
+            draw_fn(cv, light)
+    if ego:
         _ego_vehicle(cv)
     return _finish(cv, light), cv.label.copy()
 
@@ -73,7 +76,7 @@ def _populate(rng: np.random.Generator, st: Street) -> list[tuple[float, Drawer]
 
     edges = [st.xl, *st.lanes, st.xr]
     centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-    kinds = [CAR] * int(rng.integers(1, 9))
+    kinds = [CAR] * int(rng.integers(2, 13))
     kinds += [TRUCK] * int(rng.random() < 0.3) + [BUS] * int(rng.random() < 0.25) + [TRAIN] * int(rng.random() < 0.12)
     dims = {CAR: ((1.65, 1.9), (3.8, 4.8)), TRUCK: ((2.3, 2.5), (6, 9)), BUS: ((2.45, 2.55), (10, 13)),
             TRAIN: ((2.5, 2.65), (18, 30))}
@@ -85,7 +88,7 @@ def _populate(rng: np.random.Generator, st: Street) -> list[tuple[float, Drawer]
                 xc = st.xl + w / 2 + 0.3 if rng.random() < 0.5 else st.xr - w / 2 - 0.3
             else:
                 xc = centres[rng.integers(len(centres))] + rng.uniform(-0.3, 0.3)
-            z0 = rng.uniform(6.0 if abs(xc) < w else 3.5, 70.0)
+            z0 = (6.0 if abs(xc) < w else 3.0) + rng.exponential(18.0)
             if free(xc - w / 2, xc + w / 2, z0, z0 + length):
                 taken.append((xc - w / 2, xc + w / 2, z0, z0 + length))
                 items.append((z0, _vehicle_drawer(cls, xc, z0, w, length)))
@@ -172,7 +175,7 @@ def _finish(cv: Canvas, light: Light) -> np.ndarray:
     r = np.linspace(-1, 1, cv.size, dtype=np.float32)
     gain = (1 - 0.1 * (r[:, None] ** 2 + r[None, :] ** 2))[..., None] * (light.tint * rng.uniform(0.85, 1.15))
     photo = (cv.photo + (haze - cv.photo) * a) * gain
-    photo += rng.standard_normal(photo.shape, dtype=np.float32) * np.float32(0.012)
+    photo += cv.noise_rng.standard_normal(photo.shape, dtype=np.float32) * np.float32(0.012)
     return np.clip(photo * 255 + 0.5, 0, 255).astype(np.uint8)
 
 

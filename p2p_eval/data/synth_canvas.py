@@ -10,6 +10,9 @@ perspective and anti-aliased by pixel footprint.  Everything is vectorised numpy
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from scipy import ndimage
 from skimage import draw
@@ -59,10 +62,23 @@ class Canvas:
         self.label = np.full((size, size), SKY, np.uint8)
         self.photo = np.zeros((size, size, 3), np.float32)
         self.depth = np.full((size, size), FAR, np.float32)
-        self.grain = rng.standard_normal((size, size)).astype(np.float32)
-        self.mid = value_noise(rng, size, max(4, size // 6))
-        self.coarse = value_noise(rng, size, 5)
         self.salt = int(rng.integers(0, 2**31))
+        # Size-dependent draws come from their own stream, so a scene's layout is the same at every size.
+        self.noise_rng = np.random.default_rng([self.salt, size])
+        self.grain = self.noise_rng.standard_normal((size, size), dtype=np.float32)
+        self.mid = value_noise(self.noise_rng, size, max(4, size // 6))
+        self.coarse = value_noise(rng, size, 5)
+
+    @contextmanager
+    def forked(self, key: int) -> Iterator[np.random.Generator]:
+        """Within the block ``self.rng`` is a child stream keyed by (scene, key): what one object draws (its
+        colours, and whether it draws at all when it is too small to see) cannot shift the scene's other
+        draws, so a seed gives the same layout at every image size."""
+        main, self.rng = self.rng, np.random.default_rng([self.salt, key])
+        try:
+            yield self.rng
+        finally:
+            self.rng = main
 
     # ----- projection -------------------------------------------------------------------------------
     def project(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

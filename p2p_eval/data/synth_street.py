@@ -30,9 +30,9 @@ class Light:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> "Light":
         overcast = bool(rng.random() < 0.3)
-        tint = rng.uniform(0.92, 1.08, 3).astype(np.float32)
+        tint = rng.uniform(0.94, 1.06, 3).astype(np.float32)
         if overcast:
-            return cls(int(rng.choice([-1, 1])), True, 0.9, 0.8, 1.0, tint)
+            return cls(int(rng.choice([-1, 1])), True, 0.9, 0.8, 1.0, 1 + (tint - 1) / 3)
         return cls(int(rng.choice([-1, 1])), False, rng.uniform(1.0, 1.15), rng.uniform(0.5, 0.7),
                    rng.uniform(0.45, 0.65), tint)
 
@@ -263,30 +263,35 @@ def paint_sides(cv: Canvas, st: Street, light: Light) -> None:
                     z = st.crossing[0]
                     continue
             x = st.facade[side] + side * rng.uniform(0.0, 1.5)
-            h = rng.uniform(7, 26) if kind == "building" else rng.uniform(2.5, 9)
+            h = rng.uniform(9, 30) if kind == "building" else rng.uniform(2.5, 10)
             segs.append(Segment(kind, side, x, z0, z, h))
             z = z0
         st.segments += segs
-    if rng.random() < 0.6:
-        _front_building(cv, st.end, st.facade[-1] - 40, st.facade[1] + 40, rng.uniform(8, 30), light)
-    else:
-        _treeline(cv, st.end, st.facade[-1] - 60, st.facade[1] + 60, rng.uniform(6, 15))
+    far = (rng.random() < 0.6, rng.uniform(8, 30), rng.uniform(6, 15))
+    with cv.forked(1):
+        if far[0]:
+            _front_building(cv, st.end, st.facade[-1] - 40, st.facade[1] + 40, far[1], light)
+        else:
+            _treeline(cv, st.end, st.facade[-1] - 60, st.facade[1] + 60, far[2])
     if st.crossing:  # the corner buildings across the side street face the camera
         for side in (-1, 1):
             x0, x1 = sorted((st.facade[side], st.facade[side] + side * 40.0))
-            _front_building(cv, st.crossing[1], x0, x1, rng.uniform(8, 22), light)
-    for g in sorted(st.segments, key=lambda g: -g.z1):
-        if g.kind == "building":
-            _side_building(cv, g, light)
-        elif g.kind == "vegetation":
-            _side_vegetation(cv, g, light)
-    for side in (-1, 1):
-        for g in [g for g in st.segments if g.side == side and g.kind != "gap"]:
-            roll = rng.random()
-            if roll < 0.25:
-                _side_wall(cv, g, st.facade[side] - side * rng.uniform(0.0, 0.5), light)
-            elif roll < 0.5:
-                _side_fence(cv, g, st.facade[side] - side * rng.uniform(0.0, 0.5), light)
+            h = rng.uniform(8, 22)
+            with cv.forked(2 + side):
+                _front_building(cv, st.crossing[1], x0, x1, h, light)
+    for key, g in enumerate(sorted(st.segments, key=lambda g: -g.z1)):
+        with cv.forked(100 + key):
+            if g.kind == "building":
+                _side_building(cv, g, light)
+            elif g.kind == "vegetation":
+                _side_vegetation(cv, g, light)
+    for key, g in enumerate(g for g in st.segments if g.kind != "gap"):
+        roll, x = rng.random(), st.facade[g.side] - g.side * rng.uniform(0.0, 0.5)
+        with cv.forked(1000 + key):
+            if roll < 0.3:
+                _side_wall(cv, g, x, light)
+            elif roll < 0.6:
+                _side_fence(cv, g, x, light)
 
 
 def _side_building(cv: Canvas, g: Segment, light: Light) -> None:
