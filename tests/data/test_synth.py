@@ -124,3 +124,14 @@ def test_stale_images_in_out_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="empty --out"):
         generate_dataset(tmp_path, count=3, size=32, seed=0, val_fraction=0.0)
     assert generate_dataset(tmp_path, count=6, size=32, seed=0, val_fraction=0.0) == {"train": 6, "val": 0}
+
+
+def test_same_seed_gives_the_same_layout_at_every_size() -> None:
+    """A scene at 64 is the scene at 256 seen at lower resolution: labels agree with the 256 map's 4x4-block
+    centre pixels on most pixels (measured 0.92-0.97, mean 0.959 over 20 scenes; only edges differ)."""
+    agree = []
+    for k in range(4):
+        _, small = render_scene(np.random.default_rng([5, k]), 64)
+        _, large = render_scene(np.random.default_rng([5, k]), 256)
+        agree.append((large[1::4, 1::4] == small).mean())
+    assert min(agree) > 0.9 and np.mean(agree) > 0.93
