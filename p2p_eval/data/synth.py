@@ -76,8 +76,8 @@ def _populate(rng: np.random.Generator, st: Street) -> list[tuple[float, Drawer]
 
     edges = [st.xl, *st.lanes, st.xr]
     centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-    kinds = [CAR] * int(rng.integers(2, 13))
-    kinds += [TRUCK] * int(rng.random() < 0.3) + [BUS] * int(rng.random() < 0.25) + [TRAIN] * int(rng.random() < 0.12)
+    kinds = [TRAIN] * int(rng.random() < 0.12) + [BUS] * int(rng.random() < 0.25) + [TRUCK] * int(rng.random() < 0.3)
+    kinds += [CAR] * int(rng.integers(2, 13))
     dims = {CAR: ((1.65, 1.9), (3.8, 4.8)), TRUCK: ((2.3, 2.5), (6, 9)), BUS: ((2.45, 2.55), (10, 13)),
             TRAIN: ((2.5, 2.65), (18, 30))}
     for cls in kinds:
