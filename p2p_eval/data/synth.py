@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from p2p_eval.data.cityscapes import trainids_to_colors
-from p2p_eval.data.synth_canvas import (BUS, CAR, MOTORCYCLE, ROAD, SIDEWALK, SKY, TERRAIN, TRAIN, TRUCK, VOID,
+from p2p_eval.data.synth_canvas import (BUS, CAR, ROAD, SIDEWALK, SKY, TERRAIN, TRAIN, TRUCK, VOID,
                                         Canvas)
 from p2p_eval.data.synth_objects import bicycle, person, pole, rider_on, tree, vehicle
 from p2p_eval.data.synth_street import Light, Street, ground_shadows, paint_ground, paint_sides, paint_sky
