@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-SYNTH_COUNT = 160
+SYNTH_COUNT = 200
 SYNTH_SIZE = 64
-SEGMENTER_EPOCHS = 15
+SEGMENTER_EPOCHS = 8
+SEGMENTER_LR = 3e-3
 
 
 def run_demo(out: Path, report_dir: Path, device: str = "auto", seed: int = 0) -> dict[str, Path]:
@@ -34,7 +35,7 @@ def run_demo(out: Path, report_dir: Path, device: str = "auto", seed: int = 0) -
 
     if not segmenter.is_file():
         print(f"[2/3] segmenter for the FCN-score -> {segmenter}", flush=True)
-        train_segmenter(data, segmenter, epochs=SEGMENTER_EPOCHS, size=SYNTH_SIZE, device=device)
+        train_segmenter(data, segmenter, epochs=SEGMENTER_EPOCHS, size=SYNTH_SIZE, lr=SEGMENTER_LR, device=device)
     else:
         print(f"[2/3] segmenter: reusing {segmenter}", flush=True)
 
