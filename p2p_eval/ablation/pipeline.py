@@ -134,8 +134,9 @@ def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Pa
     sizes = sorted({r["size"] for r in rows})
     seen = sorted({r["images_seen"] for r in rows if r["images_seen"] is not None})
     seg = gt.get("segmenter", {})
+    n_train = len(list_images(data_dir / "train"))
     differences = [f"images {'/'.join(str(s) for s in sizes)} px (paper 256x256)" if sizes != [256] else "",
-                   f"{'/'.join(str(s) for s in seen)} training images per row (paper 200 epochs)"
+                   f"{'/'.join(str(s) for s in seen)} training images per row (paper: 200 epochs = {200 * n_train} images here)"
                    if preset.images_per_row is not None and not ({'epochs', 'max_steps'} & set(overrides or {})) else "",
                    f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')} px trained by p2p-eval, "
                    "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)",
@@ -143,7 +144,7 @@ def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Pa
     return {"name": name, "preset": {"name": preset.name, "description": preset.description,
                                      "overrides": preset.overrides, "images_per_row": preset.images_per_row},
             "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
-            "data": {"path": str(data_dir), "train": len(list_images(data_dir / "train")),
+            "data": {"path": str(data_dir), "train": n_train,
                      "val": len(list_images(data_dir / "val"))},
             "segmenter": seg, "segmenter_path": str(segmenter),
             "protocol": (f"images resized (bilinear) to the segmenter's {seg.get('input_size')}x{seg.get('input_size')} "
