@@ -16,22 +16,15 @@ import pytest
 import torch
 
 from p2p_eval.config import TrainConfig
-from p2p_eval.imageio import write_png
 from p2p_eval.train.trainer import train
 
 
-def write_ab(root: Path, split: str, count: int, side: int, seed: int) -> None:
-    """Random-noise AB pairs (side x 2*side) as PNG; enough to exercise the training mechanics."""
-    g = torch.Generator().manual_seed(seed)
-    for i in range(1, count + 1):
-        write_png(root / split / f"{i}.png", torch.randint(0, 256, (3, side, 2 * side), generator=g, dtype=torch.uint8))
-
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_data(tmp_path_factory: pytest.TempPathFactory, noise_ab) -> Path:
     root = tmp_path_factory.mktemp("ab32")
-    write_ab(root, "train", 6, 32, seed=1)
-    write_ab(root, "val", 2, 32, seed=2)
+    noise_ab(root, "train", 6, 32, seed=1)
+    noise_ab(root, "val", 2, 32, seed=2)
     return root
 
 
