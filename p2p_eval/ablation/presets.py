@@ -7,7 +7,7 @@
 - ``quick``: real data (e.g. Cityscapes) at 64x64, each row sees :attr:`Preset.images_per_row` training
   images (1200: 1200 steps at batch 1, 120 at batch 10), sized for all three tables in about an hour on a
   2-core CPU and minutes on a GPU.
-- ``smoke``: synthetic data at 32x32, 40 images per row; all three tables, translation and scoring
+- ``smoke``: synthetic data at 32x32, 120 images per row; all three tables, translation and scoring
   included, take a few minutes on a 2-core CPU.
 
 The budget becomes ``max_steps = ceil(images_per_row / batch_size)`` (with ``epochs`` 200, the budget is what
@@ -48,8 +48,8 @@ PRESETS = MappingProxyType({
     "quick": Preset("quick", {"size": 64, "epochs": 200, "lr_schedule": "constant", "test_dropout": True}, 1200,
                     "real data at 64x64, 1200 training images per row (1200 steps at batch 1, 120 at batch 10), "
                     "otherwise the paper's settings"),
-    "smoke": Preset("smoke", {"size": 32, "epochs": 200, "lr_schedule": "constant", "test_dropout": True}, 40,
-                    "synthetic data at 32x32, 40 training images per row: a pipeline check, not a result"),
+    "smoke": Preset("smoke", {"size": 32, "epochs": 200, "lr_schedule": "constant", "test_dropout": True}, 120,
+                    "synthetic data at 32x32, 120 training images per row: a pipeline check, not a result"),
 })
 
 

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmenter", required=True, type=Path, help="FCN-score segmenter checkpoint (p2p-eval segmenter train)")
     p.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/smoke")
     p.add_argument("--preset", default="paper", choices=("paper", "quick", "smoke"),
-                   help="paper: 256 px, 200 epochs; quick: 64 px, 1200 images per row; smoke: 32 px, 40 images per row")
+                   help="paper: 256 px, 200 epochs; quick: 64 px, 1200 images per row; smoke: 32 px, 120 images per row")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="where the training runs live (default ./runs, git-ignored; reused across reports)")
     p.add_argument("--launcher", default="local", choices=("local", "slurm"), help="local (default) or slurm (submitit)")

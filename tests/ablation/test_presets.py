@@ -26,7 +26,7 @@ def test_paper_preset_is_the_papers_protocol() -> None:
 def test_image_budget_becomes_steps_by_batch_size() -> None:
     assert _cfg("l1", "quick")[0].max_steps == 1200
     assert _cfg("unet_l1_b10", "quick")[0].max_steps == 120
-    assert _cfg("encdec_l1", "smoke")[0].max_steps == 4  # ceil(40 / 10)
+    assert _cfg("encdec_l1", "smoke")[0].max_steps == 12  # ceil(120 / 10)
     cfg, _ = _cfg("l1", "quick", {"epochs": 3})
     assert (cfg.epochs, cfg.max_steps) == (3, None)
     assert _cfg("l1", "smoke", {"max_steps": 7})[0].max_steps == 7
