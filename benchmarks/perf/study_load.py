@@ -20,12 +20,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from p2p_eval.study.loadgen import LiveServer, run_participants  # noqa: E402
+from p2p_eval.study.loadgen import LiveServer, run_participants, write_noise_folders  # noqa: E402
 from p2p_eval.study.plan import StudySpec, create_study  # noqa: E402
 from p2p_eval.study.store import make_engine  # noqa: E402
 
@@ -33,15 +32,8 @@ PRACTICE, TRIALS = 2, 10
 
 
 def make_images(root: Path) -> dict[str, str]:
-    rng = np.random.default_rng(0)
-    dirs = {}
-    for name in ("real", "alg_a", "alg_b"):
-        folder = root / name
-        folder.mkdir()
-        for i in range(1, 21):
-            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-        dirs[name] = str(folder)
-    return dirs
+    """real/, alg_a/, alg_b/ with 20 random 64x64 PNGs each."""
+    return {name: str(folder) for name, folder in write_noise_folders(root, count=20, side=64).items()}
 
 
 def bench(db_url: str, images: dict[str, str], participants: int) -> dict:

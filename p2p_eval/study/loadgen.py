@@ -91,6 +91,24 @@ async def run_participants(base: str, study: str, count: int, prefix: str = "p",
     return result
 
 
+def write_noise_folders(root: Path, names: tuple[str, ...] = ("real", "alg_a", "alg_b"), count: int = 12,
+                        side: int = 32, seed: int = 0) -> dict[str, Path]:
+    """One folder per name under ``root`` with ``count`` random-noise PNGs (1.png ..) of side x side: the
+    stand-in real / fake image sets of the load tests and the load benchmark."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    dirs = {}
+    for name in names:
+        folder = root / name
+        folder.mkdir()
+        for i in range(1, count + 1):
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        dirs[name] = folder
+    return dirs
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:

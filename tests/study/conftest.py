@@ -9,11 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from p2p_eval.study.loadgen import LiveServer
+from p2p_eval.study.loadgen import LiveServer, write_noise_folders
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
 
@@ -23,16 +21,7 @@ PG_ENV = "P2P_TEST_POSTGRES_URL"
 @pytest.fixture(scope="session")
 def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """real/ and two algorithm folders (alg_a/, alg_b/) of 12 random 32x32 PNGs with matching names."""
-    root = tmp_path_factory.mktemp("study_images")
-    rng = np.random.default_rng(0)
-    dirs = {}
-    for name in ("real", "alg_a", "alg_b"):
-        folder = root / name
-        folder.mkdir()
-        for i in range(1, 13):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-        dirs[name] = folder
-    return dirs
+    return write_noise_folders(tmp_path_factory.mktemp("study_images"), count=12, side=32)
 
 
 def _postgres_url(base: str, schema: str) -> str:
