@@ -343,16 +343,28 @@ def _side_vegetation(cv: Canvas, g: Segment, light: Light) -> None:
     cv.put(rr, cc, VEGETATION, _leafy(cv, rr, cc, y, g.h) * light.face(-g.side), z)
 
 
-def _side_wall(cv: Canvas, g: Segment, x: float, light: Light) -> None:
-    """A concrete/stone wall in front of the segment: panels with seams, stains from coarse noise."""
+def _side_strip(cv: Canvas, g: Segment, x: float, heights: tuple[float, float], max_len: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """A strip standing at lateral offset ``x`` along part of the segment, of random height in ``heights`` and
+    length 4..``max_len`` m: its pixels (rr, cc), their depth z and height y, and h; None when off screen."""
     rng = cv.rng
-    h = rng.uniform(0.8, 2.5)
+    h = rng.uniform(*heights)
     z0 = rng.uniform(g.z0, g.z1)
-    z1 = min(g.z1, z0 + rng.uniform(4, 20))
+    z1 = min(g.z1, z0 + rng.uniform(4, max_len))
     rr, cc = cv.side_quad(x, z0, z1, 0.0, h)
     if len(rr) == 0:
-        return
+        return None
     z, y = cv.side_zy(rr.astype(np.float64), cc.astype(np.float64), x)
+    return rr, cc, z, y, h
+
+
+def _side_wall(cv: Canvas, g: Segment, x: float, light: Light) -> None:
+    """A concrete/stone wall in front of the segment: panels with seams, stains from coarse noise."""
+    strip = _side_strip(cv, g, x, (0.8, 2.5), 20)
+    if strip is None:
+        return
+    rr, cc, z, y, h = strip
+    rng = cv.rng
     base = np.array([0.6, 0.58, 0.54]) * rng.uniform(0.7, 1.15) * rng.uniform(0.95, 1.05, 3)
     seam = band(periodic(z, rng.uniform(1.5, 3.0)), 0.03, z * z / (cv.f * abs(x)))
     cap = band(y - h + 0.08, 0.08, z / cv.f)
@@ -362,14 +374,11 @@ def _side_wall(cv: Canvas, g: Segment, x: float, light: Light) -> None:
 
 def _side_fence(cv: Canvas, g: Segment, x: float, light: Light) -> None:
     """A metal bar fence (see-through between bars, the label covers it all) or a wooden plank fence."""
-    rng = cv.rng
-    h = rng.uniform(1.0, 2.0)
-    z0 = rng.uniform(g.z0, g.z1)
-    z1 = min(g.z1, z0 + rng.uniform(4, 25))
-    rr, cc = cv.side_quad(x, z0, z1, 0.0, h)
-    if len(rr) == 0:
+    strip = _side_strip(cv, g, x, (1.0, 2.0), 25)
+    if strip is None:
         return
-    z, y = cv.side_zy(rr.astype(np.float64), cc.astype(np.float64), x)
+    rr, cc, z, y, h = strip
+    rng = cv.rng
     px_s, px_t = z * z / (cv.f * abs(x)), z / cv.f
     if rng.random() < 0.6:
         colour = np.array([0.2, 0.22, 0.2]) if rng.random() < 0.5 else np.array([0.3, 0.4, 0.3])
