@@ -1,11 +1,12 @@
-"""Typed training configuration: one :class:`TrainConfig` per generator variant (``generators/*.toml``).
+"""Typed training configuration: one :class:`TrainConfig` per generator variant (``p2p_eval/generators/*.toml``).
 
 A variant file is a flat TOML table whose keys are the fields of :class:`TrainConfig`; missing keys take
 the defaults below, which are the paper's L1+cGAN setting (Isola et al. 2017, section 3 and appendix:
 U-Net, batch norm, 70x70 PatchGAN, lambda_L1 = 100, Adam 2e-4 / (0.5, 0.999), batch 1, 200 epochs,
 jitter 286 -> 256 with mirroring, dropout at test time). Command-line flags override fields
 (:func:`load_generator`); the resolved config (``num_downs`` made concrete) is what a run saves and what
-:func:`config_hash` fingerprints.
+:func:`config_hash` fingerprints. The shipped variants are package data (:data:`GENERATORS_DIR`); a bare name
+such as ``l1_cgan`` means the shipped file of that name (:func:`generator_file`).
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ DIRECTIONS = ("AtoB", "BtoA")
 #: Fields that do not change what a run computes; :func:`config_hash` ignores them.
 NON_SEMANTIC_FIELDS = ("name", "log_every")
 
+#: The shipped generator variants, one ``<name>.toml`` each (package data, so they exist in any install).
+GENERATORS_DIR = Path(__file__).resolve().parent / "generators"
+
 #: Number of stride-2 convolutions of each PatchGAN (the public code's n_layers; 0 for the 1x1 PixelGAN).
 D_DOWNSAMPLINGS = {1: 0, 16: 1, 70: 3, 286: 5}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of one training run; field names are the keys of a ``generators/*.toml`` file."""
+    """Every setting of one training run; field names are the keys of a generator variant file."""
 
     name: str = "l1_cgan"
     arch: str = "unet"
@@ -216,13 +220,39 @@ def _validate_size(cfg: TrainConfig) -> None:
             )
 
 
+def generator_names() -> list[str]:
+    """Names of the shipped generator variants (the stems of :data:`GENERATORS_DIR`'s TOML files), sorted."""
+    return sorted(p.stem for p in GENERATORS_DIR.glob("*.toml"))
+
+
+def generator_file(spec: str | Path) -> Path:
+    """The variant file for ``spec``: an existing TOML file, or a bare name (``l1_cgan``) of a shipped variant.
+
+    A bare name is one without a folder part (a ``.toml`` suffix is allowed); an existing file of that name
+    in the current folder wins. Unknown names raise a UserError listing the shipped ones.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    bare = path.parent == Path(".") and path.suffix in ("", ".toml") and path.name not in ("", ".", "..")
+    if not bare:
+        return require_file(path, "generator file")
+    name = path.stem if path.suffix == ".toml" else path.name
+    shipped = GENERATORS_DIR / f"{name}.toml"
+    if shipped.is_file():
+        return shipped
+    raise UserError(f"unknown generator {str(spec)!r} (no such file either); valid: a TOML file or one of "
+                    f"{', '.join(generator_names())}")
+
+
 def load_generator(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a ``generators/*.toml`` variant and apply ``overrides`` (field -> value; None values ignored).
+    """Read a generator variant (a TOML file or a shipped name, see :func:`generator_file`) and apply
+    ``overrides`` (field -> value; None values ignored).
 
     A ``size`` override with ``num_downs`` unset in the file gives depth log2(size), so one variant file
     serves 256x256 runs and 64x64 tests. The returned config is resolved (``num_downs`` concrete).
     """
-    path = require_file(path, "generator file")
+    path = generator_file(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:

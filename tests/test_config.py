@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from p2p_eval.config import TrainConfig, config_hash, load_generator
+from p2p_eval.config import TrainConfig, config_hash, generator_file, load_generator
 from p2p_eval.errors import UserError
 
 
@@ -91,6 +92,24 @@ def test_load_generator_errors_name_the_file(tmp_path: Path) -> None:
         load_generator(write(tmp_path, ""), {"sizes": 64})
     with pytest.raises(UserError, match="not found"):
         load_generator(tmp_path / "missing.toml", {})
+
+
+def test_bare_names_resolve_to_the_shipped_variants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = Path(str(importlib.resources.files("p2p_eval"))) / "generators"
+    monkeypatch.chdir(tmp_path)
+    assert generator_file("l1_cgan") == shipped / "l1_cgan.toml"
+    assert generator_file("l1_cgan.toml") == shipped / "l1_cgan.toml"
+    assert load_generator("gan", {"size": 64}).gan == "unconditional"
+    local = write(tmp_path, "epochs = 3\n", "l1_cgan.toml")
+    assert generator_file("l1_cgan.toml") == Path("l1_cgan.toml") and load_generator("l1_cgan.toml").epochs == 3
+    assert generator_file(local) == local
+    with pytest.raises(UserError) as err:
+        load_generator("l1_cgna")
+    message = str(err.value)
+    assert message.startswith("unknown generator 'l1_cgna'") and "\n" not in message
+    assert all(p.stem in message for p in shipped.glob("*.toml")) and len(list(shipped.glob("*.toml"))) == 14
+    with pytest.raises(UserError, match="not found"):
+        generator_file("generators/l1_cgan.toml")  # the pre-package path is not guessed
 
 
 def test_to_toml_round_trips() -> None:

@@ -1,7 +1,8 @@
-"""Tables 1-3 of pix2pix (Isola et al., CVPR 2017, sections 4.2-4.4) as data: ``benchmarks/tables/*.toml``.
+"""Tables 1-3 of pix2pix (Isola et al., CVPR 2017, sections 4.2-4.4) as data: ``p2p_eval/tables/*.toml``.
 
-A spec names its rows by ``generators/<name>.toml`` variant and carries the paper's three FCN-scores per row
-(per-pixel accuracy, per-class accuracy, class IoU) and the ground-truth row. :data:`TABLES` is the read-only
+A spec names its rows by shipped generator variant (``p2p_eval/generators/<name>.toml``) and carries the
+paper's three FCN-scores per row (per-pixel accuracy, per-class accuracy, class IoU) and the ground-truth row.
+Both are package data, so the tables load from any install. :data:`TABLES` is the read-only
 registry (table id -> spec file); :func:`load_table` parses and checks one spec.
 """
 
@@ -12,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from p2p_eval.config import GENERATORS_DIR, generator_names
 from p2p_eval.errors import UserError, require_file, unknown_name
 
-#: The project checkout that holds ``generators/`` and ``benchmarks/tables/`` (the package is installed editable).
+#: The package's parent folder: the checkout when installed editable (for ``git describe``), else site-packages.
 ROOT = Path(__file__).resolve().parents[2]
-GENERATORS_DIR = ROOT / "generators"
-TABLES_DIR = ROOT / "benchmarks" / "tables"
+#: The shipped table specs (package data, so they exist in any install).
+TABLES_DIR = Path(__file__).resolve().parents[1] / "tables"
 METRICS = ("pixel", "class", "iou")
 #: Our score JSON keys (``p2p_eval.metrics.fcn_score.score_folder``) for the spec's metric names.
 SCORE_KEYS = {"pixel": "pixel_accuracy", "class": "class_accuracy", "iou": "class_iou"}
@@ -73,7 +75,7 @@ def load_table(table: str, path: Path | None = None) -> TableSpec:
         raise UserError(f"{path}: not valid TOML ({err}); fix the file") from None
     for key in ("name", "title", "rows", "ground_truth"):
         if key not in data:
-            raise UserError(f"{path}: missing key {key!r}; see benchmarks/tables/table1.toml for the layout")
+            raise UserError(f"{path}: missing key {key!r}; see {TABLES_DIR / 'table1.toml'} for the layout")
     rows = []
     for i, row in enumerate(data["rows"]):
         where = f"{path} rows[{i}]"
@@ -81,8 +83,8 @@ def load_table(table: str, path: Path | None = None) -> TableSpec:
             raise UserError(f"{where}: a row needs label, generator and paper")
         spec = Row(str(row["label"]), str(row["generator"]), _scores(row["paper"], where))
         if not spec.generator_file.is_file():
-            valid = sorted(p.stem for p in GENERATORS_DIR.glob("*.toml"))
-            raise UserError(f"{where}: no generator file {spec.generator_file}; valid names: {', '.join(valid)}")
+            raise UserError(f"{where}: no generator file {spec.generator_file}; valid names: "
+                            f"{', '.join(generator_names())}")
         rows.append(spec)
     if not rows:
         raise UserError(f"{path}: a table needs at least one [[rows]] entry")

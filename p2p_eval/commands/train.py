@@ -1,4 +1,4 @@
-"""``p2p-eval train``: train one generator variant (``generators/*.toml``) on an AB data set."""
+"""``p2p-eval train``: train one generator variant (a shipped name or a TOML file) on an AB data set."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Train the generator variant of --generator on DIR/train (AB pairs) into the run "
                             "folder --out: config.toml, log.jsonl, samples/, checkpoints/last.pt and a DONE marker. "
                             "Flags override fields of the variant file. --resume continues a killed run exactly.")
-    parser.add_argument("--generator", required=True, type=Path, help="variant file, e.g. generators/l1_cgan.toml")
+    parser.add_argument("--generator", required=True,
+                        help="a shipped variant name (e.g. l1_cgan; an unknown name lists them) or a TOML file")
     parser.add_argument("--data", required=True, type=Path, help="data folder with train/ (and val/ for samples)")
     parser.add_argument("--out", required=True, type=Path, help="run folder (created)")
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides the file)")

@@ -1,18 +1,18 @@
-"""Every generators/*.toml loads, is complete, and holds its paper row's setting (contracts.md)."""
+"""Every shipped generator variant (p2p_eval/generators/*.toml) loads, is complete, and holds its paper row's
+setting (contracts.md)."""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import torch
 
-from p2p_eval.config import TrainConfig, load_generator
+from p2p_eval.config import GENERATORS_DIR, TrainConfig, load_generator
 from p2p_eval.models import build_discriminator, build_generator
 
-GENERATORS_DIR = Path(__file__).resolve().parents[2] / "generators"
+
 NAMES = ["l1", "gan", "cgan", "l1_gan", "l1_cgan", "encdec_l1", "encdec_l1_cgan", "unet_l1_b10", "unet_l1_cgan_b10",
          "l1_cgan_d1", "l1_cgan_d16", "l1_cgan_d286", "resnet9_l1_cgan", "l1_cgan_rec"]
 # name -> (arch, gan, lambda_l1, lambda_rec, d_receptive_field, batch_size), from the paper's tables / seeds

@@ -11,16 +11,13 @@ import torch
 from torch import nn
 
 from p2p_eval.cli import main
-from p2p_eval.config import TrainConfig
+from p2p_eval.config import GENERATORS_DIR, TrainConfig
 from p2p_eval.errors import UserError
 from p2p_eval.imageio import read_image
 from p2p_eval.train import trainer
 from p2p_eval.train.inference import generation_mode
 from p2p_eval.train.loop import EpochSampler, lr_factor
 from p2p_eval.train.trainer import train
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 
 @pytest.fixture(scope="module")
@@ -155,12 +152,12 @@ def test_generation_mode_uses_batch_statistics_and_dropout_and_keeps_buffers() -
 
 def test_cli_train_overrides_and_errors(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "cli"
-    code = main(["train", "--generator", str(REPO / "generators" / "l1.toml"), "--data", str(tiny_data), "--out", str(run),
+    code = main(["train", "--generator", "l1", "--data", str(tiny_data), "--out", str(run),
                  "--size", "32", "--epochs", "1", "--batch", "5", "--max-steps", "1", "--device", "cpu", "--quiet"])
     assert code == 0
     saved = tomllib.loads((run / "config.toml").read_text())
     assert (saved["size"], saved["num_downs"], saved["batch_size"], saved["max_steps"], saved["gan"]) == (32, 5, 5, 1, "none")
-    assert main(["train", "--generator", str(REPO / "generators" / "l1.toml"), "--data", str(tiny_data),
+    assert main(["train", "--generator", str(GENERATORS_DIR / "l1.toml"), "--data", str(tiny_data),
                  "--out", str(run), "--size", "32", "--device", "cpu"]) == 2
     assert "--resume" in capsys.readouterr().err
 
