@@ -38,6 +38,24 @@ def image_size(path: Path) -> tuple[int, int]:
         raise UserError(f"cannot read image {path}: {exc}; is it a valid PNG or JPEG?") from exc
 
 
+def split_ab(image: torch.Tensor, path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (A, B) halves of an AB image (..., H, 2W): A on the left, B on the right.
+
+    An odd width is a UserError naming ``path``.  The one place that cuts AB images in two.
+    """
+    w = image.shape[-1]
+    if w % 2:
+        raise UserError(f"{path} is {w} pixels wide; an AB image needs an even width (A | B side by side)")
+    return image[..., : w // 2], image[..., w // 2:]
+
+
+def ab_half(image: torch.Tensor, path: str | Path, half: str) -> torch.Tensor:
+    """The ``"A"`` (left) or ``"B"`` (right) half of an AB image; see :func:`split_ab`."""
+    if half not in ("A", "B"):
+        raise ValueError(f"half must be 'A' or 'B', got {half!r}")
+    return split_ab(image, path)[0 if half == "A" else 1]
+
+
 def _images(folder: Path, what: str) -> list[Path]:
     files = list_images(folder, what)
     if not files:
@@ -90,11 +108,7 @@ class AlignedDataset(_PairDataset):
 
     def _pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.files[index]
-        ab = read_image(path)
-        half = ab.shape[2] // 2
-        if ab.shape[2] % 2:
-            raise UserError(f"{path} is {ab.shape[2]} pixels wide; an AB image needs an even width")
-        return ab[:, :, :half], ab[:, :, half:]
+        return split_ab(read_image(path), path)
 
 
 class FolderPairDataset(_PairDataset):

@@ -127,15 +127,20 @@ def labelids_to_colors(ids: np.ndarray | torch.Tensor) -> np.ndarray:
     return ID_TO_COLOR[np.asarray(ids).astype(np.uint8)]
 
 
-def resize_nearest(ids: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Resize a label map (HxW or HxWxC uint8) with nearest neighbour (PIL's NEAREST sampling)."""
+def resize_nearest(ids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> np.ndarray | torch.Tensor:
+    """Resize a label map (HxW or HxWxC) with nearest neighbour; labels are never interpolated.
+
+    torchvision's ``NEAREST_EXACT`` (PIL's NEAREST sampling: pixel centres).  A numpy array comes back as a
+    numpy array, a tensor as a tensor of the same dtype; the one label resize of the package.
+    """
     hw = (size, size) if isinstance(size, int) else tuple(size)
-    if ids.shape[:2] == hw:
+    if tuple(ids.shape[:2]) == hw:
         return ids
-    t = torch.from_numpy(np.ascontiguousarray(ids))
+    t = ids if isinstance(ids, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(ids))
     t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
     out = F.resize(t, list(hw), interpolation=InterpolationMode.NEAREST_EXACT)
-    return (out[0] if ids.ndim == 2 else out.permute(1, 2, 0)).numpy()
+    out = out[0] if ids.ndim == 2 else out.permute(1, 2, 0)
+    return out if isinstance(ids, torch.Tensor) else out.numpy()
 
 
 def _label_kind(path: Path, image: torch.Tensor) -> str:
@@ -181,35 +186,36 @@ def load_label_map(path: str | Path, size: int | tuple[int, int] | None = None) 
     return ids if size is None else resize_nearest(ids, size)
 
 
-def split_labels(data_dir: str | Path, split: str, size: int | tuple[int, int] | None = None) -> list[tuple[str, np.ndarray]]:
-    """(name, train ids) for every image of DIR/split, from DIR/split_labels if present, else the B half's colours."""
-    data_dir = Path(data_dir)
-    images = list_images(data_dir / split, f"{split} folder of {data_dir}")
-    labels_dir = data_dir / f"{split}_labels"
-    out: list[tuple[str, np.ndarray]] = []
-    if labels_dir.is_dir():
-        paths = {p.stem: p for p in list_images(labels_dir)}
-        missing = [img.name for img in images if img.stem not in paths]
-        if missing:
-            raise UserError(f"{labels_dir} lacks label PNGs for {file_list(missing)}; re-run the data preparation")
-        for img in tqdm(images, desc=f"labels {split}", unit="img", leave=False):
-            out.append((img.stem, load_label_map(paths[img.stem], size)))
-        return out
-    for img in tqdm(images, desc=f"labels {split} (colour)", unit="img", leave=False):
-        ab = read_image(img)
-        w = ab.shape[2]
-        if w % 2:
-            raise UserError(f"{img} is {w} pixels wide; an AB image needs an even width (photo | label)")
-        ids = colors_to_trainids(ab[:, :, w // 2:])
-        out.append((img.stem, ids if size is None else resize_nearest(ids, size)))
-    return out
-
-
 _FRAME = re.compile(r"^(.*)_leftImg8bit$")
 
 
-def _split_frames(root: Path, split: str) -> list[tuple[str, Path, Path]]:
-    """(frame, photo, labelIds) for every frame of one split, sorted by frame name; errors list missing partners."""
+def ab_frames(data_dir: str | Path, split: str) -> list[tuple[str, Path, Path | None]]:
+    """(name, AB image, train-id label PNG or None) for every image of DIR/SPLIT, in natural name order.
+
+    The label is DIR/SPLIT_labels/NAME.png when that folder exists (every image must have one); without
+    the folder it is None: decode the B half's colours (:func:`colors_to_trainids`).
+    """
+    data_dir = Path(data_dir)
+    images = list_images(data_dir / split, f"{split} folder of {data_dir}")
+    if not images:
+        raise UserError(f"{data_dir / split} holds no images (.png/.jpg)")
+    labels_dir = data_dir / f"{split}_labels"
+    if not labels_dir.is_dir():
+        return [(img.stem, img, None) for img in images]
+    paths = {p.stem: p for p in list_images(labels_dir)}
+    missing = [img.name for img in images if img.stem not in paths]
+    if missing:
+        raise UserError(f"{labels_dir} lacks label PNGs for {file_list(missing)}; re-run the data preparation")
+    return [(img.stem, img, paths[img.stem]) for img in images]
+
+
+def official_frames(root: str | Path, split: str) -> list[tuple[str, Path, Path]]:
+    """(frame, photo, labelIds) of one split of the official layout, sorted by frame name ([] when none).
+
+    Photos are ROOT/leftImg8bit/SPLIT/CITY/F_leftImg8bit.png, labels ROOT/gtFine/SPLIT/CITY/F_gtFine_labelIds.png;
+    photos without labels are a UserError listing them.
+    """
+    root = Path(root)
     photos = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
     frames, missing = [], []
     for photo in photos:
@@ -225,12 +231,32 @@ def _split_frames(root: Path, split: str) -> list[tuple[str, Path, Path]]:
     return sorted(frames)
 
 
-def prepare_cityscapes(root: str | Path, out: str | Path, size: int = 256) -> dict[str, int]:
+def split_labels(data_dir: str | Path, split: str, size: int | tuple[int, int] | None = None,
+                 progress: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(name, train ids) for every image of DIR/split, from DIR/split_labels if present, else the B half's colours
+    (:func:`ab_frames`); ``progress=False`` shows no bar."""
+    from p2p_eval.data.aligned import ab_half
+
+    frames = ab_frames(data_dir, split)
+    colour = frames[0][2] is None
+    out: list[tuple[str, np.ndarray]] = []
+    for name, image, label in tqdm(frames, desc=f"labels {split}" + (" (colour)" if colour else ""), unit="img",
+                                   leave=False, disable=not progress):
+        if label is not None:
+            out.append((name, load_label_map(label, size)))
+            continue
+        ids = colors_to_trainids(ab_half(read_image(image), image, "B"))
+        out.append((name, ids if size is None else resize_nearest(ids, size)))
+    return out
+
+
+def prepare_cityscapes(root: str | Path, out: str | Path, size: int = 256, progress: bool = True) -> dict[str, int]:
     """Official Cityscapes release -> pix2pix AB pairs (photo | colour label) + train-id label PNGs.
 
     Writes OUT/SPLIT/N.png (photo resized bilinear with antialiasing | colour label map resized with
     nearest neighbour), OUT/SPLIT_labels/N.png (train ids, nearest) and OUT/SPLIT_frames.txt (line N =
     the Cityscapes frame of N.png) for the train and val splits present; N = 1.. in sorted frame order.
+    ``progress=False`` shows no bars.
     """
     root = require_dir(root, "Cityscapes root")
     for sub in ("leftImg8bit", "gtFine"):
@@ -238,7 +264,7 @@ def prepare_cityscapes(root: str | Path, out: str | Path, size: int = 256) -> di
     if size < 1:
         raise UserError(f"--size must be positive, got {size}")
     splits = [s for s in SPLITS if (root / "leftImg8bit" / s).is_dir()]
-    todo = {s: _split_frames(root, s) for s in splits}
+    todo = {s: official_frames(root, s) for s in splits}
     todo = {s: frames for s, frames in todo.items() if frames}
     if not todo:
         raise UserError(f"no *_leftImg8bit.png photos under {root / 'leftImg8bit'}/{{train,val}}/CITY/; "
@@ -246,7 +272,7 @@ def prepare_cityscapes(root: str | Path, out: str | Path, size: int = 256) -> di
     out = Path(out)
     summary: dict[str, int] = {}
     for split, frames in todo.items():
-        bar = tqdm(frames, desc=f"cityscapes {split}", unit="frame")
+        bar = tqdm(frames, desc=f"cityscapes {split}", unit="frame", disable=not progress)
         for n, (_, photo_path, label_path) in enumerate(bar, start=1):
             photo = F.resize(read_image(photo_path), [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
             label_ids = resize_nearest(read_image(label_path, mode="gray")[0].numpy(), size)

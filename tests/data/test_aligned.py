@@ -188,3 +188,17 @@ def test_facades_pairs(shared_data: Path) -> None:
         item = ds[0]
         assert item["input"].shape == item["target"].shape == (3, 256, 256)
         assert -1.0 <= float(item["input"].min()) and float(item["input"].max()) <= 1.0
+
+
+def test_split_ab_and_ab_half_cut_at_the_middle(tmp_path: Path) -> None:
+    from p2p_eval.data.aligned import ab_half, split_ab
+
+    ab = torch.arange(2 * 3 * 8, dtype=torch.uint8).reshape(2, 3, 8)  # any leading dims; A | B on the last
+    a, b = split_ab(ab, "x.png")
+    assert torch.equal(a, ab[..., :4]) and torch.equal(b, ab[..., 4:])
+    assert torch.equal(ab_half(ab, "x.png", "A"), a) and torch.equal(ab_half(ab, "x.png", "B"), b)
+    assert torch.equal(torch.cat([a, b], dim=-1), ab)
+    with pytest.raises(UserError, match="odd.png is 7 pixels wide"):
+        split_ab(ab[..., :7], tmp_path / "odd.png")
+    with pytest.raises(ValueError):
+        ab_half(ab, "x.png", "C")

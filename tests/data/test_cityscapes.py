@@ -192,3 +192,34 @@ def test_agreement_on_real_val_colours(shared_data: Path) -> None:
         total += pix.shape[0]
     assert near / total > 0.89  # measured 0.9005
     assert self_agree / total > 0.965  # measured 0.9728
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (7, 5, 3)])
+def test_resize_nearest_matches_pil_for_arrays_and_tensors(shape: tuple[int, ...]) -> None:
+    ids = np.random.default_rng(4).integers(0, 256, shape).astype(np.uint8)
+    ref = np.asarray(Image.fromarray(ids).resize((12, 9), Image.NEAREST))  # PIL takes (W, H)
+    np.testing.assert_array_equal(cs.resize_nearest(ids, (9, 12)), ref)
+    as_tensor = cs.resize_nearest(torch.from_numpy(ids), (9, 12))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.dtype == torch.uint8
+    np.testing.assert_array_equal(as_tensor.numpy(), ref)
+    assert cs.resize_nearest(ids, (7, 5)) is ids
+
+
+def test_frame_listings(tmp_path: Path) -> None:
+    for city, frame in (("bonn", "bonn_000002_000019"), ("aachen", "aachen_000001_000019"), ("bonn", "bonn_000001_000019")):
+        for folder, suffix in (("leftImg8bit", "leftImg8bit"), ("gtFine", "gtFine_labelIds")):
+            (tmp_path / folder / "val" / city).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.zeros((4, 8), np.uint8)).save(tmp_path / folder / "val" / city / f"{frame}_{suffix}.png")
+    frames = cs.official_frames(tmp_path, "val")
+    assert [f for f, _, _ in frames] == ["aachen_000001_000019", "bonn_000001_000019", "bonn_000002_000019"]
+    assert all(p.name == f"{f}_leftImg8bit.png" and lab.name == f"{f}_gtFine_labelIds.png" for f, p, lab in frames)
+    assert cs.official_frames(tmp_path, "train") == []
+    ab = tmp_path / "ab"
+    (ab / "val").mkdir(parents=True)
+    for n in (10, 2):
+        Image.fromarray(np.zeros((4, 8, 3), np.uint8)).save(ab / "val" / f"{n}.png")
+    assert [(n, p.name, lab) for n, p, lab in cs.ab_frames(ab, "val")] == [("2", "2.png", None), ("10", "10.png", None)]
+    (ab / "val_labels").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(ab / "val_labels" / "2.png")
+    with pytest.raises(UserError, match="10.png"):
+        cs.ab_frames(ab, "val")
