@@ -1,11 +1,12 @@
-# p2p-eval: `make demo` (set up + the main job on synthetic data), `make test`, `make bench`.
+# p2p-eval: `make demo` (set up + the main job on synthetic data), `make test`, `make bench`;
+# `make smoke-report` regenerates the committed reports/smoke/ (`make demo` writes only under $(DEMO)/).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/p2p-eval
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 
-.PHONY: demo test bench setup clean
+.PHONY: demo smoke-report test bench setup clean
 
 setup: $(STAMP)
 
@@ -17,6 +18,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(CLI) demo --out $(DEMO)
+
+smoke-report: $(STAMP)
+	$(CLI) demo --out $(DEMO) --report reports/smoke
 
 test: $(STAMP)
 	$(PY) -m pytest -q

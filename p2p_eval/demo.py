@@ -2,7 +2,8 @@
 
 synthetic street scenes -> a segmenter trained on them (the synthetic FCN-score) -> Tables 1-3 at the
 ``smoke`` preset (train every row, translate the val set, score it, colour analysis) -> one report.
-Every stage is skipped when its output already exists, so an interrupted demo resumes.
+Every stage is skipped when its output already exists, so an interrupted demo resumes. Everything, the
+report included (``OUT/report`` unless told otherwise), is written under the work folder ``OUT``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ SEGMENTER_EPOCHS = 8
 SEGMENTER_LR = 3e-3
 
 
-def run_demo(out: Path, report_dir: Path, device: str = "auto", seed: int = 0) -> dict[str, Path]:
-    """Run the whole pipeline under ``out`` and write the report to ``report_dir``; return the paths."""
+def run_demo(out: str | Path, report_dir: str | Path | None = None, device: str = "auto",
+             seed: int = 0) -> dict[str, Path]:
+    """Run the whole pipeline under ``out`` and write the report to ``report_dir`` (default ``out/report``);
+    return the paths of the data, the segmenter and the report."""
     from p2p_eval.ablation import run_ablation
     from p2p_eval.data.synth import generate_dataset
-    from p2p_eval.metrics.segmenter import train_segmenter
+    from p2p_eval.segmentation.train import train_segmenter
 
     out = Path(out)
+    report_dir = out / "report" if report_dir is None else Path(report_dir)
     data = out / "synth"
     segmenter = out / "segmenter.pt"
     start = time.perf_counter()
