@@ -38,9 +38,9 @@ def city_sets(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_cityscapes_self_and_degraded(city_sets: Path, tmp_path: Path) -> None:
     out = tmp_path / "color.json"
     plot = tmp_path / "fig7.png"
-    rc = main(["color", "--real", str(city_sets / "ab"), "--half", "A", "--fake", str(city_sets / "real"),
-               "--fake", str(city_sets / "desat"), "--fake", str(city_sets / "blur"),
-               "--labels", "same,desaturated,blurred", "--json", str(out), "--plot", str(plot)])
+    rc = main(["color", "--real", str(city_sets / "ab"), "--half", "A", "--images", str(city_sets / "real"),
+               "--images", str(city_sets / "desat"), "--images", str(city_sets / "blur"),
+               "--names", "same,desaturated,blurred", "--json", str(out), "--plot", str(plot), "--quiet"])
     assert rc == 0
     result = json.loads(out.read_text())
     assert result["intersection"]["same"] == pytest.approx({"L": 1.0, "a": 1.0, "b": 1.0}, abs=1e-9)
@@ -69,6 +69,7 @@ def test_class_mask_ignores_pixels_outside_the_class(tmp_path: Path) -> None:
         write_png(tmp_path / "fake" / f"{i}.png", fake)
         write_png(tmp_path / "labels" / f"{i}.png", labels)
     out = tmp_path / "road.json"
+    # --fake: the deprecated spelling of --images, kept working for one release
     args = ["color", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--json", str(out)]
     assert main(args + ["--class", "road", "--real-labels", str(tmp_path / "labels")]) == 0
     result = json.loads(out.read_text())
@@ -85,11 +86,16 @@ def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     for i in range(2):
         write_png(tmp_path / "two" / f"{i}.png", torch.zeros(3, 8, 8, dtype=torch.uint8))
     write_png(tmp_path / "one" / "0.png", torch.zeros(3, 8, 8, dtype=torch.uint8))
-    assert main(["color", "--real", str(tmp_path / "empty"), "--fake", str(tmp_path / "two")]) == 2
+    assert main(["color", "--real", str(tmp_path / "empty"), "--images", str(tmp_path / "two")]) == 2
     assert "has no images" in capsys.readouterr().err
-    assert main(["color", "--real", str(tmp_path / "two"), "--fake", str(tmp_path / "one")]) == 2
+    assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "one")]) == 2
     assert "has 1 images but --real" in capsys.readouterr().err
-    assert main(["color", "--real", str(tmp_path / "two"), "--fake", str(tmp_path / "two"), "--labels", "a,b"]) == 2
-    assert "--labels" in capsys.readouterr().err
-    assert main(["color", "--real", str(tmp_path / "two"), "--fake", str(tmp_path / "two"), "--class", "road"]) == 2
+    assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "two"), "--names", "a,b"]) == 2
+    assert "--names 'a,b' must give 1 distinct names" in capsys.readouterr().err
+    # the old legend spelling --labels still lands in --names, with a one-line deprecation note
+    assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "two"), "--labels", "a,b"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("p2p-eval: --labels is deprecated") and "use --names" in err[0]
+    assert "--names 'a,b' must give 1 distinct names" in err[1]
+    assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "two"), "--class", "road"]) == 2
     assert "--real-labels" in capsys.readouterr().err

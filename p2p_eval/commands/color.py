@@ -1,9 +1,11 @@
-"""``p2p-eval color``: Lab colour distributions of fake image sets against the real set (Figure 7)."""
+"""``p2p-eval color``: Lab colour distributions of generated image sets against the real set (Figure 7)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from p2p_eval.cli import add_deprecated, add_quiet
 
 ORDER = 40
 
@@ -15,10 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Marginal L / a / b histograms (sRGB -> CIE Lab as skimage.color.rgb2lab, D65; one bin per unit: "
         "L in [0, 100], a and b in [-128, 128]) of the real folder and each fake folder, scored by histogram "
         "intersection sum_i min(p_i, q_i) against the real set (1 = identical; higher is better).")
-    parser.add_argument("--real", type=Path, required=True, help="folder of real photos")
-    parser.add_argument("--fake", type=Path, action="append", required=True,
-                        help="folder of generated images, one per real image (repeat for several sets)")
-    parser.add_argument("--labels", help="comma-separated names of the fake sets, in --fake order (default: folder names)")
+    parser.add_argument("--real", type=Path, required=True, metavar="DIR", help="folder of real photos")
+    add_image_sets(parser, "folder of generated images, one per real image (repeat for several sets)")
     parser.add_argument("--plot", type=Path, help="write the Figure 7 style plot (PNG) here")
     parser.add_argument("--json", type=Path, help="write the scores, bins and bin counts (JSON) here")
     parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first (default: as stored)")
@@ -28,18 +28,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--real-labels", type=Path, metavar="DIR",
                         help="label maps of the real images (train ids, labelIds or colour PNGs), same file stems")
     parser.add_argument("--batch-size", type=int, default=16, help="images per histogram update (default 16)")
+    add_quiet(parser)
     parser.set_defaults(func=_color)
 
 
-def set_labels(folders: list[Path], labels: str | None) -> list[str]:
-    """Names of the fake sets: ``--labels`` split on commas, else the folder names (made unique)."""
+def add_image_sets(parser: argparse.ArgumentParser, help_images: str) -> None:
+    """``--images DIR`` (repeatable, required) and ``--names``, with the old ``--fake`` / ``--labels`` hidden."""
+    images = parser.add_mutually_exclusive_group(required=True)
+    images.add_argument("--images", type=Path, action="append", metavar="DIR", help=help_images)
+    add_deprecated(images, "--fake", "--images", "images", append=True, type=Path)
+    names = parser.add_mutually_exclusive_group()
+    names.add_argument("--names", help="comma-separated names of the --images sets, in order (default: folder names)")
+    add_deprecated(names, "--labels", "--names", "names")
+
+
+def set_names(folders: list[Path], names: str | None) -> list[str]:
+    """Names of the image sets: ``--names`` split on commas, else the folder names (made unique)."""
     from p2p_eval.errors import UserError
 
-    if labels is not None:
-        names = [s.strip() for s in labels.split(",")]
-        if len(names) != len(folders) or len(set(names)) != len(names) or "" in names:
-            raise UserError(f"--labels {labels!r} must give {len(folders)} distinct names, one per --fake, comma-separated")
-        return names
+    if names is not None:
+        given = [s.strip() for s in names.split(",")]
+        if len(given) != len(folders) or len(set(given)) != len(given) or "" in given:
+            raise UserError(f"--names {names!r} must give {len(folders)} distinct names, one per --images, comma-separated")
+        return given
     names: list[str] = []
     for folder in folders:
         name = folder.name or str(folder)
@@ -50,10 +61,10 @@ def set_labels(folders: list[Path], labels: str | None) -> list[str]:
 def _color(args: argparse.Namespace) -> int:
     from p2p_eval.metrics.color import CHANNELS, compare_sets
 
-    names = set_labels(args.fake, args.labels)
-    result = compare_sets(args.real, dict(zip(names, args.fake)), plot=args.plot, json_out=args.json,
+    names = set_names(args.images, args.names)
+    result = compare_sets(args.real, dict(zip(names, args.images)), plot=args.plot, json_out=args.json,
                           size=args.size, half=args.half, class_name=args.class_name, labels_dir=args.real_labels,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, progress=not args.quiet)
     width = max(len(n) for n in names + ["set"])
     print(f"histogram intersection with the real set ({result['images']['real']} images"
           + (f", class {args.class_name}" if args.class_name else "") + ")")

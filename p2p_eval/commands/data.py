@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.cli import add_quiet
+
 ORDER = 10
 
 
@@ -24,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--size", type=int, default=256, help="side of each square half-image in pixels (default 256)")
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes identical files (default 0)")
     synth.add_argument("--val-fraction", type=float, default=0.2, help="share of scenes put in val/ (default 0.2)")
+    add_quiet(synth)
     synth.set_defaults(func=_synth)
 
     prep = data_sub.add_parser("prepare-cityscapes", help="official Cityscapes release -> AB pairs + train-id labels",
@@ -33,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--root", required=True, type=Path, help="Cityscapes root holding leftImg8bit/ and gtFine/")
     prep.add_argument("--out", required=True, type=Path, help="output folder (created)")
     prep.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    add_quiet(prep)
     prep.set_defaults(func=_prepare)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
@@ -40,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _synth(args: argparse.Namespace) -> int:
     from p2p_eval.data.synth import generate_dataset
 
-    summary = generate_dataset(args.out, count=args.count, size=args.size, seed=args.seed, val_fraction=args.val_fraction)
+    summary = generate_dataset(args.out, count=args.count, size=args.size, seed=args.seed, val_fraction=args.val_fraction,
+                               progress=not args.quiet)
     print(f"wrote {summary['train']} train + {summary['val']} val scenes to {args.out}")
     return 0
 
@@ -48,7 +53,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from p2p_eval.data.cityscapes import prepare_cityscapes
 
-    summary = prepare_cityscapes(args.root, args.out, size=args.size)
+    summary = prepare_cityscapes(args.root, args.out, size=args.size, progress=not args.quiet)
     counts = ", ".join(f"{split}: {n}" for split, n in summary.items())
     print(f"wrote Cityscapes AB pairs to {args.out} ({counts})")
     return 0

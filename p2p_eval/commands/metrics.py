@@ -1,9 +1,12 @@
-"""``p2p-eval metrics``: MSE / PSNR / SSIM / FID / LPIPS of fake folders against a real folder."""
+"""``p2p-eval metrics``: MSE / PSNR / SSIM / FID / LPIPS of generated image folders against a real folder."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from p2p_eval.cli import add_quiet
+from p2p_eval.commands.color import add_image_sets
 
 ORDER = 41
 
@@ -12,12 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``metrics``."""
     parser = sub.add_parser(
         "metrics", help="PSNR, SSIM, MSE (data range 255), FID and LPIPS (local weights) against real images",
-        description="Pairs real and fake images by file stem. FID and LPIPS need weights files on disk "
+        description="Pairs real and generated images by file stem. FID and LPIPS need weights files on disk "
         "(--fid-weights / P2P_EVAL_FID_WEIGHTS, --lpips-weights / P2P_EVAL_LPIPS_WEIGHTS); nothing is downloaded.")
-    parser.add_argument("--real", type=Path, required=True, help="folder of real (target) images")
-    parser.add_argument("--fake", type=Path, action="append", required=True,
-                        help="folder of generated images named like the real ones (repeat for several sets)")
-    parser.add_argument("--labels", help="comma-separated names of the fake sets (default: folder names)")
+    parser.add_argument("--real", type=Path, required=True, metavar="DIR", help="folder of real (target) images")
+    add_image_sets(parser, "folder of generated images named like the real ones (repeat for several sets)")
     parser.add_argument("--metric", default="psnr,ssim",
                         help="comma-separated: mse, psnr, ssim, fid, lpips, lpips_diversity (default psnr,ssim)")
     parser.add_argument("--json", type=Path, help="write means and per-image values (JSON) here")
@@ -28,18 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first (default: as stored)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    add_quiet(parser)
     parser.set_defaults(func=_metrics)
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from p2p_eval.commands.color import set_labels
+    from p2p_eval.commands.color import set_names
     from p2p_eval.metrics.image import compare_folders, parse_metrics
 
-    names = set_labels(args.fake, args.labels)
-    result = compare_folders(args.real, dict(zip(names, args.fake)), parse_metrics(args.metric),
+    names = set_names(args.images, args.names)
+    result = compare_folders(args.real, dict(zip(names, args.images)), parse_metrics(args.metric),
                              fid_weights=args.fid_weights, lpips_weights=args.lpips_weights, lpips_lin=args.lpips_lin,
                              half=args.half, size=args.size, device=args.device, batch_size=args.batch_size,
-                             json_out=args.json)
+                             json_out=args.json, progress=not args.quiet)
     print(f"{result['images']} images, data range 255")
     for name, scores in result["metrics"].items():
         parts = [f"{m} {v['value'] if m == 'fid' else v['mean']:.4f}" if (v.get("value", v.get("mean")) is not None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.cli import add_deprecated
+
 ORDER = 60
 
 
@@ -17,13 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     create = study_sub.add_parser("create", help="register a study (prints its admin token and participant URL)",
                                   description="Register a study: the real folder, one folder per algorithm, the protocol. "
-                                  "Settings may come from --config (TOML, same keys; fake is a table ALG = \"DIR\"); "
-                                  "flags override the file.")
+                                  "Settings may come from --config (TOML, same keys; the --images folders are the "
+                                  "table fake: ALG = \"DIR\"); flags override the file.")
     create.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file (e.g. sqlite:///study.db)")
     create.add_argument("--config", type=Path, help="study TOML file with the same keys as the flags")
     create.add_argument("--name", help="study name (letters, digits, _ - .)")
-    create.add_argument("--real", help="folder of real images")
-    create.add_argument("--fake", action="append", metavar="ALG=DIR", help="an algorithm and its folder of generated images (repeat)")
+    create.add_argument("--real", metavar="DIR", help="folder of real images")
+    create.add_argument("--images", action="append", metavar="ALG=DIR",
+                        help="an algorithm and its folder of generated images (repeat)")
+    add_deprecated(create, "--fake", "--images", "images", append=True, metavar="ALG=DIR")
     create.add_argument("--protocol", choices=["2afc", "sequential", "single"], help="2afc (default): side by side; "
                         "sequential: one after the other; single: one image, real or fake 50/50")
     create.add_argument("--paired", action="store_true", default=None, help="real and fake from the same input (matched by file stem)")
@@ -64,7 +68,7 @@ def _create(args: argparse.Namespace) -> int:
     from p2p_eval.study.plan import create_study, load_spec, parse_fake
     from p2p_eval.study.store import make_engine
 
-    overrides = {"name": args.name, "real": args.real, "fake": parse_fake(args.fake), "protocol": args.protocol,
+    overrides = {"name": args.name, "real": args.real, "fake": parse_fake(args.images), "protocol": args.protocol,
                  "paired": args.paired, "trials": args.trials, "practice": args.practice, "display_ms": args.display_ms,
                  "vigilance": args.vigilance, "vigilance_max_errors": args.vigilance_max_errors,
                  "question": args.question, "seed": args.seed, "redirect_url": args.redirect_url}

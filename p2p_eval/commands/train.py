@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.cli import add_deprecated, add_quiet
+
 ORDER = 20
 
 
@@ -20,14 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="run folder (created)")
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides the file)")
     parser.add_argument("--size", type=int, help="train at S x S; a U-Net without num_downs in the file gets depth log2(S)")
-    parser.add_argument("--batch", type=int, help="batch size (overrides the file)")
+    parser.add_argument("--batch-size", type=int, help="images per step (overrides the file's batch_size)")
+    add_deprecated(parser, "--batch", "--batch-size", "batch_size", type=int)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the file)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (for GPUs; channels_last is automatic on CUDA)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default 0 on CPU, 4 on CUDA)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
     parser.set_defaults(func=_train)
 
 
@@ -35,7 +38,7 @@ def _train(args: argparse.Namespace) -> int:
     from p2p_eval.config import load_generator
     from p2p_eval.train.trainer import train
 
-    overrides = {"epochs": args.epochs, "size": args.size, "batch_size": args.batch, "seed": args.seed,
+    overrides = {"epochs": args.epochs, "size": args.size, "batch_size": args.batch_size, "seed": args.seed,
                  "max_steps": args.max_steps}
     cfg = load_generator(args.generator, overrides)
     run = train(cfg, args.data, args.out, device=args.device, resume=args.resume, progress=not args.quiet,

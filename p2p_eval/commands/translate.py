@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.cli import add_quiet
+
 ORDER = 30
 
 
@@ -22,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, help="image side fed to the net (default the training size; a multiple "
                         "of 2**num_downs)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_quiet(parser)
     parser.set_defaults(func=_translate)
 
 
@@ -29,6 +32,6 @@ def _translate(args: argparse.Namespace) -> int:
     from p2p_eval.translate import translate_run
 
     paths = translate_run(args.run, args.data, args.out, split=args.split, eval_mode=True if args.eval_mode else None,
-                          device=args.device, size=args.size)
+                          device=args.device, size=args.size, progress=not args.quiet)
     print(f"wrote {len(paths)} images to {args.out}")
     return 0

@@ -199,9 +199,10 @@ def _check_args(out: Path, count: int, seed: int, val_fraction: float) -> None:
 
 
 def generate_dataset(out: str | Path, count: int = 500, size: int = 256, seed: int = 0,
-                     val_fraction: float = 0.2) -> dict[str, int]:
+                     val_fraction: float = 0.2, progress: bool = True) -> dict[str, int]:
     """Write ``count`` scenes (``round(count * val_fraction)`` of them to val/, at least one of each split when
-    count >= 2 and val_fraction > 0) in the AB layout plus train-id labels; returns {"train": n, "val": m}."""
+    count >= 2 and val_fraction > 0) in the AB layout plus train-id labels; returns {"train": n, "val": m}.
+    ``progress=False`` shows no progress bar."""
     out = Path(out)
     check_size(size)
     _check_args(out, count, seed, val_fraction)
@@ -218,7 +219,7 @@ def generate_dataset(out: str | Path, count: int = 500, size: int = 256, seed: i
                     raise UserError(f"{folder} already holds {len(stale)} other images (e.g. {sorted(stale)[0]}); "
                                     "write to an empty --out folder or delete the old data set first")
     jobs = [(split, k) for split, n in counts.items() for k in range(1, n + 1)]
-    for split, k in tqdm(jobs, desc=f"synth {size}x{size} scenes", unit="scene"):
+    for split, k in tqdm(jobs, desc=f"synth {size}x{size} scenes", unit="scene", disable=not progress):
         photo, ids = render_scene(np.random.default_rng([seed, SPLIT_STREAM[split], k]), size)
         atomic_write_bytes(out / split / f"{k}.png", _png(np.concatenate([photo, trainids_to_colors(ids)], axis=1)))
         atomic_write_bytes(out / f"{split}_labels" / f"{k}.png", _png(ids))

@@ -195,14 +195,12 @@ def load_photo(path: Path, half: str | None = None, size: int | None = None) -> 
     ``size`` resizes to size x size (bilinear, antialiased)."""
     import torchvision.transforms.v2.functional as F
 
+    from p2p_eval.data.aligned import ab_half
     from p2p_eval.imageio import read_image
 
     image = read_image(path)
     if half is not None:
-        w = image.shape[2]
-        if w % 2:
-            raise UserError(f"{path} is {w} pixels wide; --half needs AB images of even width (A | B)")
-        image = image[:, :, : w // 2] if half == "A" else image[:, :, w // 2:]
+        image = ab_half(image, path, half)
     if size is not None and tuple(image.shape[1:]) != (size, size):
         image = F.resize(image, [size, size], antialias=True)
     return image
@@ -224,14 +222,15 @@ def _class_masks(labels_dir: Path, stems: list[str], class_name: str) -> dict[st
 
 
 def _set_histogram(files: list[Path], name: str, half: str | None, size: int | None,
-                   masks: dict[str, np.ndarray] | None, batch_size: int) -> LabHistogram:
-    """Histogram of one folder's images, batch by batch, with a progress bar."""
+                   masks: dict[str, np.ndarray] | None, batch_size: int, progress: bool = True) -> LabHistogram:
+    """Histogram of one folder's images, batch by batch, with a progress bar unless ``progress`` is False."""
     from tqdm import tqdm
 
     from p2p_eval.data.cityscapes import resize_nearest
 
     hist = LabHistogram()
-    for start in tqdm(range(0, len(files), batch_size), desc=f"Lab {name}", unit="batch", leave=False):
+    for start in tqdm(range(0, len(files), batch_size), desc=f"Lab {name}", unit="batch", leave=False,
+                      disable=not progress):
         for path in files[start:start + batch_size]:
             image = load_photo(path, half, size)
             mask = None if masks is None else resize_nearest(masks[path.stem].astype(np.uint8), tuple(image.shape[1:])) > 0
@@ -242,29 +241,30 @@ def _set_histogram(files: list[Path], name: str, half: str | None, size: int | N
 def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: str | Path | None = None,
                  json_out: str | Path | None = None, size: int | None = None, half: str | None = None,
                  class_name: str | None = None, labels_dir: str | Path | None = None,
-                 batch_size: int = 16) -> dict:
-    """Lab histograms of the real folder and each fake folder, their intersections, optional plot + JSON.
+                 batch_size: int = 16, progress: bool = True) -> dict:
+    """Lab histograms of the real folder and each generated-image folder, their intersections, plot, JSON.
 
     ``half`` (A / B) reads the real folder as AB pairs; ``size`` resizes every image; ``class_name`` with
     ``labels_dir`` (one label map per real image, same stem) restricts both sets to that Cityscapes class,
-    the fake image of stem S using the label map of S.  Returns ``{"intersection": {SET: {"L", "a", "b"}},
+    the generated image of stem S using the label map of S; ``progress=False`` shows no bars.  Returns
+    ``{"intersection": {SET: {"L", "a", "b"}},
     "bins": ..., "counts": {SET: {"L": [...], ...}}, "images": {SET: n}, "real": ..., "class": ...}``.
     """
     from p2p_eval.fsutil import write_json
     from p2p_eval.imageio import list_images
 
     if not fakes:
-        raise UserError("give at least one --fake folder")
+        raise UserError("give at least one --images folder")
     real_files = list_images(real_dir, "--real folder")
     if not real_files:
         raise UserError(f"--real folder {real_dir} has no images (.png/.jpg); point it at a folder of photos")
     fake_files: dict[str, list[Path]] = {}
     for name, folder in fakes.items():
-        files = list_images(folder, f"--fake folder ({name})")
+        files = list_images(folder, f"--images folder ({name})")
         if not files:
-            raise UserError(f"--fake folder {folder} ({name}) has no images (.png/.jpg)")
+            raise UserError(f"--images folder {folder} ({name}) has no images (.png/.jpg)")
         if len(files) != len(real_files):
-            raise UserError(f"--fake folder {folder} ({name}) has {len(files)} images but --real {real_dir} has "
+            raise UserError(f"--images folder {folder} ({name}) has {len(files)} images but --real {real_dir} has "
                             f"{len(real_files)}; compare the outputs of the same inputs (one image per real image)")
         fake_files[name] = files
     masks = None
@@ -275,10 +275,11 @@ def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: st
         for name, files in fake_files.items():
             stray = [p.name for p in files if p.stem not in masks]
             if stray:
-                raise UserError(f"--fake {fakes[name]} ({name}) has images with no real counterpart of the same name: "
+                raise UserError(f"--images {fakes[name]} ({name}) has images with no real counterpart of the same name: "
                                 f"{file_list(stray)}; with --class, file names must match the real ones")
-    real = _set_histogram(real_files, "real", half, size, masks, batch_size)
-    hists = {name: _set_histogram(files, name, None, size, masks, batch_size) for name, files in fake_files.items()}
+    real = _set_histogram(real_files, "real", half, size, masks, batch_size, progress)
+    hists = {name: _set_histogram(files, name, None, size, masks, batch_size, progress)
+             for name, files in fake_files.items()}
     for name, hist in {"real": real, **hists}.items():
         if hist.pixels == 0:
             where = f" of class {class_name!r}" if class_name else ""

@@ -107,12 +107,12 @@ def _matched(real: dict[str, Path], fake_dir: Path, name: str) -> dict[str, Path
     """The fake folder's images keyed by stem, checked to match the real stems one to one."""
     from p2p_eval.imageio import list_images
 
-    fake = {p.stem: p for p in list_images(fake_dir, f"--fake folder ({name})")}
+    fake = {p.stem: p for p in list_images(fake_dir, f"--images folder ({name})")}
     if not fake:
-        raise UserError(f"--fake folder {fake_dir} ({name}) has no images (.png/.jpg)")
+        raise UserError(f"--images folder {fake_dir} ({name}) has no images (.png/.jpg)")
     missing, extra = sorted(set(real) - set(fake)), sorted(set(fake) - set(real))
     if missing or extra:
-        raise UserError(f"--fake {fake_dir} ({name}) does not match --real by file name: missing {file_list(missing) or '-'}; "
+        raise UserError(f"--images {fake_dir} ({name}) does not match --real by file name: missing {file_list(missing) or '-'}; "
                         f"no real counterpart {file_list(extra) or '-'}. Name each output after its input")
     return fake
 
@@ -120,11 +120,13 @@ def _matched(real: dict[str, Path], fake_dir: Path, name: str) -> dict[str, Path
 def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metrics: Sequence[str],
                     fid_weights: str | Path | None = None, lpips_weights: str | Path | None = None,
                     lpips_lin: str | Path | None = None, half: str | None = None, size: int | None = None,
-                    device: str = "auto", batch_size: int = 16, json_out: str | Path | None = None) -> dict:
-    """Metrics of each fake folder against the real folder (images paired by stem).
+                    device: str = "auto", batch_size: int = 16, json_out: str | Path | None = None,
+                    progress: bool = True) -> dict:
+    """Metrics of each generated-image folder against the real folder (images paired by stem).
 
     Returns ``{"metrics": {SET: {name: {"mean", "per_image", ...} | FID float}}, "diversity": {...},
-    "data_range": 255, ...}``.  ``half`` reads the real folder as AB pairs, ``size`` resizes all images.
+    "data_range": 255, ...}``.  ``half`` reads the real folder as AB pairs, ``size`` resizes all images;
+    ``progress=False`` shows no bar.
     """
     from tqdm import tqdm
 
@@ -137,9 +139,9 @@ def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metri
 
     metrics = list(dict.fromkeys(metrics))
     if not fakes:
-        raise UserError("give at least one --fake folder")
+        raise UserError("give at least one --images folder")
     if "lpips_diversity" in metrics and len(fakes) < 2:
-        raise UserError("lpips_diversity needs two or more --fake folders: outputs of the same inputs from repeated runs")
+        raise UserError("lpips_diversity needs two or more --images folders: outputs of the same inputs from repeated runs")
     dev = resolve_device(device)
     real = {p.stem: p for p in list_images(real_dir, "--real folder")}
     if not real:
@@ -152,7 +154,7 @@ def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metri
     values: dict[str, dict[str, dict[str, float]]] = {n: {m: {} for m in metrics if m in PAIRWISE or m == "lpips"} for n in fake}
     diversity: dict[str, float] = {}
     stats = {n: GaussianStats() for n in ["real", *fake]}
-    for start in tqdm(range(0, len(stems), batch_size), desc="metrics", unit="batch"):
+    for start in tqdm(range(0, len(stems), batch_size), desc="metrics", unit="batch", disable=not progress):
         chunk = stems[start:start + batch_size]
         r = _stack([load_photo(real[s], half, size) for s in chunk], chunk, "real")
         outs = {n: _stack([load_photo(fake[n][s], None, size) for s in chunk], chunk, n) for n in fake}

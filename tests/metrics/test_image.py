@@ -128,6 +128,7 @@ def test_fid_pipeline_with_standin_network(tmp_path: Path) -> None:
     net = TinyNet().eval()
     torch.jit.save(torch.jit.script(net), str(tmp_path / "tiny.pt"))
     out = tmp_path / "fid.json"
+    # --fake: the deprecated spelling of --images, kept working for one release
     assert main(["metrics", "--real", str(real), "--fake", str(fake), "--metric", "fid", "--fid-weights",
                  str(tmp_path / "tiny.pt"), "--json", str(out), "--device", "cpu", "--batch-size", "4"]) == 0
     with torch.no_grad():  # independent: 299x299 bilinear resize, [-1, 1], features, numpy stats, eigh square roots
@@ -150,7 +151,7 @@ def test_lpips_pipeline_with_standin_network(tmp_path: Path) -> None:
     lins = [torch.rand(1, 4, 1, 1), torch.rand(1, 5, 1, 1)]
     torch.save({"lin0.model.1.weight": lins[0], "lin1.model.1.weight": lins[1]}, tmp_path / "lin.pth")
     out = tmp_path / "lpips.json"
-    assert main(["metrics", "--real", str(real), "--fake", str(f1), "--fake", str(f2), "--metric", "lpips,lpips_diversity",
+    assert main(["metrics", "--real", str(real), "--images", str(f1), "--images", str(f2), "--metric", "lpips,lpips_diversity",
                  "--lpips-weights", str(tmp_path / "taps.pt"), "--lpips-lin", str(tmp_path / "lin.pth"),
                  "--json", str(out), "--device", "cpu"]) == 0
     shift = np.array([-0.030, -0.088, -0.188]).reshape(1, 3, 1, 1)
@@ -201,17 +202,17 @@ def test_missing_weights_and_mismatch_exit_2(tmp_path: Path, monkeypatch: pytest
     monkeypatch.delenv("P2P_EVAL_FID_WEIGHTS", raising=False)
     monkeypatch.delenv("P2P_EVAL_LPIPS_WEIGHTS", raising=False)
     real, fake, _ = _folders(tmp_path, count=2)
-    assert main(["metrics", "--real", str(real), "--fake", str(fake), "--metric", "fid"]) == 2
+    assert main(["metrics", "--real", str(real), "--images", str(fake), "--metric", "fid"]) == 2
     err = capsys.readouterr().err
     assert "--fid-weights" in err and "inception_v3_google" in err and "P2P_EVAL_FID_WEIGHTS" in err
-    assert main(["metrics", "--real", str(real), "--fake", str(fake), "--metric", "lpips"]) == 2
+    assert main(["metrics", "--real", str(real), "--images", str(fake), "--metric", "lpips"]) == 2
     assert "--lpips-weights" in capsys.readouterr().err
-    assert main(["metrics", "--real", str(real), "--fake", str(fake), "--metric", "fid", "--fid-weights",
+    assert main(["metrics", "--real", str(real), "--images", str(fake), "--metric", "fid", "--fid-weights",
                  str(tmp_path / "nope.pth")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["metrics", "--real", str(real), "--fake", str(fake), "--metric", "psnr,bogus"]) == 2
+    assert main(["metrics", "--real", str(real), "--images", str(fake), "--metric", "psnr,bogus"]) == 2
     assert "valid" in capsys.readouterr().err
     (fake / "1.png").rename(fake / "9.png")
-    assert main(["metrics", "--real", str(real), "--fake", str(fake)]) == 2
+    assert main(["metrics", "--real", str(real), "--images", str(fake)]) == 2
     err = capsys.readouterr().err
     assert "missing 1;" in err and "no real counterpart 9" in err
