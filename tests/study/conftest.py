@@ -1,10 +1,22 @@
-"""Fixtures of the study tests: small image folders, databases (SQLite file; PostgreSQL schema when
-P2P_TEST_POSTGRES_URL is set, dropped afterwards), a study factory and a live uvicorn server."""
+"""Fixtures of the study tests: small image folders, databases (an SQLite file; a private PostgreSQL schema,
+dropped afterwards), a study factory and a live uvicorn server.
+
+PostgreSQL: the server of ``$P2P_TEST_POSTGRES_URL`` when set, else a throwaway cluster that this session makes
+from the system's PostgreSQL binaries (``initdb`` + ``pg_ctl``) in a temporary folder, on a free loopback port,
+and deletes at the end. As root (initdb refuses root) the cluster runs as the ``postgres`` system user, or
+``nobody`` when there is none. The PostgreSQL tests skip, with one line, only when no binaries exist.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
 import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +30,16 @@ from p2p_eval.study.store import make_engine
 PG_ENV = "P2P_TEST_POSTGRES_URL"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A skip for a missing system package (its reason says ``apt-get install``) is reported at this file with
+    no line, so ``pytest -ra`` folds the skips of every test that needs the package into one line."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and "apt-get install" in str(report.longrepr[2]):
+        report.longrepr = (__file__, None, report.longrepr[2])
+    return report
+
+
 @pytest.fixture(scope="session")
 def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """real/ and two algorithm folders (alg_a/, alg_b/) of 12 random 32x32 PNGs with matching names."""
@@ -29,15 +51,123 @@ def _postgres_url(base: str, schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
+def postgres_bin_dir() -> Path | None:
+    """The folder of ``initdb`` and ``pg_ctl``: on PATH, else the newest ``/usr/lib/postgresql/*/bin`` (Debian)."""
+    on_path = shutil.which("initdb")
+    if on_path and (Path(on_path).resolve().parent / "pg_ctl").is_file():
+        return Path(on_path).resolve().parent
+    found = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    found = [d for d in found if (d / "pg_ctl").is_file() and d.parent.name.isdigit()]
+    return max(found, key=lambda d: int(d.parent.name)) if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster in a temporary folder, trust auth on 127.0.0.1 only; :meth:`stop` deletes it."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.user: str | None = None
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            names = [n for n in ("postgres", "nobody") if _user_exists(n)]
+            if not names:
+                pytest.fail("throwaway PostgreSQL: running as root and no 'postgres' or 'nobody' user to run "
+                            "initdb as; set P2P_TEST_POSTGRES_URL", pytrace=False)
+            self.user = names[0]
+        self.root = Path(tempfile.mkdtemp(prefix="p2p-pg-"))
+        if self.user:
+            info = pwd.getpwnam(self.user)
+            os.chown(self.root, info.pw_uid, info.pw_gid)
+        self.data = self.root / "data"
+        self.port = 0
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(self.bin_dir / args[0]), *args[1:]]
+        kwargs: dict[str, Any] = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
+                                  "extra_groups": []} if self.user else {}
+        done = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=120, **kwargs)
+        if done.returncode:
+            lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+            log = self.root / "server.log"
+            logged = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+            where = f" (server log: {logged[-1]})" if logged else ""
+            raise RuntimeError(f"{args[0]} exited with {done.returncode}: {lines[-1]}{where}")
+
+    def start(self) -> str:
+        """initdb, start on a free loopback port, create database ``p2p_test``; return its SQLAlchemy URL."""
+        self._run("initdb", "-D", str(self.data), "-U", "p2p", "--auth=trust", "--encoding=UTF8", "--no-locale",
+                  "--no-sync")
+        for attempt in range(3):  # a port found free can be taken before the server binds it
+            self.port = _free_port()
+            options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -F"
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
+                          "-w", "-t", "60", "start")
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(f"postgresql+psycopg://p2p@127.0.0.1:{self.port}/postgres",
+                                 isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql("CREATE DATABASE p2p_test")
+        finally:
+            admin.dispose()
+        return f"postgresql+psycopg://p2p@127.0.0.1:{self.port}/p2p_test"
+
+    def stop(self) -> None:
+        """Stop the server (if it runs) and delete the folder."""
+        try:
+            if (self.data / "postmaster.pid").is_file():
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_base() -> Iterator[str]:
+    """A PostgreSQL database for the session: ``$P2P_TEST_POSTGRES_URL``, else a throwaway cluster."""
+    if os.environ.get(PG_ENV):
+        yield os.environ[PG_ENV]
+        return
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip(f"no PostgreSQL binaries (initdb, pg_ctl): apt-get install postgresql, or set {PG_ENV}")
+    cluster = ThrowawayPostgres(bin_dir)
+    try:
+        url = cluster.start()
+    except Exception as err:  # noqa: BLE001 - any failure to start is one line, not a traceback per test
+        cluster.stop()
+        pytest.fail(f"throwaway PostgreSQL from {bin_dir} failed: {err}", pytrace=False)
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database: an SQLite file, or a private PostgreSQL schema dropped after the test."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'study.db'}"
         return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set")
+    base = request.getfixturevalue("postgres_base")
     import sqlalchemy as sa
 
     schema = f"p2p_test_{secrets.token_hex(6)}"

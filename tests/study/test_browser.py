@@ -7,6 +7,7 @@ is how reports/study/*.png were made)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -20,11 +21,11 @@ from p2p_eval.study.models import Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 FRAME_MS = 1000 / 60
 SLACK_MS = 6  # headless chromium's frame clock jitters a little
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")]
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="no chromium on PATH: apt-get install chromium")]
 
 
 def _scene(rng: np.random.Generator, size: int = 128) -> Image.Image:
