@@ -172,11 +172,49 @@ def test_preview_shows_instructions_only(browser, server) -> None:
     page.close()
 
 
-def test_trial_screenshot(browser, server, shots) -> None:
+def test_trial_screenshot(browser, server, shots, scenes) -> None:
+    """The trial screenshot shows a real scene and its blurred twin side by side, each at 256 x 256 and
+    matching the served file's pixels; once they are hidden, the stage is blank and two answer buttons exist."""
+    import io
+
     live, _ = server
-    page = browser.new_page(viewport={"width": 900, "height": 720})
+    page = browser.new_page(viewport={"width": 900, "height": 720}, device_scale_factor=1)
     page.goto(f"{live.url}/s/look?PROLIFIC_PID=shot&STUDY_ID=S&SESSION_ID=X")
     page.click("#start")
     page.wait_for_selector("#stage img[style*='visible']", state="attached", timeout=15_000)
     page.screenshot(path=str(shots / "2_trial.png"))
+    where = "imgs => imgs.map(i => { const r = i.getBoundingClientRect(); " \
+            "return [r.x, r.y, r.width, r.height, getComputedStyle(i).visibility]; })"
+    boxes = page.eval_on_selector_all("#stage img", where)
+    assert page.locator("#answers button").count() == 0, "no answer buttons while the images are shown"
+    page.wait_for_selector("#answers button", state="visible", timeout=15_000)
+    buttons = page.locator("#answers button").all_text_contents()
+    after = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(np.float64)
+    hidden = [v for *_, v in page.eval_on_selector_all("#stage img", where)]
     page.close()
+
+    assert len(boxes) == 2 and [b[4] for b in boxes] == ["visible", "visible"], boxes
+    assert all(round(w) == 256 and round(h) == 256 for _, _, w, h, _ in boxes), boxes
+    (lx, ly, lw, _, _), (rx, ry, _, _, _) = boxes
+    assert lx + lw <= rx and abs(ly - ry) < 1, "side by side, left then right"
+    shot = np.asarray(Image.open(shots / "2_trial.png").convert("RGB")).astype(np.float64)
+    crops = [shot[round(y):round(y) + 256, round(x):round(x) + 256] for x, y, *_ in boxes]
+    # references: the study's source files at the displayed size (the browser's upscaling differs from
+    # PIL's bilinear by ~1-3 levels; a scene differs from its blurred twin by ~13, from other scenes by more)
+    refs = {(kind, i): np.asarray(Image.open(scenes[kind] / f"{i}.png").convert("RGB").resize((256, 256), Image.BILINEAR),
+                                  dtype=np.float64) for kind in ("real", "blurry") for i in range(1, 9)}
+    shown = []
+    for crop in crops:
+        assert crop.shape == (256, 256, 3) and crop.std() > 25, "an image, not a blank box"
+        error, key = min((float(np.abs(crop - ref).mean()), key) for key, ref in refs.items())
+        assert error < 6, f"the shown image matches no study image (best {key}: mean abs error {error:.1f})"
+        shown.append(key)
+    assert sorted(kind for kind, _ in shown) == ["blurry", "real"] and shown[0][1] == shown[1][1], \
+        f"one real image and the blurred version of the same frame (paired study), got {shown}"
+    sharp = [float(np.abs(np.diff(c.mean(axis=2), axis=1)).mean()) for c in crops]
+    assert sharp[[k for k, _ in shown].index("real")] > 1.5 * sharp[[k for k, _ in shown].index("blurry")]
+    # after display_ms: images hidden (the stage shows only the page background), two answers offered
+    assert hidden == ["hidden", "hidden"] and buttons == ["Left was fake", "Right was fake"]
+    for x, y, *_ in boxes:
+        region = after[round(y):round(y) + 256, round(x):round(x) + 256]
+        assert region.std() < 1, "the stage is empty once the images are hidden"
