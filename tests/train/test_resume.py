@@ -19,21 +19,8 @@ from p2p_eval.config import TrainConfig
 from p2p_eval.train.trainer import train
 
 
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory, noise_ab) -> Path:
-    root = tmp_path_factory.mktemp("ab32")
-    noise_ab(root, "train", 6, 32, seed=1)
-    noise_ab(root, "val", 2, 32, seed=2)
-    return root
-
-
-def tiny_config(**changes: object) -> TrainConfig:
-    """U-Net 32 (5 downs) + 70x70 D, jitter and paper dropout on, linear LR decay: every RNG matters."""
-    base = dict(name="tiny", ngf=8, ndf=8, size=32, batch_size=2, epochs=4, jitter=True, dropout="paper",
-                lr_schedule="linear", seed=7, log_every=2)
-    base.update(changes)
-    return TrainConfig(**base).resolved()
+#: On top of the tiny config: jitter and paper dropout on, linear LR decay, 4 epochs: every RNG matters.
+RESUME = dict(epochs=4, jitter=True, dropout="paper", lr_schedule="linear", seed=7)
 
 
 def full_state(run: Path) -> dict:
@@ -47,15 +34,15 @@ def assert_same_tensors(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("interrupt_at", [4, 6])  # mid-epoch (3 steps per epoch) and at an epoch boundary
-def test_resumed_run_equals_uninterrupted(tiny_data: Path, tmp_path: Path, interrupt_at: int) -> None:
-    straight = train(tiny_config(), tiny_data, tmp_path / "straight", device="cpu", progress=False)
+def test_resumed_run_equals_uninterrupted(tiny_data: Path, tmp_path: Path, interrupt_at: int, tiny_config) -> None:
+    straight = train(tiny_config(**RESUME), tiny_data, tmp_path / "straight", device="cpu", progress=False)
     split = tmp_path / "split"
-    train(tiny_config(max_steps=interrupt_at), tiny_data, split, device="cpu", progress=False)
+    train(tiny_config(**RESUME, max_steps=interrupt_at), tiny_data, split, device="cpu", progress=False)
     assert full_state(split)["step"] == interrupt_at
     # scramble the global RNGs: the resumed run must restore them from the checkpoint
     torch.manual_seed(12345)
     random.seed(12345)
-    train(tiny_config(), tiny_data, split, device="cpu", resume=True, progress=False)
+    train(tiny_config(**RESUME), tiny_data, split, device="cpu", resume=True, progress=False)
 
     a, b = full_state(straight), full_state(split)
     assert a["step"] == b["step"] == 12

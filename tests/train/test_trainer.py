@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from p2p_eval.cli import main
-from p2p_eval.config import GENERATORS_DIR, TrainConfig
+from p2p_eval.config import GENERATORS_DIR
 from p2p_eval.errors import UserError
 from p2p_eval.imageio import read_image
 from p2p_eval.train import trainer
@@ -20,23 +20,9 @@ from p2p_eval.train.loop import EpochSampler, lr_factor
 from p2p_eval.train.trainer import train
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory, noise_ab) -> Path:
-    root = tmp_path_factory.mktemp("ab32")
-    noise_ab(root, "train", 5, 32, seed=1)
-    noise_ab(root, "val", 3, 32, seed=2)
-    return root
-
-
-def tiny_config(**changes: object) -> TrainConfig:
-    base = dict(name="tiny", ngf=8, ndf=8, size=32, batch_size=2, epochs=2, seed=0, log_every=2)
-    base.update(changes)
-    return TrainConfig(**base).resolved()
-
-
-def test_run_folder_contents(tiny_data: Path, tmp_path: Path) -> None:
+def test_run_folder_contents(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
     run = train(tiny_config(), tiny_data, tmp_path / "run", device="cpu", progress=False)
-    # 5 images at batch 2 -> 3 steps per epoch (last batch partial), 2 epochs
+    # 6 images at batch 2 -> 3 steps per epoch, 2 epochs
     saved = tomllib.loads((run / "config.toml").read_text())
     assert saved["size"] == 32 and saved["num_downs"] == 5 and saved["batch_size"] == 2
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -68,7 +54,7 @@ def test_run_folder_contents(tiny_data: Path, tmp_path: Path) -> None:
         train(tiny_config(lr=1e-3), tiny_data, run, device="cpu", resume=True, progress=False)
 
 
-def test_same_seed_same_weights_and_l1_only_has_no_discriminator(tiny_data: Path, tmp_path: Path) -> None:
+def test_same_seed_same_weights_and_l1_only_has_no_discriminator(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
     cfg = tiny_config(gan="none", max_steps=3)
     a = train(cfg, tiny_data, tmp_path / "a", device="cpu", progress=False)
     b = train(cfg, tiny_data, tmp_path / "b", device="cpu", progress=False)
@@ -98,7 +84,7 @@ class NanAfter(nn.Module):
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_data: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                monkeypatch: pytest.MonkeyPatch, tiny_config) -> None:
     real_build = trainer.build_generator
     monkeypatch.setattr(trainer, "build_generator", lambda cfg: NanAfter(real_build(cfg), 3))
     run = tmp_path / "run"
@@ -162,7 +148,7 @@ def test_cli_train_overrides_and_errors(tiny_data: Path, tmp_path: Path, capsys:
     assert "--resume" in capsys.readouterr().err
 
 
-def test_data_order_and_jitter_do_not_depend_on_worker_processes(tiny_data: Path, tmp_path: Path) -> None:
+def test_data_order_and_jitter_do_not_depend_on_worker_processes(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
     cfg = tiny_config(max_steps=3)
     a = train(cfg, tiny_data, tmp_path / "w0", device="cpu", progress=False, num_workers=0)
     b = train(cfg, tiny_data, tmp_path / "w2", device="cpu", progress=False, num_workers=2)
@@ -171,7 +157,7 @@ def test_data_order_and_jitter_do_not_depend_on_worker_processes(tiny_data: Path
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_bf16_autocast_path_runs_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
+def test_bf16_autocast_path_runs_on_cpu(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
     run = train(tiny_config(max_steps=2), tiny_data, tmp_path / "amp", device="cpu", progress=False, amp=True)
     record = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 2 and all(v == v for v in record.values())  # finite, no NaN
