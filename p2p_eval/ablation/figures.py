@@ -14,7 +14,8 @@ SAMPLE_IMAGES = 4
 TILE = 128
 
 
-def figure7(data_dir: Path, fakes: dict[str, Path], size: int, direction: str, out_dir: Path) -> dict | None:
+def figure7(data_dir: Path, fakes: dict[str, Path], size: int, direction: str, out_dir: Path,
+            progress: bool = True) -> dict | None:
     """``figure7.png`` + ``figure7.json`` for the Figure 7 sets present in ``fakes`` (generator -> folder);
     the real set is the target half of DATA/val at ``size``. None when no Figure 7 set was run."""
     from p2p_eval.metrics.color import compare_sets
@@ -24,7 +25,7 @@ def figure7(data_dir: Path, fakes: dict[str, Path], size: int, direction: str, o
         return None
     half = "A" if direction == "BtoA" else "B"
     result = compare_sets(Path(data_dir) / "val", sets, plot=out_dir / "figure7.png", json_out=out_dir / "figure7.json",
-                          size=size, half=half)
+                          size=size, half=half, progress=progress)
     return {"intersection": result["intersection"], "sets": {k: FIGURE7_SETS[k] for k in sets}, "size": size,
             "png": "figure7.png", "json": "figure7.json"}
 

@@ -7,7 +7,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation.report import METRIC_NAMES, _ci, _f, _secs, provenance_lines
+from p2p_eval.ablation.report import METRIC_NAMES, _ci, _f, _secs, _short, footnotes, provenance_lines, row_marks
 from p2p_eval.ablation.tables import METRICS
 from p2p_eval.fsutil import atomic_write_text
 
@@ -19,7 +19,7 @@ td.paper{color:#555}td.order{text-align:left}img{max-width:100%;border:1px solid
 """
 
 
-def _table_html(table: dict[str, Any]) -> str:
+def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
     head = "".join(f"<th>{METRIC_NAMES[m]} [95% CI]</th>" for m in METRICS)
     head += "".join(f"<th>paper {METRIC_NAMES[m].lower()}</th>" for m in METRICS)
     body = []
@@ -27,7 +27,8 @@ def _table_html(table: dict[str, Any]) -> str:
         cls = ' class="gt"' if r is table["ground_truth"] else ""
         cells = "".join(f"<td>{escape(_ci(r['ours'][m], r['ci95'][m]))}</td>" for m in METRICS)
         cells += "".join(f'<td class="paper">{_f(r["paper"][m], 2)}</td>' for m in METRICS)
-        body.append(f"<tr{cls}><td>{escape(r['label'])}</td>{cells}</tr>")
+        body.append(f"<tr{cls}><td>{escape(r['label'] + row_marks(r, meta))}</td>{cells}</tr>")
+    notes = "".join(f'<p class="small">{escape(n)}</p>' for n in footnotes(table, meta))
     ranks = "".join(f"<tr><td>{METRIC_NAMES[m]}</td><td class=\"order\">{escape(k['ours_order'])}</td>"
                     f"<td class=\"order\">{escape(k['paper_order'])}</td>"
                     f"<td>{_f(k['tau'], 2)}</td><td>{_f(k['p_value'], 2)}</td></tr>"
@@ -35,18 +36,22 @@ def _table_html(table: dict[str, Any]) -> str:
     times = "".join(f"<tr><td>{escape(r['label'])}</td><td><code>{escape(r['generator'])}</code></td><td>{r['size']}</td>"
                     f"<td>{r['batch_size']}</td><td>{r['steps']}</td><td>{_secs(r['seconds'].get('train'))}</td>"
                     f"<td>{_secs(r['seconds'].get('translate'))}</td><td>{_secs(r['seconds'].get('score'))}</td>"
-                    f"<td>{escape(r['device'])}</td><td>{escape(r['note'] or '')}</td></tr>" for r in table["rows"])
+                    f"<td>{escape(r['device'])}</td><td>{escape(r.get('commit') or 'n/a')}</td>"
+                    f"<td><code>{_short(r.get('code_digest'))}</code></td><td><code>{_short(r.get('data_fingerprint'))}</code></td>"
+                    f"<td>{escape('; '.join(x for x in (r['note'], *r.get('stale', [])) if x))}</td></tr>"
+                    for r in table["rows"])
     name = table["name"]
     return f"""
 <h2 id="{name}">{escape(table['title'])}</h2>
 <p class="small">Varies: {escape(table['varies'])}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
-<table><tr><th>Row</th>{head}</tr>{''.join(body)}</table>
+<table><tr><th>Row</th>{head}</tr>{''.join(body)}</table>{notes}
 <h3>Rank comparison</h3>
 <table><tr><th>Metric</th><th>our order (best first)</th><th>paper's order</th><th>Kendall tau-b</th><th>p</th></tr>{ranks}</table>
 <h3>Samples (input | each row | target)</h3>
 <img src="samples_{name}.png" alt="sample outputs of {name}">
-<details><summary>Time per row</summary><table><tr><th>Row</th><th>generator</th><th>size</th><th>batch</th><th>steps</th>
-<th>train</th><th>translate</th><th>score</th><th>device</th><th>note</th></tr>{times}</table></details>
+<details><summary>Time and provenance per row</summary><table><tr><th>Row</th><th>generator</th><th>size</th><th>batch</th>
+<th>steps</th><th>train</th><th>translate</th><th>score</th><th>device</th><th>commit</th><th>code</th><th>data</th><th>note</th></tr>
+{times}</table></details>
 """
 
 
@@ -77,7 +82,7 @@ def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any
 <p>FCN-scores of each row's translations of the val labels, scored by the segmenter below; the paper's numbers
 beside them. Absolute values depend on the segmenter; compare the ordering (Kendall tau).</p>
 <ul class="small">{prov}</ul>
-{''.join(_table_html(t) for t in tables)}
+{''.join(_table_html(t, meta) for t in tables)}
 {_figure7_html(figure7)}
 </body></html>
 """

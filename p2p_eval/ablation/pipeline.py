@@ -1,79 +1,119 @@
 """``run_ablation``: tables -> row configs (preset + overrides) -> runs (trained once each, resumable) ->
-translations -> FCN-scores -> report (tables, rank comparison, Figure 7, samples, index.html)."""
+translations -> FCN-scores -> report (tables, rank comparison, Figure 7, samples, index.html).
+
+The Python API and ``p2p-eval ablate`` share their defaults: a preset must be named (:data:`PRESET_REQUIRED`),
+``resume`` is off (unfinished runs stop the command and are named), ``segmenter`` None is the shipped
+Cityscapes segmenter. Staleness and ``retrain_stale`` / ``rescore``: see :mod:`p2p_eval.ablation.runner`.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from p2p_eval.ablation import provenance
 from p2p_eval.ablation.figures import FIGURE7_SETS, figure7, sample_grid
 from p2p_eval.ablation.html import write_index
 from p2p_eval.ablation.launchers import LAUNCHERS, run_gpus, run_local, run_submitit
 from p2p_eval.ablation.presets import get_preset, row_config
 from p2p_eval.ablation.report import table_record, write_report_json, write_tables
-from p2p_eval.ablation.runner import (RowJob, check_inputs, job_state, make_job, score_ground_truth)
-from p2p_eval.ablation.tables import ROOT, load_table, parse_tables
+from p2p_eval.ablation.runner import (RowJob, check_inputs, job_state, make_job, resolve_segmenter,
+                                      score_ground_truth, set_aside, stale_reasons, trained)
+from p2p_eval.ablation.tables import load_table, parse_tables
 from p2p_eval.errors import UserError, unknown_name
 
 DEFAULT_RUNS_DIR = Path("runs")
+#: The error for a missing preset (CLI and API): a default would start 12 runs of 200 epochs on a CPU.
+PRESET_REQUIRED = ("choose a preset with --preset: smoke (32 px, 120 images per row: minutes on a CPU), quick "
+                   "(64 px, 1200 images per row: about an hour on a 2-core CPU) or paper (256 px, 200 epochs per row, "
+                   "12 runs: days, needs a GPU)")
 
 
-def git_commit() -> str:
-    """``git describe --always --dirty`` of the checkout (``unknown`` outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+def git_commit() -> str | None:
+    """The checkout's ``git describe --always --dirty`` (None outside a git checkout)."""
+    return provenance.git_commit()
 
 
-def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: str | Path, out_dir: str | Path,
-                 preset: str = "smoke", launcher: str = "local", gpus: Sequence[str] | None = None, resume: bool = True,
-                 overrides: dict[str, Any] | None = None, runs_dir: str | Path | None = None, device: str = "auto",
-                 report_name: str | None = None, slurm: dict[str, Any] | None = None, progress: bool = True) -> Path:
-    """Regenerate ``tables`` ("1", "2", "3", "all" or a list) on DATA, scored by SEGMENTER; write the report
-    to ``out_dir`` and return it. Runs live in ``runs_dir`` (default ``./runs``, git-ignored).
+def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: str | Path | None, out_dir: str | Path,
+                 preset: str | None = None, launcher: str = "local", gpus: Sequence[str] | None = None,
+                 resume: bool = False, overrides: dict[str, Any] | None = None, runs_dir: str | Path | None = None,
+                 device: str = "auto", report_name: str | None = None, slurm: dict[str, Any] | None = None,
+                 progress: bool = True, retrain_stale: bool = False, rescore: bool = False) -> Path:
+    """Regenerate ``tables`` ("1", "2", "3", "all" or a list) on DATA, scored by SEGMENTER (None: the shipped
+    Cityscapes segmenter); write the report to ``out_dir`` and return it. Runs live in ``runs_dir``
+    (default ``./runs``, git-ignored). ``preset`` ("smoke", "quick", "paper") is required.
 
-    Finished runs are reused (same config and data -> same run folder); a run with a checkpoint but no
-    ``DONE`` is continued with ``resume=True`` and refused otherwise. ``launcher``: "local" (sequential, or
-    one row per GPU with ``gpus``) or "slurm" (submitit; ``slurm`` = {"partition", "time_min",
-    "gpus_per_job", "cluster"}).
+    Finished runs are reused (same config and data folder -> same run folder); a run with a checkpoint but no
+    ``DONE`` is continued with ``resume=True`` and refused otherwise (as ``p2p-eval ablate --resume``). A
+    stale run (made by other code or from other data content, see :mod:`p2p_eval.ablation.runner`) is
+    reported and flagged, and retrained only with ``retrain_stale=True``. ``rescore=True`` only translates
+    (where missing) and scores finished runs, trains nothing, and lists and skips unfinished ones.
+    ``launcher``: "local" (sequential, or one row per GPU with ``gpus``) or "slurm" (submitit; ``slurm`` =
+    {"partition", "time_min", "gpus_per_job", "cluster"}).
     """
+    if preset is None:
+        raise UserError(PRESET_REQUIRED)
+    if rescore and retrain_stale:
+        raise UserError("--rescore trains nothing and --retrain-stale retrains: give one of them")
     ids = parse_tables(tables if isinstance(tables, str) else list(tables))
     specs = [load_table(t) for t in ids]
     chosen = get_preset(preset)
     if launcher not in LAUNCHERS:
         raise unknown_name("launcher", launcher, LAUNCHERS)
-    data_dir, segmenter, out_dir = Path(data_dir), Path(segmenter), Path(out_dir)
+    segmenter = resolve_segmenter(segmenter)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
     runs = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
     check_inputs(data_dir, segmenter)
-    from p2p_eval.metrics.segmenter import file_sha256
+    from p2p_eval.segmentation.model import file_sha256
 
     seg_sha = file_sha256(segmenter)
+    now = provenance.current(data_dir, cache=runs / "cache" / "data_fingerprints.json")
+    score_code = provenance.score_code_digest()
     jobs: dict[str, RowJob] = {}
     placed: list[list[tuple[Any, RowJob, str]]] = []
     for spec in specs:
         rows = []
         for row in spec.rows:
             cfg, note = row_config(row.generator_file, chosen, overrides)
-            job = make_job(cfg, data_dir, runs, segmenter, seg_sha, device=device, resume=resume, progress=progress)
+            job = make_job(cfg, data_dir, runs, segmenter, seg_sha, device=device, resume=resume, progress=progress,
+                           record=now, score_code=score_code, train=not rescore)
             jobs.setdefault(job.key, job)
             rows.append((row, jobs[job.key], note))
         placed.append(rows)
+    stale = {key: reasons for key, job in jobs.items() if (reasons := stale_reasons(job, now))}
+    if stale and retrain_stale:
+        for key in stale:
+            print(f"ablation: STALE {jobs[key].run.name} ({'; '.join(stale[key])}): moved to "
+                  f"{set_aside(jobs[key], runs)}; retraining it", flush=True)
+        stale = {}
     states = {key: job_state(job) for key, job in jobs.items()}
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "partial", "new")}
     print(f"ablation: tables {', '.join(ids)}, preset {chosen.name}: {len(jobs)} distinct runs "
-          f"({counts['done']} done, {counts['partial']} partial, {counts['new']} new) in {runs}", flush=True)
-    partial = [jobs[k].run_dir for k, s in states.items() if s == "partial"]
-    if partial and not resume:
-        raise UserError(f"unfinished runs exist: {', '.join(partial)}; pass --resume to continue them "
-                        "(or delete those folders to start over)")
-    pending = [job for key, job in jobs.items() if states[key] != "done"]
+          f"({counts['done']} done, {counts['partial']} partial, {counts['new']} new, {len(stale)} stale) in {runs}; "
+          f"code {provenance.short(now['code_digest'])} ({now['git'] or 'no git checkout'}), "
+          f"data {provenance.short(now['data']['fingerprint'])}", flush=True)
+    for key, reasons in stale.items():
+        print(f"ablation: STALE {jobs[key].run_dir}: {'; '.join(reasons)}; kept and flagged in the report "
+              "(pass --retrain-stale to retrain it)", flush=True)
+    skipped: set[str] = set()
+    if rescore:
+        skipped = {key for key, job in jobs.items() if not trained(job)}
+        for key in skipped:
+            print(f"ablation: --rescore skips {jobs[key].run_dir} ({states[key]}: not trained; "
+                  "run without --rescore to train it)", flush=True)
+    else:
+        unfinished_stale = [jobs[k].run_dir for k in stale if states[k] == "partial" and not trained(jobs[k])]
+        if unfinished_stale:
+            raise UserError(f"stale unfinished runs: {', '.join(unfinished_stale)} (started by other code or on other "
+                            "data); pass --retrain-stale to start them over with the current code")
+        partial = [jobs[k].run_dir for k, s in states.items() if s == "partial" and not trained(jobs[k])]
+        if partial and not resume:
+            raise UserError(f"unfinished runs exist: {', '.join(partial)}; pass --resume to continue them "
+                            "(or delete those folders to start over)")
+    pending = [job for key, job in jobs.items() if states[key] != "done" and key not in skipped]
     start = time.perf_counter()
     if pending:
         if launcher == "slurm":
@@ -87,29 +127,43 @@ def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: s
             run_local(pending, progress=progress)
     print(f"ablation: runs finished in {time.perf_counter() - start:.0f} s; scoring the real photos and writing the "
           f"report to {out_dir}", flush=True)
-    gt = score_ground_truth(data_dir, segmenter, seg_sha, runs, device, progress=progress)
-    records = [table_record(spec, [_row_record(row, job, note) for row, job, note in rows], gt)
+    gt = score_ground_truth(data_dir, segmenter, seg_sha, runs, device, now["data"]["fingerprint"], score_code,
+                            progress=progress)
+    records = [table_record(spec, [_row_record(row, job, note, stale.get(job.key, []), job.key in skipped)
+                                   for row, job, note in rows], gt)
                for spec, rows in zip(specs, placed)]
-    meta = _meta(report_name or out_dir.name, chosen, overrides, data_dir, segmenter, gt, records, launcher, gpus)
+    meta = _meta(report_name or out_dir.name, chosen, overrides, data_dir, segmenter, gt, records, launcher, gpus, now)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tables(out_dir, records, meta)
     first = next(iter(jobs.values())).cfg
+    made = {key: job for key, job in jobs.items() if key not in skipped}
     for spec, rows in zip(specs, placed):
         sample_grid(out_dir / f"samples_{spec.name}.png", data_dir, first.direction,
-                    [(row.label, job.fakes) for row, job, _ in rows])
-    by_generator = {job.generator: job for job in jobs.values()}
+                    [(row.label, job.fakes) for row, job, _ in rows if job.key in made])
+    by_generator = {job.generator: job for job in made.values()}
     fig_size = by_generator["l1_cgan"].cfg.size if "l1_cgan" in by_generator else first.size
     fig = figure7(data_dir, {g: j.fakes for g, j in by_generator.items() if g in FIGURE7_SETS.values()}, fig_size,
-                  first.direction, out_dir)
+                  first.direction, out_dir, progress=progress)
     write_report_json(out_dir, records, meta, fig)
     index = write_index(out_dir, records, meta, fig)
     print(f"report: {index}", flush=True)
     return out_dir
 
 
-def _row_record(row: Any, job: RowJob, note: str) -> dict[str, Any]:
-    """What the report needs of one row: scores, paper numbers, config summary, times, device."""
+def _row_record(row: Any, job: RowJob, note: str, stale: list[str], skipped: bool) -> dict[str, Any]:
+    """What the report needs of one row: scores, paper numbers, config summary, times, device, provenance.
+    A row skipped by ``--rescore`` has ``result`` None."""
     cfg = job.cfg
+    record = provenance.read(job.run) if job.run.is_dir() else None
+    base = {"label": row.label, "generator": row.generator, "paper": row.paper, "run": job.run_dir, "key": job.key,
+            "size": cfg.size, "batch_size": cfg.batch_size, "note": note, "stale": stale,
+            "commit": (record or {}).get("git"), "version": (record or {}).get("version"),
+            "code_digest": (record or {}).get("code_digest"),
+            "data_fingerprint": ((record or {}).get("data") or {}).get("fingerprint")}
+    if skipped:
+        return {**base, "result": None, "steps": None, "images_seen": None, "device": "n/a",
+                "seconds": {"train": None, "translate": None, "score": None},
+                "note": "; ".join(x for x in (note, "not scored: unfinished run skipped by --rescore") if x)}
     result = json.loads(job.score_file.read_text())
     done = (job.run / "DONE").read_text().split()
     steps = int(done[1]) if len(done) == 2 and done[0] == "step" else None
@@ -118,14 +172,13 @@ def _row_record(row: Any, job: RowJob, note: str) -> dict[str, Any]:
     stages = {"train": times.get("train"), "translate": times.get("translate"),
               "score": times.get(f"score_{job.segmenter_sha[:12]}")}
     device = next((s["device"] for s in stages.values() if s), "n/a")
-    return {"label": row.label, "generator": row.generator, "paper": row.paper, "result": result, "run": job.run_dir,
-            "key": job.key, "size": cfg.size, "batch_size": cfg.batch_size, "steps": steps,
-            "images_seen": None if steps is None else steps * cfg.batch_size,
-            "seconds": {k: (v["seconds"] if v else None) for k, v in stages.items()}, "device": device, "note": note}
+    return {**base, "result": result, "steps": steps, "images_seen": None if steps is None else steps * cfg.batch_size,
+            "seconds": {k: (v["seconds"] if v else None) for k, v in stages.items()}, "device": device}
 
 
 def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Path, segmenter: Path, gt: dict,
-          records: list[dict[str, Any]], launcher: str, gpus: Sequence[str] | None) -> dict[str, Any]:
+          records: list[dict[str, Any]], launcher: str, gpus: Sequence[str] | None,
+          now: dict[str, Any]) -> dict[str, Any]:
     from p2p_eval.imageio import list_images
 
     rows = [r for t in records for r in t["rows"]]
@@ -144,12 +197,13 @@ def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Pa
     return {"name": name, "preset": {"name": preset.name, "description": preset.description,
                                      "overrides": preset.overrides, "images_per_row": preset.images_per_row},
             "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
-            "data": {"path": str(data_dir), "train": n_train,
-                     "val": len(list_images(data_dir / "val"))},
+            "data": {"path": str(data_dir), "train": n_train, "val": len(list_images(data_dir / "val")),
+                     "fingerprint": now["data"]["fingerprint"], "files": now["data"]["files"]},
             "segmenter": seg, "segmenter_path": str(segmenter),
             "protocol": (f"images resized (bilinear) to the segmenter's {seg.get('input_size')}x{seg.get('input_size')} "
                          f"input, labels nearest-neighbour, void ignored, class means {gt.get('protocol', {}).get('means')}"),
-            "git": git_commit(), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "git": now["git"], "version": now["version"], "code_digest": now["code_digest"],
+            "code_files": sorted(now["code_files"]), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "launcher": launcher + (f" (GPUs {','.join(map(str, gpus))})" if gpus else ""),
-            "devices": sorted({r["device"] for r in rows}), "total_seconds": round(total, 1),
+            "devices": sorted({r["device"] for r in rows if r["device"] != "n/a"}), "total_seconds": round(total, 1),
             "differences": "; ".join(d for d in differences if d)}

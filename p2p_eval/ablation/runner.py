@@ -1,17 +1,32 @@
 """Rows -> runs -> translations -> FCN-scores, resumable: the pipeline behind ``p2p-eval ablate``.
 
 Each distinct row config is one run folder ``RUNS/<generator>-<key>/``, where ``key`` fingerprints the
-resolved config (:func:`p2p_eval.config.config_hash`) and the data folder, so a run shared by two tables (the
-70x70 L1+cGAN of Tables 1 and 3) is trained once, and a changed config gets a new folder. Inside it, next to
-the trainer's files (``config.toml``, ``checkpoints/``, ``DONE``, ...):
+resolved config (:func:`p2p_eval.config.config_hash`) and the data folder's path, so a run shared by two
+tables (the 70x70 L1+cGAN of Tables 1 and 3) is trained once, and a changed config gets a new folder.
 
+Identity and staleness (:mod:`p2p_eval.ablation.provenance`). The folder key deliberately holds neither the
+code nor the data's content: after a change to the trainer, the models or the images in the same data folder,
+a run is found in the *same* folder (not orphaned by a new key and silently replaced by a fresh run), and its
+``provenance.json`` -- code digest of :data:`~p2p_eval.ablation.provenance.CODE_FILES`, package version, git
+commit, data fingerprint, written when the run starts -- shows it is STALE: the digest or the fingerprint
+differs from the current one. A stale run is named on the console and flagged in the report; it is retrained
+only on request (``--retrain-stale``: its folder is moved aside to ``RUNS/stale/`` and the run starts over),
+and an unfinished stale run is never continued by the current code. A run without ``provenance.json`` (made
+before provenance was recorded) counts as stale. Moving the data folder gives new keys (new runs), as before.
+
+Inside a run folder, next to the trainer's files (``config.toml``, ``checkpoints/``, ``DONE``, ...):
+
+    provenance.json                what made the run (see above)
     translated/val/<name>.png      the val set under the paper's test-time protocol
     translated/val.json            marker: image count and seconds
     metrics/fcn_<sha12>.json       FCN-score JSON (:func:`p2p_eval.metrics.fcn_score.score_folder`) for the
-                                   segmenter whose sha256 starts with <sha12>, plus ``seconds``
+                                   segmenter whose sha256 starts with <sha12>, plus ``seconds`` and
+                                   ``score_code`` (digest of the scoring sources: made by other scoring code,
+                                   the score is recomputed)
     ablation.json                  seconds and device of each stage
 
-Every stage is skipped when its output exists, so a rerun with unchanged configs trains nothing.
+Every stage is skipped when its output exists, so a rerun with unchanged code, data and configs trains
+nothing; a job with ``train=False`` (``--rescore``) translates and scores but never trains.
 """
 
 from __future__ import annotations
@@ -20,11 +35,13 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2p_eval.ablation import provenance
 from p2p_eval.config import TrainConfig, config_hash
 from p2p_eval.errors import UserError
 from p2p_eval.fsutil import write_json
@@ -32,7 +49,10 @@ from p2p_eval.fsutil import write_json
 
 @dataclass(frozen=True)
 class RowJob:
-    """Everything one worker (this process, a subprocess on one GPU, a Slurm job) needs for one run."""
+    """Everything one worker (this process, a subprocess on one GPU, a Slurm job) needs for one run.
+
+    ``provenance``: the record written to ``provenance.json`` when the run starts (None: write nothing);
+    ``score_code``: digest of the scoring sources stored with each score; ``train``: False never trains."""
 
     generator: str
     config: dict[str, Any]
@@ -42,8 +62,11 @@ class RowJob:
     segmenter: str
     segmenter_sha: str
     device: str = "auto"
-    resume: bool = True
+    resume: bool = False
     progress: bool = True
+    provenance: dict[str, Any] | None = None
+    score_code: str = ""
+    train: bool = True
 
     @property
     def cfg(self) -> TrainConfig:
@@ -63,33 +86,72 @@ class RowJob:
 
 
 def run_key(cfg: TrainConfig, data_dir: Path) -> str:
-    """12 hex digits of sha256(config hash, resolved data folder): the identity of a run."""
+    """12 hex digits of sha256(config hash, resolved data folder): the run folder's key (see the module doc:
+    code and data content are checked through ``provenance.json``, not the key)."""
     text = f"{config_hash(cfg)}\n{Path(data_dir).resolve()}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def make_job(cfg: TrainConfig, data_dir: Path, runs_dir: Path, segmenter: Path, segmenter_sha: str,
-             device: str = "auto", resume: bool = True, progress: bool = True) -> RowJob:
+             device: str = "auto", resume: bool = False, progress: bool = True,
+             record: dict[str, Any] | None = None, score_code: str = "", train: bool = True) -> RowJob:
     """The job of one row config (its run folder is ``runs_dir/<name>-<key>``)."""
     key = run_key(cfg, data_dir)
     return RowJob(generator=cfg.name, config=cfg.to_dict(), key=key, run_dir=str(Path(runs_dir) / f"{cfg.name}-{key}"),
                   data_dir=str(data_dir), segmenter=str(segmenter), segmenter_sha=segmenter_sha, device=device,
-                  resume=resume, progress=progress)
+                  resume=resume, progress=progress, provenance=record, score_code=score_code, train=train)
 
 
 def _translated(job: RowJob) -> bool:
     marker = job.fakes.parent / "val.json"
     if not marker.is_file():
         return False
-    count = json.loads(marker.read_text())["count"]
+    try:
+        count = json.loads(marker.read_text())["count"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # a damaged marker: translate again
     return len(list(job.fakes.glob("*.png"))) == count
 
 
+def _cached_score(path: Path, score_code: str) -> dict | None:
+    """The score JSON at ``path`` when it exists and was made by the scoring code ``score_code`` ("" : any)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or (score_code and data.get("score_code") != score_code):
+        return None
+    return data
+
+
+def trained(job: RowJob) -> bool:
+    """True when the run finished training (its ``DONE`` marker exists)."""
+    return (job.run / "DONE").is_file()
+
+
 def job_state(job: RowJob) -> str:
-    """``"done"`` (trained, translated, scored), ``"partial"`` (a checkpoint or later stage is missing) or ``"new"``."""
-    if (job.run / "DONE").is_file() and _translated(job) and job.score_file.is_file():
+    """``"done"`` (trained, translated, scored by this segmenter and scoring code), ``"partial"`` (started:
+    a checkpoint or a later stage is missing) or ``"new"``."""
+    if trained(job) and _translated(job) and _cached_score(job.score_file, job.score_code) is not None:
         return "done"
-    return "partial" if (job.run / "checkpoints" / "last.pt").is_file() or (job.run / "DONE").is_file() else "new"
+    return "partial" if (job.run / "checkpoints" / "last.pt").is_file() or trained(job) else "new"
+
+
+def stale_reasons(job: RowJob, now: dict[str, Any]) -> list[str]:
+    """Why an existing run is stale under the current provenance ``now`` ([] when current or not started)."""
+    if job_state(job) == "new":
+        return []  # nothing made yet: a started-over run records the current provenance
+    return provenance.stale_reasons(provenance.read(job.run), now)
+
+
+def set_aside(job: RowJob, runs_dir: Path) -> Path:
+    """Move a stale run folder to ``RUNS/stale/<folder>-<time>`` (kept, never deleted); returns the new path."""
+    dest = Path(runs_dir) / "stale" / f"{job.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(job.run), str(dest))
+    return dest
 
 
 def describe_device(device: str) -> str:
@@ -115,14 +177,21 @@ def _record(job: RowJob, stage: str, seconds: float) -> None:
 def execute_job(job: RowJob) -> str:
     """Train (or resume), translate the val set, score it; skip every stage whose output exists.
 
-    Returns the run folder. A run with a checkpoint but no ``DONE`` continues only with ``resume=True``.
+    Returns the run folder. A run with a checkpoint but no ``DONE`` continues only with ``resume=True``;
+    a job with ``train=False`` raises UserError for a run that is not trained. A run started here gets
+    ``provenance.json`` (``job.provenance``) before its first step.
     """
     from p2p_eval.metrics.fcn_score import score_folder
     from p2p_eval.train.trainer import train
     from p2p_eval.translate import translate_run
 
     run = job.run
-    if not (run / "DONE").is_file():
+    if not trained(job):
+        if not job.train:
+            raise UserError(f"{run} has not finished training (no DONE); re-scoring does not train: "
+                            "run `p2p-eval ablate` without --rescore to train it")
+        if job.provenance is not None and not (run / "checkpoints" / "last.pt").is_file():
+            provenance.write(run, job.provenance)  # a run starting from step 0 is made by the current code
         tic = time.perf_counter()
         train(job.cfg, job.data_dir, run, device=job.device, resume=job.resume, progress=job.progress)
         _record(job, "train", time.perf_counter() - tic)
@@ -132,11 +201,11 @@ def execute_job(job: RowJob) -> str:
         seconds = time.perf_counter() - tic
         write_json(job.fakes.parent / "val.json", {"count": len(written), "seconds": round(seconds, 2)})
         _record(job, "translate", seconds)
-    if not job.score_file.is_file():
+    if _cached_score(job.score_file, job.score_code) is None:
         tic = time.perf_counter()
         result = score_folder(job.fakes, job.segmenter, data_dir=job.data_dir, device=job.device, progress=job.progress)
         seconds = time.perf_counter() - tic
-        write_json(job.score_file, {**result, "seconds": round(seconds, 2)})
+        write_json(job.score_file, {**result, "seconds": round(seconds, 2), "score_code": job.score_code})
         _record(job, f"score_{job.segmenter_sha[:12]}", seconds)
     return str(run)
 
@@ -151,19 +220,35 @@ def job_to_json(job: RowJob) -> str:
 
 
 def score_ground_truth(data_dir: Path, segmenter: Path, segmenter_sha: str, runs_dir: Path, device: str,
-                       progress: bool = True) -> dict:
-    """FCN-score of the real val photos (the ground-truth row), cached per data folder and segmenter."""
+                       data_fp: str, score_code: str = "", progress: bool = True) -> dict:
+    """FCN-score of the real val photos (the ground-truth row), cached per data *content* (``data_fp``, the
+    data fingerprint), segmenter and scoring code: ``RUNS/ground_truth/<fp12>_fcn_<sha12>.json``."""
     from p2p_eval.metrics.fcn_score import score_folder
 
-    data_key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
-    path = Path(runs_dir) / "ground_truth" / f"{data_key}_fcn_{segmenter_sha[:12]}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_fcn_{segmenter_sha[:12]}.json"
+    cached = _cached_score(path, score_code)
+    if cached is not None:
+        return cached
     tic = time.perf_counter()
     result = score_folder(None, segmenter, data_dir=data_dir, real=True, device=device, progress=progress)
     result["seconds"] = round(time.perf_counter() - tic, 2)
+    result["score_code"] = score_code
+    result["data_fingerprint"] = data_fp
     write_json(path, result)
     return result
+
+
+def resolve_segmenter(segmenter: str | Path | None) -> Path:
+    """``segmenter``, or the shipped Cityscapes segmenter (19 train classes) when None; UserError when absent."""
+    if segmenter is not None:
+        return Path(segmenter)
+    from p2p_eval.segmentation.model import shipped_path
+
+    path = shipped_path()
+    if not path.is_file():
+        raise UserError(f"no --segmenter given and the shipped Cityscapes segmenter {path} is missing from this "
+                        "install; give --segmenter FILE (train one with `p2p-eval segmenter train`)")
+    return path
 
 
 def check_inputs(data_dir: Path, segmenter: Path) -> None:

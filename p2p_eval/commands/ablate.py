@@ -12,19 +12,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``ablate``."""
     p = sub.add_parser("ablate", help="regenerate Tables 1-3 and Figure 7 (train each row, translate, FCN-score, report)",
                        description="Train every row of the chosen tables that has no finished run (runs are shared "
-                       "between tables and reused when their config is unchanged), translate the val set, score it "
-                       "with the segmenter and write tableN.md/.csv, figure7.png/.json, report.json and index.html.")
+                       "between tables and reused when their config, code and data are unchanged), translate the val "
+                       "set, score it with the segmenter and write tableN.md/.csv, figure7.png/.json, report.json and "
+                       "index.html. A run made by other code or from other data content is stale: named, flagged in "
+                       "the report, and retrained only with --retrain-stale.")
     p.add_argument("--table", default="all", help="1, 2, 3, a list such as 1,3, or all (default all)")
     p.add_argument("--data", required=True, type=Path, help="AB data folder with train/ and val/ (labels -> photo is BtoA)")
-    p.add_argument("--segmenter", required=True, type=Path, help="FCN-score segmenter checkpoint (p2p-eval segmenter train)")
+    p.add_argument("--segmenter", type=Path, help="FCN-score segmenter checkpoint (default: the shipped Cityscapes "
+                   "segmenter; make another with p2p-eval segmenter train)")
     p.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/smoke")
-    p.add_argument("--preset", default="paper", choices=("paper", "quick", "smoke"),
-                   help="paper: 256 px, 200 epochs; quick: 64 px, 1200 images per row; smoke: 32 px, 120 images per row")
+    p.add_argument("--preset", choices=("paper", "quick", "smoke"),
+                   help="required: smoke (32 px, 120 images per row: minutes on a CPU), quick (64 px, 1200 images per "
+                   "row: about an hour on a CPU) or paper (256 px, 200 epochs per row: needs a GPU)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="where the training runs live (default ./runs, git-ignored; reused across reports)")
     p.add_argument("--launcher", default="local", choices=("local", "slurm"), help="local (default) or slurm (submitit)")
     p.add_argument("--gpus", help="local launcher: comma-separated GPU ids, one row per GPU at once (e.g. 0,1,2,3)")
-    p.add_argument("--resume", action="store_true", help="continue unfinished runs (finished runs are always reused)")
+    p.add_argument("--resume", action="store_true", help="continue unfinished runs (finished runs are always reused; "
+                   "without it unfinished runs stop the command)")
+    p.add_argument("--retrain-stale", action="store_true", help="retrain stale runs (made by other code or from other "
+                   "data content; their folders are moved to RUNS/stale/)")
+    p.add_argument("--rescore", action="store_true", help="only score finished runs with --segmenter (translating "
+                   "where needed); trains nothing, lists and skips unfinished runs")
     p.add_argument("--epochs", type=int, help="epochs per row (overrides the preset and drops its image budget)")
     p.add_argument("--max-steps", type=int, help="training steps per row (overrides the preset's image budget)")
     p.add_argument("--size", type=int, help="image side (overrides the preset; U-Net depth log2(size))")
@@ -34,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slurm-partition", help="Slurm partition")
     p.add_argument("--slurm-time", type=int, default=24 * 60, help="Slurm time limit per row in minutes (default 1440)")
     p.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per Slurm job (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (training, translation, scoring, colour)")
     p.set_defaults(func=_ablate)
 
 
@@ -46,7 +55,8 @@ def _ablate(args: argparse.Namespace) -> int:
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     report = run_ablation(args.table, args.data, args.segmenter, args.out, preset=args.preset, launcher=args.launcher,
                           gpus=gpus, resume=args.resume, overrides=overrides, runs_dir=args.runs_dir, device=args.device,
-                          report_name=args.report_name, progress=not args.quiet,
+                          report_name=args.report_name, progress=not args.quiet, retrain_stale=args.retrain_stale,
+                          rescore=args.rescore,
                           slurm={"partition": args.slurm_partition, "time_min": args.slurm_time,
                                  "gpus_per_job": args.slurm_gpus})
     print(f"report: {report}/index.html (tables: {', '.join(str(p) for p in sorted(Path(report).glob('table*.md')))})")

@@ -1,4 +1,5 @@
-"""A tiny FCN-score segmenter (32x32, one epoch on the synthetic scenes), trained once per session."""
+"""Tiny FCN-score segmenters (32x32, whole frames, one epoch on the synthetic scenes), trained once per session:
+the one every ablation test scores with, and a second (another seed) for re-scoring."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from pathlib import Path
 import pytest
 
 
+def _segmenter(data: Path, out: Path, seed: int) -> Path:
+    from p2p_eval.segmentation.train import train_segmenter
+
+    return train_segmenter(data, out, epochs=1, size=32, crop=None, batch_size=8, seed=seed, device="cpu",
+                           cache_dir=None, amp=False, num_workers=0, progress=False)
+
+
 @pytest.fixture(scope="session")
 def ablation_segmenter(synth_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from p2p_eval.metrics.segmenter import train_segmenter
+    return _segmenter(synth_small, tmp_path_factory.mktemp("ablation_seg") / "seg.pt", seed=0)
 
-    return train_segmenter(synth_small, tmp_path_factory.mktemp("ablation_seg") / "seg.pt", epochs=1, size=32,
-                           device="cpu", num_workers=0, progress=False)
 
+@pytest.fixture(scope="session")
+def second_segmenter(synth_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _segmenter(synth_small, tmp_path_factory.mktemp("ablation_seg2") / "seg2.pt", seed=1)

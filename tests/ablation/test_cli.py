@@ -9,8 +9,8 @@ import pytest
 from p2p_eval.cli import main
 
 
-def _run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    code = main(["ablate", *args])
+def _run(args: list[str], capsys: pytest.CaptureFixture, preset: bool = True) -> tuple[int, str]:
+    code = main(["ablate", *(["--preset", "smoke"] if preset else []), *args])
     return code, capsys.readouterr().err
 
 
@@ -29,6 +29,44 @@ def test_missing_data_and_segmenter(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, err = _run(["--table", "1", "--data", str(tmp_path / "d"), "--segmenter", str(tmp_path / "s.pt"),
                       "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "s.pt" in err and "segmenter train" in err
+
+
+def test_preset_is_required_in_the_cli_and_the_api(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from p2p_eval.ablation import run_ablation
+    from p2p_eval.errors import UserError
+
+    code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r")], capsys, preset=False)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--preset" in err and "smoke" in err and "quick" in err and "needs a GPU" in err
+    with pytest.raises(UserError, match="choose a preset with --preset: smoke"):
+        run_ablation("1", tmp_path, None, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_and_api_defaults_agree() -> None:
+    import inspect
+
+    from p2p_eval.ablation import run_ablation
+    from p2p_eval.cli import build_parser
+
+    args = build_parser().parse_args(["ablate", "--data", "D", "--out", "O"])
+    api = inspect.signature(run_ablation).parameters
+    for name in ("resume", "retrain_stale", "rescore", "launcher", "device", "preset"):
+        assert getattr(args, name) == api[name].default, name
+    assert args.resume is False and args.preset is None and args.segmenter is None
+
+
+def test_rescore_and_retrain_stale_conflict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--rescore",
+                      "--retrain-stale"], capsys)
+    assert code == 2 and "--rescore" in err and "--retrain-stale" in err
+
+
+def test_missing_shipped_segmenter_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("p2p_eval.segmentation.model.shipped_path", lambda: tmp_path / "absent.safetensors")
+    code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "absent.safetensors" in err and "--segmenter" in err
 
 
 def test_slurm_launcher_needs_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

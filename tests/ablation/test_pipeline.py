@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from p2p_eval.ablation import run_ablation
+from p2p_eval.ablation import provenance, run_ablation
 from p2p_eval.errors import UserError
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,16 @@ def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
     assert "| 286x286 |" in md and "0.42 | 0.16 | 0.11 |" in md and "96x96" in md and "Kendall tau-b" in md
     data = json.loads((report / "report.json").read_text())
     assert len(data["meta"]["segmenter"]["sha256"]) == 64 and data["meta"]["git"]
+    # provenance: every row records what made it, and it is the report's own code and data
+    meta = data["meta"]
+    assert meta["code_digest"] == provenance.code_digest()["digest"]
+    assert meta["data"]["fingerprint"] == provenance.data_fingerprint(meta["data"]["path"])["fingerprint"]
+    for table in data["tables"]:
+        for row in table["rows"]:
+            assert (row["code_digest"], row["data_fingerprint"], row["stale"]) == \
+                (meta["code_digest"], meta["data"]["fingerprint"], [])
+            assert json.loads((Path(row["run"]) / "provenance.json").read_text())["git"] == meta["git"]
+    assert "\u2020" not in md and meta["data"]["fingerprint"][:12] in md
     assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4)))
     assert set(data["figure7"]["intersection"]) == {"L1", "cGAN", "L1+cGAN", "PixelGAN (1x1)"}
     fig = json.loads((report / "figure7.json").read_text())
@@ -98,6 +109,55 @@ def test_cli_reuses_the_runs(ablation: tuple[Path, Path], synth_small: Path, abl
                  "--out", str(out), "--preset", "smoke", "--max-steps", "1", "--runs-dir", str(runs), "--device", "cpu",
                  "--quiet", "--report-name", "cli test"])
     assert code == 0
-    assert "4 distinct runs (4 done, 0 partial, 0 new)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "4 distinct runs (4 done, 0 partial, 0 new, 0 stale)" in captured.out
+    assert captured.err == ""  # --quiet: no progress bar at all (colour histograms included)
     assert sorted(p.name for p in out.glob("table*")) == ["table2.csv", "table2.md"]
     assert "(cli test)" in (out / "index.html").read_text()
+
+
+def test_rescore_with_a_new_segmenter_trains_nothing(ablation: tuple[Path, Path], synth_small: Path,
+                                                     ablation_segmenter: Path, second_segmenter: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    import p2p_eval.translate
+    from p2p_eval.segmentation.model import file_sha256
+
+    report, runs = ablation
+    old = json.loads((report / "report.json").read_text())["tables"][1]
+    ckpts = {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/*.pt")}
+    unfinished = next(p for p in runs.iterdir() if p.name.startswith("encdec_l1-"))
+    retranslate = next(p for p in runs.iterdir() if p.name.startswith("unet_l1_b10-"))
+    shutil.rmtree(retranslate / "translated")
+    (unfinished / "DONE").rename(unfinished / "DONE.bak")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("--rescore trained a row")
+
+    translated: list[str] = []
+    real_translate = p2p_eval.translate.translate_run
+
+    def counting_translate(run, *args, **kwargs):
+        translated.append(Path(run).name)
+        return real_translate(run, *args, **kwargs)
+
+    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
+    monkeypatch.setattr("p2p_eval.translate.translate_run", counting_translate)
+    try:
+        out = run_ablation("2", synth_small, second_segmenter, tmp_path / "rescored", preset="smoke", runs_dir=runs,
+                           device="cpu", overrides={"max_steps": 1}, rescore=True, progress=False)
+    finally:
+        (unfinished / "DONE.bak").rename(unfinished / "DONE")
+    printed = capsys.readouterr().out
+    assert f"--rescore skips {unfinished}" in printed
+    assert translated == [retranslate.name]
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/*.pt")} == ckpts
+    new_sha = file_sha256(second_segmenter)[:12]
+    assert new_sha != file_sha256(ablation_segmenter)[:12]
+    assert sorted(p.parent.parent.name for p in runs.glob(f"*/metrics/fcn_{new_sha}.json")) == sorted(
+        p.name for p in runs.iterdir() if p.name.startswith(("encdec_l1_cgan-", "unet_l1")))
+    new = json.loads((out / "report.json").read_text())["tables"][0]
+    assert new["rows"][0]["ours"]["pixel"] is None and "skipped by --rescore" in new["rows"][0]["note"]
+    changed = [(a["ours"], b["ours"]) for a, b in zip(old["rows"][1:], new["rows"][1:])]
+    assert all(b["pixel"] is not None for _, b in changed) and any(a != b for a, b in changed)
+    assert json.loads((out / "report.json").read_text())["meta"]["segmenter"]["sha256"][:12] == new_sha
