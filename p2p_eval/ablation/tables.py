@@ -16,8 +16,6 @@ from types import MappingProxyType
 from p2p_eval.config import GENERATORS_DIR, generator_names
 from p2p_eval.errors import UserError, require_file, unknown_name
 
-#: The package's parent folder: the checkout when installed editable (for ``git describe``), else site-packages.
-ROOT = Path(__file__).resolve().parents[2]
 #: The shipped table specs (package data, so they exist in any install).
 TABLES_DIR = Path(__file__).resolve().parents[1] / "tables"
 METRICS = ("pixel", "class", "iou")
