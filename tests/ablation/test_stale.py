@@ -31,7 +31,8 @@ class Trainer:
 
 
 @pytest.fixture()
-def setup(synth_small: Path, ablation_segmenter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def setup(synth_small: Path, ablation_segmenter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          capsys: pytest.CaptureFixture):
     data = tmp_path / "data"
     shutil.copytree(synth_small, data)
     trainer = Trainer()
@@ -44,6 +45,8 @@ def setup(synth_small: Path, ablation_segmenter: Path, tmp_path: Path, monkeypat
 
     first = ablate("first")
     assert len(trainer.calls) == 4 and not any(r["stale"] for r in first["tables"][0]["rows"])
+    # progress=False (what `ablate --quiet` passes): no bar while training, translating, scoring, histogramming
+    assert capsys.readouterr().err == ""
     return data, tmp_path, trainer, ablate, first
 
 
