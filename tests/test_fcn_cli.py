@@ -97,22 +97,113 @@ def test_resizes_images_to_the_segmenter_input(synth_small: Path, segmenter: Pat
     assert res["images"] == len(list(photos.iterdir())) and res["pixel_accuracy"] is not None
 
 
-def test_missing_and_extra_images_are_user_errors(synth_small: Path, segmenter: Path, photos: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def _label_pixels(synth_small: Path, names: list[str]) -> list[int]:
+    """Pixels per class of the val label PNGs of ``names``, read with PIL (an independent count)."""
+    pixels = np.zeros(19, dtype=np.int64)
+    for name in names:
+        ids = np.array(Image.open(synth_small / "val_labels" / f"{name}.png"))
+        pixels += np.bincount(ids[ids < 19], minlength=19)
+    return pixels.tolist()
+
+
+def test_a_subset_of_frames_is_scored_and_marked(synth_small: Path, segmenter: Path, photos: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
     partial = tmp_path / "partial"
     shutil.copytree(photos, partial)
     first = sorted(partial.iterdir())[0]
     first.unlink()
-    rc = main(["fcn-score", "--images", str(partial), "--data", str(synth_small), "--segmenter", str(segmenter)])
-    err = capsys.readouterr().err
-    assert rc == 2 and "have no image" in err and first.stem in err
-    (partial / "extra_frame.png").write_bytes((photos / first.name).read_bytes())
-    (partial / first.name).write_bytes((photos / first.name).read_bytes())
-    rc = main(["fcn-score", "--images", str(partial), "--data", str(synth_small), "--segmenter", str(segmenter)])
+    res = _score(["--images", str(partial), "--data", str(synth_small), "--segmenter", str(segmenter)], tmp_path)
+    n_val = len(list((synth_small / "val").iterdir()))
+    assert res["images"] == n_val - 1 and res["subset"] is True and res["frames_available"] == n_val
+    assert "subset" in capsys.readouterr().out
+    kept = sorted(p.stem for p in partial.iterdir())
+    assert [row["pixels"] for row in res["per_class"].values()] == _label_pixels(synth_small, kept)
+    full = _score(["--images", str(photos), "--data", str(synth_small), "--segmenter", str(segmenter)], tmp_path)
+    assert full["subset"] is False and full["images"] == n_val
+
+
+def test_pix2pix_test_output_folder_scores_the_fake_b_images(synth_small: Path, segmenter: Path, photos: Path,
+                                                              tmp_path: Path) -> None:
+    """The public code's test script writes N_real_A / N_fake_B / N_real_B into one folder (50 frames by default)."""
+    out = tmp_path / "images"
+    out.mkdir()
+    frames = sorted(p.stem for p in photos.iterdir())[:3]
+    black = np.zeros((64, 64, 3), dtype=np.uint8)
+    for name in frames:
+        shutil.copy(photos / f"{name}.png", out / f"{name}_fake_B.png")
+        Image.fromarray(black).save(out / f"{name}_real_A.png")       # a label map: must not be scored
+        Image.fromarray(black).save(out / f"{name}_real_B.png")
+    res = _score(["--images", str(out), "--data", str(synth_small), "--segmenter", str(segmenter)], tmp_path)
+    assert res["images"] == 3 and res["subset"] is True and "_fake_B" in res["note"]
+    assert [row["pixels"] for row in res["per_class"].values()] == _label_pixels(synth_small, frames)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in frames:
+        shutil.copy(photos / f"{name}.png", plain / f"{name}.png")
+    same = _score(["--images", str(plain), "--data", str(synth_small), "--segmenter", str(segmenter)], tmp_path, "p.json")
+    assert same["per_class"] == res["per_class"]
+
+
+def test_extra_images_and_missing_segmenter_are_user_errors(synth_small: Path, segmenter: Path, photos: Path,
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    extra = tmp_path / "extra"
+    shutil.copytree(photos, extra)
+    first = sorted(extra.iterdir())[0]
+    (extra / "extra_frame.png").write_bytes(first.read_bytes())
+    rc = main(["fcn-score", "--images", str(extra), "--data", str(synth_small), "--segmenter", str(segmenter)])
     err = capsys.readouterr().err
     assert rc == 2 and "extra_frame.png" in err and "no label" in err
     rc = main(["fcn-score", "--images", str(photos), "--data", str(synth_small), "--segmenter", str(tmp_path / "nope.pt")])
     assert rc == 2 and "nope.pt" in capsys.readouterr().err
+    rc = main(["fcn-score", "--images", str(photos), "--data", str(synth_small), "--segmenter", str(segmenter),
+               "--protocol", "original"])
+    assert rc == 2 and "gtFine" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_original_protocol_against_a_full_resolution_confusion_matrix(shared_data: Path, segmenter: Path,
+                                                                       tmp_path: Path) -> None:
+    """--protocol original on the official sample: numbered images (via the frame list of prepare-cityscapes)
+    against the gtFine labelIds at 2048x1024; class scores upsampled bilinearly before the argmax; class means
+    diag / (sum + 1e-12).  The reference is computed here with cityscapesscripts' label table and fast_hist."""
+    import torch
+    import torch.nn.functional as F
+    from cityscapesscripts.helpers.labels import labels as cs_labels
+
+    from p2p_eval.segmentation.model import load_segmenter, normalize
+
+    root = shared_data / "cityscapes_official_sample"
+    ab = tmp_path / "ab"
+    assert main(["data", "prepare-cityscapes", "--root", str(root), "--out", str(ab), "--size", "64", "--quiet"]) == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted((ab / "train").iterdir()):
+        arr = np.array(Image.open(p).convert("RGB"))
+        Image.fromarray(arr[:, :64]).save(images / p.name)
+    res = _score(["--images", str(images), "--labels", str(root / "gtFine" / "train"), "--frames",
+                  str(ab / "train_frames.txt"), "--segmenter", str(segmenter), "--protocol", "original"], tmp_path)
+    assert res["images"] == 8 and res["protocol"]["name"] == "original" and res["protocol"]["means"] == "original"
+
+    lut = np.full(256, 255, dtype=np.int64)
+    for lab in cs_labels:
+        if lab.id >= 0 and 0 <= lab.trainId < 255:
+            lut[lab.id] = lab.trainId
+    model, meta = load_segmenter(segmenter, "cpu")
+    frames = (ab / "train_frames.txt").read_text().split()
+    hist = np.zeros((19, 19), dtype=np.int64)
+    for n, frame in enumerate(frames, start=1):
+        photo = torch.from_numpy(np.array(Image.open(images / f"{n}.png").convert("RGB"))).permute(2, 0, 1)[None]
+        gt = lut[np.array(Image.open(next((root / "gtFine" / "train").rglob(f"{frame}_gtFine_labelIds.png"))))]
+        with torch.no_grad():
+            scores = model(normalize(photo, meta)).float()
+        pred = F.interpolate(scores, size=gt.shape, mode="bilinear", align_corners=False).argmax(1)[0].numpy()
+        assert gt.shape == (1024, 2048)
+        hist += fast_hist(gt.flatten(), pred.flatten(), 19)
+    diag = np.diag(hist).astype(float)
+    assert res["pixel_accuracy"] == pytest.approx(diag.sum() / (hist.sum() + 1e-12), abs=2e-4)
+    assert res["class_accuracy"] == pytest.approx(np.mean(diag / (hist.sum(1) + 1e-12)), abs=2e-3)
+    assert res["class_iou"] == pytest.approx(np.mean(diag / (hist.sum(1) + hist.sum(0) - diag + 1e-12)), abs=2e-3)
+    assert [row["pixels"] for row in res["per_class"].values()] == hist.sum(1).tolist()
 
 
 @pytest.mark.realdata

@@ -4,8 +4,8 @@ while the model runs a batch; confusion matrices accumulated on the device) agai
 decodes, segments and accumulates one image at a time.  Both paths must give the same confusion matrix (up to
 argmax ties flipped by batched rounding, < 0.1% of pixels).
 
-Speed does not depend on the weights, so by default the segmenter is an untrained one of the default
-architecture.  Usage: ``python benchmarks/perf/fcn_score.py [--data DIR] [--segmenter SEG.pt]
+The segmenter is the shipped default (``p2p-eval segmenter info``) unless ``--segmenter`` names another.
+Usage: ``python benchmarks/perf/fcn_score.py [--data DIR] [--segmenter SEG]
 [--limit N] [--batch-size 8] [--device auto] [--json OUT]``.
 """
 
@@ -21,23 +21,10 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _segmenter(path: Path | None, device: torch.device, size: int) -> tuple[torch.nn.Module, dict]:
-    from p2p_eval.data.cityscapes import TRAIN_CLASSES
-    from p2p_eval.metrics.segmenter import (DEFAULT_ARCH, DEFAULT_ENCODER, IMAGENET_MEAN, IMAGENET_STD,
-                                            build_segmenter, load_segmenter)
-
-    if path is not None:
-        return load_segmenter(path, device)
-    torch.manual_seed(0)
-    model = build_segmenter(DEFAULT_ARCH, DEFAULT_ENCODER, len(TRAIN_CLASSES)).to(device).eval()
-    meta = {"arch": DEFAULT_ARCH, "encoder": DEFAULT_ENCODER, "classes": list(TRAIN_CLASSES), "input_size": size,
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "sha256": "untrained"}
-    return model, meta
-
-
 def one_at_a_time(model: torch.nn.Module, meta: dict, dataset, device: torch.device) -> torch.Tensor:
     """The baseline: decode one frame, segment it, add it to the matrix; no batching, no workers."""
-    from p2p_eval.metrics.fcn_score import ConfusionMatrix, predict
+    from p2p_eval.metrics.confusion import ConfusionMatrix
+    from p2p_eval.segmentation.model import predict
 
     cm = ConfusionMatrix(len(meta["classes"]), device=device)
     with torch.inference_mode():
@@ -51,21 +38,21 @@ def one_at_a_time(model: torch.nn.Module, meta: dict, dataset, device: torch.dev
 def main() -> int:
     from p2p_eval.device import resolve_device
     from p2p_eval.metrics.fcn_score import score_pairs
-    from p2p_eval.metrics.segmenter import SegmentationPairs, default_workers, split_pairs
+    from p2p_eval.segmentation.data import SegmentationPairs, default_workers, split_pairs
+    from p2p_eval.segmentation.model import load_segmenter
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cityscapes",
                         help="AB data folder whose val split is scored (default ../shared/data/cityscapes)")
-    parser.add_argument("--segmenter", type=Path, help="segmenter checkpoint (default: untrained default architecture)")
+    parser.add_argument("--segmenter", type=Path, help="segmenter file (default: the shipped one)")
     parser.add_argument("--limit", type=int, default=500, help="score the first N val frames (default 500)")
-    parser.add_argument("--size", type=int, default=256, help="input size when no --segmenter is given (default 256)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch of the pipelined path (default 8)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    model, meta = _segmenter(args.segmenter, device, args.size)
+    model, meta = load_segmenter(args.segmenter, device)
     dataset = SegmentationPairs(split_pairs(args.data, "val")[: args.limit], int(meta["input_size"]))
     n = len(dataset)
     one_at_a_time(model, meta, torch.utils.data.Subset(dataset, range(min(2, n))), device)  # warm-up

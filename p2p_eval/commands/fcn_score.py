@@ -12,17 +12,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fcn-score``."""
     parser = sub.add_parser(
         "fcn-score", help="FCN-score: segment generated photos and score them against the labels (paper 4.1)",
-        description="Segment every image of --images with a segmenter trained on real photos and score the "
+        description="Segment every image of --images (in a folder written by pix2pix's test script: its *_fake_B images) with a segmenter trained on real photos and score the "
         "predictions against the labels of the same frames: per-pixel accuracy, mean per-class accuracy, mean "
         "class IoU over the 19 Cityscapes train classes (void ignored) from one confusion matrix over the set, "
         "with 95% bootstrap intervals over images. Images are matched to labels by file name and resized to the "
         "segmenter's input size; labels are resized by nearest neighbour. --data DIR --real scores DIR's real "
-        "val photos (the 'ground truth' row).")
+        "val photos (the 'ground truth' row). A folder covering only some frames is scored on those and marked as a subset.")
     parser.add_argument("--images", type=Path, help="folder of generated images (PNG/JPEG), named like the labels")
     labels = parser.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", type=Path, help="folder of label maps: train-id PNGs, official *_labelIds.png or colour maps")
     labels.add_argument("--data", type=Path, help="data folder (AB layout or official Cityscapes); its val split gives the labels")
-    parser.add_argument("--segmenter", required=True, type=Path, help="segmenter checkpoint (p2p-eval segmenter train)")
+    parser.add_argument("--segmenter", type=Path,
+                        help="segmenter file (.safetensors or .pt of `p2p-eval segmenter train`); default: the shipped "
+                        "Cityscapes segmenter (`p2p-eval segmenter info`)")
+    parser.add_argument("--protocol", choices=("resized", "original"), default="resized",
+                        help="resized (default): images and labels at the segmenter's input size; original: as pix2pix's "
+                        "script, labels = official gtFine labelIds at full resolution (--labels CITYSCAPES/gtFine/val), "
+                        "predictions upsampled to them, class means diag/(sum+1e-12)")
+    parser.add_argument("--frames", type=Path, metavar="FILE",
+                        help="with --protocol original: the SPLIT_frames.txt of `data prepare-cityscapes`, mapping "
+                        "numbered images (N.png) to official frame names")
     parser.add_argument("--json", type=Path, help="write the scores as JSON here")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--save-predictions", type=Path, metavar="DIR",
@@ -37,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-image", type=Path, metavar="FILE.npz",
                         help="save the per-image confusion matrices (names, confusions) for a paired bootstrap between sets")
     parser.add_argument("--workers", type=int, help="DataLoader workers decoding ahead (default: CPUs - 1, at most 8)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_fcn_score)
 
 
@@ -47,7 +57,8 @@ def _fcn_score(args: argparse.Namespace) -> int:
     result = score_folder(args.images, args.segmenter, labels_dir=args.labels, data_dir=args.data, real=args.real,
                           device=args.device, batch_size=args.batch_size, save_predictions=args.save_predictions,
                           seed=args.seed, bootstrap=args.bootstrap, num_workers=args.workers,
-                          convention="original" if args.original_means else "nanmean", per_image_out=args.per_image)
+                          convention="original" if args.original_means else None, per_image_out=args.per_image,
+                          protocol=args.protocol, frames_file=args.frames, progress=not args.quiet)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)

@@ -28,7 +28,7 @@ def _multiplicities(n_images: int, n: int, seed: int) -> np.ndarray:
 
 
 def _replicates(per_image: np.ndarray, counts: np.ndarray, convention: str) -> dict[str, np.ndarray]:
-    from p2p_eval.metrics.fcn_score import score_arrays  # fcn_score re-exports this module's functions
+    from p2p_eval.metrics.confusion import score_arrays
 
     k = per_image.shape[-1]
     flat = per_image.reshape(per_image.shape[0], k * k).astype(np.float64)
@@ -78,7 +78,7 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 
     a, b = _check(per_image_a), _check(per_image_b)
     if a.shape != b.shape:
         raise ValueError(f"paired sets must have the same images and classes: {a.shape} vs {b.shape}")
-    from p2p_eval.metrics.fcn_score import score_arrays
+    from p2p_eval.metrics.confusion import score_arrays
 
     counts = _multiplicities(a.shape[0], n, seed)
     reps_a, reps_b = _replicates(a, counts, convention), _replicates(b, counts, convention)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from p2p_eval.metrics.bootstrap import bootstrap_ci, paired_bootstrap
-from p2p_eval.metrics.fcn_score import ConfusionMatrix, confusion_matrices, scores_from_confusion
+from p2p_eval.metrics.confusion import ConfusionMatrix, confusion_matrices, scores_from_confusion
 
 
 # --- reference: phillipi/pix2pix scripts/eval_cityscapes/util.py --------------------------------

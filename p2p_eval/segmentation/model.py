@@ -1,0 +1,211 @@
+"""The FCN-score segmenter as a model: built with segmentation-models-pytorch, saved and loaded safely.
+
+Two file kinds, both loaded without pickle:
+
+- ``SEG.pt``: what ``p2p-eval segmenter train`` writes, ``{"format", "meta", "state_dict"}`` read with
+  ``torch.load(weights_only=True)``.
+- ``SEG.safetensors``: the shipped form (fp16 weights; the meta as JSON in the safetensors header).
+
+A segmenter's fingerprint is the sha256 of its file's bytes (what ``sha256sum FILE`` prints), computed
+on load and printed by every FCN-score report.  No ImageNet weights are downloaded: ``encoder_weights``
+may name a local ``.pth`` / ``.safetensors`` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+from torch import nn
+
+from p2p_eval.errors import UserError, require_file, unknown_name
+
+FORMAT = "p2p-eval-segmenter/1"
+PARTIAL_FORMAT = "p2p-eval-segmenter-partial/1"
+DEFAULT_ARCH = "unet"
+DEFAULT_ENCODER = "resnet18"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IGNORE = 255
+SHIPPED_DIR = Path(__file__).parent / "weights"
+SHIPPED_NAME = "cityscapes256"
+
+
+def shipped_path() -> Path:
+    """The default segmenter shipped with the package (package data): ``weights/cityscapes256.safetensors``."""
+    return SHIPPED_DIR / f"{SHIPPED_NAME}.safetensors"
+
+
+def shipped_card() -> Path:
+    """The model card beside the shipped weights."""
+    return SHIPPED_DIR / f"{SHIPPED_NAME}.md"
+
+
+def _smp_archs() -> dict[str, Callable[..., nn.Module]]:
+    import segmentation_models_pytorch as smp
+
+    return {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus, "linknet": smp.Linknet,
+            "pspnet": smp.PSPNet, "unetplusplus": smp.UnetPlusPlus}
+
+
+ARCHS: MappingProxyType[str, str] = MappingProxyType({
+    "unet": "U-Net", "fpn": "Feature Pyramid Network (Kirillov et al.)", "deeplabv3plus": "DeepLabV3+",
+    "linknet": "LinkNet", "pspnet": "PSPNet", "unetplusplus": "U-Net++"})
+
+
+def build_segmenter(arch: str = DEFAULT_ARCH, encoder: str = DEFAULT_ENCODER, num_classes: int = 19,
+                    encoder_weights: str | Path | None = None) -> nn.Module:
+    """An untrained segmentation-models-pytorch model; ``encoder_weights`` is a local file or None (scratch)."""
+    import segmentation_models_pytorch as smp
+
+    if arch not in ARCHS:
+        raise unknown_name("segmenter architecture", arch, ARCHS)
+    if encoder not in smp.encoders.get_encoder_names():
+        raise unknown_name("segmenter encoder", encoder, smp.encoders.get_encoder_names())
+    model = _smp_archs()[arch](encoder_name=encoder, encoder_weights=None, classes=num_classes)
+    if encoder_weights is not None:
+        _load_encoder_weights(model, Path(encoder_weights))
+    return model
+
+
+def _load_encoder_weights(model: nn.Module, path: Path) -> None:
+    """Load an ImageNet-style state dict (e.g. torchvision's resnet18-*.pth) into the encoder."""
+    require_file(path, "encoder weights file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"cannot read encoder weights {path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    own = model.encoder.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise UserError(f"encoder weights {path} do not fit encoder {type(model.encoder).__name__}: "
+                        f"missing {len(missing)} tensors, e.g. {missing[:3]}; use weights of the same encoder")
+    wrong = [k for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+    if wrong:
+        raise UserError(f"encoder weights {path}: wrong shapes for {wrong[:3]}; use weights of the same encoder")
+    model.encoder.load_state_dict({k: state[k] for k in own})
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (the segmenter fingerprint; equals ``sha256sum``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(meta, state_dict) of a ``.pt`` or ``.safetensors`` segmenter; UserError for anything else."""
+    hint = "make one with `p2p-eval segmenter train`"
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                header = fh.metadata() or {}
+                state = {k: fh.get_tensor(k) for k in fh.keys()}
+            meta = json.loads(header.get("meta", "null"))
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{path} is not a readable safetensors segmenter ({exc}); {hint}") from exc
+        if header.get("format") != FORMAT or not isinstance(meta, dict):
+            raise UserError(f"{path} is not a p2p-eval segmenter (no segmenter metadata in its header); {hint}")
+        return meta, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path} is not a readable segmenter checkpoint ({exc}); {hint}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, PARTIAL_FORMAT):
+        raise UserError(f"{path} is not a p2p-eval segmenter checkpoint; {hint}")
+    if ckpt["format"] == PARTIAL_FORMAT:
+        raise UserError(f"{path} holds an unfinished training run; finish it with `p2p-eval segmenter train --resume`")
+    return dict(ckpt["meta"]), ckpt["state_dict"]
+
+
+def read_meta(path: str | Path | None = None) -> dict:
+    """A segmenter file's metadata (with ``sha256`` and ``path``) without building the model."""
+    path = require_file(shipped_path() if path is None else path, "segmenter file")
+    meta, _ = _read_checkpoint(path)
+    return {**meta, "sha256": file_sha256(path), "path": str(path)}
+
+
+def load_segmenter(path: str | Path | None = None, device: str | torch.device = "auto",
+                   classes: list[str] | tuple[str, ...] | None = None,
+                   input_size: int | None = None) -> tuple[nn.Module, dict]:
+    """Load a segmenter (``None``: the shipped default); returns (model in eval mode, meta with "sha256").
+
+    ``classes`` / ``input_size``: what the caller needs; a segmenter made for another class set or input
+    size raises UserError.
+    """
+    from p2p_eval.device import resolve_device
+
+    if path is None:
+        path = shipped_path()
+        if not path.is_file():
+            raise UserError(f"the shipped segmenter {path} is missing from this install; reinstall p2p-eval "
+                            "or give --segmenter FILE")
+    path = require_file(path, "segmenter checkpoint")
+    meta, state = _read_checkpoint(path)
+    if classes is not None and list(meta["classes"]) != list(classes):
+        raise UserError(f"segmenter {path} was trained for {len(meta['classes'])} classes "
+                        f"({', '.join(meta['classes'][:4])}, ...), not the {len(classes)} asked for; "
+                        "train one for this class set")
+    if input_size is not None and int(meta["input_size"]) != int(input_size):
+        raise UserError(f"segmenter {path} takes {meta['input_size']}x{meta['input_size']} inputs, not "
+                        f"{input_size}x{input_size}; train one with --size {input_size}")
+    model = build_segmenter(meta["arch"], meta["encoder"], len(meta["classes"]))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"segmenter {path}: weights do not match {meta['arch']}/{meta['encoder']} ({exc})") from exc
+    meta["sha256"] = file_sha256(path)
+    meta["path"] = str(path)
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    return model.to(dev).eval(), meta
+
+
+def export_safetensors(checkpoint: str | Path, out: str | Path, extra_meta: dict | None = None) -> Path:
+    """Write a trained ``.pt`` segmenter as fp16 safetensors (the shipped form); returns ``out``."""
+    from safetensors.torch import save
+
+    from p2p_eval.fsutil import atomic_write_bytes
+
+    meta, state = _read_checkpoint(require_file(checkpoint, "segmenter checkpoint"))
+    meta = {**meta, **(extra_meta or {}), "weights_dtype": "float16"}
+    meta.pop("sha256", None)
+    meta.pop("path", None)
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    data = save(half, metadata={"format": FORMAT, "meta": json.dumps(meta, sort_keys=True)})
+    return atomic_write_bytes(out, data)
+
+
+def normalize(images: torch.Tensor, meta: dict) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, scaled to [0, 1] and normalised with the segmenter's mean / std."""
+    mean = torch.tensor(meta["mean"], device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(meta["std"], device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+def logits(model: nn.Module, meta: dict, images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, S, S) on the model's device -> float32 class scores (B, K, S, S).
+
+    The same numerics on every device: fp32, channels_last memory layout.
+    """
+    x = normalize(images, meta).contiguous(memory_format=torch.channels_last)
+    return model(x).float()
+
+
+def predict(model: nn.Module, meta: dict, images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, S, S) on the model's device -> predicted train ids (B, S, S), int64."""
+    return logits(model, meta, images).argmax(1)
