@@ -18,7 +18,7 @@ SEGMENTER_LR = 3e-3
 
 
 def run_demo(out: str | Path, report_dir: str | Path | None = None, device: str = "auto",
-             seed: int = 0) -> dict[str, Path]:
+             seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Run the whole pipeline under ``out`` and write the report to ``report_dir`` (default ``out/report``);
     return the paths of the data, the segmenter and the report."""
     from p2p_eval.ablation import run_ablation
@@ -39,12 +39,13 @@ def run_demo(out: str | Path, report_dir: str | Path | None = None, device: str 
 
     if not segmenter.is_file():
         print(f"[2/3] segmenter for the FCN-score -> {segmenter}", flush=True)
-        train_segmenter(data, segmenter, epochs=SEGMENTER_EPOCHS, size=SYNTH_SIZE, lr=SEGMENTER_LR, device=device)
+        train_segmenter(data, segmenter, epochs=SEGMENTER_EPOCHS, size=SYNTH_SIZE, lr=SEGMENTER_LR, device=device,
+                        crop=None, batch_size=8, cache_dir=out / "cache", progress=progress)
     else:
         print(f"[2/3] segmenter: reusing {segmenter}", flush=True)
 
     print(f"[3/3] Tables 1-3 and Figure 7 at the smoke preset -> {report_dir}", flush=True)
     report = run_ablation(["1", "2", "3"], data, segmenter, report_dir, preset="smoke", runs_dir=out / "runs",
-                          device=device)
+                          device=device, resume=True, progress=progress)
     print(f"demo finished in {time.perf_counter() - start:.0f} s", flush=True)
     return {"data": data, "segmenter": segmenter, "report": Path(report)}

@@ -39,6 +39,14 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_or(path: str | Path, default: Any) -> Any:
+    """The JSON in ``path``, or ``default`` when the file is missing or damaged (a marker killed mid-write)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through a temp file + os.replace, so a killed process leaves a loadable file."""
     buf = io.BytesIO()

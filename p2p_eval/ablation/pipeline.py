@@ -24,6 +24,7 @@ from p2p_eval.ablation.runner import (RowJob, check_inputs, job_state, make_job,
                                       score_ground_truth, set_aside, stale_reasons, trained)
 from p2p_eval.ablation.tables import load_table, parse_tables
 from p2p_eval.errors import UserError, unknown_name
+from p2p_eval.fsutil import read_json_or
 
 DEFAULT_RUNS_DIR = Path("runs")
 #: The error for a missing preset (CLI and API): a default would start 12 runs of 200 epochs on a CPU.
@@ -166,9 +167,9 @@ def _row_record(row: Any, job: RowJob, note: str, stale: list[str], skipped: boo
                 "note": "; ".join(x for x in (note, "not scored: unfinished run skipped by --rescore") if x)}
     result = json.loads(job.score_file.read_text())
     done = (job.run / "DONE").read_text().split()
-    steps = int(done[1]) if len(done) == 2 and done[0] == "step" else None
-    times_file = job.run / "ablation.json"
-    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    steps = int(done[1]) if len(done) == 2 and done[0] == "step" and done[1].isdigit() else None
+    times = read_json_or(job.run / "ablation.json", {})
+    times = times if isinstance(times, dict) else {}
     stages = {"train": times.get("train"), "translate": times.get("translate"),
               "score": times.get(f"score_{job.segmenter_sha[:12]}")}
     device = next((s["device"] for s in stages.values() if s), "n/a")

@@ -44,7 +44,7 @@ from typing import Any
 from p2p_eval.ablation import provenance
 from p2p_eval.config import TrainConfig, config_hash
 from p2p_eval.errors import UserError
-from p2p_eval.fsutil import write_json
+from p2p_eval.fsutil import read_json_or, write_json
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,8 @@ def describe_device(device: str) -> str:
 
 def _record(job: RowJob, stage: str, seconds: float) -> None:
     path = job.run / "ablation.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
+    data = read_json_or(path, {})
+    data = data if isinstance(data, dict) else {}
     data[stage] = {"seconds": round(seconds, 2), "device": describe_device(job.device), "host": os.uname().nodename,
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(path, data)

@@ -19,13 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="report folder (default OUT/report; `make smoke-report` passes reports/smoke)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from p2p_eval.demo import run_demo
 
-    paths = run_demo(args.out, args.report, device=args.device, seed=args.seed)
+    paths = run_demo(args.out, args.report, device=args.device, seed=args.seed, progress=not args.quiet)
     print(f"data:      {paths['data']}")
     print(f"segmenter: {paths['segmenter']}")
     print(f"report:    {paths['report']}/index.html (tables: {paths['report']}/table1.md ...)")

@@ -2,7 +2,7 @@
 
 The set-level scores are functions of one summed confusion matrix, so a bootstrap replicate is the
 sum of the per-image matrices of a resample of images (with replacement), scored exactly like the
-full set (:func:`p2p_eval.metrics.fcn_score.score_arrays`).  A resample is drawn as multiplicities
+full set (:func:`p2p_eval.metrics.confusion.score_arrays`).  A resample is drawn as multiplicities
 ``bincount(rng.integers(0, N, N))`` and all replicates are one matrix product.  The same seed gives
 the same intervals (``numpy.random.Generator(PCG64(seed))``).
 
@@ -34,7 +34,7 @@ def _replicates(per_image: np.ndarray, counts: np.ndarray, convention: str) -> d
     flat = per_image.reshape(per_image.shape[0], k * k).astype(np.float64)
     summed = (counts @ flat).reshape(-1, k, k)
     s = score_arrays(summed, convention)
-    return {name: s[name] for name in SCORES}
+    return {name: s[name] for name in (*SCORES, "accuracy", "iou")}
 
 
 def _check(per_image: np.ndarray) -> np.ndarray:
@@ -96,3 +96,12 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 
         out[name] = {"difference": None if np.isnan(observed) else observed, "ci95": _interval(diff, level),
                      "p_value": p}
     return out
+
+
+def per_class_ci(per_image_confusions: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95,
+                 convention: str = "nanmean") -> dict[str, list[list[float | None]]]:
+    """Percentile bootstrap intervals of each class's accuracy and IoU over images (same resamples as
+    :func:`bootstrap_ci` for the same seed): ``{"accuracy": [[lo, hi], ...], "iou": [[lo, hi], ...]}``."""
+    per_image = _check(per_image_confusions)
+    reps = _replicates(per_image, _multiplicities(per_image.shape[0], n, seed), convention)
+    return {name: [_interval(reps[name][:, k], level) for k in range(per_image.shape[-1])] for name in ("accuracy", "iou")}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from p2p_eval.metrics.bootstrap import bootstrap_ci, paired_bootstrap
+from p2p_eval.metrics.bootstrap import bootstrap_ci, paired_bootstrap, per_class_ci
 from p2p_eval.metrics.confusion import ConfusionMatrix, confusion_matrices, scores_from_confusion
 
 
@@ -184,3 +184,15 @@ def test_paired_bootstrap() -> None:
         assert diff[key]["difference"] > 0
         assert diff[key]["ci95"][0] > 0
         assert diff[key]["p_value"] == pytest.approx(2 / 201)  # no replicate <= 0: the smallest p
+
+
+def test_per_class_intervals_match_a_loop() -> None:
+    per_image = _random_per_image(1)
+    got = per_class_ci(per_image, n=200, seed=5)
+    idx = np.random.Generator(np.random.PCG64(5)).integers(0, per_image.shape[0], size=(200, per_image.shape[0]))
+    names = list("abcde")
+    for k, name in enumerate(names):
+        ious = [scores_from_confusion(per_image[row].sum(0), names)["per_class"][name]["iou"] for row in idx]
+        accs = [scores_from_confusion(per_image[row].sum(0), names)["per_class"][name]["accuracy"] for row in idx]
+        assert got["iou"][k] == pytest.approx([np.percentile(ious, 2.5), np.percentile(ious, 97.5)])
+        assert got["accuracy"][k] == pytest.approx([np.percentile(accs, 2.5), np.percentile(accs, 97.5)])
