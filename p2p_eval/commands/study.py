@@ -40,18 +40,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--question", choices=["fake", "real"], help="ask which image is fake (default) or real")
     create.add_argument("--seed", type=int, help="seed of the trial plans (default 0)")
     create.add_argument("--redirect-url", help="where to send participants at the end; {code} becomes the completion code")
+    create.add_argument("--allow-repeats", action="store_true", default=None,
+                        help="--paired: accept fewer matching pairs than practice + trials (pairs are then shown again)")
+    create.add_argument("--same-processing", action=argparse.BooleanOptionalAction, default=None,
+                        help="serve every image, real and generated, at the same size as JPEG of the same quality, so "
+                        "that file format and size cannot give the fake away (default: on)")
+    create.add_argument("--serve-size", type=int, help="with --same-processing: served size in pixels, square (default 256)")
+    create.add_argument("--jpeg-quality", type=int, help="with --same-processing: JPEG quality 1-95 (default 75)")
     create.add_argument("--base-url", default="http://127.0.0.1:8000", help="server address for the printed URLs")
     create.set_defaults(func=_create)
 
     serve = study_sub.add_parser("serve", help="run the web app (uvicorn)",
-                                 description="Serve participant pages and the API. Study creation over HTTP is enabled "
+                                 description="Serve participant pages and the API of the studies in --db (made by "
+                                 "`study create`; an unknown database is refused). Study creation over HTTP is enabled "
                                  "when P2P_STUDY_ADMIN_TOKEN is set.")
     serve.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.set_defaults(func=_serve)
 
-    rep = study_sub.add_parser("report", help="% labeled real per algorithm with SE, bootstrap CI, pairwise P(A > B)",
+    rep = study_sub.add_parser("report", help="%% labeled real per algorithm with SE, bootstrap CI, pairwise P(A > B)",
                                description="Analyse a study: mean of per-participant rates +- SE, 95% CI from a two-level "
                                "bootstrap, participants included / excluded; --csv exports every trial.")
     rep.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
@@ -65,17 +73,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from p2p_eval.study.plan import create_study, load_spec, parse_fake
+    from p2p_eval.study.plan import create_study, load_spec, parse_fake, processing_of
     from p2p_eval.study.store import make_engine
 
     overrides = {"name": args.name, "real": args.real, "fake": parse_fake(args.images), "protocol": args.protocol,
                  "paired": args.paired, "trials": args.trials, "practice": args.practice, "display_ms": args.display_ms,
                  "vigilance": args.vigilance, "vigilance_max_errors": args.vigilance_max_errors,
-                 "question": args.question, "seed": args.seed, "redirect_url": args.redirect_url}
+                 "question": args.question, "seed": args.seed, "redirect_url": args.redirect_url,
+                 "allow_repeats": args.allow_repeats, "same_processing": args.same_processing,
+                 "serve_size": args.serve_size, "jpeg_quality": args.jpeg_quality}
     spec = load_spec(args.config, overrides)
-    study, token = create_study(make_engine(args.db), spec)
+    notes: list[str] = []
+    engine = make_engine(args.db)
+    try:
+        study, token = create_study(engine, spec, notes)
+    finally:
+        engine.dispose()
     url = f"{args.base_url.rstrip('/')}/s/{study.name}"
     print(f"created study {study.name} ({study.protocol}, {len(spec.fake)} algorithms: {', '.join(spec.fake)})")
+    for note in notes:
+        print(note)
+    print(f"served images: {processing_of(study).describe()}")
     print(f"admin token (shown once): {token}")
     print(f"participant URL: {url}")
     print(f"  MTurk:    {url}?workerId=...&assignmentId=...&hitId=...")
@@ -87,8 +105,19 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from p2p_eval.study.server import create_app
+    from p2p_eval.study.store import open_existing
 
-    uvicorn.run(create_app(args.db), host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
+    engine, names = open_existing(args.db)
+    base = f"http://{args.host}:{args.port}"
+    print(f"p2p-eval study serve: {engine.url.render_as_string(hide_password=True)}, {len(names)} "
+          f"stud{'y' if len(names) == 1 else 'ies'}", flush=True)
+    for name in names:
+        print(f"  {name}: participant page {base}/s/{name}", flush=True)
+        print(f"  {name}: admin (Authorization: Bearer <study token>) {base}/api/admin/studies/{name}/progress, "
+              f"{base}/api/admin/studies/{name}/export?format=csv", flush=True)
+    print(f"listening on {base} (Ctrl-C to stop)", flush=True)
+    uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="info", access_log=False,
+                timeout_keep_alive=30)
     return 0
 
 
@@ -96,6 +125,6 @@ def _report(args: argparse.Namespace) -> int:
     from p2p_eval.study.analysis import format_report, report
     from p2p_eval.study.store import make_engine
 
-    result = report(make_engine(args.db), args.study, json_out=args.json, csv_out=args.csv, n_boot=args.bootstrap, seed=args.seed)
+    result = report(make_engine(args.db, create=False), args.study, json_out=args.json, csv_out=args.csv, n_boot=args.bootstrap, seed=args.seed)
     print(format_report(result))
     return 0

@@ -17,6 +17,11 @@ left out:
 For ``single`` (one image per trial), per algorithm: % correct for the real images and for the fake images
 (each a mean of per-participant rates with SE and CI), as seed 004's Table I; "labeled real" is then the
 share of fake images labelled real.
+
+The report also states how the images were served (the study's same-processing option), the trials the
+server skipped because it could not serve an image (with the reasons), and the re-views: trials whose image
+was requested more than once (a reload, or a script fetching it again), which are kept in the rates but
+counted, so that a reader can judge them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sqlalchemy.orm import aliased
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial
+from p2p_eval.study.plan import processing_of
 from p2p_eval.study.store import session_factory
 
 N_BOOT = 2000
@@ -80,7 +86,8 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
                    Trial.kind, Trial.img1_id.label("image1_id"), img1.path.label("image1_file"),
                    Trial.img2_id.label("image2_id"), img2.path.label("image2_file"), Trial.fake_slot, Trial.broken,
                    Trial.answer, Trial.correct, Trial.judged_real, Trial.onset1, Trial.offset1, Trial.onset2,
-                   Trial.offset2, Trial.response_ms, Trial.views, Trial.answered_at, Session.user_agent,
+                   Trial.offset2, Trial.response_ms, Trial.views, Trial.fetches1, Trial.fetches2, Trial.skip_reason,
+                   Trial.answered_at, Session.user_agent,
                    Session.screen_w, Session.screen_h)
             .join(Session, Trial.session_id == Session.id).join(Algorithm, Session.algorithm_id == Algorithm.id)
             .join(img1, Trial.img1_id == img1.id).join(img2, Trial.img2_id == img2.id, isouter=True)
@@ -90,13 +97,14 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
                                         "trial_index", "kind", "image1_id", "image1_file", "image2_id",
                                         "image2_file", "fake_slot", "broken", "answer", "correct", "judged_real",
                                         "onset1", "offset1", "onset2", "offset2", "response_ms", "views",
-                                        "answered_at", "user_agent", "screen_w", "screen_h"])
+                                        "fetches1", "fetches2", "skip_reason", "answered_at", "user_agent", "screen_w", "screen_h"])
     frame.insert(0, "protocol", study.protocol)
     frame.insert(0, "study", study.name)
     frame["practice"] = frame["kind"] == "practice"
     frame["vigilance"] = frame["kind"] == "vigilance"
     frame["shown1_ms"] = frame["offset1"] - frame["onset1"]
     frame["shown2_ms"] = frame["offset2"] - frame["onset2"]
+    frame["re_views"] = (frame["fetches1"] - 1).clip(lower=0) + (frame["fetches2"] - 1).clip(lower=0)
     return frame
 
 
@@ -105,13 +113,18 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
     with session_factory(engine)() as db, db.begin():
         study = db.scalar(select(Study).where(Study.name == study_name))
         algorithms = [a.name for a in study.algorithms] if study is not None else []
+        served = processing_of(study).describe() if study is not None else None
     frame = trials_frame(engine, study_name)
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"study": study.name, "protocol": study.protocol, "question": study.question,
                            "paired": study.paired, "bootstrap": n_boot, "seed": seed,
                            "exclusion_rule": f"more than {study.vigilance_max_errors} of {study.vigilance} "
                                              "vigilance trials wrong",
-                           "algorithms": {}, "pairwise": []}
+                           "served_images": served, "algorithms": {}, "pairwise": [],
+                           "skipped": {"trials": int(frame["skip_reason"].notna().sum()),
+                                       "reasons": {str(k): int(v) for k, v in frame["skip_reason"].value_counts().items()}},
+                           "re_views": {"trials": int((frame["re_views"] > 0).sum()),
+                                        "extra_requests": int(frame["re_views"].sum())}}
     boots: dict[str, np.ndarray] = {}
     for alg in algorithms:
         rows = frame[frame["algorithm"] == alg]
@@ -122,7 +135,9 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
         included = complete.index[complete & ~failed]
         main = rows[(rows["kind"] == "main") & rows["session_id"].isin(included) & rows["answer"].notna()]
         entry: dict[str, Any] = {"sessions": int(len(complete)), "incomplete": int((~complete).sum()),
-                                 "excluded_vigilance": int((complete & failed).sum()), "included": int(len(included))}
+                                 "excluded_vigilance": int((complete & failed).sum()), "included": int(len(included)),
+                                 "skipped_trials": int(rows["skip_reason"].notna().sum()),
+                                 "re_viewed_trials": int((rows["re_views"] > 0).sum())}
         if study.protocol == "single":
             for group, is_fake in (("real", 0), ("fake", 1)):
                 part = main[main["fake_slot"] == is_fake].groupby("session_id")["correct"].agg(["sum", "count"])
@@ -162,6 +177,14 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(row)
     for p in report["pairwise"]:
         lines.append(f"P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}")
+    lines.append(f"served images: same processing {report['served_images']}")
+    per_alg = ", ".join(f"{alg} {e['re_viewed_trials']}" for alg, e in report["algorithms"].items())
+    lines.append(f"re-views (an image requested again while its trial was open; kept in the rates): "
+                 f"{report['re_views']['trials']} trials, {report['re_views']['extra_requests']} extra requests"
+                 + (f" ({per_alg})" if report["re_views"]["trials"] else ""))
+    skipped = report["skipped"]
+    lines.append(f"skipped by the server (an image it could not serve): {skipped['trials']} trials"
+                 + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
     return "\n".join(lines)
 
 

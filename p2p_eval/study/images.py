@@ -1,41 +1,105 @@
-"""Image bytes as served to participants: every image is re-encoded to PNG (no file name, format or
-metadata can tell real from fake); a vigilance image is a pixelated, colour-inverted copy that any
-attentive participant recognises as broken."""
+"""Image bytes as served to participants, and the decode check of ``study create``.
+
+Every image is decoded and re-encoded (no file name, format or metadata reaches the page).  With the
+study's *same processing* option (the default for new studies) every image, real or generated, is
+resized to the same ``size x size`` (Lanczos, only when its size differs) and JPEG-encoded at the same
+quality with the same quantisation tables and 4:2:0 chroma subsampling, so that the served files differ
+only in their content: a real photo that was a JPEG and a generated image that was a lossless PNG can no
+longer be told apart by counting colours or reading the encoding.  Without it (studies made before the
+option existed) images are re-encoded as lossless PNG at their own size.
+
+A vigilance image is a pixelated, colour-inverted copy that any attentive participant recognises as
+broken; it goes through the same processing.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from p2p_eval.errors import UserError
+from p2p_eval.errors import UserError, file_list
 
 BROKEN_BLOCKS = 6  # the broken image keeps a 6x6 grid of blocks
+DEFAULT_SIZE = 256  # the page shows every image in a 256 x 256 box
+DEFAULT_QUALITY = 75  # PIL's default; re-encoding a quality-75 JPEG at 75 changes it little
 
 
-def render(path: str | Path, broken: bool = False) -> bytes:
-    """PNG bytes of ``path`` (RGB), or of its broken version; cached per file version."""
+@dataclasses.dataclass(frozen=True)
+class Processing:
+    """How served images are encoded: ``quality`` None = lossless PNG at the file's own size."""
+
+    size: int | None = None
+    quality: int | None = None
+
+    @property
+    def media_type(self) -> str:
+        """The Content-Type of the served bytes."""
+        return "image/png" if self.quality is None else "image/jpeg"
+
+    def describe(self) -> str:
+        """One line for reports."""
+        if self.quality is None:
+            return "off: each image re-encoded as lossless PNG at its own size"
+        return f"on: every image resized to {self.size}x{self.size} and JPEG-encoded at quality {self.quality} (4:2:0)"
+
+
+def render(path: str | Path, broken: bool = False, processing: Processing = Processing()) -> bytes:
+    """Served bytes of ``path`` (RGB), or of its broken version; cached per file version and processing."""
     p = Path(path)
     try:
         mtime = p.stat().st_mtime_ns
     except OSError:
         raise UserError(f"image file missing: {p} (was the study's folder moved?)") from None
-    return _render_cached(str(p), mtime, broken)
+    return _render_cached(str(p), mtime, broken, processing)
+
+
+def _decode(path: str | Path) -> PILImage.Image:
+    """The fully decoded RGB image; UserError when the file cannot be decoded."""
+    try:
+        with PILImage.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as exc:
+        raise UserError(f"cannot decode image {path}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=1024)
-def _render_cached(path: str, _mtime_ns: int, broken: bool) -> bytes:
-    try:
-        with PILImage.open(path) as img:
-            rgb = img.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot decode image {path}: {exc}") from None
+def _render_cached(path: str, _mtime_ns: int, broken: bool, processing: Processing) -> bytes:
+    rgb = _decode(path)
     if broken:
         small = rgb.resize((BROKEN_BLOCKS, BROKEN_BLOCKS), PILImage.Resampling.BILINEAR)
         rgb = ImageOps.invert(small.resize(rgb.size, PILImage.Resampling.NEAREST))
     buf = io.BytesIO()
-    rgb.save(buf, format="PNG")
+    if processing.quality is None:
+        rgb.save(buf, format="PNG")
+    else:
+        side = processing.size or DEFAULT_SIZE
+        if rgb.size != (side, side):
+            rgb = rgb.resize((side, side), PILImage.Resampling.LANCZOS)
+        rgb.save(buf, format="JPEG", quality=processing.quality, subsampling="4:2:0", optimize=False)
     return buf.getvalue()
+
+
+def undecodable(paths: Iterable[Path]) -> list[str]:
+    """``"file (reason)"`` for each of ``paths`` that cannot be decoded completely."""
+    bad = []
+    for path in paths:
+        try:
+            _decode(path)
+        except UserError as exc:
+            reason = str(exc).split(": ", 1)[-1].strip() or "unreadable"
+            bad.append(f"{path.name} ({reason[:80]})")
+    return bad
+
+
+def require_decodable(paths: Iterable[Path], what: str, folder: str | Path) -> None:
+    """UserError naming every file of ``paths`` that cannot be decoded (``what`` names the folder's role)."""
+    bad = undecodable(paths)
+    if bad:
+        raise UserError(f"{what} {folder}: {len(bad)} image(s) cannot be decoded: {file_list(bad, limit=5)}; "
+                        "replace or remove them (every image is decoded when the study is created)")

@@ -58,6 +58,9 @@ async def _participant(client, base: str, study: str, pid: str, result: LoadResu
     while index < total:
         trial = await _request(client, "GET", f"{base}/api/s/{token}/trial/{index}", result)
         trial.raise_for_status()
+        if trial.json()["done"]:  # the server skipped the remaining trials (an image it could not serve)
+            break
+        index = trial.json()["index"]  # later than asked when the server skipped a trial
         if images:
             for url in trial.json()["images"]:
                 (await _request(client, "GET", base + url, result)).raise_for_status()

@@ -3,13 +3,16 @@
 One ``Study`` has image ``Image`` rows (real ones and one set per algorithm), participant ``Session``
 rows (one per participant, enforced by a unique constraint) and each session's ``Trial`` rows (the plan,
 stored before the first trial, later filled with the answer and the measured timing).
+
+Columns added after the first release are nullable or carry a server default, so that
+:func:`p2p_eval.study.store.make_engine` can add them to an older database with ``ALTER TABLE ... ADD COLUMN``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint)
+from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -41,6 +44,10 @@ class Study(Base):
     redirect_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     real_dir: Mapped[str] = mapped_column(Text)
     token_sha256: Mapped[str] = mapped_column(String(64))
+    # served image processing; NULL (studies made before these columns existed) = PNG re-encoding only
+    same_processing: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    serve_size: Mapped[int | None] = mapped_column(Integer, nullable=True)  # every image resized to size x size
+    jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     algorithms: Mapped[list[Algorithm]] = relationship(back_populates="study", order_by="Algorithm.id")
@@ -105,6 +112,9 @@ class Trial(Base):
     ``fake_slot`` is the slot holding the fake (or, for vigilance, the broken) image; for ``single`` it is 1
     when the one image is fake and 0 when it is real.  ``answer`` is "1"/"2" (the slot clicked) or
     "real"/"fake" (``single``).  Times are the browser's ``performance.now()`` milliseconds.
+    ``fetches1``/``fetches2`` count the requests for each slot's image (served only while the trial is open);
+    a request beyond the first is a re-view.  ``skip_reason`` is set when the server skipped the trial
+    (an image it could not serve); a skipped trial has no answer.
     """
 
     __tablename__ = "study_trials"
@@ -121,6 +131,9 @@ class Trial(Base):
     fake_slot: Mapped[int] = mapped_column(Integer)
     broken: Mapped[bool] = mapped_column(Boolean, default=False)
     views: Mapped[int] = mapped_column(Integer, default=0)
+    fetches1: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # image requests, slot 1
+    fetches2: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # image requests, slot 2
+    skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the server skipped the trial
     answer: Mapped[str | None] = mapped_column(String(8), nullable=True)
     correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     judged_real: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # the fake image was judged real

@@ -6,6 +6,10 @@ trial.  Protocols: ``2afc`` (real and fake side by side, pix2pix / Zhang et al.)
 after the other, the public AMT real-vs-fake code), ``single`` (one image, real or fake 50/50).
 Practice trials come first (feedback, excluded from results); vigilance trials (a real image against an
 obviously broken one, or a broken image alone for ``single``) are mixed into the test block.
+
+``study create`` decodes every image (an undecodable file is refused by name), and a paired study says how
+many real/fake pairs share a file name; it refuses fewer pairs than a participant's trials need unless
+repeats are allowed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from p2p_eval.errors import UserError, require_dir, require_file
+from p2p_eval.study.images import DEFAULT_QUALITY, DEFAULT_SIZE, Processing, require_decodable
 from p2p_eval.study.models import Algorithm, Image, Study
 from p2p_eval.study.store import session_factory
 
@@ -49,6 +54,10 @@ class StudySpec:
     question: str = "fake"
     seed: int = 0
     redirect_url: str | None = None
+    same_processing: bool = True  # serve every image at serve_size x serve_size as JPEG at jpeg_quality
+    serve_size: int = DEFAULT_SIZE
+    jpeg_quality: int = DEFAULT_QUALITY
+    allow_repeats: bool = False  # paired: accept fewer pairs than practice + trials (pairs then repeat)
 
     def validate(self) -> None:
         """Raise UserError naming the bad setting and how to fix it."""
@@ -65,10 +74,21 @@ class StudySpec:
         for alg in self.fake:
             if not NAME_RE.match(alg):
                 raise UserError(f"--fake {alg!r}: algorithm names use 1-64 letters, digits, '_', '-', '.'")
+        for key in ("trials", "practice", "display_ms", "vigilance", "vigilance_max_errors", "seed", "serve_size",
+                    "jpeg_quality"):
+            if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool):
+                raise UserError(f"{key} must be an integer, not {getattr(self, key)!r}")
+        for key in ("paired", "same_processing", "allow_repeats"):
+            if not isinstance(getattr(self, key), bool):
+                raise UserError(f"{key} must be true or false, not {getattr(self, key)!r}")
         if self.trials < 1 or self.practice < 0 or self.vigilance < 0 or self.vigilance_max_errors < 0:
             raise UserError("--trials must be >= 1; --practice, --vigilance, --vigilance-max-errors >= 0")
         if not 50 <= self.display_ms <= 60_000:
             raise UserError(f"--display-ms {self.display_ms}: use 50..60000 milliseconds")
+        if not 16 <= self.serve_size <= 4096:
+            raise UserError(f"--serve-size {self.serve_size}: use 16..4096 pixels")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise UserError(f"--jpeg-quality {self.jpeg_quality}: use 1..95 (PIL's JPEG quality scale)")
         if self.redirect_url is not None and not re.match(r"^https?://[^\s<>\"']+$", self.redirect_url):
             raise UserError(f"--redirect-url {self.redirect_url!r}: must be an http(s):// URL without spaces or quotes")
 
@@ -132,22 +152,58 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_study(engine: Engine, spec: StudySpec) -> tuple[Study, str]:
-    """Register the study and its images; return it and its admin token (shown once, stored hashed)."""
+def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, list[Path]]) -> list[str]:
+    """A paired study's pair counts as notes (one per algorithm); UserError when an algorithm has no pair, or
+    fewer pairs than a participant's practice + test trials need and ``allow_repeats`` is off."""
+    real_stems = {p.stem for p in real_files}
+    need = spec.practice + spec.trials
+    notes = []
+    for alg, files in fake_files.items():
+        kept = len(real_stems & {p.stem for p in files})
+        if not kept:
+            raise UserError(f"--paired: no file of --images {alg} ({spec.fake[alg]}) shares a name with the "
+                            f"--real folder ({spec.real}); paired studies match real and fake by file stem")
+        note = (f"--paired: {alg}: kept {kept} pairs (file names in both {len(real_files)} real and "
+                f"{len(files)} generated images)")
+        if spec.protocol != "single" and kept < need:
+            if not spec.allow_repeats:
+                raise UserError(f"{note}, but each participant needs {need} ({spec.practice} practice + "
+                                f"{spec.trials} test trials); add images with matching names, lower --trials / "
+                                "--practice, or pass --allow-repeats to reuse pairs")
+            note += f"; each participant sees some pairs more than once ({need} trials, --allow-repeats)"
+        notes.append(note)
+    return notes
+
+
+def processing_of(study: Study) -> Processing:
+    """How ``study`` serves its images (studies made before the option existed: PNG)."""
+    if not study.same_processing:
+        return Processing()
+    return Processing(size=study.serve_size or DEFAULT_SIZE, quality=study.jpeg_quality or DEFAULT_QUALITY)
+
+
+def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None) -> tuple[Study, str]:
+    """Register the study and its images; return it and its admin token (shown once, stored hashed).
+
+    Every image is decoded first (UserError naming the files that cannot be).  Lines for the user (pairs
+    kept by a paired study) are appended to ``notes`` when it is given.
+    """
     spec.validate()
     real_files = list_folder(spec.real, "--real folder")
-    fake_files = {alg: list_folder(folder, f"--fake {alg} folder") for alg, folder in spec.fake.items()}
+    fake_files = {alg: list_folder(folder, f"--images {alg} folder") for alg, folder in spec.fake.items()}
     if spec.paired:
-        real_stems = {p.stem for p in real_files}
-        for alg, files in fake_files.items():
-            if not real_stems & {p.stem for p in files}:
-                raise UserError(f"--paired: no file of --fake {alg} ({spec.fake[alg]}) shares a name with the "
-                                f"--real folder ({spec.real}); paired studies match real and fake by file stem")
+        lines = check_pairs(spec, real_files, fake_files)
+        if notes is not None:
+            notes.extend(lines)
+    require_decodable(real_files, "--real folder", Path(spec.real).resolve())
+    for alg, files in fake_files.items():
+        require_decodable(files, f"--images {alg} folder", Path(spec.fake[alg]).resolve())
     token = secrets.token_urlsafe(24)
     study = Study(name=spec.name, protocol=spec.protocol, paired=spec.paired, question=spec.question,
                   trials=spec.trials, practice=spec.practice, display_ms=spec.display_ms, vigilance=spec.vigilance,
                   vigilance_max_errors=spec.vigilance_max_errors, seed=spec.seed, redirect_url=spec.redirect_url,
-                  real_dir=str(Path(spec.real).resolve()), token_sha256=token_hash(token))
+                  real_dir=str(Path(spec.real).resolve()), token_sha256=token_hash(token),
+                  same_processing=spec.same_processing, serve_size=spec.serve_size, jpeg_quality=spec.jpeg_quality)
     with session_factory(engine)() as db:
         try:
             with db.begin():

@@ -5,6 +5,8 @@ Participant URL: ``/s/NAME`` with MTurk (``workerId``, ``assignmentId``, ``hitId
 ``Authorization: Bearer TOKEN``: the study's token (printed by ``study create``) for its progress and
 export; creating a study over HTTP needs the server token (``P2P_STUDY_ADMIN_TOKEN`` or ``admin_token``).
 Every page carries a Content-Security-Policy that forbids inline scripts, so user strings can never run.
+Every API answer, images included, is ``Cache-Control: no-store``: a trial's images are served only while
+the trial is open, and a second request for one of them is counted as a re-view.
 """
 
 from __future__ import annotations
@@ -70,8 +72,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     def info(name: str) -> Any:
         return call(service.study_info, name)
 
-    @app.post("/api/studies/{name}/sessions")
-    async def start(name: str, request: Request) -> Any:
+    async def arrival(request: Request) -> service.Arrival | Response:
         body = await _json(request)
         if isinstance(body, Response):
             return body
@@ -82,11 +83,39 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
             if key not in ("screen_w", "screen_h") and value is not None and not isinstance(value, str):
                 return JSONResponse({"detail": f"{key} must be a string"}, status_code=422)
         fields["user_agent"] = request.headers.get("user-agent")
-        return await _threaded(call, service.start_session, name, service.Arrival(**fields))
+        return service.Arrival(**fields)
+
+    @app.post("/api/studies/{name}/check")
+    async def check(name: str, request: Request) -> Any:
+        found = await arrival(request)
+        if isinstance(found, Response):
+            return found
+        return await _threaded(call, service.check_session, name, found)
+
+    @app.post("/api/studies/{name}/sessions")
+    async def start(name: str, request: Request) -> Any:
+        found = await arrival(request)
+        if isinstance(found, Response):
+            return found
+        return await _threaded(call, service.start_session, name, found)
 
     @app.get("/api/s/{token}/trial/{index}")
     def trial(token: str, index: int) -> Any:
-        return call(service.get_trial, token, index)
+        """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one."""
+        while True:
+            found = call(service.trial_files, token, index)
+            if isinstance(found, Response):
+                return found
+            try:
+                for path, broken in found.files:
+                    render(path, broken, found.processing)  # cached: the image requests reuse these bytes
+            except UserError as exc:
+                moved = call(service.skip_trial, token, index, str(exc))
+                if isinstance(moved, Response) or moved["done"]:
+                    return moved
+                index = moved["next_index"]
+                continue
+            return call(service.get_trial, token, index)
 
     @app.get("/api/s/{token}/img/{image_token}")
     def image(token: str, image_token: str) -> Response:
@@ -96,8 +125,8 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         try:
             data = render(*found)
         except UserError:
-            return JSONResponse({"detail": "image unavailable"}, status_code=410)
-        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+            return JSONResponse({"detail": "image unavailable: fetch the trial again"}, status_code=410)
+        return Response(data, media_type=found[2].media_type, headers={"Cache-Control": "no-store"})
 
     @app.post("/api/s/{token}/answer")
     async def answer(token: str, request: Request) -> Any:
@@ -126,13 +155,13 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         if isinstance(body, Response):
             return body
         try:
-            spec = StudySpec(**body)
-            study, token = await _threaded(create_study, engine, spec)
+            spec, notes = StudySpec(**body), []
+            study, token = await _threaded(create_study, engine, spec, notes)
         except TypeError as exc:
             return JSONResponse({"detail": f"bad study fields: {exc}"}, status_code=422)
         except UserError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
-        return {"name": study.name, "admin_token": token, "participant_path": f"/s/{study.name}"}
+        return {"name": study.name, "admin_token": token, "participant_path": f"/s/{study.name}", "notes": notes}
 
     def admin_study(request: Request, name: str) -> tuple[Study | None, Response | None]:
         with transaction() as db:
@@ -191,14 +220,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_api = scope["path"].startswith("/api/") and "/img/" not in scope["path"]
+        is_api = scope["path"].startswith("/api/")
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                             (b"referrer-policy", b"no-referrer")]
-                if is_api:
+                if is_api and not any(k.lower() == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)

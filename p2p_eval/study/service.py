@@ -6,7 +6,11 @@
 - an answer is idempotent: the same answer again returns the same acknowledgement, a different answer to an
   answered trial is rejected; the "next trial" counter advances by compare-and-swap, so concurrent retries
   never store twice;
-- images are reached only through random per-trial tokens of the caller's own session, never by path.
+- images are reached only through random per-trial tokens of the caller's own session, never by path, and
+  only while their trial is open (served and not yet answered); every request is counted, and a request
+  beyond the first for the same image is a re-view, reported by ``study report``;
+- a trial whose image the server cannot serve is skipped (its reason stored), never shown again and never
+  blocking the session.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
+from p2p_eval.study.images import Processing
 from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial, utcnow
-from p2p_eval.study.plan import draw_plan
+from p2p_eval.study.plan import draw_plan, processing_of
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
@@ -83,11 +88,11 @@ def study_info(db: DB, name: str) -> dict[str, Any]:
             "total": study.practice + study.trials + study.vigilance}
 
 
-def _state(study: Study, s: Session, shown_id: str) -> dict[str, Any]:
+def _state(study: Study, s: Session, shown_id: str, resumed: bool = False) -> dict[str, Any]:
     done = s.next_index >= s.total
-    return {"session": s.token, "participant": shown_id, "protocol": study.protocol, "question": study.question,
-            "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
-            "next_index": s.next_index, "done": done,
+    return {"session": s.token, "participant": shown_id, "source": s.source, "protocol": study.protocol,
+            "question": study.question, "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
+            "next_index": s.next_index, "done": done, "resumed": resumed and 0 < s.next_index < s.total,
             "completion_code": s.completion_code if done else None,
             "redirect_url": _redirect(study, s) if done else None}
 
@@ -96,6 +101,22 @@ def _redirect(study: Study, s: Session) -> str | None:
     if not study.redirect_url:
         return None
     return study.redirect_url.replace("{code}", s.completion_code)
+
+
+def check_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
+    """Before the instructions: ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the progress of the
+    participant's existing session; raises Rejected (409) for a second session of the same participant.
+    Creates nothing."""
+    _, participant, shown = arrival.identity()
+    study = _study(db, name)
+    if arrival.anon_id is None and not arrival.workerId and not arrival.PROLIFIC_PID:
+        return {"status": "new"}
+    existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
+    if existing is None:
+        return {"status": "new"}
+    state = _resume(study, existing, arrival, shown)
+    return {"status": "done" if state["done"] else "resume", "next_index": state["next_index"],
+            "total": state["total"], "practice": study.practice}
 
 
 def start_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
@@ -142,7 +163,7 @@ def _resume(study: Study, s: Session, arrival: Arrival, shown: str) -> dict[str,
     if (s.source == "mturk" and s.assignment_id != arrival.assignmentId) or \
             (s.source == "prolific" and s.external_session_id != arrival.SESSION_ID):
         raise Rejected(409, "you have already taken part in this study (one session per participant)")
-    return _state(study, s, shown)
+    return _state(study, s, shown, resumed=True)
 
 
 def _session(db: DB, token: str) -> Session:
@@ -152,28 +173,62 @@ def _session(db: DB, token: str) -> Session:
     return s
 
 
-def get_trial(db: DB, token: str, index: int, base: str = "") -> dict[str, Any]:
-    """The next trial's image URLs; only the next unanswered trial can be fetched."""
+@dataclass
+class TrialFiles:
+    """The files behind the next trial's images, for the server to render before it opens the trial."""
+
+    index: int
+    files: list[tuple[Path, bool]]  # (file, broken?) per slot
+    processing: Processing
+
+
+def _next(db: DB, token: str, index: int) -> tuple[Session, Trial]:
     s = _session(db, token)
     if index != s.next_index:
         raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
     trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == index))
     if trial is None:
         raise Rejected(404, "no such trial (the session is complete)")
+    return s, trial
+
+
+def trial_files(db: DB, token: str, index: int) -> TrialFiles:
+    """The image files of the next trial (read only)."""
+    s, trial = _next(db, token, index)
+    study = db.get(Study, s.study_id)
+    slots = [1, 2] if trial.img2_id is not None else [1]
+    return TrialFiles(index, [_file(db, trial, slot) for slot in slots], processing_of(study))
+
+
+def get_trial(db: DB, token: str, index: int, base: str = "") -> dict[str, Any]:
+    """Open the next trial: its image URLs; only the next unanswered trial can be fetched."""
+    s, trial = _next(db, token, index)
     trial.views += 1
     tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
-    return {"index": index, "practice": trial.kind == "practice", "total": s.total,
+    return {"index": index, "practice": trial.kind == "practice", "total": s.total, "done": False,
             "images": [f"{base}/api/s/{token}/img/{t}" for t in tokens]}
 
 
-def image_file(db: DB, token: str, image_token: str) -> tuple[Path, bool]:
-    """(file, broken?) of an image of the caller's current or past trial; 404 for anything else."""
-    s = _session(db, token)
-    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index <= s.next_index,
-                                          or_(Trial.img1_token == image_token, Trial.img2_token == image_token)))
-    if trial is None:
-        raise Rejected(404, "no such image")
-    slot = 1 if trial.img1_token == image_token else 2
+def skip_trial(db: DB, token: str, index: int, reason: str) -> dict[str, Any]:
+    """Skip the next trial (the server cannot serve one of its images): store why and move on.
+
+    Returns the new position (``next_index``, ``done`` and, when done, the completion code and redirect)."""
+    s, trial = _next(db, token, index)
+    study = db.get(Study, s.study_id)
+    done = index + 1 >= s.total
+    swapped = db.execute(update(Session).where(Session.id == s.id, Session.next_index == index)
+                         .values(next_index=index + 1, completed_at=utcnow() if done else None)
+                         .execution_options(synchronize_session=False)).rowcount
+    if swapped != 1:  # a concurrent request moved on first
+        raise Rejected(409, f"trial {index} is not the next trial any more")
+    trial.skip_reason = reason[:1000]
+    return {"index": index, "skipped": True, "next_index": index + 1, "total": s.total, "done": done,
+            "completion_code": s.completion_code if done else None,
+            "redirect_url": _redirect(study, s) if done else None}
+
+
+def _file(db: DB, trial: Trial, slot: int) -> tuple[Path, bool]:
+    """(file, broken?) of ``slot`` of ``trial``; 404 when the stored path left its registered folder."""
     image = db.get(Image, trial.img1_id if slot == 1 else trial.img2_id)
     broken = trial.broken and slot == trial.fake_slot
     folder = db.get(Study, image.study_id).real_dir if image.algorithm_id is None else db.get(Algorithm, image.algorithm_id).folder
@@ -181,6 +236,22 @@ def image_file(db: DB, token: str, image_token: str) -> tuple[Path, bool]:
     if not path.is_relative_to(Path(folder).resolve()):
         raise Rejected(404, "no such image")
     return path, broken
+
+
+def image_file(db: DB, token: str, image_token: str) -> tuple[Path, bool, Processing]:
+    """(file, broken?, processing) of an image of the caller's open trial (served, not yet answered); 404 for
+    anything else.  Counts the request: a second request for the same image is a re-view."""
+    s = _session(db, token)
+    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == s.next_index,
+                                          or_(Trial.img1_token == image_token, Trial.img2_token == image_token)))
+    if trial is None or trial.answer is not None or trial.skip_reason is not None or not trial.views:
+        raise Rejected(404, "no such image (images are served only while their trial is open)")
+    slot = 1 if trial.img1_token == image_token else 2
+    column = Trial.fetches1 if slot == 1 else Trial.fetches2
+    db.execute(update(Trial).where(Trial.id == trial.id).values({column: column + 1})
+               .execution_options(synchronize_session=False))
+    path, broken = _file(db, trial, slot)
+    return path, broken, processing_of(db.get(Study, s.study_id))
 
 
 def _score(study: Study, trial: Trial, answer: str) -> tuple[bool, bool]:

@@ -5,33 +5,59 @@ beside one writer, ``busy_timeout`` makes a waiting writer retry instead of fail
 IMMEDIATE`` (the SQLAlchemy pysqlite recipe for serializable transactions) takes the write lock at the
 start of a transaction, so two transactions never deadlock on a read-to-write lock upgrade.
 ``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a process crash (SIGKILL).
+
+Columns that the models gained after a database was made are added with ``ALTER TABLE ... ADD COLUMN``
+(they are nullable or have a server default); nothing is ever dropped or rewritten.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.schema import CreateColumn
 
 from p2p_eval.errors import UserError
-from p2p_eval.study.models import Base
+from p2p_eval.study.models import Base, Study
 
 BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the study tables created; SQLite in WAL mode.
-
-    A bare file path (no ``://``) is taken as an SQLite file.
-    """
+def _parse(url: str) -> URL:
+    """``url`` as a SQLAlchemy URL; a bare file path (no ``://``) is an SQLite file."""
     if "://" not in url:
         url = f"sqlite:///{url}"
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except ArgumentError as exc:
         raise UserError(f"--db {url!r} is not a database URL (e.g. sqlite:///study.db or "
                         f"postgresql+psycopg://user:pass@host/db): {exc}") from None
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file of an SQLite URL (None for in-memory databases and other backends)."""
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def make_engine(url: str, create: bool = True) -> Engine:
+    """An engine for ``url`` with the study tables created (``create``) and brought up to date; SQLite in WAL mode.
+
+    With ``create=False`` an SQLite file that does not exist is a UserError instead of a new empty database.
+    """
+    parsed = _parse(url)
+    shown = parsed.render_as_string(hide_password=True)
+    file = _sqlite_file(parsed)
+    if file is not None:
+        if not file.parent.is_dir():
+            raise UserError(f"--db {shown}: folder {file.parent} does not exist (create it, or fix the path)")
+        if not create and not file.is_file():
+            raise UserError(f"--db {shown}: database file {file} does not exist; run `p2p-eval study create "
+                            f"--db {shown} ...` first (or fix the path)")
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
@@ -39,9 +65,51 @@ def make_engine(url: str) -> Engine:
         else:
             engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
     except (NoSuchModuleError, ImportError) as exc:
-        raise UserError(f"--db {url!r}: database driver missing ({exc}); for PostgreSQL install psycopg[binary]") from None
-    Base.metadata.create_all(engine)
+        raise UserError(f"--db {shown}: database driver missing ({exc}); for PostgreSQL install psycopg[binary]") from None
+    try:
+        if create:
+            Base.metadata.create_all(engine)
+        upgrade(engine)
+    except DatabaseError as exc:  # cannot connect, not a database file, no permission
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+        raise UserError(f"--db {shown}: cannot open the database ({reason})") from None
     return engine
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Add the model columns an existing study table lacks; return them as ``table.column``."""
+    added = []
+    with engine.begin() as conn:
+        inspector = inspect(conn)
+        for table in Base.metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+                    added.append(f"{table.name}.{column.name}")
+    return added
+
+
+def open_existing(url: str) -> tuple[Engine, list[str]]:
+    """An engine over a database that already holds at least one study, and the study names.
+
+    Raises UserError (naming the database and the fix) when it does not exist or holds no study, so that a
+    mistyped ``--db`` never serves an empty database.
+    """
+    engine = make_engine(url, create=False)
+    shown = engine.url.render_as_string(hide_password=True)
+    fix = f"run `p2p-eval study create --db {shown} ...` first (or fix --db)"
+    with engine.begin() as conn:
+        names = list(conn.scalars(select(Study.name).order_by(Study.id))) \
+            if inspect(conn).has_table(Study.__tablename__) else []
+    if not names:
+        engine.dispose()
+        raise UserError(f"--db {shown}: the database holds no study; {fix}")
+    return engine, names
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -50,7 +50,8 @@ def test_full_session_scores_against_the_stored_plan(client, make_study) -> None
         assert len(trial["images"]) == 2 and trial["practice"] == (t.kind == "practice")
         for url in trial["images"]:
             img = client.get(url)
-            assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+            assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"  # same processing: default
+            assert img.headers["cache-control"] == "no-store"
         ack = client.post(f"/api/s/{state['session']}/answer",
                           json={"index": t.index, "answer": str(chosen), "onset1": 10.0, "offset1": 310.0,
                                 "onset2": 10.0, "offset2": 310.0, "response_ms": 800.5}).json()
@@ -130,9 +131,9 @@ def test_client_learns_nothing_about_real_or_fake(client, make_study, image_dirs
     text = repr(info) + repr(trial)
     for word in ("alg_a", "alg_b", "real", ".png", str(image_dirs["real"]), "fake_slot"):
         assert word not in text
-    for url in trial["images"]:  # both images: PNG re-encoded, same size, no file name anywhere
+    for url in trial["images"]:  # both images: JPEG re-encoded, same size, no file name anywhere
         r = client.get(url)
-        assert r.headers["content-type"] == "image/png" and "content-disposition" not in r.headers
+        assert r.headers["content-type"] == "image/jpeg" and "content-disposition" not in r.headers
 
 
 def test_one_session_per_participant(client, make_study, db_url) -> None:
