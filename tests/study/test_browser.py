@@ -78,6 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, scenes: dict[str, Path], se
     create_study(engine, StudySpec(name="twoafc", protocol="2afc", trials=2, practice=2, vigilance=1, display_ms=300, **common))
     create_study(engine, StudySpec(name="seq", protocol="sequential", trials=2, practice=0, display_ms=300, **common))
     create_study(engine, StudySpec(name="look", protocol="2afc", trials=1, practice=0, display_ms=3000, **common))
+    create_study(engine, StudySpec(name="again", protocol="2afc", trials=2, practice=0, display_ms=200, **common))
     yield server_factory(db_url), engine
     engine.dispose()
 
@@ -138,10 +139,11 @@ def test_whole_session_by_clicking(browser, server, shots) -> None:
     assert session.participant == f"mturk:{worker}" and session.completed_at is not None
     assert "Chrome" in session.user_agent and session.screen_w > 0 and session.screen_h > 0
     assert [t.answer for t in trials] == ["1"] * 5 and all(t.views == 1 for t in trials)
+    assert all(t.fetches1 == 1 and t.fetches2 == 1 for t in trials), "each image requested once: no re-view"
+    assert "Mechanical Turk" in page.text_content("#code-use"), "the page says what to do with the code"
     _check_timing(trials, 300, slots=1)
     assert all(t.onset1 == t.onset2 and t.offset1 == t.offset2 for t in trials), "2afc: both images together"
-    page.reload()  # a reload after the end resumes at the completion page
-    page.click("#start")
+    page.reload()  # a reload after the end goes straight to the completion page
     page.wait_for_selector("#done", state="visible")
     assert page.text_content("#code") == session.completion_code
     page.close()
@@ -158,6 +160,38 @@ def test_sequential_images_each_shown_display_ms(browser, server) -> None:
     _check_timing(trials, 300, slots=2)
     assert all(t.onset2 == t.offset1 for t in trials), "the second image replaces the first on the same frame"
     page.close()
+
+
+def test_resume_note_copy_button_and_refusal_first(browser, server) -> None:
+    """A reload mid-session says it resumes (at trial 2 of 2); the completion page copies the code; a second
+    Prolific session of the same participant is refused before any instructions."""
+    live, engine = server
+    ids = {"PROLIFIC_PID": "P9", "STUDY_ID": "S", "SESSION_ID": "first"}
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    page = context.new_page()
+    page.goto(f"{live.url}/s/again?" + urlencode(ids))
+    assert not page.is_visible("#resume-note")
+    page.click("#start")
+    page.wait_for_selector("#answers button:not([disabled])", state="visible", timeout=15_000)
+    page.click('#answers button[data-answer="1"]')
+    page.wait_for_selector("#progress:has-text('Trial 2 of 2')", timeout=15_000)
+    page.reload()
+    page.wait_for_selector("#resume-note", state="visible")
+    assert "resuming where you stopped" in page.text_content("#resume-note")
+    assert "trial 2 of 2" in page.text_content("#resume-note") and page.text_content("#start") == "Continue"
+    page.click("#start")
+    _complete(page, total=1, practice=0)
+    assert "Prolific" in page.text_content("#code-use")
+    page.click("#copy")
+    page.wait_for_selector("#copy-status:has-text('Copied.')")
+    assert page.evaluate("navigator.clipboard.readText()") == page.text_content("#code")
+    other = context.new_page()
+    other.goto(f"{live.url}/s/again?" + urlencode({**ids, "SESSION_ID": "second"}))
+    other.wait_for_selector("#error", state="visible")
+    assert "already taken part" in other.text_content("#error-text")
+    assert not other.is_visible("#instructions") and not other.is_visible("#start")
+    context.close()
 
 
 def test_preview_shows_instructions_only(browser, server) -> None:

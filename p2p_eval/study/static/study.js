@@ -18,7 +18,8 @@
     for (const id of SECTIONS) $(id).hidden = id !== section;
   }
 
-  function fail(message) {
+  function fail(message, title) {
+    $("error-title").textContent = title || "Something went wrong";
     $("error-text").textContent = message;
     show("error");
   }
@@ -59,27 +60,52 @@
       "Then say whether you think it was real or fake.";
   }
 
+  const storeKey = "p2p-study-anon:" + studyName;
+
+  function arrival() {
+    const body = { screen_w: screen.width, screen_h: screen.height, anon_id: localStorage.getItem(storeKey) };
+    for (const key of ["workerId", "assignmentId", "hitId", "PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]) {
+      if (params.get(key)) body[key] = params.get(key);
+    }
+    return body;
+  }
+
+  // Before the instructions: a second session of the same participant is refused here, a finished one goes
+  // straight to its completion code, an unfinished one is told that it resumes where it stopped.
   async function init() {
     const { status, data } = await api("GET", apiBase);
     if (status !== 200) return fail(data.detail || "This study does not exist.");
     $("how").textContent = describe(data);
     $("practice-note").hidden = !data.practice;
-    show("instructions");
     if (params.get("assignmentId") === "ASSIGNMENT_ID_NOT_AVAILABLE") {
+      show("instructions");
       $("preview-note").hidden = false;
       $("start").hidden = true;
       return;
     }
+    const check = await api("POST", apiBase + "/check", arrival());
+    if (check.status === 409) {
+      return fail((check.data.detail || "You have already taken part in this study.") +
+        " Thank you: there is nothing more to do here.", "You have already taken part");
+    }
+    if (check.status !== 200) return fail(check.data.detail || "Could not open the study.");
+    if (check.data.status === "done") return start();
+    if (check.data.status === "resume") {
+      const i = check.data.next_index, practice = check.data.practice;
+      const where = i < practice ? "practice trial " + (i + 1) + " of " + practice
+        : "trial " + (i - practice + 1) + " of " + (check.data.total - practice);
+      $("resume-note").textContent = "Welcome back: you are resuming where you stopped, at " + where +
+        ". Your earlier answers are saved.";
+      $("resume-note").hidden = false;
+      $("start").textContent = "Continue";
+    }
+    show("instructions");
     $("start").addEventListener("click", start, { once: true });
   }
 
   async function start() {
     $("start").disabled = true;
-    const storeKey = "p2p-study-anon:" + studyName;
-    const body = { screen_w: screen.width, screen_h: screen.height, anon_id: localStorage.getItem(storeKey) };
-    for (const key of ["workerId", "assignmentId", "hitId", "PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]) {
-      if (params.get(key)) body[key] = params.get(key);
-    }
+    const body = arrival();
     const { status, data } = await api("POST", apiBase + "/sessions", body);
     if (status !== 200) return fail(data.detail || "Could not start the study.");
     state = data;
@@ -88,14 +114,20 @@
     runTrial(data.next_index);
   }
 
-  async function runTrial(index) {
+  // The server skips a trial whose image it cannot serve, so the trial it answers with may come later than
+  // ``index`` (or the session may be complete).  An image that fails in the browser is fetched once more.
+  async function runTrial(index, attempt = 0) {
     const { status, data } = await api("GET", "/api/s/" + state.session + "/trial/" + index);
     if (status !== 200) return fail(data.detail || "Could not load the next trial.");
+    if (data.done) return finish(data);
+    index = data.index;
     const images = data.images.map((url) => { const img = new Image(); img.src = url; img.alt = ""; return img; });
     try {
       await Promise.all(images.map((img) => img.decode()));
     } catch (err) {
-      return fail("An image could not be loaded. Please reload the page.");
+      if (attempt < 1) { await sleep(500); return runTrial(index, attempt + 1); }
+      return fail("An image could not be loaded. Please check your connection and reload the page; " +
+        "you will continue where you stopped.");
     }
     $("progress").textContent = data.practice
       ? "Practice " + (index + 1) + " of " + state.practice
@@ -213,12 +245,43 @@
     button.addEventListener("click", handler);
   }
 
+  function codeUse(source, mturkForm, redirect) {
+    if (source === "mturk") {
+      return mturkForm ? "Click \u201cSubmit the HIT\u201d below to send it to Mechanical Turk (or copy it into the HIT)."
+        : "Copy this code, paste it into the HIT on Mechanical Turk, and submit the HIT to get paid.";
+    }
+    if (source === "prolific") {
+      return "Copy this code and paste it into Prolific to confirm that you completed the study" +
+        (redirect ? "; you will also be sent back to Prolific automatically." : ".");
+    }
+    return "Copy this code and give it to the person who invited you to this study (for example, paste it into " +
+      "the survey or message that brought you here): it shows that you finished.";
+  }
+
+  async function copyCode() {
+    const code = $("code").textContent;
+    try {
+      await navigator.clipboard.writeText(code);
+      $("copy-status").textContent = "Copied.";
+    } catch (err) {  // no clipboard access (e.g. plain http): select the code for the participant to copy
+      const range = document.createRange();
+      range.selectNodeContents($("code"));
+      const selection = getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      $("copy-status").textContent = "Selected: press Ctrl+C (Cmd+C on a Mac) to copy.";
+    }
+  }
+
   function finish(result) {
     $("code").textContent = result.completion_code;
     $("participant").textContent = state ? "Participant: " + state.participant : "";
+    $("copy").addEventListener("click", copyCode);
     show("done");
     const submitTo = params.get("turkSubmitTo");
-    if (submitTo && /^https:\/\//.test(submitTo) && params.get("assignmentId")) {
+    const mturkForm = Boolean(submitTo && /^https:\/\//.test(submitTo) && params.get("assignmentId"));
+    $("code-use").textContent = codeUse(state ? state.source : "anon", mturkForm, Boolean(result.redirect_url));
+    if (mturkForm) {
       const form = $("mturk-form");
       form.action = submitTo.replace(/\/$/, "") + "/mturk/externalSubmit";
       for (const [name, value] of [["assignmentId", params.get("assignmentId")], ["completion_code", result.completion_code]]) {
