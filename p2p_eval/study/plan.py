@@ -163,8 +163,8 @@ def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, l
         if not kept:
             raise UserError(f"--paired: no file of --images {alg} ({spec.fake[alg]}) shares a name with the "
                             f"--real folder ({spec.real}); paired studies match real and fake by file stem")
-        note = (f"--paired: {alg}: kept {kept} pairs (file names in both {len(real_files)} real and "
-                f"{len(files)} generated images)")
+        note = (f"--paired: {alg}: kept {kept} pairs ({kept} of {len(files)} generated images share a file name "
+                f"with one of the {len(real_files)} real images)")
         if spec.protocol != "single" and kept < need:
             if not spec.allow_repeats:
                 raise UserError(f"{note}, but each participant needs {need} ({spec.practice} practice + "
