@@ -170,7 +170,7 @@ def test_original_protocol_against_a_full_resolution_confusion_matrix(shared_dat
     import torch.nn.functional as F
     from cityscapesscripts.helpers.labels import labels as cs_labels
 
-    from p2p_eval.segmentation.model import load_segmenter, normalize
+    from p2p_eval.segmentation.model import load_segmenter, logits
 
     root = shared_data / "cityscapes_official_sample"
     ab = tmp_path / "ab"
@@ -195,7 +195,7 @@ def test_original_protocol_against_a_full_resolution_confusion_matrix(shared_dat
         photo = torch.from_numpy(np.array(Image.open(images / f"{n}.png").convert("RGB"))).permute(2, 0, 1)[None]
         gt = lut[np.array(Image.open(next((root / "gtFine" / "train").rglob(f"{frame}_gtFine_labelIds.png"))))]
         with torch.no_grad():
-            scores = model(normalize(photo, meta)).float()
+            scores = logits(model, meta, photo)                      # the segmenter's class scores at 64x64
         pred = F.interpolate(scores, size=gt.shape, mode="bilinear", align_corners=False).argmax(1)[0].numpy()
         assert gt.shape == (1024, 2048)
         hist += fast_hist(gt.flatten(), pred.flatten(), 19)
