@@ -74,7 +74,7 @@ def main() -> int:
         f"cross-entropy (weights (median freq / freq)^{recipe.get('balance')}), AdamW lr {meta['lr']} (weight "
         f"decay 1e-4, one epoch warm-up, cosine decay), bf16 autocast {recipe.get('amp')}, channels_last; "
         "see `p2p_eval/segmentation/train.py`.",
-        f"- **Reproduce**: `{args.command}` then `python benchmarks/segmenter/ship.py --checkpoint SEG.pt --data "
+        f"- **Reproduce**: `{args.command}` then `python benchmarks/segmenter/ship.py --checkpoint cityscapes256.pt --data "
         "../shared/data/cityscapes --calibration reports/fcn_calibration/calibration.json`",
         f"- **Training time**: {meta['train_seconds'] / 3600:.2f} h on {platform.machine()} CPU, 2 cores, no GPU "
         f"(torch {meta.get('torch')}); the machine was shared with other jobs part of the time, so this is an upper "
