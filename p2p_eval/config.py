@@ -193,6 +193,15 @@ def _validate(cfg: TrainConfig) -> None:
     _validate_size(cfg)
 
 
+def min_side(cfg: TrainConfig) -> int:
+    """Smallest image side the run's discriminator accepts (1 without a discriminator): n stride-2 convs
+    then two 4x4 stride-1 convs (padding 1), each of which shrinks the map by one pixel."""
+    if cfg.gan == "none":
+        return 1
+    n = D_DOWNSAMPLINGS[cfg.d_receptive_field]
+    return 1 if n == 0 else 3 * 2**n
+
+
 def _validate_size(cfg: TrainConfig) -> None:
     if cfg.arch == "resnet":
         if cfg.size % 4:
@@ -210,9 +219,7 @@ def _validate_size(cfg: TrainConfig) -> None:
                 f"size {cfg.size} must be a multiple of 2**num_downs = {2**depth} (num_downs = {depth})"
             )
     if cfg.gan != "none":
-        # n stride-2 convs then two 4x4 stride-1 convs (padding 1) each shrink the map by one pixel.
-        n = D_DOWNSAMPLINGS[cfg.d_receptive_field]
-        smallest = 1 if n == 0 else 3 * 2**n
+        smallest = min_side(cfg)
         if cfg.size < smallest:
             raise UserError(
                 f"the {cfg.d_receptive_field}x{cfg.d_receptive_field} discriminator needs size >= {smallest}, "

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from p2p_eval.config import D_DOWNSAMPLINGS, TrainConfig, load_generator
+from p2p_eval.config import TrainConfig, load_generator, min_side
 from p2p_eval.errors import unknown_name
 
 
@@ -58,15 +58,6 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise unknown_name("preset", name, list(PRESETS))
     return PRESETS[name]
-
-
-def min_side(cfg: TrainConfig) -> int:
-    """Smallest image side the run's discriminator accepts (1 without a discriminator); mirrors
-    :func:`p2p_eval.config._validate_size`: n stride-2 convs then two 4x4 stride-1 convs with padding 1."""
-    if cfg.gan == "none":
-        return 1
-    n = D_DOWNSAMPLINGS[cfg.d_receptive_field]
-    return 1 if n == 0 else 3 * 2**n
 
 
 def row_config(generator_file: Path, preset: Preset, overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, str]:
