@@ -4,7 +4,8 @@ Two file kinds, both loaded without pickle:
 
 - ``SEG.pt``: what ``p2p-eval segmenter train`` writes, ``{"format", "meta", "state_dict"}`` read with
   ``torch.load(weights_only=True)``.
-- ``SEG.safetensors``: the shipped form (fp16 weights; the meta as JSON in the safetensors header).
+- ``SEG.safetensors``: the shipped form (fp16 weights; format and meta as one JSON string in the
+  safetensors header, so that the same export always gives the same bytes).
 
 A segmenter's fingerprint is the sha256 of its file's bytes (what ``sha256sum FILE`` prints), computed
 on load and printed by every FCN-score report.  No ImageNet weights are downloaded: ``encoder_weights``
@@ -26,6 +27,7 @@ from p2p_eval.errors import UserError, require_file, unknown_name
 
 FORMAT = "p2p-eval-segmenter/1"
 PARTIAL_FORMAT = "p2p-eval-segmenter-partial/1"
+HEADER_KEY = "p2p_eval_segmenter"  # the safetensors metadata key holding {"format", "meta"} as JSON
 DEFAULT_ARCH = "unet"
 DEFAULT_ENCODER = "resnet18"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,7 +118,11 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
             with safe_open(str(path), framework="pt") as fh:
                 header = fh.metadata() or {}
                 state = {k: fh.get_tensor(k) for k in fh.keys()}
-            meta = json.loads(header.get("meta", "null"))
+            if HEADER_KEY in header:  # one key: the writer's map order cannot change the file's bytes
+                header = json.loads(header[HEADER_KEY])
+                meta = header.get("meta")
+            else:  # the first shipped file: "format" and "meta" as two keys
+                meta = json.loads(header.get("meta", "null"))
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{path} is not a readable safetensors segmenter ({exc}); {hint}") from exc
         if header.get("format") != FORMAT or not isinstance(meta, dict):
@@ -186,7 +192,7 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, extra_meta: dict
     meta.pop("sha256", None)
     meta.pop("path", None)
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    data = save(half, metadata={"format": FORMAT, "meta": json.dumps(meta, sort_keys=True)})
+    data = save(half, metadata={HEADER_KEY: json.dumps({"format": FORMAT, "meta": meta}, sort_keys=True)})
     return atomic_write_bytes(out, data)
 
 

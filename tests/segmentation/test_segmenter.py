@@ -188,6 +188,8 @@ def test_checkpoint_metadata_and_mismatch_errors(tmp_path: Path) -> None:
         seg.load_segmenter(tmp_path / "junk.pt", "cpu")
 
     shipped = seg.export_safetensors(out, tmp_path / "seg.safetensors")
+    again = seg.export_safetensors(out, tmp_path / "again.safetensors")
+    assert shipped.read_bytes() == again.read_bytes()                # the same export, the same sha256
     from safetensors import safe_open
 
     with safe_open(str(shipped), framework="pt") as fh:

@@ -32,7 +32,7 @@ def test_shipped_file_is_fp16_safetensors_with_the_cards_sha256() -> None:
     with safe_open(str(path), framework="pt") as fh:
         header = fh.metadata()
         dtypes = {fh.get_tensor(k).dtype for k in fh.keys()}
-    assert header["format"] == "p2p-eval-segmenter/1"
+    assert header["format"] == "p2p-eval-segmenter/1"                # the first shipped file's two-key header
     meta = json.loads(header["meta"])
     assert meta["input_size"] == 256 and len(meta["classes"]) == 19 and meta["weights_dtype"] == "float16"
     assert torch.float16 in dtypes and torch.float32 not in dtypes
