@@ -85,19 +85,20 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         fields["user_agent"] = request.headers.get("user-agent")
         return service.Arrival(**fields)
 
-    @app.post("/api/studies/{name}/check")
-    async def check(name: str, request: Request) -> Any:
+    async def on_arrival(name: str, request: Request, action: Any) -> Any:
+        """Parse the participant's arrival, then run ``action`` on (name, arrival) through ``call``, off the event loop."""
         found = await arrival(request)
         if isinstance(found, Response):
             return found
-        return await _threaded(call, service.check_session, name, found)
+        return await _threaded(call, action, name, found)
+
+    @app.post("/api/studies/{name}/check")
+    async def check(name: str, request: Request) -> Any:
+        return await on_arrival(name, request, service.check_session)
 
     @app.post("/api/studies/{name}/sessions")
     async def start(name: str, request: Request) -> Any:
-        found = await arrival(request)
-        if isinstance(found, Response):
-            return found
-        return await _threaded(call, service.start_session, name, found)
+        return await on_arrival(name, request, service.start_session)
 
     @app.get("/api/s/{token}/trial/{index}")
     def trial(token: str, index: int) -> Any:
