@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli import add_deprecated
+from p2p_eval.cli import add_deprecated, add_quiet
 
 ORDER = 60
 
@@ -28,8 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--images", action="append", metavar="ALG=DIR",
                         help="an algorithm and its folder of generated images (repeat)")
     add_deprecated(create, "--fake", "--images", "images", append=True, metavar="ALG=DIR")
-    create.add_argument("--protocol", choices=["2afc", "sequential", "single"], help="2afc (default): side by side; "
-                        "sequential: one after the other; single: one image, real or fake 50/50")
+    create.add_argument("--protocol", choices=["2afc", "sequential", "single", "hype-time", "hype-inf"],
+                        help="2afc (default): side by side; sequential: one after the other; single: one image, real "
+                        "or fake 50/50; hype-time: HYPE's adaptive exposure (staircases over 100-1000 ms, noise mask; "
+                        "staircase keys in --config); hype-inf: HYPE's unlimited-time real/fake judgements")
     create.add_argument("--paired", action="store_true", default=None, help="real and fake from the same input (matched by file stem)")
     create.add_argument("--trials", type=int, help="test trials per participant (default 40)")
     create.add_argument("--practice", type=int, help="practice trials with feedback, excluded from results (default 10)")
@@ -68,7 +70,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--csv", type=Path, help="write every trial as CSV here")
     rep.add_argument("--bootstrap", type=int, default=2000, help="bootstrap draws (default 2000)")
     rep.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    rep.add_argument("--format", choices=["text", "paper"], default="text",
+                     help="text (default): every count; paper: the sources' tables (pix2pix Tables 4-5 \"%% labeled "
+                     "real\" mean +- SE; fooling rate for sequential; %% correct real / fake for single) as Markdown")
     rep.set_defaults(func=_report)
+
+    sim = study_sub.add_parser(
+        "simulate", help="synthetic participants of known behaviour take the study through its HTTP API (pilot)",
+        description="Pilot a study end to end: N synthetic participants take it through the same requests the "
+        "participant page makes, on the app run in process over --db (httpx ASGI transport; no server needed), one "
+        "after the other. Each answers at random with probability --lapse, else takes the fake for real with its "
+        "algorithm's --fooling probability (single-image trials: labels a real image fake with --false-alarm, default "
+        "the same); vigilance trials are always right (lapses aside). Participants' own rates scatter around the "
+        "given ones with --sd-between (Beta, probability scale). Then run `study report` on the same --db.")
+    sim.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file holding the study (study create)")
+    sim.add_argument("--study", required=True, help="study name")
+    sim.add_argument("--participants", type=int, required=True, help="how many synthetic participants (all algorithms together)")
+    sim.add_argument("--fooling", required=True, metavar="ALG=P,...",
+                     help="per algorithm, the probability that the fake is judged real, e.g. l1=0.05,l1_cgan=0.19")
+    sim.add_argument("--false-alarm", metavar="ALG=P,...",
+                     help="single-image protocols: per algorithm, probability that a real image is labelled fake "
+                     "(default: the --fooling value, an unbiased observer)")
+    sim.add_argument("--lapse", type=float, default=0.0, help="probability of a random answer on any trial (default 0)")
+    sim.add_argument("--sd-between", type=float, default=0.0,
+                     help="between-participant sd of the rates, probability scale (Beta; default 0: all alike)")
+    sim.add_argument("--seed", type=int, default=0, help="seed; participants are named sim-SEED-I (default 0)")
+    sim.add_argument("--no-images", dest="images", action="store_false",
+                     help="do not fetch the images (faster; the page always fetches them)")
+    add_quiet(sim)
+    sim.set_defaults(func=_simulate)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -126,5 +156,28 @@ def _report(args: argparse.Namespace) -> int:
     from p2p_eval.study.store import make_engine
 
     result = report(make_engine(args.db, create=False), args.study, json_out=args.json, csv_out=args.csv, n_boot=args.bootstrap, seed=args.seed)
-    print(format_report(result))
+    if args.format == "paper":
+        from p2p_eval.study.analysis import format_paper
+
+        print(format_paper(result))
+    else:
+        print(format_report(result))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from p2p_eval.study.simulate import FoolingPopulation, format_result, parse_rates, simulate
+    from p2p_eval.study.store import open_existing
+
+    population = FoolingPopulation(parse_rates(args.fooling, "--fooling"), lapse=args.lapse,
+                                   sd_between=args.sd_between,
+                                   false_alarm=parse_rates(args.false_alarm, "--false-alarm") or None)
+    engine, _ = open_existing(args.db)
+    try:
+        result = simulate(engine, args.study, args.participants, population, seed=args.seed, images=args.images,
+                          progress=not args.quiet)
+    finally:
+        engine.dispose()
+    print(format_result(result))
+    print(f"report: p2p-eval study report --db {args.db} --study {args.study} --format paper")
     return 0

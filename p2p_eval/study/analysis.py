@@ -22,6 +22,21 @@ The report also states how the images were served (the study's same-processing o
 server skipped because it could not serve an image (with the reasons), and the re-views: trials whose image
 was requested more than once (a reload, or a script fetching it again), which are kept in the rates but
 counted, so that a reader can judge them.
+
+Display timing (:mod:`p2p_eval.study.timing`): the measured display durations against the requested ones,
+per requested duration; test trials whose display missed the requested duration by more than one frame are
+left out of every score above and below, and counted.
+
+HYPE (Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`), per algorithm:
+
+- ``hype-time``: each included participant's threshold is the mean over their staircases of the modal exposure
+  (paper section 3.1); the score is the mean threshold over participants, SE = sd / sqrt(n), and the 95% CI the
+  2.5 / 97.5 percentiles of a bootstrap over participants (a threshold is a property of a whole staircase, so
+  trials are not resampled).  Higher = the fakes need longer exposures to be told from real ones.  The mean of
+  the last reversals (Levitt 1971) and the proportion correct (the staircase targets 79.4%) are diagnostics;
+- ``hype-inf``: the error rate (fakes judged real + reals judged fake, over all test trials; 50% =
+  indistinguishable) and separately the error rates on fake and on real images, each the mean of per-
+  participant rates with SE and the two-level bootstrap CI above (paper section 3.2 and table 2).
 """
 
 from __future__ import annotations
@@ -37,7 +52,9 @@ from sqlalchemy.orm import aliased
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial
-from p2p_eval.study.plan import processing_of
+from p2p_eval.study import timing
+from p2p_eval.study.hype import HypeTimeParams, StaircaseResult, evaluator_threshold, target_correct
+from p2p_eval.study.plan import SINGLE_IMAGE, processing_of
 from p2p_eval.study.store import session_factory
 
 N_BOOT = 2000
@@ -49,6 +66,19 @@ def two_level_bootstrap(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.rando
     idx = rng.integers(0, len(n), size=(n_boot, len(n)))
     draws = rng.binomial(n[idx], k[idx] / n[idx])
     return (draws / n[idx]).mean(axis=1)
+
+
+def two_level_bootstrap_many(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`two_level_bootstrap` of many data sets at once: ``k``, ``n`` of shape (sets, participants) ->
+    replicates of shape (sets, n_boot).  Draws in the same order, so one set (shape (1, participants)) gives
+    exactly the replicates of :func:`two_level_bootstrap` with the same generator state."""
+    k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
+    sets, people = n.shape
+    idx = rng.integers(0, people, size=(sets, n_boot, people))
+    rows = np.arange(sets)[:, None, None]
+    nn = n[rows, idx]
+    draws = rng.binomial(nn, k[rows, idx] / nn)
+    return (draws / nn).mean(axis=2)
 
 
 def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
@@ -88,7 +118,8 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
                    Trial.answer, Trial.correct, Trial.judged_real, Trial.onset1, Trial.offset1, Trial.onset2,
                    Trial.offset2, Trial.response_ms, Trial.views, Trial.fetches1, Trial.fetches2, Trial.skip_reason,
                    Trial.answered_at, Session.user_agent,
-                   Session.screen_w, Session.screen_h)
+                   Session.screen_w, Session.screen_h, Trial.staircase, Trial.exposure_ms, Trial.frame_ms,
+                   Trial.mask_onset, Trial.mask_offset)
             .join(Session, Trial.session_id == Session.id).join(Algorithm, Session.algorithm_id == Algorithm.id)
             .join(img1, Trial.img1_id == img1.id).join(img2, Trial.img2_id == img2.id, isouter=True)
             .where(Session.study_id == study.id).order_by(Session.id, Trial.index)).all()
@@ -97,7 +128,8 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
                                         "trial_index", "kind", "image1_id", "image1_file", "image2_id",
                                         "image2_file", "fake_slot", "broken", "answer", "correct", "judged_real",
                                         "onset1", "offset1", "onset2", "offset2", "response_ms", "views",
-                                        "fetches1", "fetches2", "skip_reason", "answered_at", "user_agent", "screen_w", "screen_h"])
+                                        "fetches1", "fetches2", "skip_reason", "answered_at", "user_agent", "screen_w", "screen_h",
+                                        "staircase", "exposure_ms", "frame_ms", "mask_onset", "mask_offset"])
     frame.insert(0, "protocol", study.protocol)
     frame.insert(0, "study", study.name)
     frame["practice"] = frame["kind"] == "practice"
@@ -115,6 +147,8 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
         algorithms = [a.name for a in study.algorithms] if study is not None else []
         served = processing_of(study).describe() if study is not None else None
     frame = trials_frame(engine, study_name)
+    hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
+    frame = timing.annotate(frame, study.protocol, study.display_ms, hype.mask_ms if hype else 0)
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"study": study.name, "protocol": study.protocol, "question": study.question,
                            "paired": study.paired, "bootstrap": n_boot, "seed": seed,
@@ -124,7 +158,10 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
                            "skipped": {"trials": int(frame["skip_reason"].notna().sum()),
                                        "reasons": {str(k): int(v) for k, v in frame["skip_reason"].value_counts().items()}},
                            "re_views": {"trials": int((frame["re_views"] > 0).sum()),
-                                        "extra_requests": int(frame["re_views"].sum())}}
+                                        "extra_requests": int(frame["re_views"].sum())},
+                           "display_timing": timing.summarise(frame, study.protocol, hype.mask_ms if hype else 0)}
+    if hype is not None:
+        out["hype_time_procedure"] = hype.describe()
     boots: dict[str, np.ndarray] = {}
     for alg in algorithms:
         rows = frame[frame["algorithm"] == alg]
@@ -133,12 +170,15 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
         wrong_vigilance = (rows["vigilance"] & rows["correct"].eq(False)).groupby(rows["session_id"]).sum()
         failed = wrong_vigilance.reindex(complete.index) > study.vigilance_max_errors
         included = complete.index[complete & ~failed]
-        main = rows[(rows["kind"] == "main") & rows["session_id"].isin(included) & rows["answer"].notna()]
+        tested = rows[(rows["kind"] == "main") & rows["session_id"].isin(included) & rows["answer"].notna()]
+        missed = tested["timing_ok"].eq(False).fillna(False).astype(bool)
+        main = tested[~missed]
         entry: dict[str, Any] = {"sessions": int(len(complete)), "incomplete": int((~complete).sum()),
                                  "excluded_vigilance": int((complete & failed).sum()), "included": int(len(included)),
                                  "skipped_trials": int(rows["skip_reason"].notna().sum()),
-                                 "re_viewed_trials": int((rows["re_views"] > 0).sum())}
-        if study.protocol == "single":
+                                 "re_viewed_trials": int((rows["re_views"] > 0).sum()),
+                                 "timing_excluded_trials": int(missed.sum())}
+        if study.protocol in SINGLE_IMAGE:
             for group, is_fake in (("real", 0), ("fake", 1)):
                 part = main[main["fake_slot"] == is_fake].groupby("session_id")["correct"].agg(["sum", "count"])
                 entry[f"correct_{group}"], _ = summarise(part["sum"].to_numpy(), part["count"].to_numpy(), n_boot, rng)
@@ -147,12 +187,66 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
             fakes = main
         per = fakes.groupby("session_id")["judged_real"].agg(["sum", "count"])
         entry["labeled_real"], boots[alg] = summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+        if hype is not None:
+            entry["hype_time"] = hype_time_scores(main, hype, n_boot, rng)
+        elif study.protocol == "hype-inf":
+            entry["hype_inf"] = hype_inf_scores(main, n_boot, rng)
         out["algorithms"][alg] = entry
     for i, a in enumerate(algorithms):
         for b in algorithms[i + 1:]:
             if len(boots[a]) and len(boots[b]):
-                out["pairwise"].append({"a": a, "b": b, "p_a_gt_b": prob_greater(boots[a], boots[b])})
+                diff = np.percentile(boots[a] - boots[b], [2.5, 97.5])
+                out["pairwise"].append({"a": a, "b": b, "p_a_gt_b": prob_greater(boots[a], boots[b]),
+                                        "diff_ci95": [float(diff[0]), float(diff[1])]})
     return out
+
+
+def hype_time_scores(main: pd.DataFrame, params: HypeTimeParams, n_boot: int, rng: np.random.Generator) -> dict[str, Any]:
+    """HYPE-time of one algorithm from its included test trials (see the module docstring)."""
+    thresholds, reversal_means, per_participant = [], [], []
+    for session_id, rows in main[main["exposure_ms"].notna()].groupby("session_id"):
+        staircases = [StaircaseResult(list(g["exposure_ms"].astype(float)), list(g["correct"].astype(bool)))
+                      for _, g in rows.sort_values("trial_index").groupby("staircase")]
+        value = evaluator_threshold(staircases)
+        if value is None:
+            continue
+        revs = [r for r in (s.reversal_mean(params.reversals_for_mean) for s in staircases) if r is not None]
+        thresholds.append(value)
+        reversal_means.append(float(np.mean(revs)) if revs else np.nan)
+        per_participant.append({"participant": str(rows["participant"].iloc[0]), "threshold_ms": value,
+                                "modes_ms": [s.mode for s in staircases], "trials": int(len(rows)),
+                                "correct": float(rows["correct"].astype(bool).mean())})
+    t = np.asarray(thresholds, dtype=float)
+    result: dict[str, Any] = {"threshold_ms": None, "se": None, "ci95": None, "participants": int(len(t)),
+                              "target_correct": target_correct(params.down_after),
+                              "correct": float(main["correct"].astype(bool).mean()) if len(main) else None,
+                              "reversal_mean_ms": float(np.nanmean(reversal_means)) if np.isfinite(reversal_means).any() else None,
+                              "per_participant": per_participant}
+    if len(t):
+        boot = t[rng.integers(0, len(t), size=(n_boot, len(t)))].mean(axis=1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        result.update(threshold_ms=float(t.mean()), se=float(t.std(ddof=1) / np.sqrt(len(t))) if len(t) > 1 else None,
+                      ci95=[float(lo), float(hi)])
+    return result
+
+
+def hype_inf_scores(main: pd.DataFrame, n_boot: int, rng: np.random.Generator) -> dict[str, Any]:
+    """HYPE-infinity of one algorithm: error rate overall, on fakes, on reals (see the module docstring)."""
+    err = (main["judged_real"].astype(bool) == (main["fake_slot"] == 1)).astype(int)  # fake judged real / real judged fake
+    frame = pd.DataFrame({"session_id": main["session_id"], "err": err, "fake": main["fake_slot"] == 1})
+    out: dict[str, Any] = {}
+    for key, part in (("error", frame), ("error_fake", frame[frame["fake"]]), ("error_real", frame[~frame["fake"]])):
+        per = part.groupby("session_id")["err"].agg(["sum", "count"])
+        out[key], _ = summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+    return out
+
+
+def _ms(stat: dict[str, Any]) -> str:
+    if stat.get("threshold_ms") is None:
+        return "n/a"
+    se = f" +- {stat['se']:.0f}" if stat["se"] is not None else ""
+    lo, hi = stat["ci95"]
+    return f"{stat['threshold_ms']:.0f} ms{se} [{lo:.0f}, {hi:.0f}]"
 
 
 def _pct(stat: dict[str, Any] | None) -> str:
@@ -167,7 +261,7 @@ def format_report(report: dict[str, Any]) -> str:
     """A plain-text table of the report."""
     lines = [f"study {report['study']} ({report['protocol']}, question: which is {report['question']}; "
              f"excluded when {report['exclusion_rule']}; 95% CI: two-level bootstrap, {report['bootstrap']} draws)"]
-    single = report["protocol"] == "single"
+    single = report["protocol"] in SINGLE_IMAGE
     head = "algorithm | included | excluded (vigilance) | incomplete | % labeled real +- SE [95% CI]"
     lines.append(head + (" | % correct real | % correct fake" if single else ""))
     for alg, e in report["algorithms"].items():
@@ -177,6 +271,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(row)
     for p in report["pairwise"]:
         lines.append(f"P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}")
+    lines.extend(format_hype(report))
     lines.append(f"served images: same processing {report['served_images']}")
     per_alg = ", ".join(f"{alg} {e['re_viewed_trials']}" for alg, e in report["algorithms"].items())
     lines.append(f"re-views (an image requested again while its trial was open; kept in the rates): "
@@ -185,6 +280,109 @@ def format_report(report: dict[str, Any]) -> str:
     skipped = report["skipped"]
     lines.append(f"skipped by the server (an image it could not serve): {skipped['trials']} trials"
                  + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
+    if "display_timing" in report:
+        lines.extend(timing.format_timing(report["display_timing"]))
+    return "\n".join(lines)
+
+
+def format_hype(report: dict[str, Any]) -> list[str]:
+    """The HYPE lines of the plain-text report (none for other protocols)."""
+    lines: list[str] = []
+    if report["protocol"] == "hype-time":
+        lines.append(f"HYPE-time (Zhou et al. 2019, section 3.1): {report.get('hype_time_procedure', '')}")
+        lines.append("  algorithm | participants | HYPE-time threshold +- SE [95% CI, bootstrap over participants] | "
+                     "% correct (target) | mean of last reversals")
+        for alg, e in report["algorithms"].items():
+            h = e["hype_time"]
+            correct = f"{100 * h['correct']:.1f}%" if h["correct"] is not None else "n/a"
+            rev = f"{h['reversal_mean_ms']:.0f} ms" if h["reversal_mean_ms"] is not None else "n/a"
+            lines.append(f"  {alg} | {h['participants']} | {_ms(h)} | {correct} ({100 * h['target_correct']:.1f}%) | {rev}")
+    elif report["protocol"] == "hype-inf":
+        lines.append("HYPE-infinity (Zhou et al. 2019, section 3.2): error rate, 50% = indistinguishable from real")
+        lines.append("  algorithm | participants | HYPE-inf error +- SE [95% CI] | error on fakes | error on reals")
+        for alg, e in report["algorithms"].items():
+            h = e["hype_inf"]
+            lines.append(f"  {alg} | {h['error']['participants']} | {_pct(h['error'])} | {_pct(h['error_fake'])} | "
+                         f"{_pct(h['error_real'])}")
+    excluded = {alg: e.get("timing_excluded_trials", 0) for alg, e in report["algorithms"].items()}
+    if any(excluded.values()):
+        lines.append("test trials left out for display timing: " + ", ".join(f"{a} {n}" for a, n in excluded.items()))
+    return lines
+
+
+def _pm(stat: dict[str, Any] | None) -> tuple[str, str]:
+    """("18.9% ± 2.5%", "[14.1, 24.0]") of a rate summary (percent, one decimal, as the paper's tables)."""
+    if not stat or stat.get("rate") is None:
+        return "n/a", ""
+    se = f" ± {100 * stat['se']:.1f}%" if stat["se"] is not None else " (one participant: no SE)"
+    lo, hi = stat["ci95"]
+    return f"{100 * stat['rate']:.1f}%{se}", f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _paper_labeled_real(report: dict[str, Any], title: str, column: str) -> list[str]:
+    """One row per algorithm: the rate of fakes judged real, mean ± SE, bootstrap CI, counts."""
+    lines = [title, "", f"| Method | {column} (mean ± SE) | 95% CI | participants | trials |",
+             "| --- | --- | --- | --- | --- |"]
+    for alg, e in report["algorithms"].items():
+        value, ci = _pm(e["labeled_real"])
+        lines.append(f"| {alg} | {value} | {ci} | {e['labeled_real']['participants']} | {e['labeled_real']['trials']} |")
+    return lines
+
+
+def _paper_2afc(report: dict[str, Any]) -> list[str]:
+    kind = "side by side" if report["protocol"] == "2afc" else report["protocol"]
+    pairing = "real and fake from the same input" if report["paired"] else "real and fake from different inputs"
+    return _paper_labeled_real(report, f"AMT-style \"real vs fake\" test, study {report['study']} ({kind}, {pairing}; "
+                               "as pix2pix Tables 4-5)", "% labeled real")
+
+
+def _paper_sequential(report: dict[str, Any]) -> list[str]:
+    return _paper_labeled_real(report, f"Sequential real-vs-fake test, study {report['study']} (real and generated "
+                               "one after the other; as source 003, Table 1: fooling rate = % of trials where the "
+                               "generated image was judged real, 50% = chance)", "Fooling rate")
+
+
+def _paper_single(report: dict[str, Any]) -> list[str]:
+    lines = [f"Quick-response single-image test, study {report['study']} (one image at a time, real or generated; "
+             "as source 004, Table I: % correctly identified per group)", "",
+             "| Method | Control (real images) % correct (mean ± SE) | 95% CI | Experiment (generated images) % correct "
+             "(mean ± SE) | 95% CI | participants |", "| --- | --- | --- | --- | --- | --- |"]
+    for alg, e in report["algorithms"].items():
+        real, real_ci = _pm(e.get("correct_real"))
+        fake, fake_ci = _pm(e.get("correct_fake"))
+        lines.append(f"| {alg} | {real} | {real_ci} | {fake} | {fake_ci} | {e['included']} |")
+    lines += ["", "(% of generated images labelled real = 100% - the experiment column, per participant.)"]
+    return lines
+
+
+#: protocol -> the lines of its paper-style table (``study report --format paper``); a protocol missing here
+#: gets the "% labeled real" table.
+PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_2afc, "sequential": _paper_sequential, "single": _paper_single}
+
+
+def format_paper(report: dict[str, Any]) -> str:
+    """The report as the sources print it (Markdown): pix2pix Tables 4-5 ("% Turkers labeled real", mean ± SE)
+    for 2afc, source 003's fooling rate for sequential, source 004's % correct per group for single; each with
+    the two-level bootstrap 95% CI, then the pairwise differences and what was left out."""
+    formatter = PAPER_FORMATS.get(report["protocol"])
+    lines = formatter(report) if formatter else _paper_labeled_real(
+        report, f"Study {report['study']} ({report['protocol']}; no source-specific table for this protocol)",
+        "% labeled real")
+    lines += ["", f"Mean over participants of each one's rate ± standard error (sample sd / sqrt(participants)); "
+              f"95% CI: two-level bootstrap (participants, then their trials; {report['bootstrap']} draws, seed "
+              f"{report['seed']}). Practice and vigilance trials are left out."]
+    for p in report["pairwise"]:
+        a, b = report["algorithms"][p["a"]]["labeled_real"], report["algorithms"][p["b"]]["labeled_real"]
+        lo, hi = p.get("diff_ci95", (None, None))
+        ci = f", 95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}]" if lo is not None else ""
+        verdict = "" if lo is None else ("; the CI excludes 0" if lo > 0 or hi < 0 else "; the CI includes 0")
+        lines.append(f"- {p['a']} - {p['b']} (% labeled real): {100 * (a['rate'] - b['rate']):+.1f} points{ci}"
+                     f"{verdict}; P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}")
+    counts = [f"{alg}: {e['included']} included, {e['excluded_vigilance']} excluded by the vigilance rule, "
+              f"{e['incomplete']} incomplete" for alg, e in report["algorithms"].items()]
+    lines.append(f"- participants ({report['exclusion_rule']} excludes): " + "; ".join(counts))
+    lines.append(f"- served images: {report['served_images']}; skipped trials: {report['skipped']['trials']}; "
+                 f"re-viewed trials: {report['re_views']['trials']}")
     return "\n".join(lines)
 
 

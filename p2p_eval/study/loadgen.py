@@ -2,7 +2,9 @@
 ``benchmarks/perf/study_load.py``.
 
 Each participant behaves like the page: start (or resume) a session, then for each trial fetch it, fetch
-its images, answer at random, and keep every acknowledgement it received.  Uses httpx (test extra).
+its images, answer, and keep every acknowledgement it received.  :func:`run_participant` is that loop,
+shared with ``p2p-eval study simulate`` (:mod:`p2p_eval.study.simulate`), which passes a ``choose``
+callback (synthetic observers of known behaviour); the load tests answer at random.  Uses httpx (test extra).
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+#: ``choose(session_state, trial) -> (answer, timing)``: the answer to a trial (``trial`` is the JSON of
+#: ``GET /api/s/TOKEN/trial/INDEX``, ``session_state`` that of ``POST /api/studies/NAME/sessions``) and the
+#: timing fields the page posts with it (onset1, offset1, onset2, offset2, response_ms).
+Chooser = Callable[[dict[str, Any], dict[str, Any]], tuple[str, dict[str, float]]]
 
 
 @dataclass
@@ -47,14 +56,23 @@ async def _request(client, method: str, url: str, result: LoadResult, attempts: 
     raise AssertionError("unreachable")
 
 
-async def _participant(client, base: str, study: str, pid: str, result: LoadResult, rng: random.Random,  # noqa: ANN001
-                       images: bool) -> None:
-    r = await _request(client, "POST", f"{base}/api/studies/{study}/sessions", result,
-                       json={"PROLIFIC_PID": pid, "SESSION_ID": "load"})
+async def run_participant(client, base: str, study: str, pid: str, result: LoadResult, rng: random.Random,  # noqa: ANN001
+                          images: bool = True, choose: Chooser | None = None, check: bool = False,
+                          arrival: dict[str, Any] | None = None) -> None:
+    """One participant as the page runs it: (``check``: ``POST .../check`` first, as the page does before
+    its instructions), start or resume the session, then for each trial fetch it, fetch its images
+    (``images``) and post the answer from ``choose`` (default: at random, with fixed timings).
+    ``arrival`` is the body of the start request (default: Prolific id ``pid``)."""
+    body = arrival if arrival is not None else {"PROLIFIC_PID": pid, "SESSION_ID": "load"}
+    if check:
+        r = await _request(client, "POST", f"{base}/api/studies/{study}/check", result, json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"check of {pid}: {r.status_code} {r.text}")
+    r = await _request(client, "POST", f"{base}/api/studies/{study}/sessions", result, json=body)
     r.raise_for_status()
     state = r.json()
     token, index, total = state["session"], state["next_index"], state["total"]
-    choices = ("real", "fake") if state["protocol"] == "single" else ("1", "2")
+    choices = ("1", "2") if state["protocol"] in ("2afc", "sequential") else ("real", "fake")
     while index < total:
         trial = await _request(client, "GET", f"{base}/api/s/{token}/trial/{index}", result)
         trial.raise_for_status()
@@ -64,8 +82,11 @@ async def _participant(client, base: str, study: str, pid: str, result: LoadResu
         if images:
             for url in trial.json()["images"]:
                 (await _request(client, "GET", base + url, result)).raise_for_status()
-        value = rng.choice(choices)
-        body = {"index": index, "answer": value, "onset1": 0.0, "offset1": 1000.0, "response_ms": 500.0}
+        if choose is None:
+            value, timing = rng.choice(choices), {"onset1": 0.0, "offset1": 1000.0, "response_ms": 500.0}
+        else:
+            value, timing = choose(state, trial.json())
+        body = {"index": index, "answer": value, **timing}
         start = time.perf_counter()
         r = await _request(client, "POST", f"{base}/api/s/{token}/answer", result, json=body)
         if r.status_code != 200:
@@ -85,7 +106,7 @@ async def run_participants(base: str, study: str, count: int, prefix: str = "p",
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     start = time.perf_counter()
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        tasks = [_participant(client, base, study, f"{prefix}{i}", result, random.Random(seed * 100_003 + i), images)
+        tasks = [run_participant(client, base, study, f"{prefix}{i}", result, random.Random(seed * 100_003 + i), images)
                  for i in range(count)]
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):

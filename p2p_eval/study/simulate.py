@@ -1,0 +1,366 @@
+"""Simulated participants of known behaviour over the study's real HTTP API (``p2p-eval study simulate``).
+
+A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants take the
+study through the same requests the participant page makes (``POST /api/studies/NAME/check``, ``POST
+.../sessions``, then per trial ``GET /api/s/TOKEN/trial/I``, a ``GET`` of each image, ``POST
+/api/s/TOKEN/answer`` with the page's timing fields).  The loop is :func:`p2p_eval.study.loadgen.run_participant`,
+shared with the load tests.
+
+Transport: the app (:func:`p2p_eval.study.server.create_app`) runs **in process** over the given database,
+reached through ``httpx.ASGITransport`` -- no port, no server to start, every request still goes through
+routing, validation, the service rules and the database exactly as from a browser.  Participants run one
+after the other, so the algorithm each one is assigned ("fewest sessions so far") and every answer are
+reproducible from ``--seed``.
+
+What a synthetic observer knows: the trial as the page gets it, plus the truth the server keeps (which slot
+holds the fake, whether the image is real, whether it is a vigilance trial), read from the database -- it
+stands in for what a human perceives.  Its behaviour (:class:`FoolingObserver`):
+
+- with probability ``lapse`` it answers at random (50/50), whatever the trial;
+- otherwise, on a 2afc / sequential trial it takes the fake for the real image with its fooling probability
+  for the session's algorithm; on a single-image trial it labels a fake image real with that probability
+  and a real image fake with its false-alarm probability (default: the same as the fooling probability, an
+  unbiased observer in signal-detection terms); a vigilance trial (an obviously broken image) it always gets
+  right (lapses aside).
+
+So the expected "% labeled real" of an algorithm is ``(1 - lapse) * fooling + lapse / 2`` (what ``study
+report`` should recover).  Participants differ when ``sd_between`` > 0: each draws its own fooling (and
+false-alarm) probability from a Beta distribution with the given mean and standard deviation **on the
+probability scale**, as :mod:`p2p_eval.study.power` does.
+
+Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant; an observer
+overrides :meth:`Observer.p_fooled` (and :meth:`Observer.p_false_alarm`) as a function of the
+:class:`TrialView` -- e.g. of the exposure a HYPE-time trial asks for (a psychometric observer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from p2p_eval.errors import UserError
+from p2p_eval.study.models import Algorithm, Session, Study, Trial
+from p2p_eval.study.store import session_factory
+
+SLOT_PROTOCOLS = ("2afc", "sequential")  # answers "1" / "2": which slot; the others answer "real" / "fake"
+BASE = "http://simulate"  # the in-process app's base URL (never resolved: ASGI transport)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialView:
+    """One trial as a synthetic observer sees it.
+
+    ``fake_slot``: the slot (1 / 2) holding the fake for 2afc / sequential; 1 when the one image is fake and 0
+    when it is real for single-image protocols (the database's convention).  ``trial``: the JSON the page got
+    for the trial (a protocol that varies exposure says so there).
+    """
+
+    protocol: str
+    question: str
+    algorithm: str
+    kind: str  # practice | main | vigilance
+    fake_slot: int
+    broken: bool
+    display_ms: float
+    trial: Mapping[str, Any]
+
+
+class Observer:
+    """One synthetic participant.  Subclasses define :meth:`p_fooled` (and may refine the rest)."""
+
+    def __init__(self, lapse: float = 0.0) -> None:
+        self.lapse = lapse
+
+    def p_fooled(self, view: TrialView) -> float:
+        """Probability that the fake of this trial is judged real (lapses aside)."""
+        raise NotImplementedError
+
+    def p_false_alarm(self, view: TrialView) -> float:
+        """Single-image protocols: probability that a real image is labelled fake (default: :meth:`p_fooled`)."""
+        return self.p_fooled(view)
+
+    def answer(self, view: TrialView, rng: np.random.Generator) -> str:
+        """The answer the page posts: "1" / "2" (slot clicked) or "real" / "fake"."""
+        if view.protocol in SLOT_PROTOCOLS:
+            if rng.random() < self.lapse:
+                return "1" if rng.random() < 0.5 else "2"
+            fooled = not view.broken and rng.random() < self.p_fooled(view)
+            chosen_fake = (3 - view.fake_slot) if fooled else view.fake_slot
+            return str(chosen_fake if view.question == "fake" else 3 - chosen_fake)
+        if rng.random() < self.lapse:
+            return "real" if rng.random() < 0.5 else "fake"
+        if view.fake_slot:  # a fake (or, vigilance, a broken) image
+            return "real" if not view.broken and rng.random() < self.p_fooled(view) else "fake"
+        return "fake" if rng.random() < self.p_false_alarm(view) else "real"
+
+    def timing(self, view: TrialView, rng: np.random.Generator, clock: float) -> dict[str, float]:
+        """The timing fields the page posts (``performance.now()`` ms from ``clock``): images shown for the
+        requested time, answer after a log-normal response time (median 900 ms)."""
+        on1, off1 = clock, clock + view.display_ms
+        out = {"onset1": on1, "offset1": off1}
+        if view.protocol == "2afc":
+            out.update(onset2=on1, offset2=off1)
+        elif view.protocol == "sequential":
+            out.update(onset2=off1, offset2=off1 + view.display_ms)
+        out["response_ms"] = float(900.0 * np.exp(0.4 * rng.standard_normal()))
+        return out
+
+
+class Population:
+    """Draws the participants of a simulated study (one :class:`Observer` each)."""
+
+    def check(self, algorithms: list[str], protocol: str) -> None:
+        """Raise UserError when this population cannot take a study with these algorithms / protocol."""
+
+    def draw(self, rng: np.random.Generator) -> Observer:
+        """A new participant."""
+        raise NotImplementedError
+
+    def expected(self) -> dict[str, dict[str, float]]:
+        """Per algorithm, the rates ``study report`` should recover (name -> value)."""
+        return {}
+
+
+def check_rate(value: float, what: str) -> float:
+    """``value`` as a float in [0, 1], else UserError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise UserError(f"{what} = {value!r}: a probability must lie in [0, 1]")
+    return float(value)
+
+
+def beta_params(mean: float, sd: float, what: str = "rate") -> tuple[float, float] | None:
+    """Beta(a, b) with this mean and standard deviation (probability scale); None for a point mass
+    (``sd`` = 0, or a mean of exactly 0 or 1 with ``sd`` = 0).  UserError when no Beta has them
+    (a Beta's variance is below mean * (1 - mean))."""
+    if sd < 0:
+        raise UserError(f"--sd-between {sd}: must be >= 0")
+    if sd == 0:
+        return None
+    limit = mean * (1 - mean)
+    if sd * sd >= limit:
+        raise UserError(f"--sd-between {sd}: too large for {what} {mean} (participants' rates must stay in [0, 1]: "
+                        f"sd < sqrt(mean * (1 - mean)) = {np.sqrt(limit):.3f})")
+    common = limit / (sd * sd) - 1
+    return mean * common, (1 - mean) * common
+
+
+def draw_rates(mean: float, sd: float, rng: np.random.Generator, size: Any = None, what: str = "rate") -> Any:
+    """Participants' own rates: Beta with ``mean`` and ``sd`` (probability scale), or ``mean`` when sd = 0."""
+    params = beta_params(mean, sd, what)
+    if params is None:
+        return mean if size is None else np.full(size, mean)
+    return rng.beta(*params, size=size)
+
+
+class FoolingObserver(Observer):
+    """A participant with a fixed fooling (and false-alarm) probability per algorithm."""
+
+    def __init__(self, fooling: Mapping[str, float], false_alarm: Mapping[str, float], lapse: float = 0.0) -> None:
+        super().__init__(lapse)
+        self.fooling, self.false_alarm = dict(fooling), dict(false_alarm)
+
+    def p_fooled(self, view: TrialView) -> float:
+        return self.fooling[view.algorithm]
+
+    def p_false_alarm(self, view: TrialView) -> float:
+        return self.false_alarm[view.algorithm]
+
+
+class FoolingPopulation(Population):
+    """Participants with per-algorithm fooling probabilities (mean ``fooling``, spread ``sd_between`` on the
+    probability scale), false-alarm probabilities for single-image trials (default: equal to the fooling
+    ones) and a lapse rate."""
+
+    def __init__(self, fooling: Mapping[str, float], lapse: float = 0.0, sd_between: float = 0.0,
+                 false_alarm: Mapping[str, float] | None = None) -> None:
+        if not fooling:
+            raise UserError("--fooling: give at least one ALG=RATE")
+        self.fooling = {alg: check_rate(v, f"--fooling {alg}") for alg, v in fooling.items()}
+        given = dict(false_alarm or {})
+        unknown = sorted(set(given) - set(self.fooling))
+        if unknown:
+            raise UserError(f"--false-alarm {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        self.false_alarm = {alg: check_rate(given.get(alg, v), f"--false-alarm {alg}") for alg, v in self.fooling.items()}
+        self.lapse = check_rate(lapse, "--lapse")
+        self.sd_between = float(sd_between)
+        for alg in self.fooling:  # fail now, not at the first participant
+            beta_params(self.fooling[alg], self.sd_between, f"--fooling {alg}")
+            beta_params(self.false_alarm[alg], self.sd_between, f"--false-alarm {alg}")
+
+    def check(self, algorithms: list[str], protocol: str) -> None:
+        unknown = sorted(set(self.fooling) - set(algorithms))
+        if unknown:
+            raise UserError(f"--fooling {', '.join(unknown)}: not an algorithm of this study; its algorithms: "
+                            f"{', '.join(algorithms)}")
+        missing = [alg for alg in algorithms if alg not in self.fooling]
+        if missing:
+            raise UserError(f"--fooling has no rate for {', '.join(missing)}; every algorithm of the study needs one "
+                            f"(participants are assigned to all of them): add {', '.join(f'{a}=RATE' for a in missing)}")
+
+    def draw(self, rng: np.random.Generator) -> FoolingObserver:
+        fooling = {alg: float(draw_rates(m, self.sd_between, rng)) for alg, m in self.fooling.items()}
+        false_alarm = {alg: float(draw_rates(m, self.sd_between, rng)) for alg, m in self.false_alarm.items()}
+        return FoolingObserver(fooling, false_alarm, self.lapse)
+
+    def expected(self) -> dict[str, dict[str, float]]:
+        """Per algorithm: labeled_real = (1 - lapse) f + lapse / 2; correct_fake = 1 - labeled_real;
+        correct_real = (1 - lapse)(1 - false alarm) + lapse / 2 (single-image protocols)."""
+        lam = self.lapse
+        out = {}
+        for alg, f in self.fooling.items():
+            real = (1 - lam) * f + lam / 2
+            out[alg] = {"labeled_real": real, "correct_fake": 1 - real,
+                        "correct_real": (1 - lam) * (1 - self.false_alarm[alg]) + lam / 2}
+        return out
+
+
+def parse_rates(text: str | None, what: str) -> dict[str, float]:
+    """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}`` (UserError naming ``what``)."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        alg, sep, value = item.partition("=")
+        alg = alg.strip()
+        if not sep or not alg:
+            raise UserError(f"{what} {item!r}: write ALG=RATE, e.g. {what} l1=0.05,l1_cgan=0.19")
+        try:
+            rate = float(value)
+        except ValueError:
+            raise UserError(f"{what} {item!r}: {value!r} is not a number") from None
+        if alg in out:
+            raise UserError(f"{what}: {alg} given twice")
+        out[alg] = check_rate(rate, f"{what} {alg}")
+    return out
+
+
+@dataclasses.dataclass
+class SimulationResult:
+    """What a simulated run did: sessions per algorithm, answers posted, participants already done before
+    (a rerun with the same ids resumes their finished sessions), and the rates the report should recover."""
+
+    study: str
+    protocol: str
+    participants: int
+    sessions: dict[str, int]
+    answers: int
+    already_done: int
+    expected: dict[str, dict[str, float]]
+
+
+class _Truth:
+    """The truth of each session's trials, read from the database (cached per session)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.factory, self.cache = session_factory(engine), {}
+
+    def of(self, token: str) -> tuple[str, dict[int, tuple[str, int, bool]]]:
+        if token not in self.cache:
+            with self.factory() as db, db.begin():
+                session = db.scalar(select(Session).where(Session.token == token))
+                algorithm = db.scalar(select(Algorithm.name).where(Algorithm.id == session.algorithm_id))
+                rows = db.execute(select(Trial.index, Trial.kind, Trial.fake_slot, Trial.broken)
+                                  .where(Trial.session_id == session.id)).all()
+            self.cache[token] = (algorithm, {i: (kind, slot, bool(broken)) for i, kind, slot, broken in rows})
+        return self.cache[token]
+
+
+def study_facts(engine: Engine, name: str) -> tuple[str, str, int, list[str]]:
+    """(protocol, question, display_ms, algorithm names) of study ``name``; UserError listing the studies."""
+    with session_factory(engine)() as db, db.begin():
+        study = db.scalar(select(Study).where(Study.name == name))
+        if study is None:
+            names = list(db.scalars(select(Study.name).order_by(Study.id)))
+            raise UserError(f"--study {name!r}: no such study in this database; studies: {', '.join(names) or 'none'}")
+        return study.protocol, study.question, study.display_ms, [a.name for a in study.algorithms]
+
+
+def simulate(engine: Engine, study: str, participants: int, population: Population, seed: int = 0,
+             images: bool = True, progress: bool = True, prefix: str = "sim") -> SimulationResult:
+    """Run ``participants`` synthetic participants (Prolific ids ``{prefix}-{seed}-{i}``) through study
+    ``study`` over the in-process HTTP API; participant ``i`` draws from ``np.random.default_rng([seed, i])``."""
+    try:
+        import httpx
+    except ImportError:
+        raise UserError("study simulate needs httpx: pip install httpx (or the project's [test] extra)") from None
+    from tqdm.auto import tqdm
+
+    from p2p_eval.study.loadgen import LoadResult, run_participant
+    from p2p_eval.study.server import create_app
+
+    if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
+        raise UserError(f"--participants {participants!r}: must be a whole number >= 1")
+    protocol, question, display_ms, algorithms = study_facts(engine, study)
+    population.check(algorithms, protocol)
+    truth = _Truth(engine)
+    sessions: dict[str, int] = {alg: 0 for alg in algorithms}
+    counts = {"answers": 0, "already_done": 0}
+
+    def chooser(observer: Observer, rng: np.random.Generator):  # noqa: ANN202 - loadgen.Chooser
+        clock = [1000.0]
+
+        def choose(state: dict[str, Any], trial: dict[str, Any]) -> tuple[str, dict[str, float]]:
+            algorithm, plan = truth.of(state["session"])
+            kind, fake_slot, broken = plan[trial["index"]]
+            shown = trial.get("display_ms") or trial.get("exposure_ms") or state.get("display_ms") or display_ms
+            view = TrialView(protocol, question, algorithm, kind, fake_slot, broken, float(shown), trial)
+            value = observer.answer(view, rng)
+            timing = observer.timing(view, rng, clock[0])
+            clock[0] += 2 * float(shown) + timing["response_ms"] + 1500.0
+            counts["answers"] += 1
+            return value, timing
+
+        return choose
+
+    async def run() -> None:
+        app = create_app(engine)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60.0) as client:
+            for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant", disable=not progress):
+                pid = f"{prefix}-{seed}-{i}"
+                rng = np.random.default_rng([seed, i])
+                observer = population.draw(rng)
+                arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}"}
+                before = counts["answers"]
+                result = LoadResult()
+                try:
+                    await run_participant(client, BASE, study, pid, result, random.Random(0), images=images,
+                                          choose=chooser(observer, rng), check=True, arrival=arrival)
+                except (httpx.HTTPStatusError, RuntimeError) as exc:
+                    detail = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else str(exc)
+                    raise UserError(f"simulated participant {pid} was refused by the study server: {detail}") from None
+                if result.acks:
+                    sessions[truth.of(result.acks[0][0])[0]] += 1
+                if counts["answers"] == before:
+                    counts["already_done"] += 1
+
+    asyncio.run(run())
+    return SimulationResult(study=study, protocol=protocol, participants=participants, sessions=sessions,
+                            answers=counts["answers"], already_done=counts["already_done"],
+                            expected=population.expected())
+
+
+def format_result(result: SimulationResult) -> str:
+    """Lines for the terminal: sessions per algorithm and the rates ``study report`` should recover."""
+    lines = [f"simulated {result.participants} participants on study {result.study} ({result.protocol}): "
+             f"{result.answers} answers posted"
+             + (f"; {result.already_done} had finished already (same ids: a rerun resumes them; use another --seed)"
+                if result.already_done else "")]
+    single = result.protocol not in SLOT_PROTOCOLS
+    for alg, n in result.sessions.items():
+        exp = result.expected.get(alg, {})
+        line = f"  {alg}: {n} new sessions"
+        if "labeled_real" in exp:
+            line += f"; expected % labeled real {100 * exp['labeled_real']:.1f}%"
+            if single:
+                line += (f", % correct real {100 * exp['correct_real']:.1f}%, "
+                         f"% correct fake {100 * exp['correct_fake']:.1f}%")
+        lines.append(line)
+    return "\n".join(lines)
