@@ -32,7 +32,7 @@ class Study(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    protocol: Mapped[str] = mapped_column(String(16))  # 2afc | sequential | single
+    protocol: Mapped[str] = mapped_column(String(16))  # 2afc | sequential | single | hype-time | hype-inf
     paired: Mapped[bool] = mapped_column(Boolean)
     question: Mapped[str] = mapped_column(String(8))  # fake | real
     trials: Mapped[int] = mapped_column(Integer)
@@ -48,6 +48,8 @@ class Study(Base):
     same_processing: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     serve_size: Mapped[int | None] = mapped_column(Integer, nullable=True)  # every image resized to size x size
     jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # protocol parameters as JSON (hype-time: the staircase, see p2p_eval.study.hype); NULL for other protocols
+    protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     algorithms: Mapped[list[Algorithm]] = relationship(back_populates="study", order_by="Algorithm.id")
@@ -108,8 +110,9 @@ class Session(Base):
 class Trial(Base):
     """One planned trial and, once answered, its answer and timing.
 
-    Slots: 1 = left / first image, 2 = right / second image (``single`` uses slot 1 only).
-    ``fake_slot`` is the slot holding the fake (or, for vigilance, the broken) image; for ``single`` it is 1
+    Slots: 1 = left / first image, 2 = right / second image (the single-image protocols ``single``,
+    ``hype-time`` and ``hype-inf`` use slot 1 only).
+    ``fake_slot`` is the slot holding the fake (or, for vigilance, the broken) image; for single-image protocols it is 1
     when the one image is fake and 0 when it is real.  ``answer`` is "1"/"2" (the slot clicked) or
     "real"/"fake" (``single``).  Times are the browser's ``performance.now()`` milliseconds.
     ``fetches1``/``fetches2`` count the requests for each slot's image (served only while the trial is open);
@@ -143,3 +146,12 @@ class Trial(Base):
     offset2: Mapped[float | None] = mapped_column(Float, nullable=True)
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # hype-time: the trial's staircase (NULL for practice / vigilance) and the exposure the server asked for,
+    # chosen when the trial is first opened from the answers before it (p2p_eval.study.hype)
+    staircase: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    exposure_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the page's frame interval (median requestAnimationFrame delta before the trial, ms) and the noise mask's
+    # onset / offset (rAF timestamps; hype-time)
+    frame_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mask_onset: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mask_offset: Mapped[float | None] = mapped_column(Float, nullable=True)

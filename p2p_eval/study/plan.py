@@ -3,7 +3,10 @@
 A study registers the real folder and one folder per algorithm; every participant's trial plan is drawn on
 the server from the study seed and the participant id (so it is reproducible) and stored before the first
 trial.  Protocols: ``2afc`` (real and fake side by side, pix2pix / Zhang et al.), ``sequential`` (one
-after the other, the public AMT real-vs-fake code), ``single`` (one image, real or fake 50/50).
+after the other, the public AMT real-vs-fake code), ``single`` (one image, real or fake 50/50), and HYPE's
+two variants (Zhou et al., NeurIPS 2019; see :mod:`p2p_eval.study.hype`): ``hype-time`` (one image, real or
+fake 50/50, shown for an exposure that adaptive staircases choose trial by trial on the server, then a noise
+mask) and ``hype-inf`` (one image, real or fake 50/50, visible until the participant answers).
 Practice trials come first (feedback, excluded from results); vigilance trials (a real image against an
 obviously broken one, or a broken image alone for ``single``) are mixed into the test block.
 
@@ -27,11 +30,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from p2p_eval.errors import UserError, require_dir, require_file
+from p2p_eval.study.hype import HypeTimeParams, assign_staircases
 from p2p_eval.study.images import DEFAULT_QUALITY, DEFAULT_SIZE, Processing, require_decodable
 from p2p_eval.study.models import Algorithm, Image, Study
 from p2p_eval.study.store import session_factory
 
-PROTOCOLS = ("2afc", "sequential", "single")
+PROTOCOLS = ("2afc", "sequential", "single", "hype-time", "hype-inf")
+SINGLE_IMAGE = ("single", "hype-time", "hype-inf")  # one image per trial, answered "real" / "fake"
+HYPE_KEYS = ("exposures_ms", "staircases", "staircase_order", "start_ms", "staircase_down", "mask_ms")
 QUESTIONS = ("fake", "real")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -58,6 +64,25 @@ class StudySpec:
     serve_size: int = DEFAULT_SIZE
     jpeg_quality: int = DEFAULT_QUALITY
     allow_repeats: bool = False  # paired: accept fewer pairs than practice + trials (pairs then repeat)
+    # hype-time only (None = the defaults of p2p_eval.study.hype.HypeTimeParams): the exposure ladder (ms), the
+    # number of staircases per participant and their order (blocked | interleaved), the start exposure, the
+    # correct answers in a row that shorten the exposure one rung, and the noise mask's duration (0 = none)
+    exposures_ms: list[int] | None = None
+    staircases: int | None = None
+    staircase_order: str | None = None
+    start_ms: int | None = None
+    staircase_down: int | None = None
+    mask_ms: int | None = None
+
+    def hype_params(self) -> HypeTimeParams:
+        """The hype-time staircase of this spec (defaults for the keys not given); validated."""
+        ladder = self.exposures_ms
+        given = {"exposures_ms": tuple(ladder) if isinstance(ladder, list | tuple) else ladder,
+                 "staircases": self.staircases, "order": self.staircase_order, "start_ms": self.start_ms,
+                 "down_after": self.staircase_down, "mask_ms": self.mask_ms}
+        params = HypeTimeParams(**{k: v for k, v in given.items() if v is not None})
+        params.validate()
+        return params
 
     def validate(self) -> None:
         """Raise UserError naming the bad setting and how to fix it."""
@@ -89,6 +114,15 @@ class StudySpec:
             raise UserError(f"--serve-size {self.serve_size}: use 16..4096 pixels")
         if not 1 <= self.jpeg_quality <= 95:
             raise UserError(f"--jpeg-quality {self.jpeg_quality}: use 1..95 (PIL's JPEG quality scale)")
+        hype_given = [k for k in HYPE_KEYS if getattr(self, k) is not None]
+        if self.protocol == "hype-time":
+            staircases = self.hype_params().staircases
+            if self.trials < staircases:
+                raise UserError(f"--trials {self.trials}: hype-time needs at least one test trial per staircase "
+                                f"({staircases} staircases)")
+        elif hype_given:
+            raise UserError(f"{', '.join(hype_given)}: staircase settings apply to --protocol hype-time only "
+                            f"(this study is {self.protocol})")
         if self.redirect_url is not None and not re.match(r"^https?://[^\s<>\"']+$", self.redirect_url):
             raise UserError(f"--redirect-url {self.redirect_url!r}: must be an http(s):// URL without spaces or quotes")
 
@@ -165,7 +199,7 @@ def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, l
                             f"--real folder ({spec.real}); paired studies match real and fake by file stem")
         note = (f"--paired: {alg}: kept {kept} pairs ({kept} of {len(files)} generated images share a file name "
                 f"with one of the {len(real_files)} real images)")
-        if spec.protocol != "single" and kept < need:
+        if spec.protocol not in SINGLE_IMAGE and kept < need:
             if not spec.allow_repeats:
                 raise UserError(f"{note}, but each participant needs {need} ({spec.practice} practice + "
                                 f"{spec.trials} test trials); add images with matching names, lower --trials / "
@@ -203,7 +237,8 @@ def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None
                   trials=spec.trials, practice=spec.practice, display_ms=spec.display_ms, vigilance=spec.vigilance,
                   vigilance_max_errors=spec.vigilance_max_errors, seed=spec.seed, redirect_url=spec.redirect_url,
                   real_dir=str(Path(spec.real).resolve()), token_sha256=token_hash(token),
-                  same_processing=spec.same_processing, serve_size=spec.serve_size, jpeg_quality=spec.jpeg_quality)
+                  same_processing=spec.same_processing, serve_size=spec.serve_size, jpeg_quality=spec.jpeg_quality,
+                  protocol_params=spec.hype_params().to_json() if spec.protocol == "hype-time" else None)
     with session_factory(engine)() as db:
         try:
             with db.begin():
@@ -224,13 +259,14 @@ def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None
 
 @dataclasses.dataclass
 class PlannedTrial:
-    """One trial of a plan: image ids per slot, the fake slot, and its kind."""
+    """One trial of a plan: image ids per slot, the fake slot, its kind, and (hype-time) its staircase."""
 
     kind: str  # practice | main | vigilance
     img1: int
     img2: int | None
     fake_slot: int
     broken: bool = False
+    staircase: int | None = None
 
 
 class _Cycle:
@@ -249,7 +285,9 @@ class _Cycle:
 def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], participant: str) -> list[PlannedTrial]:
     """The trial plan of one participant; ``real``/``fake`` map file stems to image ids.
 
-    Reproducible: the generator is seeded by the study seed and the participant id.
+    Reproducible: the generator is seeded by the study seed and the participant id.  ``hype-time``: each test
+    trial belongs to one of the participant's staircases (blocked: consecutive runs; interleaved: a seeded
+    random order); the exposures are not planned, the server chooses each when the trial is opened.
     """
     rng = random.Random(f"{study.seed}:{participant}")
     stems_paired = sorted(set(real) & set(fake))
@@ -260,7 +298,7 @@ def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], particip
         return pairs.next() if pairs is not None else (reals.next(), fakes.next())
 
     def block(kind: str, count: int) -> list[PlannedTrial]:
-        if study.protocol == "single":  # real or fake 50/50, balanced within the block
+        if study.protocol in SINGLE_IMAGE:  # real or fake 50/50, balanced within the block
             truths = [1] * (count // 2) + [0] * (count - count // 2)
             rng.shuffle(truths)
             return [PlannedTrial(kind, fakes.next() if t else reals.next(), None, t) for t in truths]
@@ -274,8 +312,12 @@ def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], particip
 
     practice = block("practice", study.practice)
     main = block("main", study.trials)
+    if study.protocol == "hype-time":
+        params = HypeTimeParams.from_json(study.protocol_params)
+        for trial, staircase in zip(main, assign_staircases(len(main), params, rng)):
+            trial.staircase = staircase
     for _ in range(study.vigilance):
-        if study.protocol == "single":
+        if study.protocol in SINGLE_IMAGE:
             trial = PlannedTrial("vigilance", fakes.next(), None, 1, broken=True)
         else:
             slot, r, f = rng.choice([1, 2]), reals.next(), fakes.next()

@@ -10,7 +10,11 @@
   only while their trial is open (served and not yet answered); every request is counted, and a request
   beyond the first for the same image is a re-view, reported by ``study report``;
 - a trial whose image the server cannot serve is skipped (its reason stored), never shown again and never
-  blocking the session.
+  blocking the session;
+- ``hype-time``: the exposure of a test trial is chosen by the server when the trial is first opened, from the
+  answers already stored for the trial's staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored with
+  the trial; a reload reopens the same trial with the same exposure, and a resumed session continues every
+  staircase exactly where it stood.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
+from p2p_eval.study.hype import HypeTimeParams, next_exposure
 from p2p_eval.study.images import Processing
 from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial, utcnow
-from p2p_eval.study.plan import draw_plan, processing_of
+from p2p_eval.study.plan import SINGLE_IMAGE, draw_plan, processing_of
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
@@ -83,8 +88,9 @@ def _study(db: DB, name: str) -> Study:
 def study_info(db: DB, name: str) -> dict[str, Any]:
     """What the participant page needs before a session exists (no algorithm names)."""
     study = _study(db, name)
+    mask = HypeTimeParams.from_json(study.protocol_params).mask_ms if study.protocol == "hype-time" else 0
     return {"name": study.name, "protocol": study.protocol, "question": study.question,
-            "display_ms": study.display_ms, "practice": study.practice,
+            "display_ms": study.display_ms, "mask_ms": mask, "practice": study.practice,
             "total": study.practice + study.trials + study.vigilance}
 
 
@@ -148,7 +154,8 @@ def start_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
             db.add_all(Trial(session_id=session.id, index=i, kind=t.kind, img1_id=t.img1,
                              img1_token=secrets.token_urlsafe(32), img2_id=t.img2,
                              img2_token=secrets.token_urlsafe(32) if t.img2 is not None else None,
-                             fake_slot=t.fake_slot, broken=t.broken) for i, t in enumerate(plan))
+                             fake_slot=t.fake_slot, broken=t.broken, staircase=t.staircase)
+                       for i, t in enumerate(plan))
             db.flush()
     except IntegrityError:  # the same participant arrived twice at once: the other request won
         existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
@@ -200,13 +207,38 @@ def trial_files(db: DB, token: str, index: int) -> TrialFiles:
     return TrialFiles(index, [_file(db, trial, slot) for slot in slots], processing_of(study))
 
 
+def exposure_for(db: DB, study: Study, trial: Trial) -> int:
+    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest,
+    a test trial where its staircase stands after the answered test trials of the same staircase before it."""
+    params = HypeTimeParams.from_json(study.protocol_params)
+    if trial.kind == "practice":
+        return params.start_ms
+    if trial.kind != "main" or trial.staircase is None:
+        return params.exposures_ms[-1]
+    answers = db.scalars(select(Trial.correct).where(
+        Trial.session_id == trial.session_id, Trial.staircase == trial.staircase, Trial.kind == "main",
+        Trial.index < trial.index, Trial.answer.is_not(None)).order_by(Trial.index)).all()
+    return next_exposure(params, [bool(c) for c in answers])
+
+
 def get_trial(db: DB, token: str, index: int, base: str = "") -> dict[str, Any]:
-    """Open the next trial: its image URLs; only the next unanswered trial can be fetched."""
+    """Open the next trial: its image URLs and how long to show them; only the next unanswered trial can be
+    fetched.  ``display_ms`` is None for ``hype-inf`` (the image stays until the answer); for ``hype-time`` it is
+    the staircase's exposure, chosen (and stored) when the trial is first opened, and ``mask_ms`` the mask's."""
     s, trial = _next(db, token, index)
+    study = db.get(Study, s.study_id)
     trial.views += 1
     tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
+    display: int | None = study.display_ms
+    mask = 0
+    if study.protocol == "hype-time":
+        if trial.exposure_ms is None:
+            trial.exposure_ms = exposure_for(db, study, trial)
+        display, mask = trial.exposure_ms, HypeTimeParams.from_json(study.protocol_params).mask_ms
+    elif study.protocol == "hype-inf":
+        display = None
     return {"index": index, "practice": trial.kind == "practice", "total": s.total, "done": False,
-            "images": [f"{base}/api/s/{token}/img/{t}" for t in tokens]}
+            "images": [f"{base}/api/s/{token}/img/{t}" for t in tokens], "display_ms": display, "mask_ms": mask}
 
 
 def skip_trial(db: DB, token: str, index: int, reason: str) -> dict[str, Any]:
@@ -256,8 +288,8 @@ def image_file(db: DB, token: str, image_token: str) -> tuple[Path, bool, Proces
 
 def _score(study: Study, trial: Trial, answer: str) -> tuple[bool, bool]:
     """(correct, judged_real) of an answer.  judged_real: the fake image was judged real (2afc /
-    sequential), or the image was labelled real (single)."""
-    if study.protocol == "single":
+    sequential), or the image was labelled real (single-image protocols)."""
+    if study.protocol in SINGLE_IMAGE:
         judged_real = answer == "real"
         return judged_real != bool(trial.fake_slot), judged_real
     chose_fake = int(answer) == trial.fake_slot
@@ -273,8 +305,9 @@ def _ack(study: Study, s: Session, trial: Trial) -> dict[str, Any]:
                            "completion_code": s.completion_code if done else None,
                            "redirect_url": _redirect(study, s) if done else None}
     if trial.kind == "practice":
-        truth = ("fake" if trial.fake_slot else "real") if study.protocol == "single" else trial.fake_slot
-        ack["feedback"] = {"correct": trial.correct, "fake_slot" if study.protocol != "single" else "truth": truth}
+        single = study.protocol in SINGLE_IMAGE
+        truth = ("fake" if trial.fake_slot else "real") if single else trial.fake_slot
+        ack["feedback"] = {"correct": trial.correct, "truth" if single else "fake_slot": truth}
     return ack
 
 
@@ -294,7 +327,7 @@ def answer(db: DB, token: str, payload: dict[str, Any]) -> dict[str, Any]:
     index, value = payload.get("index"), payload.get("answer")
     if not isinstance(index, int) or isinstance(index, bool):
         raise Rejected(422, "index must be an integer")
-    valid = ("real", "fake") if study.protocol == "single" else ("1", "2")
+    valid = ("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")
     if not isinstance(value, str) or value not in valid:
         raise Rejected(422, f"answer must be one of {', '.join(valid)}")
     trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == index))
@@ -306,7 +339,10 @@ def answer(db: DB, token: str, payload: dict[str, Any]) -> dict[str, Any]:
         return _ack(study, s, trial)
     if index != s.next_index:
         raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
-    times = {k: _timing(payload, k) for k in ("onset1", "offset1", "onset2", "offset2", "response_ms")}
+    if study.protocol == "hype-time" and trial.exposure_ms is None:
+        raise Rejected(409, f"trial {index} has not been opened (fetch it first: its exposure is chosen then)")
+    times = {k: _timing(payload, k) for k in ("onset1", "offset1", "onset2", "offset2", "response_ms", "frame_ms",
+                                              "mask_onset", "mask_offset")}
     done = index + 1 >= s.total
     swapped = db.execute(update(Session).where(Session.id == s.id, Session.next_index == index)
                          .values(next_index=index + 1, completed_at=utcnow() if done else None)

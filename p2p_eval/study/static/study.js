@@ -1,14 +1,18 @@
 // Participant page of the p2p-eval perceptual study (plain JS, no build step).
 // Images are fetched and decoded (img.decode()) before a trial starts, then shown and hidden on
 // requestAnimationFrame; the rAF timestamps of the frames that showed / hid them (performance.now()
-// clock) and the response time are posted with the answer.  All text from the server or the URL is
-// written with textContent, never parsed as HTML.
+// clock), the frame interval measured before the trial (median rAF delta) and the response time are posted
+// with the answer.  hype-time: the server gives each trial's exposure (display_ms) and a noise mask follows
+// the image (mask_ms; its onset / offset are posted too); hype-inf: the image stays until the answer.
+// All text from the server or the URL is written with textContent, never parsed as HTML.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const SECTIONS = ["instructions", "trial", "feedback", "done", "error"];
-  const HALF_FRAME = 1000 / 60 / 2;
+  const ASSUMED_FRAME = 1000 / 60;
+  const SINGLE_IMAGE = ["single", "hype-time", "hype-inf"];
+  let shown = null;  // hype-inf: the image on screen until the answer
   const params = new URLSearchParams(location.search);
   const studyName = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
   const apiBase = "/api/studies/" + encodeURIComponent(studyName);
@@ -56,6 +60,15 @@
       return "In each trial two images appear one after the other: one is a photograph, the other is fake. " +
         "Then say which one you think is " + word + ": the first or the second.";
     }
+    if (info.protocol === "hype-time") {
+      return "In each trial one image flashes up very briefly" + (info.mask_ms ? ", followed by a pattern of noise" : "") +
+        ". It is either a photograph or fake (50/50). Then say whether you think it was real or fake. " +
+        "Keep your eyes on the cross in the middle of the grey square: the image appears there.";
+    }
+    if (info.protocol === "hype-inf") {
+      return "In each trial one image appears and stays until you answer. It is either a photograph or fake " +
+        "(50/50). Take your time, then say whether you think it is real or fake.";
+    }
     return "In each trial one image appears for a moment. It is either a photograph or fake (50/50). " +
       "Then say whether you think it was real or fake.";
   }
@@ -76,6 +89,9 @@
     const { status, data } = await api("GET", apiBase);
     if (status !== 200) return fail(data.detail || "This study does not exist.");
     $("how").textContent = describe(data);
+    if (data.protocol === "hype-inf") {
+      $("brief-note").textContent = "Each image stays on screen until you answer. Look as long as you like.";
+    }
     $("practice-note").hidden = !data.practice;
     if (params.get("assignmentId") === "ASSIGNMENT_ID_NOT_AVAILABLE") {
       show("instructions");
@@ -136,6 +152,7 @@
     stage.replaceChildren();
     $("question").textContent = "";
     $("answers").replaceChildren();
+    const mask = data.mask_ms ? noiseMask() : null;
     const boxes = (state.protocol === "2afc" ? images : [images[0]]).map(() => {
       const box = document.createElement("div");
       box.className = "box";
@@ -145,39 +162,94 @@
     if (state.protocol === "2afc") images.forEach((img, i) => boxes[i].appendChild(img));
     else boxes[0].appendChild(images[0]);
     show("trial");
-    await sleep(500);
-    const timing = await present(images, boxes[0]);
+    if (state.protocol === "hype-time") boxes[0].classList.add("fixation");
+    const frameMs = await measureFrame(500);  // the 500 ms before each trial: frame interval of this screen
+    boxes[0].classList.remove("fixation");
+    const displayMs = data.display_ms === undefined ? state.display_ms : data.display_ms;
+    const timing = displayMs === null
+      ? await presentUntilAnswer(images[0])
+      : await present(images, boxes[0], displayMs, frameMs, mask, data.mask_ms);
+    timing.frame_ms = frameMs;
     ask(index, timing);
   }
 
-  // Show on one animation frame, hide on the first frame at least display_ms (minus half a frame) later.
-  async function hold(onset) {
+  // Median requestAnimationFrame delta over ``ms`` milliseconds (the display's frame interval).
+  async function measureFrame(ms) {
+    const start = await frame();
+    const deltas = [];
+    for (let prev = start; ;) {
+      const t = await frame();
+      deltas.push(t - prev);
+      prev = t;
+      if (t - start >= ms && deltas.length >= 3) break;
+    }
+    deltas.sort((a, b) => a - b);
+    const median = deltas[Math.floor(deltas.length / 2)];
+    return median > 0 && median < 100 ? median : ASSUMED_FRAME;
+  }
+
+  // A 256 x 256 canvas of uniform RGB noise, drawn before the trial (hype-time's mask).
+  function noiseMask() {
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 256;
+    canvas.className = "mask";
+    const ctx = canvas.getContext("2d");
+    const pixels = ctx.createImageData(256, 256);
+    for (let i = 0; i < pixels.data.length; i += 4) {
+      pixels.data[i] = Math.random() * 256;
+      pixels.data[i + 1] = Math.random() * 256;
+      pixels.data[i + 2] = Math.random() * 256;
+      pixels.data[i + 3] = 255;
+    }
+    ctx.putImageData(pixels, 0, 0);
+    return canvas;
+  }
+
+  // Show on one animation frame, hide on the first frame at least ``ms`` (minus half a frame) later.
+  async function hold(onset, ms, frameMs) {
     for (;;) {
       const t = await frame();
-      if (t - onset >= state.display_ms - HALF_FRAME) return t;
+      if (t - onset >= ms - frameMs / 2) return t;
     }
   }
 
-  async function present(images, box) {
+  // hype-inf: the image is shown on one frame and stays until the answer (submit hides it).
+  async function presentUntilAnswer(img) {
+    await frame();
+    const onset = await frame();
+    img.style.visibility = "visible";
+    shown = img;
+    return { onset1: onset, hiddenAt: onset };
+  }
+
+  async function present(images, box, displayMs, frameMs, mask, maskMs) {
     const timing = {};
     await frame();
     if (state.protocol === "2afc") {
       const onset = await frame();
       images.forEach((img) => { img.style.visibility = "visible"; });
-      const offset = await hold(onset);
+      const offset = await hold(onset, displayMs, frameMs);
       images.forEach((img) => { img.style.visibility = "hidden"; });
       Object.assign(timing, { onset1: onset, offset1: offset, onset2: onset, offset2: offset });
     } else {
       let onset = await frame();
       images[0].style.visibility = "visible";
-      let offset = await hold(onset);
+      let offset = await hold(onset, displayMs, frameMs);
       images[0].style.visibility = "hidden";
       Object.assign(timing, { onset1: onset, offset1: offset });
+      if (mask) {  // hype-time: the noise mask replaces the image on the same frame
+        box.replaceChildren(mask);
+        mask.style.visibility = "visible";
+        const maskOffset = await hold(offset, maskMs, frameMs);
+        mask.style.visibility = "hidden";
+        Object.assign(timing, { mask_onset: offset, mask_offset: maskOffset, hiddenAt: maskOffset });
+        return timing;
+      }
       if (images.length > 1) {  // sequential: the second image replaces the first on the same frame
         box.replaceChildren(images[1]);
         images[1].style.visibility = "visible";
         onset = offset;
-        offset = await hold(onset);
+        offset = await hold(onset, displayMs, frameMs);
         images[1].style.visibility = "hidden";
         Object.assign(timing, { onset2: onset, offset2: offset });
       }
@@ -213,8 +285,15 @@
   async function submit(index, value, timing, buttons) {
     const responseMs = performance.now() - timing.hiddenAt;
     buttons.forEach((b) => { b.disabled = true; });
+    if (shown) {  // hype-inf: hide the image now; its offset is the frame that hid it
+      shown.style.visibility = "hidden";
+      shown = null;
+      timing.offset1 = await frame();
+    }
     const body = { index, answer: value, response_ms: responseMs };
-    for (const key of ["onset1", "offset1", "onset2", "offset2"]) if (key in timing) body[key] = timing[key];
+    for (const key of ["onset1", "offset1", "onset2", "offset2", "frame_ms", "mask_onset", "mask_offset"]) {
+      if (key in timing) body[key] = timing[key];
+    }
     let reply;
     try {
       reply = await api("POST", "/api/s/" + state.session + "/answer", body);
@@ -233,7 +312,7 @@
     title.textContent = fb.correct ? "Correct!" : "Not quite.";
     title.className = fb.correct ? "right" : "wrong";
     let text;
-    if (state.protocol === "single") text = "That image was " + fb.truth + ".";
+    if (SINGLE_IMAGE.includes(state.protocol)) text = "That image was " + fb.truth + ".";
     else {
       const names = state.protocol === "2afc" ? ["left", "right"] : ["first", "second"];
       text = "The fake image was the " + names[fb.fake_slot - 1] + " one.";

@@ -1,0 +1,221 @@
+"""HYPE (Zhou, Gordon, Krishna, Narcomey, Fei-Fei, Bernstein, "HYPE: A Benchmark for Human eYe Perceptual
+Evaluation of Generative Models", NeurIPS 2019): the adaptive staircase of HYPE-time and the scores of both
+variants, as pure functions of the recorded answers (no database, no clock, no randomness except where a
+seeded ``random.Random`` is passed in).
+
+HYPE-time (paper section 3.1).  One image at a time, real or fake; it is shown for an exposure time taken from
+a fixed ladder, then replaced by a noise mask, then the evaluator answers "real" or "fake" with no time limit.
+The exposure follows a transformed up-down staircase (Levitt 1971): after ``down_after`` (3) correct answers in
+a row the next exposure is one rung shorter, after every wrong answer it is one rung longer ("3-up/1-down" in
+the paper's words: 3 correct to make the task harder, 1 error to make it easier).  Every evaluator completes
+several staircases ("blocks") on different images; the per-block threshold is the *modal* exposure of the block
+(paper figure 3: "The modal exposure measures their perceptual threshold"), the evaluator's score is the mean of
+the block modes, and the model's HYPE-time score is the mean over evaluators with a bootstrap 95% CI.
+
+What this module implements, and where it is a choice rather than the paper (each is a parameter of
+:class:`HypeTimeParams`, stated in every ``study report``):
+
+- ladder: 100, 200, ..., 1000 ms.  The paper's range is 100-1000 ms; the 100 ms rung spacing is our choice;
+- staircases per evaluator: 3 blocks, run one after the other (``order = "blocked"``), each on its own images,
+  as the paper's blocks.  ``order = "interleaved"`` mixes the staircases trial by trial in a seeded random order
+  (the classical guard against an observer tracking the staircase, Cornsweet 1962) - an option, not HYPE;
+- start: 500 ms (the middle of the ladder) - our choice; a practice trial is shown at the start exposure,
+  with feedback, and does not move any staircase; a vigilance trial is shown at the longest exposure and does
+  not move any staircase either;
+- the run counter: a correct answer adds to the run, ``down_after`` correct in a row step down and reset the
+  run, a wrong answer steps up and resets it; at either end of the ladder the step is clamped (the run still
+  resets);
+- the target: a 3-down/1-up staircase converges on the exposure at which P(correct)^3 = 1/2, i.e. P(correct) =
+  0.5 ** (1/3) = 79.4% (Levitt 1971, table I).  The paper writes "75%"; the procedure is the same, the number
+  this module reports as the target is 79.4%;
+- block threshold: the modal exposure of the block's trials (the rung shown most often).  The paper does not say
+  how ties are broken; we take the mean of the tied rungs.  The mean of the last reversals (Levitt's estimator)
+  is reported beside it as a diagnostic only;
+- the noise mask: per-pixel uniform RGB noise, freshly drawn for every trial, shown for ``mask_ms`` (200 ms;
+  0 = no mask).  The paper shows a mask right after the image; its duration here is our choice.
+
+HYPE-infinity (paper section 3.2): the same single-image judgement with unlimited viewing time on a balanced set
+of real and fake images; the score is the evaluator's error rate (50% = indistinguishable from real), reported
+with the error rates on fake and on real images separately.  Scoring is in :func:`hype_inf_counts`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from p2p_eval.errors import UserError
+
+ORDERS = ("blocked", "interleaved")
+DEFAULT_LADDER: tuple[int, ...] = tuple(range(100, 1001, 100))
+
+
+def target_correct(down_after: int) -> float:
+    """The proportion correct a ``down_after``-down/1-up staircase converges on: p ** down_after = 1/2."""
+    return 0.5 ** (1.0 / down_after)
+
+
+@dataclass(frozen=True)
+class HypeTimeParams:
+    """The staircase of a ``hype-time`` study (stored with the study as JSON)."""
+
+    exposures_ms: tuple[int, ...] = DEFAULT_LADDER
+    staircases: int = 3
+    order: str = "blocked"
+    start_ms: int = 500
+    down_after: int = 3
+    mask_ms: int = 200
+    reversals_for_mean: int = 6  # diagnostic: mean of the last this-many reversal exposures
+
+    def validate(self) -> None:
+        """Raise UserError naming the bad setting."""
+        ladder = list(self.exposures_ms)
+        if not ladder or any(not isinstance(v, int) or isinstance(v, bool) for v in ladder):
+            raise UserError(f"exposures_ms must be a list of whole milliseconds, not {self.exposures_ms!r}")
+        if sorted(set(ladder)) != ladder or len(ladder) < 2:
+            raise UserError(f"exposures_ms {ladder}: give at least 2 exposures, strictly increasing")
+        if ladder[0] < 17 or ladder[-1] > 60_000:
+            raise UserError(f"exposures_ms {ladder}: use 17..60000 ms (one 60 Hz frame is 16.7 ms)")
+        if self.start_ms not in ladder:
+            raise UserError(f"start_ms {self.start_ms} is not a rung of exposures_ms {ladder}")
+        if self.order not in ORDERS:
+            raise UserError(f"staircase_order {self.order!r}: choose blocked (HYPE's blocks) or interleaved")
+        for key, low in (("staircases", 1), ("down_after", 1), ("mask_ms", 0), ("reversals_for_mean", 1)):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise UserError(f"{key} must be an integer >= {low}, not {value!r}")
+        if self.mask_ms > 5000:
+            raise UserError(f"mask_ms {self.mask_ms}: use 0..5000 ms")
+
+    @property
+    def start_level(self) -> int:
+        """Index of ``start_ms`` in the ladder."""
+        return list(self.exposures_ms).index(self.start_ms)
+
+    def to_json(self) -> str:
+        """The parameters as a JSON object (stored in ``Study.protocol_params``)."""
+        return json.dumps({"hype_time": {**asdict(self), "exposures_ms": list(self.exposures_ms)}}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> HypeTimeParams:
+        """Parameters from :meth:`to_json` (defaults when ``text`` is empty)."""
+        if not text:
+            return cls()
+        values = dict(json.loads(text).get("hype_time", {}))
+        if "exposures_ms" in values:
+            values["exposures_ms"] = tuple(values["exposures_ms"])
+        return cls(**values)
+
+    def describe(self) -> str:
+        """One line for reports."""
+        ladder = list(self.exposures_ms)
+        steps = {b - a for a, b in zip(ladder, ladder[1:])}
+        rungs = (f"{ladder[0]}-{ladder[-1]} ms in {steps.pop()} ms steps" if len(steps) == 1
+                 else ", ".join(str(v) for v in ladder) + " ms")
+        mask = f"noise mask {self.mask_ms} ms" if self.mask_ms else "no mask"
+        return (f"{self.staircases} {self.order} {self.down_after}-down/1-up staircases over {rungs}, start "
+                f"{self.start_ms} ms, {mask}; converges on {100 * target_correct(self.down_after):.1f}% correct; "
+                "threshold = modal exposure per staircase, mean over staircases")
+
+
+def staircase_levels(correct: Sequence[bool], n_levels: int, start: int, down_after: int = 3) -> list[int]:
+    """Ladder indices (0 = shortest exposure) of a staircase's trials given their answers.
+
+    ``correct[i]`` is whether trial ``i`` of the staircase was answered correctly; the result has one more entry
+    than ``correct``: the last is the level of the next trial.  Rule: ``down_after`` correct in a row -> one rung
+    down (shorter, harder), any error -> one rung up; clamped at both ends; the run of correct answers restarts
+    after every step (clamped or not).
+    """
+    level, run, levels = start, 0, [start]
+    for ok in correct:
+        if ok:
+            run += 1
+            if run >= down_after:
+                level, run = max(0, level - 1), 0
+        else:
+            level, run = min(n_levels - 1, level + 1), 0
+        levels.append(level)
+    return levels
+
+
+def next_exposure(params: HypeTimeParams, correct: Sequence[bool]) -> int:
+    """The exposure (ms) of a staircase's next trial, given the correctness of its answered trials in order."""
+    levels = staircase_levels(correct, len(params.exposures_ms), params.start_level, params.down_after)
+    return params.exposures_ms[levels[-1]]
+
+
+def assign_staircases(n_trials: int, params: HypeTimeParams, rng: random.Random) -> list[int]:
+    """The staircase of each of ``n_trials`` test trials: blocked = consecutive runs of (nearly) equal length,
+    interleaved = the same counts in a seeded random order."""
+    k = min(params.staircases, n_trials) or 1
+    counts = [n_trials // k + (1 if s < n_trials % k else 0) for s in range(k)]
+    ids = [s for s in range(k) for _ in range(counts[s])]
+    if params.order == "interleaved":
+        rng.shuffle(ids)
+    return ids
+
+
+def modal_exposure(exposures: Sequence[float]) -> float | None:
+    """The exposure shown most often (the mean of the tied ones when several are); None when empty."""
+    if not exposures:
+        return None
+    counts = Counter(exposures)
+    top = max(counts.values())
+    tied = [value for value, n in counts.items() if n == top]
+    return float(sum(tied) / len(tied))
+
+
+def reversal_exposures(exposures: Sequence[float]) -> list[float]:
+    """Exposures at which the staircase changed direction (the trial where the new direction starts' previous
+    level), from the sequence of exposures shown; flat runs are skipped."""
+    out, direction = [], 0
+    for prev, cur in zip(exposures, exposures[1:]):
+        if cur == prev:
+            continue
+        step = 1 if cur > prev else -1
+        if direction and step != direction:
+            out.append(float(prev))
+        direction = step
+    return out
+
+
+@dataclass
+class StaircaseResult:
+    """One staircase of one evaluator: exposures shown (in order), correctness, and its thresholds."""
+
+    exposures: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+
+    @property
+    def mode(self) -> float | None:
+        """HYPE's threshold of the block: the modal exposure."""
+        return modal_exposure(self.exposures)
+
+    def reversal_mean(self, last: int) -> float | None:
+        """Levitt's estimator (diagnostic): the mean of the last ``last`` reversal exposures."""
+        rev = reversal_exposures(self.exposures)[-last:]
+        return float(sum(rev) / len(rev)) if rev else None
+
+
+def evaluator_threshold(staircases: Sequence[StaircaseResult]) -> float | None:
+    """An evaluator's HYPE-time score: the mean of the modal exposures of their staircases (None when none)."""
+    modes = [s.mode for s in staircases if s.mode is not None]
+    return float(sum(modes) / len(modes)) if modes else None
+
+
+def hype_inf_counts(truth_fake: Sequence[bool], judged_real: Sequence[bool]) -> dict[str, int]:
+    """HYPE-infinity counts of one evaluator: errors on fake images (judged real), on real images (judged fake)."""
+    fake_err = sum(1 for f, r in zip(truth_fake, judged_real) if f and r)
+    real_err = sum(1 for f, r in zip(truth_fake, judged_real) if not f and not r)
+    fakes = sum(1 for f in truth_fake if f)
+    return {"errors": fake_err + real_err, "trials": len(truth_fake), "fake_errors": fake_err, "fakes": fakes,
+            "real_errors": real_err, "reals": len(truth_fake) - fakes}
+
+
+def params_of(protocol_params: str | None) -> dict[str, Any]:
+    """The stored protocol parameters as a dict (empty for studies without any)."""
+    return json.loads(protocol_params) if protocol_params else {}
