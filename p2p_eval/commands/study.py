@@ -99,6 +99,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="do not fetch the images (faster; the page always fetches them)")
     add_quiet(sim)
     sim.set_defaults(func=_simulate)
+
+    pw = study_sub.add_parser(
+        "power", help="participants needed for a CI half-width or 80%% power, by simulation with the report's bootstrap",
+        description="Sample size by simulation: for each participant count (per algorithm), simulated studies whose "
+        "participants' rates scatter around --fooling (Beta, sd --sd-between on the probability scale) and answer "
+        "--trials trials each are analysed with the same two-level bootstrap as `study report`. Prints the expected "
+        "95%% CI half-width per algorithm and the power to tell each pair apart (difference CI excludes 0); with "
+        "--out writes power.md, power.json and power.png (power vs participants).")
+    pw.add_argument("--fooling", required=True, metavar="P,P,...",
+                    help="expected rates of fakes judged real, e.g. 0.06,0.19 (or l1=0.06,l1_cgan=0.19)")
+    pw.add_argument("--trials", type=int, default=40, help="test trials per participant (default 40, the paper's)")
+    pw.add_argument("--sd-between", type=float, default=0.1,
+                    help="sd of participants' own rates around the mean, probability scale (default 0.1)")
+    pw.add_argument("--participants", default="10,20,30,40,50,60,80,100", metavar="N,N,...",
+                    help="participant counts per algorithm to try (default 10,20,30,40,50,60,80,100)")
+    pw.add_argument("--half-width", type=float, metavar="X",
+                    help="also report the smallest count whose expected CI half-width is <= X (rate scale, e.g. 0.03)")
+    pw.add_argument("--sims", type=int, default=400, help="simulated studies per count (default 400)")
+    pw.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws per simulated study (default 1000)")
+    pw.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    pw.add_argument("--out", type=Path, help="folder for power.md, power.json, power.png")
+    add_quiet(pw)
+    pw.set_defaults(func=_power)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -180,4 +203,21 @@ def _simulate(args: argparse.Namespace) -> int:
         engine.dispose()
     print(format_result(result))
     print(f"report: p2p-eval study report --db {args.db} --study {args.study} --format paper")
+    return 0
+
+
+def _power(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from p2p_eval.study.power import format_table, parse_counts, parse_fooling, power_curve, write_outputs
+
+    result = power_curve(parse_fooling(args.fooling), args.trials, parse_counts(args.participants),
+                         sd_between=args.sd_between, sims=args.sims, n_boot=args.bootstrap, seed=args.seed,
+                         half_width=args.half_width, progress=not args.quiet)
+    print(format_table(result))
+    if args.out is not None:
+        command = "p2p-eval " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        for path in write_outputs(result, args.out, command):
+            print(f"wrote {path}")
     return 0
