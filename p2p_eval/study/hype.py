@@ -122,24 +122,38 @@ class HypeTimeParams:
                 "threshold = modal exposure per staircase, mean over staircases")
 
 
+@dataclass
+class Staircase:
+    """A transformed up-down staircase over ``n_levels`` rungs (0 = shortest exposure).
+
+    Rule: ``down_after`` correct answers in a row -> one rung down (shorter, harder), any error -> one rung up;
+    clamped at both ends; the run of correct answers restarts after every step (clamped or not).
+    """
+
+    n_levels: int
+    level: int
+    down_after: int = 3
+    run: int = 0
+
+    def update(self, correct: bool) -> int:
+        """Record one answer at the current level; return the level of the next trial."""
+        if correct:
+            self.run += 1
+            if self.run >= self.down_after:
+                self.level, self.run = max(0, self.level - 1), 0
+        else:
+            self.level, self.run = min(self.n_levels - 1, self.level + 1), 0
+        return self.level
+
+
 def staircase_levels(correct: Sequence[bool], n_levels: int, start: int, down_after: int = 3) -> list[int]:
-    """Ladder indices (0 = shortest exposure) of a staircase's trials given their answers.
+    """Ladder indices of a staircase's trials given their answers (see :class:`Staircase` for the rule).
 
     ``correct[i]`` is whether trial ``i`` of the staircase was answered correctly; the result has one more entry
-    than ``correct``: the last is the level of the next trial.  Rule: ``down_after`` correct in a row -> one rung
-    down (shorter, harder), any error -> one rung up; clamped at both ends; the run of correct answers restarts
-    after every step (clamped or not).
+    than ``correct``: the last is the level of the next trial.
     """
-    level, run, levels = start, 0, [start]
-    for ok in correct:
-        if ok:
-            run += 1
-            if run >= down_after:
-                level, run = max(0, level - 1), 0
-        else:
-            level, run = min(n_levels - 1, level + 1), 0
-        levels.append(level)
-    return levels
+    stair = Staircase(n_levels, start, down_after)
+    return [start] + [stair.update(bool(ok)) for ok in correct]
 
 
 def next_exposure(params: HypeTimeParams, correct: Sequence[bool]) -> int:
