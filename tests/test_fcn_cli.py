@@ -236,3 +236,28 @@ def test_official_names_and_gtfine_folder(shared_data: Path, segmenter: Path, tm
         small = ids[(np.arange(64) * 1024 + 512) // 64][:, (np.arange(64) * 2048 + 1024) // 64]  # nearest, 64x64
         pixels += np.bincount(small[small < 19], minlength=19)
     assert [row["pixels"] for row in res["per_class"].values()] == pixels.tolist()
+
+
+def test_real_size_equals_scoring_photos_saved_at_that_size(synth_small: Path, segmenter: Path, photos: Path,
+                                                            tmp_path: Path) -> None:
+    """--real --real-size N scores the real photos exactly as a folder of the same photos written at N x N
+    (torchvision's antialiased bilinear resize, lossless PNG) would be scored as generated images."""
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    small = tmp_path / "small"
+    small.mkdir()
+    for png in sorted(photos.iterdir()):
+        chw = torch.from_numpy(np.array(Image.open(png).convert("RGB"))).permute(2, 0, 1)
+        low = TF.resize(chw, [16, 16], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        Image.fromarray(low.permute(1, 2, 0).numpy()).save(small / png.name)
+    seg = ["--segmenter", str(segmenter)]
+    through = _score(["--data", str(synth_small), "--real", "--real-size", "16", *seg], tmp_path, "through.json")
+    folder = _score(["--images", str(small), "--data", str(synth_small), *seg], tmp_path, "folder.json")
+    assert through["source"]["through"] == 16
+    for key in ("pixel_accuracy", "class_accuracy", "class_iou"):
+        assert through[key] == pytest.approx(folder[key], abs=1e-12)
+    full = _score(["--data", str(synth_small), "--real", *seg], tmp_path, "full.json")
+    assert full["pixel_accuracy"] != pytest.approx(through["pixel_accuracy"], abs=1e-6)
+    assert main(["fcn-score", "--images", str(small), "--data", str(synth_small), "--real-size", "16", *seg,
+                 "--device", "cpu"]) != 0

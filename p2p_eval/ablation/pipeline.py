@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,16 @@ def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: s
             run_local(pending, progress=progress)
     print(f"ablation: runs finished in {time.perf_counter() - start:.0f} s; scoring the real photos and writing the "
           f"report to {out_dir}", flush=True)
-    gt = score_ground_truth(data_dir, segmenter, seg_sha, runs, device, now["data"]["fingerprint"], score_code,
-                            progress=progress)
+    truths: dict[int, dict] = {}
+    for rows in placed:
+        side = ground_truth_size([job.cfg.size for _, job, _ in rows])
+        if side not in truths:
+            truths[side] = score_ground_truth(data_dir, segmenter, seg_sha, runs, device, now["data"]["fingerprint"],
+                                              score_code, progress=progress, size=side)
+    gt = next(iter(truths.values()))
     records = [table_record(spec, [_row_record(row, job, note, stale.get(job.key, []), job.key in skipped)
-                                   for row, job, note in rows], gt)
+                                   for row, job, note in rows],
+                            truths[ground_truth_size([job.cfg.size for _, job, _ in rows])])
                for spec, rows in zip(specs, placed)]
     meta = _meta(report_name or out_dir.name, chosen, overrides, data_dir, segmenter, gt, records, launcher, gpus, now)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +182,14 @@ def _row_record(row: Any, job: RowJob, note: str, stale: list[str], skipped: boo
     device = next((s["device"] for s in stages.values() if s), "n/a")
     return {**base, "result": result, "steps": steps, "images_seen": None if steps is None else steps * cfg.batch_size,
             "seconds": {k: (v["seconds"] if v else None) for k, v in stages.items()}, "device": device}
+
+
+def ground_truth_size(sizes: Sequence[int]) -> int:
+    """The side at which a table's ground-truth row is scored: the resolution most of its rows were
+    translated at (the smallest of equally common ones), so that the real photos pass through the same
+    resolution bottleneck as the generated images they are compared with."""
+    counts = Counter(sizes)
+    return min(counts, key=lambda side: (-counts[side], side))
 
 
 def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Path, segmenter: Path, gt: dict,

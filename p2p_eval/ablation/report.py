@@ -128,7 +128,8 @@ def table_record(spec: TableSpec, rows: list[dict[str, Any]], ground_truth: dict
     return {"id": spec.id, "name": spec.name, "title": spec.title, "varies": spec.varies, "rows": out_rows,
             "ground_truth": {"label": spec.ground_truth_label, "ours": gt_ours, "ci95": gt_ci,
                              "paper": spec.ground_truth_paper, "paper_source": spec.ground_truth_source,
-                             "images": ground_truth.get("images")},
+                             "images": ground_truth.get("images"),
+                             "through": ground_truth.get("source", {}).get("through")},
             "kendall": ranks}
 
 
@@ -191,7 +192,9 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     gt = table["ground_truth"]
     notes = footnotes(table, meta)
     lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else [])
-    lines += [f"Ground truth = the real val photos through the same segmenter ({gt['images']} images); the "
+    through = (f", first resized to {gt['through']}x{gt['through']} as the generated images are, so that both pass "
+               "the same resolution bottleneck" if gt.get("through") else "")
+    lines += [f"Ground truth = the real val photos through the same segmenter ({gt['images']} images{through}); the "
               f"paper's ground-truth numbers are from its {gt['paper_source']}. 95% CIs: percentile bootstrap over images (1000 replicates).",
               "", "## Rank comparison (the ordering is the finding; absolute numbers depend on the segmenter)", "",
               "| Metric | our order (best first) | paper's order | Kendall tau-b | p |", "|---|---|---|---|---|"]

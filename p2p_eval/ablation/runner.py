@@ -221,17 +221,23 @@ def job_to_json(job: RowJob) -> str:
 
 
 def score_ground_truth(data_dir: Path, segmenter: Path, segmenter_sha: str, runs_dir: Path, device: str,
-                       data_fp: str, score_code: str = "", progress: bool = True) -> dict:
+                       data_fp: str, score_code: str = "", progress: bool = True, size: int | None = None) -> dict:
     """FCN-score of the real val photos (the ground-truth row), cached per data *content* (``data_fp``, the
-    data fingerprint), segmenter and scoring code: ``RUNS/ground_truth/<fp12>_fcn_<sha12>.json``."""
+    data fingerprint), segmenter, scoring code and ``size``: ``RUNS/ground_truth/<fp12>_fcn_<sha12>[_at<size>].json``.
+
+    ``size`` (the generated images' side) first brings the photos to that resolution, so that the ground
+    truth passes through the same resolution bottleneck as the rows it is compared with; None = as stored.
+    """
     from p2p_eval.metrics.fcn_score import score_folder
 
-    path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_fcn_{segmenter_sha[:12]}.json"
+    suffix = "" if size is None else f"_at{size}"
+    path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_fcn_{segmenter_sha[:12]}{suffix}.json"
     cached = _cached_score(path, score_code)
     if cached is not None:
         return cached
     tic = time.perf_counter()
-    result = score_folder(None, segmenter, data_dir=data_dir, real=True, device=device, progress=progress)
+    result = score_folder(None, segmenter, data_dir=data_dir, real=True, device=device, progress=progress,
+                          real_size=size)
     result["seconds"] = round(time.perf_counter() - tic, 2)
     result["score_code"] = score_code
     result["data_fingerprint"] = data_fp

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-predictions", type=Path, metavar="DIR",
                         help="write each prediction as DIR/NAME.png (train ids) and DIR/color/NAME.png (palette)")
     parser.add_argument("--real", action="store_true", help="score the real val photos of --data instead of --images")
+    parser.add_argument("--real-size", type=int, metavar="N",
+                        help="with --real: first resize the photos to N x N, the resolution of the generated images "
+                        "they are compared with (e.g. 64 for a 64 px generator), so both pass the same bottleneck")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the 95%% CIs; 0 = none (default 1000)")
@@ -58,7 +61,8 @@ def _fcn_score(args: argparse.Namespace) -> int:
                           device=args.device, batch_size=args.batch_size, save_predictions=args.save_predictions,
                           seed=args.seed, bootstrap=args.bootstrap, num_workers=args.workers,
                           convention="original" if args.original_means else None, per_image_out=args.per_image,
-                          protocol=args.protocol, frames_file=args.frames, progress=not args.quiet)
+                          protocol=args.protocol, frames_file=args.frames, progress=not args.quiet,
+                          real_size=args.real_size)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)

@@ -191,7 +191,7 @@ def score_folder(images_dir: str | Path | None, segmenter: str | Path | None = N
                  save_predictions: str | Path | None = None, seed: int = 0, bootstrap: int = 1000,
                  convention: str | None = None, num_workers: int | None = None, progress: bool = True,
                  per_image_out: str | Path | None = None, protocol: str = "resized",
-                 frames_file: str | Path | None = None) -> dict:
+                 frames_file: str | Path | None = None, real_size: int | None = None) -> dict:
     """FCN-score of a folder of generated images (or, with ``real=True``, of DATA's real val photos).
 
     ``segmenter=None`` uses the shipped default.  Labels come from ``labels_dir`` (matched by frame name,
@@ -199,6 +199,8 @@ def score_folder(images_dir: str | Path | None, segmenter: str | Path | None = N
     from ``data_dir``'s val split (AB layout: ``val_labels/`` or the colour B half; official layout: gtFine
     labelIds).  ``protocol="original"`` needs official labels (``labels_dir``, searched recursively;
     ``frames_file`` maps numbered images to frames) and defaults ``convention`` to ``"original"``.
+    ``real_size`` (with ``real=True``) first resizes the real photos to ``real_size`` x ``real_size``, the
+    resolution of the generated images they are compared with, so both pass through the same bottleneck.
     Returns the JSON of ``p2p-eval fcn-score``.  ``per_image_out`` saves the per-image matrices (``.npz``:
     names, confusions) for :func:`p2p_eval.metrics.bootstrap.paired_bootstrap`.
     """
@@ -222,9 +224,14 @@ def score_folder(images_dir: str | Path | None, segmenter: str | Path | None = N
         if data_dir is None or images_dir is not None or labels_dir is not None or protocol != "resized":
             raise UserError("--real scores the real val photos of --data DIR; give --data and neither --images, "
                             "--labels nor --protocol original")
-        dataset: torch.utils.data.Dataset = SegmentationPairs(split_pairs(data_dir, "val"), size)
-        source = {"images": f"real photos of {data_dir}/val", "labels": str(data_dir), "real": True}
+        if real_size is not None and real_size < 1:
+            raise UserError(f"--real-size must be a positive side in pixels, got {real_size}")
+        dataset: torch.utils.data.Dataset = SegmentationPairs(split_pairs(data_dir, "val"), size, through=real_size)
+        source = {"images": f"real photos of {data_dir}/val", "labels": str(data_dir), "real": True,
+                  "through": real_size}
     else:
+        if real_size is not None:
+            raise UserError("--real-size applies to --real (the real val photos) only")
         if images_dir is None or (labels_dir is None) == (data_dir is None):
             raise UserError("give --images DIR and exactly one of --labels DIR or --data DIR (or --data DIR --real)")
         images = list_images(require_dir(images_dir, "--images folder"))

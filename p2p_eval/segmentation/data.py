@@ -89,17 +89,25 @@ def resize_photo(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class SegmentationPairs(torch.utils.data.Dataset):
-    """(photo uint8 (3, S, S), train ids uint8 (S, S)) pairs at the scoring size S, no augmentation."""
+    """(photo uint8 (3, S, S), train ids uint8 (S, S)) pairs at the scoring size S, no augmentation.
 
-    def __init__(self, pairs: list[Pair], size: int) -> None:
-        self.pairs, self.size = pairs, size
+    ``through`` (a side in pixels) first resizes each photo to ``through`` x ``through`` and keeps it as
+    uint8, as a generator of that resolution writes its outputs: real photos then pass through the same
+    resolution bottleneck as the generated ones before the segmenter sees them at S.
+    """
+
+    def __init__(self, pairs: list[Pair], size: int, through: int | None = None) -> None:
+        self.pairs, self.size, self.through = pairs, size, through
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         pair = self.pairs[index]
-        return {"image": resize_photo(read_photo(pair), self.size), "label": read_label(pair, self.size),
+        photo = read_photo(pair)
+        if self.through is not None:
+            photo = resize_photo(photo, self.through)
+        return {"image": resize_photo(photo, self.size), "label": read_label(pair, self.size),
                 "name": pair.name, "index": index}
 
 

@@ -161,3 +161,11 @@ def test_rescore_with_a_new_segmenter_trains_nothing(ablation: tuple[Path, Path]
     changed = [(a["ours"], b["ours"]) for a, b in zip(old["rows"][1:], new["rows"][1:])]
     assert all(b["pixel"] is not None for _, b in changed) and any(a != b for a, b in changed)
     assert json.loads((out / "report.json").read_text())["meta"]["segmenter"]["sha256"][:12] == new_sha
+
+
+def test_ground_truth_size_is_the_rows_common_resolution() -> None:
+    from p2p_eval.ablation.pipeline import ground_truth_size
+
+    assert ground_truth_size([64, 64, 64, 128]) == 64  # Table 3 quick: the 286x286 D row trains at 128
+    assert ground_truth_size([256]) == 256
+    assert ground_truth_size([128, 64]) == 64  # a tie goes to the smaller side
