@@ -6,8 +6,11 @@ ground truth dotted, and scored by histogram intersection against the ground tru
 
 Conversion: sRGB -> CIE Lab exactly as scikit-image's ``skimage.color.rgb2lab`` defines it (illuminant
 D65, 2 degree observer, white (0.95047, 1, 1.08883), sRGB matrix ``skimage.color.colorconv.xyz_from_rgb``,
-the 0.04045 / 12.92 / 2.4 sRGB curve and the 0.008856 / 7.787 Lab knee), re-implemented in float64
-numpy over whole batches (the sRGB curve is a 256-entry lookup table; uint8 input only has 256 values).
+the 0.04045 / 12.92 / 2.4 sRGB curve and the 0.008856 / 7.787 Lab knee).  :func:`rgb_to_lab` is that
+conversion in float64 numpy.  The histograms do not convert pixels at all: every one of the 2^24 uint8
+sRGB colours is converted once by ``skimage.color.rgb2lab`` and binned, and counting an image is a table
+read per pixel (:mod:`p2p_eval.metrics.lab_bins`), so the counts equal the per-image scikit-image loop's
+(``rgb2lab`` then ``numpy.histogram``) by construction.
 
 Fixed bins, one unit of the channel per bin (the resolution of the paper's plots):
 
@@ -48,7 +51,6 @@ XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
                          [0.212671, 0.715160, 0.072169],
                          [0.019334, 0.119193, 0.950227]])
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
-_CHUNK = 1 << 16  # pixels converted at a time: the float64 temporaries stay in the CPU cache
 
 
 def _srgb_to_linear_table() -> np.ndarray:
@@ -88,15 +90,6 @@ def bin_edges(channel: str) -> np.ndarray:
     return np.linspace(lo, hi, n + 1)
 
 
-def _bin_counts(values: np.ndarray, channel: str) -> np.ndarray:
-    """Counts of 1-D ``values`` in the fixed bins of ``channel`` (numpy.histogram's edge convention)."""
-    lo, hi, n = BINS[channel]
-    idx = np.floor((values - lo) * (n / (hi - lo))).astype(np.int64)
-    idx[values == hi] = n - 1
-    inside = (idx >= 0) & (idx < n)
-    return np.bincount(idx[inside], minlength=n)
-
-
 def _as_nhwc(images: np.ndarray | torch.Tensor) -> np.ndarray:
     """A batch as uint8 (N, H, W, 3) numpy: accepts that, or a torch uint8 (N, 3, H, W) / (3, H, W)."""
     if isinstance(images, torch.Tensor):
@@ -132,18 +125,19 @@ class LabHistogram:
 
     def update(self, images: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> None:
         """Add a batch: uint8 (N, H, W, 3) numpy or (N, 3, H, W) torch; ``mask`` bool (N, H, W) selects pixels."""
+        from p2p_eval.metrics.lab_bins import count_bins
+
         batch = _as_nhwc(images)
-        pixels = batch.reshape(-1, 3)
+        m = None
         if mask is not None:
             m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
             m = m[None] if m.ndim == 2 else m
             if m.shape != batch.shape[:3]:
                 raise ValueError(f"mask shape {m.shape} does not match the images {batch.shape[:3]}")
-            pixels = pixels[m.reshape(-1).astype(bool)]
-        for start in range(0, len(pixels), _CHUNK):
-            lab = rgb_to_lab(pixels[start:start + _CHUNK])
-            for k, c in enumerate(CHANNELS):
-                self.counts[c] += _bin_counts(lab[:, k], c)
+            m = m.astype(bool, copy=False)
+        counts = count_bins(batch, m)
+        for k, c in enumerate(CHANNELS):
+            self.counts[c] += counts[k, :BINS[c][2]]
         self.images += batch.shape[0]
 
     def merge(self, other: LabHistogram) -> LabHistogram:
