@@ -86,8 +86,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file holding the study (study create)")
     sim.add_argument("--study", required=True, help="study name")
     sim.add_argument("--participants", type=int, required=True, help="how many synthetic participants (all algorithms together)")
-    sim.add_argument("--fooling", required=True, metavar="ALG=P,...",
-                     help="per algorithm, the probability that the fake is judged real, e.g. l1=0.05,l1_cgan=0.19")
+    sim.add_argument("--fooling", metavar="ALG=P,...",
+                     help="per algorithm, the probability that the fake is judged real, e.g. l1=0.05,l1_cgan=0.19 "
+                     "(every protocol but hype-time)")
+    sim.add_argument("--threshold-ms", metavar="ALG=MS,...",
+                     help="hype-time: per algorithm, the exposure at which participants are right 79.4%% of the time "
+                     "(the staircase's target; logistic psychometric function of the exposure), e.g. l1=250,l1_cgan=450")
+    sim.add_argument("--spread-ms", type=float, default=80.0,
+                     help="hype-time: scale of the logistic psychometric function, ms (default 80)")
+    sim.add_argument("--sd-between-ms", type=float, default=0.0,
+                     help="hype-time: between-participant sd of the thresholds, ms (default 0)")
     sim.add_argument("--false-alarm", metavar="ALG=P,...",
                      help="single-image protocols: per algorithm, probability that a real image is labelled fake "
                      "(default: the --fooling value, an unbiased observer)")
@@ -192,9 +200,18 @@ def _simulate(args: argparse.Namespace) -> int:
     from p2p_eval.study.simulate import FoolingPopulation, format_result, parse_rates, simulate
     from p2p_eval.study.store import open_existing
 
-    population = FoolingPopulation(parse_rates(args.fooling, "--fooling"), lapse=args.lapse,
-                                   sd_between=args.sd_between,
-                                   false_alarm=parse_rates(args.false_alarm, "--false-alarm") or None)
+    from p2p_eval.errors import UserError
+    from p2p_eval.study.simulate import PsychometricPopulation, parse_ms
+
+    if (args.fooling is None) == (args.threshold_ms is None):
+        raise UserError("give --fooling (2afc, sequential, single, hype-inf) or --threshold-ms (hype-time), not both")
+    if args.threshold_ms is not None:
+        population = PsychometricPopulation(parse_ms(args.threshold_ms, "--threshold-ms"), spread_ms=args.spread_ms,
+                                            lapse=args.lapse, sd_between_ms=args.sd_between_ms)
+    else:
+        population = FoolingPopulation(parse_rates(args.fooling, "--fooling"), lapse=args.lapse,
+                                       sd_between=args.sd_between,
+                                       false_alarm=parse_rates(args.false_alarm, "--false-alarm") or None)
     engine, _ = open_existing(args.db)
     try:
         result = simulate(engine, args.study, args.participants, population, seed=args.seed, images=args.images,
@@ -208,7 +225,6 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _power(args: argparse.Namespace) -> int:
     import shlex
-    import sys
 
     from p2p_eval.study.power import format_table, parse_counts, parse_fooling, power_curve, write_outputs
 
@@ -217,7 +233,10 @@ def _power(args: argparse.Namespace) -> int:
                          half_width=args.half_width, progress=not args.quiet)
     print(format_table(result))
     if args.out is not None:
-        command = "p2p-eval " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        flags = ["--fooling", args.fooling, "--trials", args.trials, "--sd-between", args.sd_between, "--participants",
+                 args.participants] + (["--half-width", args.half_width] if args.half_width is not None else []) + \
+                ["--sims", args.sims, "--bootstrap", args.bootstrap, "--seed", args.seed, "--out", args.out]
+        command = "p2p-eval study power " + " ".join(shlex.quote(str(f)) for f in flags)
         for path in write_outputs(result, args.out, command):
             print(f"wrote {path}")
     return 0
