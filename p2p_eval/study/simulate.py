@@ -31,6 +31,8 @@ probability scale**, as :mod:`p2p_eval.study.power` does.
 Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant; an observer
 overrides :meth:`Observer.p_fooled` (and :meth:`Observer.p_false_alarm`) as a function of the
 :class:`TrialView` -- e.g. of the exposure a HYPE-time trial asks for (a psychometric observer).
+:class:`PsychometricPopulation` is that observer for ``hype-time`` (``study simulate --threshold-ms``): its
+accuracy is a logistic function of the exposure the server asks for, with a known threshold per algorithm.
 """
 
 from __future__ import annotations
@@ -220,6 +222,93 @@ class FoolingPopulation(Population):
         return out
 
 
+class PsychometricObserver(Observer):
+    """A HYPE-time participant whose accuracy depends on the exposure (Zhou et al. 2019, section 3.1): on a trial
+    shown for ``t`` ms it is correct with probability ``0.5 + 0.5 / (1 + exp(-(t - t50) / spread))`` (chance is
+    50%: real or fake), the same for fake and real images; ``t50`` is its algorithm's.  Vigilance trials are
+    always right and lapses random, as every :class:`Observer`.  Its timing adds the page's frame interval
+    (60 Hz) and the noise mask's onset / offset right after the image."""
+
+    def __init__(self, t50: Mapping[str, float], spread: float, lapse: float = 0.0) -> None:
+        super().__init__(lapse)
+        self.t50, self.spread = dict(t50), float(spread)
+
+    def p_correct(self, view: TrialView) -> float:
+        """P(correct) at the trial's exposure (lapses aside)."""
+        return 0.5 + 0.5 / (1.0 + float(np.exp(-(view.display_ms - self.t50[view.algorithm]) / self.spread)))
+
+    def p_fooled(self, view: TrialView) -> float:
+        return 1.0 - self.p_correct(view)
+
+    def timing(self, view: TrialView, rng: np.random.Generator, clock: float) -> dict[str, float]:
+        out = super().timing(view, rng, clock)
+        out["frame_ms"] = 1000.0 / 60.0
+        mask = float(view.trial.get("mask_ms") or 0)
+        if mask:
+            out.update(mask_onset=out["offset1"], mask_offset=out["offset1"] + mask)
+        return out
+
+
+class PsychometricPopulation(Population):
+    """HYPE-time participants: per algorithm the exposure ``threshold_ms`` at which they are correct with the
+    probability a ``down_after``-down/1-up staircase settles on (79.4% for 3-down/1-up, lapses included), a
+    logistic psychometric function of slope scale ``spread_ms``, a lapse rate, and participants' thresholds
+    scattered with sd ``sd_between_ms`` (normal, kept >= 1 ms)."""
+
+    def __init__(self, threshold_ms: Mapping[str, float], spread_ms: float = 80.0, lapse: float = 0.0,
+                 sd_between_ms: float = 0.0, down_after: int = 3) -> None:
+        if not threshold_ms:
+            raise UserError("--threshold-ms: give at least one ALG=MS")
+        self.threshold = {alg: float(v) for alg, v in threshold_ms.items()}
+        if spread_ms <= 0 or sd_between_ms < 0:
+            raise UserError(f"--spread-ms {spread_ms} must be > 0 and --sd-between {sd_between_ms} >= 0 (ms)")
+        self.spread, self.sd_between, self.lapse = float(spread_ms), float(sd_between_ms), check_rate(lapse, "--lapse")
+        target = 0.5 ** (1.0 / down_after)
+        psi = (target - self.lapse / 2) / (1 - self.lapse)  # the lapse-free accuracy the staircase settles on
+        if not 0.5 < psi < 1.0:
+            raise UserError(f"--lapse {lapse}: too large for a staircase that targets {100 * target:.1f}% correct")
+        f = (psi - 0.5) / 0.5
+        self.offset = self.spread * float(np.log(f / (1 - f)))  # threshold - t50
+
+    def check(self, algorithms: list[str], protocol: str) -> None:
+        if protocol != "hype-time":
+            raise UserError(f"--threshold-ms simulates HYPE-time participants; this study is {protocol} (use --fooling)")
+        missing = [alg for alg in algorithms if alg not in self.threshold]
+        unknown = sorted(set(self.threshold) - set(algorithms))
+        if missing or unknown:
+            raise UserError(f"--threshold-ms needs exactly the study's algorithms ({', '.join(algorithms)}); "
+                            f"missing: {', '.join(missing) or 'none'}, unknown: {', '.join(unknown) or 'none'}")
+
+    def draw(self, rng: np.random.Generator) -> PsychometricObserver:
+        t50 = {}
+        for alg, value in self.threshold.items():
+            own = value + (self.sd_between * float(rng.standard_normal()) if self.sd_between else 0.0)
+            t50[alg] = max(1.0, own) - self.offset
+        return PsychometricObserver(t50, self.spread, self.lapse)
+
+    def expected(self) -> dict[str, dict[str, float]]:
+        """Per algorithm: the exposure of the staircase's target accuracy (HYPE's modal estimator on a ladder of
+        100 ms rungs lands within a rung of it, typically a little above when the staircases start higher)."""
+        return {alg: {"hype_time_ms": t} for alg, t in self.threshold.items()}
+
+
+def parse_ms(text: str | None, what: str) -> dict[str, float]:
+    """``"l1=250,l1_cgan=400"`` -> ``{"l1": 250.0, "l1_cgan": 400.0}`` (milliseconds > 0; UserError naming ``what``)."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        alg, sep, value = item.strip().partition("=")
+        if not item.strip():
+            continue
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = float("nan")
+        if not sep or not alg.strip() or not ms > 0:
+            raise UserError(f"{what} {item.strip()!r}: write ALG=MS with MS > 0, e.g. {what} l1=250,l1_cgan=400")
+        out[alg.strip()] = ms
+    return out
+
+
 def parse_rates(text: str | None, what: str) -> dict[str, float]:
     """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}`` (UserError naming ``what``)."""
     out: dict[str, float] = {}
@@ -357,6 +446,8 @@ def format_result(result: SimulationResult) -> str:
     for alg, n in result.sessions.items():
         exp = result.expected.get(alg, {})
         line = f"  {alg}: {n} new sessions"
+        if "hype_time_ms" in exp:
+            line += f"; expected HYPE-time threshold ~{exp['hype_time_ms']:.0f} ms (the staircase's 79.4% point)"
         if "labeled_real" in exp:
             line += f"; expected % labeled real {100 * exp['labeled_real']:.1f}%"
             if single:
