@@ -100,8 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="single-image protocols: per algorithm, probability that a real image is labelled fake "
                      "(default: the --fooling value, an unbiased observer)")
     sim.add_argument("--lapse", type=float, default=0.0, help="probability of a random answer on any trial (default 0)")
-    sim.add_argument("--sd-between", type=float, default=0.0,
-                     help="between-participant sd of the rates, probability scale (Beta; default 0: all alike)")
+    sim.add_argument("--sd-between", default="0", metavar="SD or ALG=SD,...",
+                     help="between-participant sd of the rates, probability scale (Beta): one value, or one per "
+                     "algorithm (default 0: all alike)")
     sim.add_argument("--seed", type=int, default=0, help="seed; participants are named sim-SEED-I (default 0)")
     sim.add_argument("--no-images", dest="images", action="store_false",
                      help="do not fetch the images (faster; the page always fetches them)")
@@ -197,7 +198,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from p2p_eval.study.simulate import FoolingPopulation, format_result, parse_rates, simulate
+    from p2p_eval.study.simulate import FoolingPopulation, format_result, parse_rates, parse_sd, simulate
     from p2p_eval.study.store import open_existing
 
     from p2p_eval.errors import UserError
@@ -210,7 +211,7 @@ def _simulate(args: argparse.Namespace) -> int:
                                             lapse=args.lapse, sd_between_ms=args.sd_between_ms)
     else:
         population = FoolingPopulation(parse_rates(args.fooling, "--fooling"), lapse=args.lapse,
-                                       sd_between=args.sd_between,
+                                       sd_between=parse_sd(args.sd_between),
                                        false_alarm=parse_rates(args.false_alarm, "--false-alarm") or None)
     engine, _ = open_existing(args.db)
     try:

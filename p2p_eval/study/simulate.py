@@ -176,11 +176,11 @@ class FoolingObserver(Observer):
 
 class FoolingPopulation(Population):
     """Participants with per-algorithm fooling probabilities (mean ``fooling``, spread ``sd_between`` on the
-    probability scale), false-alarm probabilities for single-image trials (default: equal to the fooling
-    ones) and a lapse rate."""
+    probability scale: one value for all algorithms or one per algorithm), false-alarm probabilities for
+    single-image trials (default: equal to the fooling ones) and a lapse rate."""
 
-    def __init__(self, fooling: Mapping[str, float], lapse: float = 0.0, sd_between: float = 0.0,
-                 false_alarm: Mapping[str, float] | None = None) -> None:
+    def __init__(self, fooling: Mapping[str, float], lapse: float = 0.0,
+                 sd_between: float | Mapping[str, float] = 0.0, false_alarm: Mapping[str, float] | None = None) -> None:
         if not fooling:
             raise UserError("--fooling: give at least one ALG=RATE")
         self.fooling = {alg: check_rate(v, f"--fooling {alg}") for alg, v in fooling.items()}
@@ -190,10 +190,16 @@ class FoolingPopulation(Population):
             raise UserError(f"--false-alarm {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
         self.false_alarm = {alg: check_rate(given.get(alg, v), f"--false-alarm {alg}") for alg, v in self.fooling.items()}
         self.lapse = check_rate(lapse, "--lapse")
-        self.sd_between = float(sd_between)
+        if isinstance(sd_between, Mapping):
+            unknown = sorted(set(sd_between) - set(self.fooling))
+            if unknown:
+                raise UserError(f"--sd-between {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+            self.sd_between = {alg: float(sd_between.get(alg, 0.0)) for alg in self.fooling}
+        else:
+            self.sd_between = {alg: float(sd_between) for alg in self.fooling}
         for alg in self.fooling:  # fail now, not at the first participant
-            beta_params(self.fooling[alg], self.sd_between, f"--fooling {alg}")
-            beta_params(self.false_alarm[alg], self.sd_between, f"--false-alarm {alg}")
+            beta_params(self.fooling[alg], self.sd_between[alg], f"--fooling {alg}")
+            beta_params(self.false_alarm[alg], self.sd_between[alg], f"--false-alarm {alg}")
 
     def check(self, algorithms: list[str], protocol: str) -> None:
         unknown = sorted(set(self.fooling) - set(algorithms))
@@ -206,8 +212,8 @@ class FoolingPopulation(Population):
                             f"(participants are assigned to all of them): add {', '.join(f'{a}=RATE' for a in missing)}")
 
     def draw(self, rng: np.random.Generator) -> FoolingObserver:
-        fooling = {alg: float(draw_rates(m, self.sd_between, rng)) for alg, m in self.fooling.items()}
-        false_alarm = {alg: float(draw_rates(m, self.sd_between, rng)) for alg, m in self.false_alarm.items()}
+        fooling = {alg: float(draw_rates(m, self.sd_between[alg], rng)) for alg, m in self.fooling.items()}
+        false_alarm = {alg: float(draw_rates(m, self.sd_between[alg], rng)) for alg, m in self.false_alarm.items()}
         return FoolingObserver(fooling, false_alarm, self.lapse)
 
     def expected(self) -> dict[str, dict[str, float]]:
@@ -328,6 +334,19 @@ def parse_rates(text: str | None, what: str) -> dict[str, float]:
             raise UserError(f"{what}: {alg} given twice")
         out[alg] = check_rate(rate, f"{what} {alg}")
     return out
+
+
+def parse_sd(text: str) -> float | dict[str, float]:
+    """``--sd-between``: ``"0.1"`` (all algorithms) or ``"l1=0.02,l1_cgan=0.17"`` (per algorithm)."""
+    if "=" in text:
+        return parse_rates(text, "--sd-between")
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--sd-between {text!r}: write a number (0.1) or ALG=SD pairs (l1=0.02,l1_cgan=0.17)") from None
+    if not 0 <= value <= 0.5:
+        raise UserError(f"--sd-between {text}: a standard deviation of probabilities lies in [0, 0.5]")
+    return value
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from p2p_eval.study.analysis import analyse
 from p2p_eval.study.models import Algorithm, Session, Trial
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.simulate import (FoolingObserver, FoolingPopulation, TrialView, beta_params, draw_rates,
-                                     parse_rates, simulate)
+                                     parse_rates, parse_sd, simulate)
 from p2p_eval.study.store import make_engine
 
 
@@ -78,6 +78,15 @@ def test_parse_and_validate_rates() -> None:
     assert pop.expected()["l1"] == pytest.approx({"labeled_real": 0.9 * 0.1 + 0.05, "correct_fake": 1 - 0.14,
                                                   "correct_real": 0.9 * 0.8 + 0.05})
     assert pop.false_alarm["l1_cgan"] == 0.3  # default: an unbiased observer
+    assert parse_sd("0.1") == 0.1 and parse_sd("l1=0.02, l1_cgan=0.17") == {"l1": 0.02, "l1_cgan": 0.17}
+    for bad in ("x", "0.7", "l1=-1"):
+        with pytest.raises(UserError, match="--sd-between"):
+            parse_sd(bad)
+    mixed = FoolingPopulation({"l1": 0.2, "l1_cgan": 0.3}, sd_between={"l1_cgan": 0.1})
+    draws = [mixed.draw(np.random.default_rng(i)).fooling for i in range(200)]
+    assert {d["l1"] for d in draws} == {0.2} and np.std([d["l1_cgan"] for d in draws]) == pytest.approx(0.1, abs=0.02)
+    with pytest.raises(UserError, match="not in --fooling"):
+        FoolingPopulation({"l1": 0.2}, sd_between={"l2": 0.1})
 
 
 def _study(engine, image_dirs: dict[str, Path], name: str = "sim", **overrides) -> None:  # noqa: ANN001
