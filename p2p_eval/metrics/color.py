@@ -33,7 +33,6 @@ Histogram intersection ``sum_i min(p_i, q_i)`` of the normalised histograms (Swa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
@@ -105,18 +104,50 @@ def _as_nhwc(images: np.ndarray | torch.Tensor) -> np.ndarray:
     return arr
 
 
-@dataclass
 class LabHistogram:
     """Streaming L / a / b bin counts over a set of uint8 RGB images (optionally inside masks).
 
     ``update`` adds a batch, ``merge`` adds another accumulator's counts (other batches, processes),
     ``compute`` returns the normalised histograms.  The score built on it, :func:`histogram_intersection`
-    against the real set, is higher-is-better.
+    against the real set, is higher-is-better.  ``counts`` (``{"L": int64 array, "a": ..., "b": ...}``)
+    and ``images`` are the state; reading ``counts`` first folds in the pixels counted per colour since
+    the last read (:class:`p2p_eval.metrics.lab_bins.ColourCounts`).
     """
 
-    counts: dict[str, np.ndarray] = field(default_factory=lambda: {c: np.zeros(BINS[c][2], np.int64) for c in CHANNELS})
-    images: int = 0
     higher_is_better = True
+
+    def __init__(self, counts: dict[str, np.ndarray] | None = None, images: int = 0) -> None:
+        self._counts = counts if counts is not None else {c: np.zeros(BINS[c][2], np.int64) for c in CHANNELS}
+        self.images = images
+        self._colours = None  # ColourCounts, made on the first update that uses the C loop
+
+    @property
+    def counts(self) -> dict[str, np.ndarray]:
+        """Bin counts per channel (int64 arrays of 100 / 256 / 256 bins), up to date."""
+        if self._colours is not None:
+            bins = self._colours.take_bins()
+            for k, c in enumerate(CHANNELS):
+                self._counts[c] += bins[k, :BINS[c][2]]
+        return self._counts
+
+    @counts.setter
+    def counts(self, value: dict[str, np.ndarray]) -> None:
+        self._colours = None
+        self._counts = value
+
+    def __repr__(self) -> str:
+        return f"LabHistogram(images={self.images}, pixels={self.pixels})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LabHistogram):
+            return NotImplemented
+        return self.images == other.images and all(np.array_equal(self.counts[c], other.counts[c]) for c in CHANNELS)
+
+    def __getstate__(self) -> dict:
+        return {"counts": self.counts, "images": self.images}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["counts"], state["images"])
 
     @property
     def pixels(self) -> int:
@@ -125,7 +156,7 @@ class LabHistogram:
 
     def update(self, images: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> None:
         """Add a batch: uint8 (N, H, W, 3) numpy or (N, 3, H, W) torch; ``mask`` bool (N, H, W) selects pixels."""
-        from p2p_eval.metrics.lab_bins import count_bins
+        from p2p_eval.metrics import lab_bins
 
         batch = _as_nhwc(images)
         m = None
@@ -135,9 +166,14 @@ class LabHistogram:
             if m.shape != batch.shape[:3]:
                 raise ValueError(f"mask shape {m.shape} does not match the images {batch.shape[:3]}")
             m = m.astype(bool, copy=False)
-        counts = count_bins(batch, m)
-        for k, c in enumerate(CHANNELS):
-            self.counts[c] += counts[k, :BINS[c][2]]
+        if lab_bins.kernel() == "c":
+            if self._colours is None:
+                self._colours = lab_bins.ColourCounts()
+            self._colours.add(batch, m)
+        else:
+            counts = lab_bins.count_bins(batch, m)
+            for k, c in enumerate(CHANNELS):
+                self._counts[c] += counts[k, :BINS[c][2]]
         self.images += batch.shape[0]
 
     def merge(self, other: LabHistogram) -> LabHistogram:

@@ -3,23 +3,25 @@
 Reference: scikit-image's ``skimage.color.rgb2lab`` (CIE Lab, illuminant D65, 2 degree observer) followed by
 ``numpy.histogram`` with the fixed bins of :data:`p2p_eval.metrics.color.BINS`.  Every one of the 2^24 sRGB
 colours is converted once, by ``skimage.color.rgb2lab`` itself, and its three bin indices are stored in a
-table (uint32 per colour: L bin | a bin << 8 | b bin << 16; 64 MiB).  Counting an image is then one table
-read and three increments per pixel, so the counts are those of the per-image scikit-image loop by
-construction: the only possible differences are pixels whose Lab value lies within floating-point noise of
-a bin edge, if ``rgb2lab`` rounded the same colour differently in a different array shape (the benchmark
-``benchmarks/perf/color.py`` counts them on real photos; none so far).
+table (uint32 per colour ``r | g << 8 | b << 16``: L bin | a bin << 8 | b bin << 16; 64 MiB).  The counts
+are therefore those of the per-image scikit-image loop by construction; the only possible differences are
+pixels whose Lab value lies within floating-point noise of a bin edge, if ``rgb2lab`` rounded the same
+colour differently in a different array shape (``benchmarks/perf/color.py`` counts them on the 500
+Cityscapes val photos: none).
 
 Binning is ``numpy.histogram``'s: bin ``i`` holds ``edge[i] <= v < edge[i + 1]``, the last bin is closed.
 
-The table is computed on first use (about 2 s of scikit-image over 16.7 M colours) and cached as
+The table is computed on first use (2-5 s of scikit-image over 16.7 M colours) and cached as
 ``$XDG_CACHE_HOME/p2p-eval/color/lab-bins-<key>.npy`` (``~/.cache``), with a sidecar sha256 checked on
 every load; the key covers the bins, scikit-image's version and this module's table format, so nothing
-stale is reused.  The table is laid out in Morton (bit-interleaved R, G, B) order, so that similar colours,
-which neighbouring pixels of a photo have, share cache lines.
+stale is reused.  Without a writable cache the table lives in the process.
 
-The per-pixel loop is C, compiled on first use with the system C compiler (``$CC`` or ``cc``) and cached
-beside the table; without a compiler the same counts come from numpy (``take`` + ``bincount``, about 3x
-slower).  ``P2P_EVAL_COLOR_KERNEL=numpy`` forces the numpy loop, ``=c`` makes a missing compiler an error.
+Counting: :class:`ColourCounts` adds one to a per-colour counter (2^24 uint32, pages allocated as touched)
+per pixel, and turns the colours seen into bin counts only when asked (:meth:`ColourCounts.flush`): one
+memory access per pixel, the table read once per distinct colour.  The loop is C, compiled on first use
+with the system C compiler (``$CC`` or ``cc``) and cached beside the table.  Without a compiler,
+:func:`count_bins` gives the same counts from numpy (``take`` + ``bincount`` per image, about 3x slower).
+``P2P_EVAL_COLOR_KERNEL=numpy`` forces numpy, ``=c`` makes a missing compiler an error.
 """
 
 from __future__ import annotations
@@ -39,28 +41,16 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 1  # bump when the table's layout or the way it is built changes
+FORMAT = 2  # bump when the table's layout or the way it is built changes
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
 
-def _spread_table() -> np.ndarray:
-    """``S[v]``: the 8 bits of ``v`` moved to bits 0, 3, 6, ..., 21 (Morton interleave of one channel)."""
-    v = np.arange(256, dtype=np.uint32)
-    out = np.zeros(256, np.uint32)
-    for bit in range(8):
-        out |= ((v >> bit) & 1) << (3 * bit)
-    return out
-
-
-SPREAD = _spread_table()
-
-
 def colour_index(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Index of colours (uint8 channel arrays) in the table: ``S[r] | S[g] << 1 | S[b] << 2``."""
-    idx = SPREAD.take(r)
-    idx |= SPREAD.take(g) << 1
-    idx |= SPREAD.take(b) << 2
+    """Index of colours (uint8 channel arrays) in the table: ``r | g << 8 | b << 16`` (uint32)."""
+    idx = np.asarray(b, dtype=np.uint32) << 16
+    idx |= np.asarray(g, dtype=np.uint32) << 8
+    idx |= r
     return idx
 
 
@@ -89,7 +79,7 @@ def _table_key() -> str:
 
 
 def build_table() -> np.ndarray:
-    """The (2^24,) uint32 table in Morton order, from ``skimage.color.rgb2lab`` over every sRGB colour.
+    """The (2^24,) uint32 table (index ``r | g << 8 | b << 16``), from ``skimage.color.rgb2lab`` over every sRGB colour.
 
     Colours go through ``rgb2lab`` as (16, 256, 256, 3) blocks, i.e. rows of 256 pixels, the shape in
     which it sees a 256-pixel-wide image.  Raises RuntimeError if a colour falls outside the bins (the
@@ -103,21 +93,19 @@ def build_table() -> np.ndarray:
     table = np.empty(1 << 24, np.uint32)
     v = np.arange(256, dtype=np.uint8)
     step = 16
-    block = np.empty((step, 256, 256, 3), np.uint8)  # [b, g, r]
+    block = np.empty((step, 256, 256, 3), np.uint8)  # [b, g, r]: table order
     block[..., 0] = v[None, None, :]
     block[..., 1] = v[None, :, None]
-    index_rg = colour_index(block[0, ..., 0], block[0, ..., 1], np.zeros((256, 256), np.uint8))
     for b0 in range(0, 256, step):
         block[..., 2] = v[b0:b0 + step, None, None]
         lab = rgb2lab(block)
-        entry = np.zeros(block.shape[:3], np.uint32)
+        entry = table[b0 << 16:(b0 + step) << 16].reshape(block.shape[:3])
+        entry[:] = 0
         for k in range(3):
             idx = bin_index(lab[..., k], edges[k])
             if (idx < 0).any():
                 raise RuntimeError(f"sRGB colours outside the {CHANNELS[k]} bins; widen BINS")
             entry |= idx.astype(np.uint32) << (8 * k)
-        index = index_rg[None] | (SPREAD[b0:b0 + step, None, None] << 2)
-        table[index.ravel()] = entry.ravel()
     return table
 
 
@@ -177,50 +165,60 @@ def load_table(use_cache: bool = True) -> np.ndarray:
 C_SOURCE = r"""
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
-/* Count L / a / b bins of n images of h x w uint8 pixels.  Byte strides: sn (image), sh (row), sw (pixel),
-   sc (channel); mask (may be NULL) with strides mn, mh, mw, nonzero = counted.  tab: 2^24 uint32 entries
-   (L | a << 8 | b << 16) at Morton index S[r] | S[g] << 1 | S[b] << 2.  counts: 3 x 256 int64, added to. */
-int p2p_lab_bin_count(const uint8_t *px, long n, long h, long w,
+/* Add one per pixel to cc[r | g << 8 | b << 16] for n images of h x w uint8 pixels, byte strides sn (image),
+   sh (row), sw (pixel), sc (channel); mask (may be NULL, strides mn, mh, mw): only pixels where it is nonzero.
+   dirty[key >> 8] = 1 marks the 256-colour blocks touched, so that a flush visits only those. */
+void p2p_colour_count(const uint8_t *px, long n, long h, long w,
                       ptrdiff_t sn, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t sc,
                       const uint8_t *mask, ptrdiff_t mn, ptrdiff_t mh, ptrdiff_t mw,
-                      const uint32_t *tab, const uint32_t *S, int64_t *counts) {
-    uint32_t c[2][3][256];
+                      uint32_t *cc, uint8_t *dirty) {
     for (long i = 0; i < n; i++) {
-        for (int k = 0; k < 256; k++) { c[0][0][k] = c[0][1][k] = c[0][2][k] = 0; c[1][0][k] = c[1][1][k] = c[1][2][k] = 0; }
         for (long y = 0; y < h; y++) {
             const uint8_t *p = px + i * sn + y * sh;
-            if (mask == NULL) {
-                long x = 0;
-                for (; x + 2 <= w; x += 2) {
-                    const uint8_t *q0 = p + x * sw, *q1 = q0 + sw;
-                    uint32_t e0 = tab[S[q0[0]] | (S[q0[sc]] << 1) | (S[q0[2 * sc]] << 2)];
-                    uint32_t e1 = tab[S[q1[0]] | (S[q1[sc]] << 1) | (S[q1[2 * sc]] << 2)];
-                    c[0][0][e0 & 255]++; c[0][1][(e0 >> 8) & 255]++; c[0][2][e0 >> 16]++;
-                    c[1][0][e1 & 255]++; c[1][1][(e1 >> 8) & 255]++; c[1][2][e1 >> 16]++;
-                }
-                for (; x < w; x++) {
-                    const uint8_t *q = p + x * sw;
-                    uint32_t e = tab[S[q[0]] | (S[q[sc]] << 1) | (S[q[2 * sc]] << 2)];
-                    c[0][0][e & 255]++; c[0][1][(e >> 8) & 255]++; c[0][2][e >> 16]++;
-                }
-            } else {
-                const uint8_t *m = mask + i * mn + y * mh;
-                for (long x = 0; x < w; x++) {
-                    if (!m[x * mw]) continue;
-                    const uint8_t *q = p + x * sw;
-                    uint32_t e = tab[S[q[0]] | (S[q[sc]] << 1) | (S[q[2 * sc]] << 2)];
-                    c[0][0][e & 255]++; c[0][1][(e >> 8) & 255]++; c[0][2][e >> 16]++;
+            const uint8_t *m = mask ? mask + i * mn + y * mh : NULL;
+            long x = 0;
+            if (m == NULL && sw == 3 && sc == 1) {
+                /* interleaved RGB: one 4-byte load per pixel (the 4th byte is the next pixel's, masked off);
+                   the row's last pixel is read byte by byte so that nothing past it is touched */
+                for (; x + 1 < w; x++) {
+                    uint32_t v;
+                    memcpy(&v, p + 3 * x, 4);
+                    v &= 0xFFFFFFu;
+                    cc[v]++;
+                    dirty[v >> 8] = 1;
                 }
             }
-        }
-        for (int k = 0; k < 256; k++) {
-            counts[k] += (int64_t)c[0][0][k] + c[1][0][k];
-            counts[256 + k] += (int64_t)c[0][1][k] + c[1][1][k];
-            counts[512 + k] += (int64_t)c[0][2][k] + c[1][2][k];
+            for (; x < w; x++) {
+                if (m != NULL && !m[x * mw]) continue;
+                const uint8_t *q = p + x * sw;
+                uint32_t v = (uint32_t)q[0] | ((uint32_t)q[sc] << 8) | ((uint32_t)q[2 * sc] << 16);
+                cc[v]++;
+                dirty[v >> 8] = 1;
+            }
         }
     }
-    return 0;
+}
+
+/* Move the colour counts of the dirty blocks into bin counts (3 x 256 int64: L, a, b) through the table
+   (L | a << 8 | b << 16 per colour), zeroing what was moved. */
+void p2p_colour_flush(uint32_t *cc, uint8_t *dirty, const uint32_t *tab, int64_t *counts) {
+    for (long blk = 0; blk < 65536; blk++) {
+        if (!dirty[blk]) continue;
+        dirty[blk] = 0;
+        uint32_t *c = cc + (blk << 8);
+        const uint32_t *t = tab + (blk << 8);
+        for (int k = 0; k < 256; k++) {
+            uint32_t v = c[k];
+            if (!v) continue;
+            uint32_t e = t[k];
+            counts[e & 255] += v;
+            counts[256 + ((e >> 8) & 255)] += v;
+            counts[512 + (e >> 16)] += v;
+            c[k] = 0;
+        }
+    }
 }
 """
 _CFLAGS = ["-O3", "-shared", "-fPIC", "-fno-strict-aliasing"]
@@ -254,16 +252,19 @@ def _build_kernel() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(lib_path))
     except OSError:
         return None
-    fn = lib.p2p_lab_bin_count
     ptr, ssize, long_ = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_long
-    fn.argtypes = [ptr, long_, long_, long_, ssize, ssize, ssize, ssize, ptr, ssize, ssize, ssize, ptr, ptr, ptr]
-    fn.restype = ctypes.c_int
+    lib.p2p_colour_count.argtypes = [ptr, long_, long_, long_, ssize, ssize, ssize, ssize, ptr, ssize, ssize, ssize, ptr, ptr]
+    lib.p2p_colour_count.restype = None
+    lib.p2p_colour_flush.argtypes = [ptr, ptr, ptr, ptr]
+    lib.p2p_colour_flush.restype = None
     return lib
 
 
 def kernel() -> str:
     """Which loop counts pixels: ``"c"`` or ``"numpy"`` (see ``P2P_EVAL_COLOR_KERNEL``)."""
     want = os.environ.get("P2P_EVAL_COLOR_KERNEL", "auto").lower()
+    if want == "auto" and _STATE.get("lib") is not None:
+        return "c"  # the fast path of every update()
     if want not in ("auto", "c", "numpy"):
         raise ValueError(f"P2P_EVAL_COLOR_KERNEL={want!r}; use auto, c or numpy")
     if want == "numpy":
@@ -280,24 +281,10 @@ def kernel() -> str:
 
 def count_bins(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(3, 256) int64 counts of the L, a, b bin indices of uint8 (N, H, W, 3) ``images`` (any strides),
-    only where ``mask`` (bool (N, H, W)) is true when given.  Same counts as rgb2lab + numpy.histogram."""
+    only where ``mask`` (bool (N, H, W)) is true when given; numpy, image by image (the fallback loop)."""
     table = load_table()
     counts = np.zeros((3, 256), np.int64)
-    n, h, w, _ = images.shape
-    if images.size == 0:
-        return counts
-    if kernel() == "c" and h * w < (1 << 32):
-        lib = _STATE["lib"]
-        sn, sh, sw, sc = images.strides
-        if mask is not None:
-            mask = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
-            mptr, (mn, mh, mw) = mask.ctypes.data, mask.strides
-        else:
-            mptr, mn, mh, mw = None, 0, 0, 0
-        lib.p2p_lab_bin_count(images.ctypes.data, n, h, w, sn, sh, sw, sc, mptr, mn, mh, mw,  # type: ignore[attr-defined]
-                              table.ctypes.data, SPREAD.ctypes.data, counts.ctypes.data)
-        return counts
-    for i in range(n):
+    for i in range(images.shape[0]):
         image = images[i]
         idx = colour_index(image[..., 0], image[..., 1], image[..., 2])
         if mask is not None:
@@ -307,3 +294,60 @@ def count_bins(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
         counts[1] += np.bincount((entry >> 8) & 255, minlength=256)
         counts[2] += np.bincount(entry >> 16, minlength=256)
     return counts
+
+
+class ColourCounts:
+    """Pixels counted per sRGB colour (C loop), turned into (3, 256) L / a / b bin counts by :meth:`flush`.
+
+    Holds a 2^24 uint32 counter (64 MiB of address space; only the pages of colours seen are backed) and
+    flushes by itself before a counter could overflow.
+    """
+
+    _LIMIT = (1 << 32) - 1
+
+    def __init__(self) -> None:
+        self._cc = np.zeros(1 << 24, np.uint32)
+        self._dirty = np.zeros(1 << 16, np.uint8)
+        self._pending = 0
+        self._bins = np.zeros((3, 256), np.int64)
+
+    def add(self, images: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Count uint8 (N, H, W, 3) ``images`` (any strides), only where ``mask`` (bool (N, H, W)) is true."""
+        n, h, w, _ = images.shape
+        if images.size == 0:
+            return
+        per_image = h * w
+        if per_image > self._LIMIT:
+            raise ValueError(f"an image of {per_image} pixels is too large to count")
+        lib = _STATE["lib"]
+        mptr, mn, mh, mw = None, 0, 0, 0
+        if mask is not None:
+            mask = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
+            mptr, (mn, mh, mw) = mask.ctypes.data, mask.strides
+        sn, sh, sw, sc = images.strides
+        start = 0
+        while start < n:
+            take = max(1, min(n - start, (self._LIMIT - self._pending) // per_image))
+            if self._pending + take * per_image > self._LIMIT:
+                self.flush()
+                continue
+            base = images.ctypes.data + start * sn
+            mbase = None if mptr is None else mptr + start * mn
+            lib.p2p_colour_count(base, take, h, w, sn, sh, sw, sc, mbase, mn, mh, mw,  # type: ignore[attr-defined]
+                                 self._cc.ctypes.data, self._dirty.ctypes.data)
+            self._pending += take * per_image
+            start += take
+
+    def flush(self) -> np.ndarray:
+        """Bin counts (3, 256) of everything counted so far (the colour counters are emptied into them)."""
+        if self._pending:
+            _STATE["lib"].p2p_colour_flush(self._cc.ctypes.data, self._dirty.ctypes.data,  # type: ignore[attr-defined]
+                                           load_table().ctypes.data, self._bins.ctypes.data)
+            self._pending = 0
+        return self._bins
+
+    def take_bins(self) -> np.ndarray:
+        """:meth:`flush`, then hand the bin counts over and start again from zero."""
+        bins = self.flush()
+        self._bins = np.zeros((3, 256), np.int64)
+        return bins
