@@ -82,3 +82,172 @@ def test_intersection_of_images() -> None:
 def test_empty_histogram_raises() -> None:
     with pytest.raises(ValueError):
         LabHistogram().compute()
+
+
+# --------------------------------------------------------------------------------------------------
+# The fast path (colour table + C or numpy counting loop) against the per-image scikit-image loop.
+
+from pathlib import Path  # noqa: E402
+
+from p2p_eval.metrics import lab_bins  # noqa: E402
+
+
+def _skimage_counts(images: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The independent reference: skimage.color.rgb2lab per image, then numpy.histogram per channel."""
+    out = {c: np.zeros(len(bin_edges(c)) - 1, np.int64) for c in CHANNELS}
+    for i, image in enumerate(images):
+        lab = rgb2lab(image)
+        if mask is not None:
+            lab = lab[mask[i]]
+        for k, c in enumerate(CHANNELS):
+            out[c] += np.histogram(lab[..., k].ravel(), bins=bin_edges(c))[0]
+    return out
+
+
+def _edge_colours(count: int) -> np.ndarray:
+    """Colours whose L, a or b lies nearest to a bin edge (found by skimage over a colour sample), plus
+    every grey (a and b within 0.005 of the edge 0), black (L = 0, the first edge) and white (L = 100, the
+    closed last edge): uint8 (n, 3)."""
+    rng = np.random.default_rng(1)
+    sample = rng.integers(0, 256, (1 << 18, 3), dtype=np.uint8)
+    lab = rgb2lab(sample[None])[0]
+    near = np.abs(lab - np.round(lab)).min(axis=1)
+    picked = sample[np.argsort(near)[:count]]
+    greys = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    return np.concatenate([picked, greys, [[0, 0, 0], [255, 255, 255]]]).astype(np.uint8)
+
+
+@pytest.fixture(params=["c", "numpy"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with each counting loop; the C one is skipped where no C compiler is available."""
+    monkeypatch.setenv("P2P_EVAL_COLOR_KERNEL", "numpy")
+    if request.param == "c":
+        monkeypatch.setenv("P2P_EVAL_COLOR_KERNEL", "auto")
+        if lab_bins.kernel() != "c":
+            pytest.skip("no C compiler: only the numpy loop runs here")
+    return request.param
+
+
+def test_edge_colours_are_near_edges() -> None:
+    lab = rgb2lab(_edge_colours(2000)[None])[0]
+    assert np.abs(lab[:2000] - np.round(lab[:2000])).min(axis=1).max() < 2e-3
+    greys = lab[2000:2256]
+    assert np.abs(greys[:, 1:]).max() < 5e-3  # a and b of greys: just above the edge 0 (white point vs matrix)
+    assert lab[-2:, 0].tolist() == pytest.approx([0.0, 100.0])
+
+
+def test_fast_path_equals_skimage_on_edge_and_random_colours(kernel: str) -> None:
+    rng = np.random.default_rng(2)
+    edge = _edge_colours(4000)
+    pixels = np.concatenate([edge, rng.integers(0, 256, (64 * 64 * 3 - len(edge), 3), dtype=np.uint8)])
+    images = rng.permutation(pixels).reshape(3, 64, 64, 3)
+    hist = LabHistogram()
+    hist.update(images)
+    expected = _skimage_counts(images)
+    for c in CHANNELS:
+        np.testing.assert_array_equal(hist.counts[c], expected[c])
+    assert hist.pixels == images.size // 3 and hist.images == 3
+    # white sits on L = 100, the last edge: counted in the last L bin as numpy.histogram does
+    white = LabHistogram()
+    white.update(np.full((1, 2, 2, 3), 255, np.uint8))
+    assert white.counts["L"][-1] == 4
+
+
+def test_fast_path_strides_masks_and_odd_widths(kernel: str) -> None:
+    rng = np.random.default_rng(3)
+    wide = rng.integers(0, 256, (2, 9, 21, 3), dtype=np.uint8)
+    mask = rng.random((2, 9, 7)) < 0.5
+    cases = [
+        (wide[:, :, :7], None),                      # a crop: rows longer than the image
+        (wide[:, :, :7], mask),                      # with a mask
+        (wide[:, :, 20:], None),                     # width 1, the row's last pixel read byte by byte
+        (np.ascontiguousarray(wide), None),          # the buffer's very last pixel
+        (wide[:, ::2, ::3], None),                   # any strides
+    ]
+    for images, m in cases:
+        hist = LabHistogram()
+        hist.update(images, m)
+        expected = _skimage_counts(images, m)
+        for c in CHANNELS:
+            np.testing.assert_array_equal(hist.counts[c], expected[c])
+    planar = torch.from_numpy(np.ascontiguousarray(wide.transpose(0, 3, 1, 2)))  # (N, 3, H, W): channel planes
+    hist = LabHistogram()
+    hist.update(planar)
+    expected = _skimage_counts(wide)
+    for c in CHANNELS:
+        np.testing.assert_array_equal(hist.counts[c], expected[c])
+
+
+def test_deferred_counts_read_between_updates_pickle_and_overflow_flush(kernel: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    expected = _skimage_counts(images)
+    one = LabHistogram()
+    for i in range(6):
+        one.update(images[i:i + 1])
+        if i == 2:
+            assert one.pixels == 3 * 256  # reading folds in what was counted so far
+    restored = pickle.loads(pickle.dumps(one))
+    monkeypatch.setattr(lab_bins.ColourCounts, "_LIMIT", 700)  # flush every two images of 256 pixels
+    small = LabHistogram()
+    small.update(images)
+    merged = LabHistogram()
+    merged.update(images[:4])
+    merged.merge(LabHistogram()).merge(_hist(images[4:]))
+    for h in (one, restored, small, merged):
+        for c in CHANNELS:
+            np.testing.assert_array_equal(h.counts[c], expected[c])
+    assert one == restored and merged.images == 6
+
+
+def _hist(images: np.ndarray) -> LabHistogram:
+    h = LabHistogram()
+    h.update(images)
+    return h
+
+
+def test_table_is_cached_checked_and_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached table whose bytes no longer match its sha256 is not used: it is rebuilt, the same."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(lab_bins, "_STATE", {})
+    built = lab_bins.load_table()
+    cached = next((tmp_path / "p2p-eval" / "color").glob("lab-bins-*.npy"))
+    with open(cached, "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\xff\xff\xff\xff")
+    monkeypatch.setattr(lab_bins, "_STATE", {})
+    again = lab_bins.load_table()
+    np.testing.assert_array_equal(again, built)
+    colours = _edge_colours(500)
+    lab = rgb2lab(colours[None])[0]
+    entry = again[colours[:, 0] | (colours[:, 1].astype(np.uint32) << 8) | (colours[:, 2].astype(np.uint32) << 16)]
+    for k, c in enumerate(CHANNELS):
+        bins = np.array([np.histogram([v], bins=bin_edges(c))[0].argmax() for v in lab[:, k]])
+        np.testing.assert_array_equal((entry >> (8 * k)) & 255, bins)
+    monkeypatch.setattr(lab_bins, "_STATE", {})
+    np.testing.assert_array_equal(lab_bins.load_table(), built)  # now from the rewritten cache
+
+
+def test_rejects_grey_rgba_and_16_bit_arrays() -> None:
+    """Arrays must be uint8 RGB; files in other forms are converted by the CLI's decoder (see the CLI test)."""
+    for bad in (np.zeros((1, 4, 4), np.uint8), np.zeros((1, 4, 4, 4), np.uint8), np.zeros((1, 4, 4, 3), np.uint16)):
+        with pytest.raises(ValueError, match="uint8"):
+            LabHistogram().update(bad)
+
+
+@pytest.mark.realdata
+def test_fast_path_equals_skimage_on_cityscapes(shared_data: Path, kernel: str) -> None:
+    from p2p_eval.imageio import list_images
+    from p2p_eval.metrics.color import load_photo
+
+    files = list_images(shared_data / "cityscapes" / "val")[:12]
+    photos = torch.stack([load_photo(p, "A") for p in files])
+    hist = LabHistogram()
+    for i in range(0, len(photos), 5):
+        hist.update(photos[i:i + 5])
+    expected = _skimage_counts(photos.permute(0, 2, 3, 1).numpy())
+    for c in CHANNELS:
+        np.testing.assert_array_equal(hist.counts[c], expected[c])
