@@ -99,3 +99,26 @@ def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "--names 'a,b' must give 1 distinct names" in err[1]
     assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "two"), "--class", "road"]) == 2
     assert "--real-labels" in capsys.readouterr().err
+
+
+def test_grey_and_rgba_files_count_as_rgb_16_bit_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The decoder turns a greyscale PNG into R = G = B and drops an RGBA PNG's alpha; 16-bit PNGs are refused."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    for sub in ("rgb", "other", "deep"):
+        (tmp_path / sub).mkdir()
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(tmp_path / "rgb" / "1.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb" / "2.png")
+    Image.fromarray(grey).save(tmp_path / "other" / "1.png")
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "other" / "2.png")
+    out = tmp_path / "c.json"
+    assert main(["color", "--real", str(tmp_path / "rgb"), "--images", str(tmp_path / "other"), "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["counts"]["other"] == result["counts"]["real"]
+    Image.fromarray((grey.astype(np.uint16) * 257)).save(tmp_path / "deep" / "1.png")
+    Image.fromarray((grey.astype(np.uint16) * 257)).save(tmp_path / "deep" / "2.png")
+    assert main(["color", "--real", str(tmp_path / "rgb"), "--images", str(tmp_path / "deep")]) == 2
+    assert "only 8-bit images are supported" in capsys.readouterr().err
