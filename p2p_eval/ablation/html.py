@@ -1,5 +1,7 @@
 """``index.html`` of the ablation report: every table (ours with CIs beside the paper's), the rank
-comparison, the sample grids, Figure 7 and provenance; images are relative paths, so it opens from disk."""
+comparison, the sample grids, Figure 7 and provenance; images are relative paths, so it opens from disk.
+Reports in sub-folders (``OUT/*/index.html``, e.g. the Facades table's ``reports/quick/facades/``) and a report in
+the parent folder are linked, so one report folder leads to the others."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation.report import METRIC_NAMES, _ci, _f, _secs, _short, footnotes, provenance_lines, row_marks
-from p2p_eval.ablation.tables import METRICS
+from p2p_eval.ablation.report import (KIND_NOTES, _ci_m, _direction, _f, _secs, _short, footnotes, paper_digits,
+                                      paper_metrics, provenance_lines, reference_text, row_marks, table_metrics,
+                                      table_rows)
 from p2p_eval.fsutil import atomic_write_text
 
 STYLE = """
@@ -20,19 +23,23 @@ td.paper{color:#555}td.order{text-align:left}img{max-width:100%;border:1px solid
 
 
 def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
-    head = "".join(f"<th>{METRIC_NAMES[m]} [95% CI]</th>" for m in METRICS)
-    head += "".join(f"<th>paper {METRIC_NAMES[m].lower()}</th>" for m in METRICS)
+    metrics, papers = table_metrics(table), paper_metrics(table)
+    plabel = "paper" if table.get("paper_source", "the paper") == "the paper" else "source"
+    head = "".join(f"<th>{escape(m['label'])}{' [95% CI]' if m['rank'] else ''}</th>" for m in metrics)
+    head += "".join(f"<th>{plabel} {escape(m['label'].lower())}</th>" for m in papers)
     body = []
-    for r in table["rows"] + [table["ground_truth"]]:
-        cls = ' class="gt"' if r is table["ground_truth"] else ""
-        cells = "".join(f"<td>{escape(_ci(r['ours'][m], r['ci95'][m]))}</td>" for m in METRICS)
-        cells += "".join(f'<td class="paper">{_f(r["paper"][m], 2)}</td>' for m in METRICS)
+    for r in table_rows(table):
+        cls = ' class="gt"' if r is table.get("ground_truth") else ""
+        cells = "".join(f"<td>{escape(_ci_m(r, m))}</td>" for m in metrics)
+        cells += "".join(f'<td class="paper">{_f(r["paper"].get(m["key"]), paper_digits(table, m))}</td>' for m in papers)
         body.append(f"<tr{cls}><td>{escape(r['label'] + row_marks(r, meta))}</td>{cells}</tr>")
     notes = "".join(f'<p class="small">{escape(n)}</p>' for n in footnotes(table, meta))
-    ranks = "".join(f"<tr><td>{METRIC_NAMES[m]}</td><td class=\"order\">{escape(k['ours_order'])}</td>"
+    labels = {m["key"]: m["label"] for m in metrics}
+    ranks = "".join(f"<tr><td>{escape(labels.get(key, key))}</td><td class=\"order\">{escape(k['ours_order'])}</td>"
                     f"<td class=\"order\">{escape(k['paper_order'])}</td>"
-                    f"<td>{_f(k['tau'], 2)}</td><td>{_f(k['p_value'], 2)}</td></tr>"
-                    for m, k in table["kendall"].items())
+                    f"<td>{_f(k['tau'], 2)}</td><td>{_f(k['p_value'], 2)}</td>"
+                    f"<td class=\"order\">{escape(k.get('all_order', k['ours_order']))}</td></tr>"
+                    for key, k in table["kendall"].items())
     times = "".join(f"<tr><td>{escape(r['label'])}</td><td><code>{escape(r['generator'])}</code></td><td>{r['size']}</td>"
                     f"<td>{r['batch_size']}</td><td>{r['steps']}</td><td>{_secs(r['seconds'].get('train'))}</td>"
                     f"<td>{_secs(r['seconds'].get('translate'))}</td><td>{_secs(r['seconds'].get('score'))}</td>"
@@ -41,12 +48,17 @@ def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
                     f"<td>{escape('; '.join(x for x in (r['note'], *r.get('stale', [])) if x))}</td></tr>"
                     for r in table["rows"])
     name = table["name"]
+    kind_note = f'<p class="small">{escape(KIND_NOTES[table["kind"]])}</p>' if table.get("kind") in KIND_NOTES else ""
+    source = (f'<p class="small">Source numbers: {escape(table["paper_source"])}.</p>'
+              if table.get("paper_source", "the paper") != "the paper" else "")
     return f"""
 <h2 id="{name}">{escape(table['title'])}</h2>
-<p class="small">Varies: {escape(table['varies'])}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
+<p class="small">Varies: {escape(table['varies'])}. Direction: {escape(_direction(table))}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
+{kind_note}{source}
 <table><tr><th>Row</th>{head}</tr>{''.join(body)}</table>{notes}
+<p class="small">{escape(reference_text(table))}</p>
 <h3>Rank comparison</h3>
-<table><tr><th>Metric</th><th>our order (best first)</th><th>paper's order</th><th>Kendall tau-b</th><th>p</th></tr>{ranks}</table>
+<table><tr><th>Metric</th><th>our order (best first)</th><th>{plabel}'s order</th><th>Kendall tau-b</th><th>p</th><th>all rows, ours</th></tr>{ranks}</table>
 <h3>Samples (input | each row | target)</h3>
 <img src="samples_{name}.png" alt="sample outputs of {name}">
 <details><summary>Time and provenance per row</summary><table><tr><th>Row</th><th>generator</th><th>size</th><th>batch</th>
@@ -70,20 +82,37 @@ def _figure7_html(figure7: dict[str, Any] | None) -> str:
 """
 
 
+def _linked_reports(out_dir: Path) -> str:
+    """Links to the reports beside this one: sub-folders holding an index.html, and the parent's index.html."""
+    links = [(f"{p.parent.name}/index.html", p.parent.name) for p in sorted(out_dir.glob("*/index.html"))]
+    if (out_dir.parent / "index.html").is_file():
+        links.append(("../index.html", f"{out_dir.parent.name or 'parent'} (parent report)"))
+    if not links:
+        return ""
+    return "<p>Other reports: " + " · ".join(f'<a href="{href}">{escape(text)}</a>' for href, text in links) + "</p>"
+
+
 def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any], figure7: dict[str, Any] | None) -> Path:
     """Write ``out_dir/index.html``."""
-    toc = " · ".join(f'<a href="#{t["name"]}">{escape(t["name"])}</a>' for t in tables) + ' · <a href="#figure7">figure 7</a>'
+    fcn = any(t.get("kind", "fcn") == "fcn" for t in tables)
+    toc = " · ".join(f'<a href="#{t["name"]}">{escape(t["name"])}</a>' for t in tables)
+    toc += ' · <a href="#figure7">figure 7</a>' if fcn else ""
     prov = "".join(f"<li>{escape(line[2:].replace('`', ''))}</li>" for line in provenance_lines(meta))
+    titles = ", ".join(t["title"].split(":")[0] for t in tables)
+    intro = ("<p>FCN-scores of each row's translations of the val labels, scored by the segmenter below; the paper's "
+             "numbers beside them. Absolute values depend on the segmenter; compare the ordering (Kendall tau).</p>"
+             if fcn else "<p>Each row's scores with 95% intervals beside the source's numbers; compare the ordering "
+             "(Kendall tau).</p>")
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pix2pix ablations: {escape(meta['name'])}</title>
 <style>{STYLE}</style></head><body>
-<h1>pix2pix Tables 1-3 and Figure 7, regenerated ({escape(meta['name'])})</h1>
+<h1>{escape(titles)}{' and Figure 7' if fcn else ''}, regenerated ({escape(meta['name'])})</h1>
 <p>{toc} · <a href="report.json">report.json</a></p>
-<p>FCN-scores of each row's translations of the val labels, scored by the segmenter below; the paper's numbers
-beside them. Absolute values depend on the segmenter; compare the ordering (Kendall tau).</p>
+{_linked_reports(out_dir)}
+{intro}
 <ul class="small">{prov}</ul>
 {''.join(_table_html(t, meta) for t in tables)}
-{_figure7_html(figure7)}
+{_figure7_html(figure7) if fcn else ''}
 </body></html>
 """
     return atomic_write_text(out_dir / "index.html", html)

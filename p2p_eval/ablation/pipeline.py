@@ -1,5 +1,11 @@
 """``run_ablation``: tables -> row configs (preset + overrides) -> runs (trained once each, resumable) ->
-translations -> FCN-scores -> report (tables, rank comparison, Figure 7, samples, index.html).
+translations -> scores -> report (tables, rank comparison, Figure 7, samples, index.html).
+
+Each table's ``kind`` says how its rows are scored: FCN-score of the generated photos (Tables 1-3), the
+generated colour label maps decoded and scored against the true labels (Table 6), or image metrics against
+the real photos (``modified``, on Facades); a run shared by tables of different kinds gets every score. One
+call runs tables of one data set (``--table all``: the Cityscapes tables 1, 2, 3, 6; ``--table modified``: the
+Facades one) and checks that ``--data`` fits it (:func:`check_data_fits`).
 
 The Python API and ``p2p-eval ablate`` share their defaults: a preset must be named (:data:`PRESET_REQUIRED`),
 ``resume`` is off (unfinished runs stop the command and are named), ``segmenter`` None is the shipped
@@ -22,8 +28,8 @@ from p2p_eval.ablation.launchers import LAUNCHERS, run_gpus, run_local, run_subm
 from p2p_eval.ablation.presets import get_preset, row_config
 from p2p_eval.ablation.report import table_record, write_report_json, write_tables
 from p2p_eval.ablation.runner import (RowJob, check_inputs, job_state, make_job, resolve_segmenter,
-                                      score_ground_truth, set_aside, stale_reasons, trained)
-from p2p_eval.ablation.tables import load_table, parse_tables
+                                      score_ground_truth, score_true_labels_cached, set_aside, stale_reasons, trained)
+from p2p_eval.ablation.tables import TableSpec, load_table, parse_tables
 from p2p_eval.errors import UserError, unknown_name
 from p2p_eval.fsutil import read_json_or
 
@@ -43,7 +49,8 @@ def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: s
                  preset: str | None = None, launcher: str = "local", gpus: Sequence[str] | None = None,
                  resume: bool = False, overrides: dict[str, Any] | None = None, runs_dir: str | Path | None = None,
                  device: str = "auto", report_name: str | None = None, slurm: dict[str, Any] | None = None,
-                 progress: bool = True, retrain_stale: bool = False, rescore: bool = False) -> Path:
+                 progress: bool = True, retrain_stale: bool = False, rescore: bool = False,
+                 lpips_weights: str | Path | None = None, lpips_lin: str | Path | None = None) -> Path:
     """Regenerate ``tables`` ("1", "2", "3", "all" or a list) on DATA, scored by SEGMENTER (None: the shipped
     Cityscapes segmenter); write the report to ``out_dir`` and return it. Runs live in ``runs_dir``
     (default ``./runs``, git-ignored). ``preset`` ("smoke", "quick", "paper") is required.
@@ -54,7 +61,9 @@ def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: s
     reported and flagged, and retrained only with ``retrain_stale=True``. ``rescore=True`` only translates
     (where missing) and scores finished runs, trains nothing, and lists and skips unfinished ones.
     ``launcher``: "local" (sequential, or one row per GPU with ``gpus``) or "slurm" (submitit; ``slurm`` =
-    {"partition", "time_min", "gpus_per_job", "cluster"}).
+    {"partition", "time_min", "gpus_per_job", "cluster"}). ``segmenter`` is used (and needed) only by FCN-score
+    tables. ``lpips_weights`` (else ``$P2P_EVAL_LPIPS_WEIGHTS``; ``lpips_lin``: the linear layers, default
+    torchmetrics' copy) adds LPIPS to image-metric tables.
     """
     if preset is None:
         raise UserError(PRESET_REQUIRED)
@@ -62,29 +71,43 @@ def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: s
         raise UserError("--rescore trains nothing and --retrain-stale retrains: give one of them")
     ids = parse_tables(tables if isinstance(tables, str) else list(tables))
     specs = [load_table(t) for t in ids]
+    data_kinds = sorted({spec.data for spec in specs})
+    if len(data_kinds) > 1:
+        raise UserError(f"tables {', '.join(f'{s.id} ({s.data})' for s in specs)} train on different data sets; run "
+                        "them in separate calls: --table all --data CITYSCAPES (Tables 1, 2, 3, 6) and --table modified "
+                        "--data FACADES")
     chosen = get_preset(preset)
     if launcher not in LAUNCHERS:
         raise unknown_name("launcher", launcher, LAUNCHERS)
-    segmenter = resolve_segmenter(segmenter)
+    fcn = any(spec.kind == "fcn" for spec in specs)
+    segmenter = resolve_segmenter(segmenter) if fcn else None
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     runs = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
     check_inputs(data_dir, segmenter)
-    from p2p_eval.segmentation.model import file_sha256
+    check_data_fits(data_dir, data_kinds[0], [spec.id for spec in specs])
+    seg_sha = ""
+    if segmenter is not None:
+        from p2p_eval.segmentation.model import file_sha256
 
-    seg_sha = file_sha256(segmenter)
+        seg_sha = file_sha256(segmenter)
+    image_options = _image_options(lpips_weights, lpips_lin) if any(s.kind == "image" for s in specs) else {}
     now = provenance.current(data_dir, cache=runs / "cache" / "data_fingerprints.json")
     score_code = provenance.score_code_digest()
+    score_codes = {"labels": provenance.score_code_digest(provenance.LABEL_SCORE_FILES),
+                   "image": provenance.score_code_digest(provenance.IMAGE_SCORE_FILES)}
     jobs: dict[str, RowJob] = {}
-    placed: list[list[tuple[Any, RowJob, str]]] = []
+    keys: list[list[tuple[Any, str, str]]] = []
     for spec in specs:
         rows = []
         for row in spec.rows:
             cfg, note = row_config(row.generator_file, chosen, overrides)
             job = make_job(cfg, data_dir, runs, segmenter, seg_sha, device=device, resume=resume, progress=progress,
-                           record=now, score_code=score_code, train=not rescore)
-            jobs.setdefault(job.key, job)
-            rows.append((row, jobs[job.key], note))
-        placed.append(rows)
+                           record=now, score_code=score_code, train=not rescore, scores=(spec.kind,),
+                           score_codes=score_codes, image_options=image_options)
+            jobs[job.key] = jobs[job.key].with_scores((spec.kind,)) if job.key in jobs else job
+            rows.append((row, job.key, note))
+        keys.append(rows)
+    placed: list[list[tuple[Any, RowJob, str]]] = [[(row, jobs[key], note) for row, key, note in rows] for rows in keys]
     stale = {key: reasons for key, job in jobs.items() if (reasons := stale_reasons(job, now))}
     if stale and retrain_stale:
         for key in stale:
@@ -127,44 +150,54 @@ def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: s
             run_gpus(pending, [str(g) for g in gpus], progress=progress)
         else:
             run_local(pending, progress=progress)
-    print(f"ablation: runs finished in {time.perf_counter() - start:.0f} s; scoring the real photos and writing the "
-          f"report to {out_dir}", flush=True)
-    truths: dict[int, dict] = {}
-    for rows in placed:
+    print(f"ablation: runs finished in {time.perf_counter() - start:.0f} s; scoring the reference rows and writing "
+          f"the report to {out_dir}", flush=True)
+    truths: dict[tuple[str, int], dict] = {}
+    records = []
+    for spec, rows in zip(specs, placed):
         side = ground_truth_size([job.cfg.size for _, job, _ in rows])
-        if side not in truths:
-            truths[side] = score_ground_truth(data_dir, segmenter, seg_sha, runs, device, now["data"]["fingerprint"],
-                                              score_code, progress=progress, size=side)
-    gt = next(iter(truths.values()))
-    records = [table_record(spec, [_row_record(row, job, note, stale.get(job.key, []), job.key in skipped)
-                                   for row, job, note in rows],
-                            truths[ground_truth_size([job.cfg.size for _, job, _ in rows])])
-               for spec, rows in zip(specs, placed)]
-    meta = _meta(report_name or out_dir.name, chosen, overrides, data_dir, segmenter, gt, records, launcher, gpus, now)
+        if spec.ground_truth_label is not None and (spec.kind, side) not in truths:
+            if spec.kind == "fcn":
+                truths[spec.kind, side] = score_ground_truth(data_dir, segmenter, seg_sha, runs, device,
+                                                             now["data"]["fingerprint"], score_code, progress=progress,
+                                                             size=side)
+            elif spec.kind == "labels":
+                truths[spec.kind, side] = score_true_labels_cached(data_dir, runs, now["data"]["fingerprint"],
+                                                                   score_codes["labels"], side, progress=progress)
+        records.append(table_record(spec, [_row_record(row, job, note, stale.get(job.key, []), job.key in skipped,
+                                                       spec.kind) for row, job, note in rows],
+                                    truths.get((spec.kind, side))))
+    gt = next((v for (kind, _), v in truths.items() if kind == "fcn"), {})
+    meta = _meta(report_name or out_dir.name, chosen, overrides, data_dir, segmenter, gt, records, launcher, gpus, now,
+                 specs)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tables(out_dir, records, meta)
-    first = next(iter(jobs.values())).cfg
     made = {key: job for key, job in jobs.items() if key not in skipped}
     for spec, rows in zip(specs, placed):
-        sample_grid(out_dir / f"samples_{spec.name}.png", data_dir, first.direction,
+        sample_grid(out_dir / f"samples_{spec.name}.png", data_dir, rows[0][1].cfg.direction,
                     [(row.label, job.fakes) for row, job, _ in rows if job.key in made])
-    by_generator = {job.generator: job for job in made.values()}
-    fig_size = by_generator["l1_cgan"].cfg.size if "l1_cgan" in by_generator else first.size
-    fig = figure7(data_dir, {g: j.fakes for g, j in by_generator.items() if g in FIGURE7_SETS.values()}, fig_size,
-                  first.direction, out_dir, progress=progress)
+    fig = None
+    fcn_jobs = [job for spec, rows in zip(specs, placed) if spec.kind == "fcn" for _, job, _ in rows
+                if job.key in made]
+    if fcn_jobs:
+        by_generator = {job.generator: job for job in fcn_jobs}
+        first = fcn_jobs[0].cfg
+        fig_size = by_generator["l1_cgan"].cfg.size if "l1_cgan" in by_generator else first.size
+        fig = figure7(data_dir, {g: j.fakes for g, j in by_generator.items() if g in FIGURE7_SETS.values()}, fig_size,
+                      first.direction, out_dir, progress=progress)
     write_report_json(out_dir, records, meta, fig)
     index = write_index(out_dir, records, meta, fig)
     print(f"report: {index}", flush=True)
     return out_dir
 
 
-def _row_record(row: Any, job: RowJob, note: str, stale: list[str], skipped: bool) -> dict[str, Any]:
-    """What the report needs of one row: scores, paper numbers, config summary, times, device, provenance.
-    A row skipped by ``--rescore`` has ``result`` None."""
+def _row_record(row: Any, job: RowJob, note: str, stale: list[str], skipped: bool, kind: str = "fcn") -> dict[str, Any]:
+    """What the report needs of one row: its score of ``kind``, paper numbers, config summary, times, device,
+    provenance. A row skipped by ``--rescore`` has ``result`` None."""
     cfg = job.cfg
     record = provenance.read(job.run) if job.run.is_dir() else None
     base = {"label": row.label, "generator": row.generator, "paper": row.paper, "run": job.run_dir, "key": job.key,
-            "size": cfg.size, "batch_size": cfg.batch_size, "note": note, "stale": stale,
+            "size": cfg.size, "batch_size": cfg.batch_size, "direction": cfg.direction, "note": note, "stale": stale,
             "commit": (record or {}).get("git"), "version": (record or {}).get("version"),
             "code_digest": (record or {}).get("code_digest"),
             "data_fingerprint": ((record or {}).get("data") or {}).get("fingerprint")}
@@ -172,13 +205,13 @@ def _row_record(row: Any, job: RowJob, note: str, stale: list[str], skipped: boo
         return {**base, "result": None, "steps": None, "images_seen": None, "device": "n/a",
                 "seconds": {"train": None, "translate": None, "score": None},
                 "note": "; ".join(x for x in (note, "not scored: unfinished run skipped by --rescore") if x)}
-    result = json.loads(job.score_file.read_text())
+    result = json.loads(job.score_path(kind).read_text())
     done = (job.run / "DONE").read_text().split()
     steps = int(done[1]) if len(done) == 2 and done[0] == "step" and done[1].isdigit() else None
     times = read_json_or(job.run / "ablation.json", {})
     times = times if isinstance(times, dict) else {}
     stages = {"train": times.get("train"), "translate": times.get("translate"),
-              "score": times.get(f"score_{job.segmenter_sha[:12]}")}
+              "score": times.get(job.stage(kind))}
     device = next((s["device"] for s in stages.values() if s), "n/a")
     return {**base, "result": result, "steps": steps, "images_seen": None if steps is None else steps * cfg.batch_size,
             "seconds": {k: (v["seconds"] if v else None) for k, v in stages.items()}, "device": device}
@@ -192,9 +225,67 @@ def ground_truth_size(sizes: Sequence[int]) -> int:
     return min(counts, key=lambda side: (-counts[side], side))
 
 
-def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Path, segmenter: Path, gt: dict,
+#: Share of label-half pixels near the Cityscapes palette above which a data set counts as Cityscapes-like
+#: (pix2pix's Cityscapes ~0.97, the synthetic scenes 1.0, CMP Facades ~0.27; :func:`p2p_eval.metrics.labelmap.palette_share`).
+CITYSCAPES_SHARE = 0.6
+
+
+def check_data_fits(data_dir: Path, data_kind: str, tables: Sequence[str]) -> float:
+    """UserError unless DATA's label halves look like ``data_kind``'s: Cityscapes tables need label maps in the
+    Cityscapes palette (their FCN-score labels and Table 6's targets); the Facades table refuses a Cityscapes-like
+    set. Returns the measured share (first 8 val images)."""
+    from p2p_eval.metrics.labelmap import FAR_DISTANCE, palette_share
+
+    share = palette_share(data_dir)
+    which = ", ".join(tables)
+    if data_kind == "cityscapes" and share < CITYSCAPES_SHARE:
+        raise UserError(f"--data {data_dir} does not look like Cityscapes: only {share:.0%} of its val label-map pixels "
+                        f"(the right halves) lie within {FAR_DISTANCE:.0f} RGB units of the Cityscapes palette (pix2pix's "
+                        f"Cityscapes: ~97%). Tables {which} need pix2pix's Cityscapes AB files or a synthetic set "
+                        "(`p2p-eval data synth`); the Facades table runs with --table modified")
+    if data_kind == "facades" and share >= CITYSCAPES_SHARE:
+        raise UserError(f"--data {data_dir} looks like Cityscapes ({share:.0%} of its val label-map pixels are "
+                        f"Cityscapes palette colours); table {which} trains on CMP Facades labels -> photo: give "
+                        "--data ../shared/data/facades (pix2pix's facades AB files, photo left)")
+    return share
+
+
+def _image_options(weights: str | Path | None, lin: str | Path | None) -> dict[str, Any]:
+    """LPIPS settings of the image-metric tables: {} without weights (nor ``$P2P_EVAL_LPIPS_WEIGHTS``), else the
+    files and a 12-digit tag of their sha256 (the cached score's file name)."""
+    import hashlib
+    import os
+
+    from p2p_eval.errors import require_file
+    from p2p_eval.metrics.lpips import LPIPS_ENV, default_lin_path
+    from p2p_eval.segmentation.model import file_sha256
+
+    value = weights if weights is not None else os.environ.get(LPIPS_ENV)
+    if not value:
+        return {}
+    path = require_file(Path(value), "--lpips-weights file (torchvision's alexnet-owt-7be5be79.pth)")
+    lin_path = Path(lin) if lin is not None else default_lin_path()
+    if lin_path is not None:
+        require_file(lin_path, "--lpips-lin file (LPIPS v0.1 alex.pth)")
+    tag = hashlib.sha256(f"{file_sha256(path)} {file_sha256(lin_path) if lin_path else ''}".encode()).hexdigest()[:12]
+    return {"lpips": {"weights": str(path), "lin": str(lin_path or "")}, "lpips_tag": tag}
+
+
+_PROTOCOLS = {
+    "labels": ("Table 6: generated colour label maps decoded to train ids by nearest Cityscapes palette colour "
+               "(far pixels, > 50 RGB units from every colour, kept at their nearest colour and counted), resized "
+               "nearest-neighbour to the true labels' size, one confusion matrix over the val set, void labels "
+               "ignored, class means over the classes present"),
+    "image": ("image metrics: generated vs real val photo at the generated side (real photo resized bilinear), "
+              "MSE on [0, 1] images, PSNR (data range 255), SSIM (Gaussian 11x11, sigma 1.5), each averaged over "
+              "images; Lab histogram intersection of the whole set with the real set; LPIPS (AlexNet) when weights "
+              "are given"),
+}
+
+
+def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Path, segmenter: Path | None, gt: dict,
           records: list[dict[str, Any]], launcher: str, gpus: Sequence[str] | None,
-          now: dict[str, Any]) -> dict[str, Any]:
+          now: dict[str, Any], specs: Sequence[TableSpec] = ()) -> dict[str, Any]:
     from p2p_eval.imageio import list_images
 
     rows = [r for t in records for r in t["rows"]]
@@ -202,22 +293,29 @@ def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Pa
     total = sum(v for r in unique for v in r["seconds"].values() if v)
     sizes = sorted({r["size"] for r in rows})
     seen = sorted({r["images_seen"] for r in rows if r["images_seen"] is not None})
-    seg = gt.get("segmenter", {})
+    seg = gt.get("segmenter", {}) if segmenter is not None else {}
+    kinds = [s.kind for s in specs] or ["fcn"]
     n_train = len(list_images(data_dir / "train"))
     differences = [f"images {'/'.join(str(s) for s in sizes)} px (paper 256x256)" if sizes != [256] else "",
                    f"{'/'.join(str(s) for s in seen)} training images per row (paper: 200 epochs = {200 * n_train} images here)"
                    if preset.images_per_row is not None and not ({'epochs', 'max_steps'} & set(overrides or {})) else "",
                    f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')} px trained by p2p-eval, "
-                   "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)",
+                   "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)" if "fcn" in kinds else "",
                    "one training run per row (the paper also reports single runs)"]
+    protocol = []
+    if "fcn" in kinds:
+        protocol.append(f"FCN-score: images resized (bilinear) to the segmenter's {seg.get('input_size')}x"
+                        f"{seg.get('input_size')} input, labels nearest-neighbour, void ignored, class means "
+                        f"{gt.get('protocol', {}).get('means')}")
+    protocol += [_PROTOCOLS[k] for k in dict.fromkeys(kinds) if k in _PROTOCOLS]
     return {"name": name, "preset": {"name": preset.name, "description": preset.description,
                                      "overrides": preset.overrides, "images_per_row": preset.images_per_row},
             "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
             "data": {"path": str(data_dir), "train": n_train, "val": len(list_images(data_dir / "val")),
-                     "fingerprint": now["data"]["fingerprint"], "files": now["data"]["files"]},
-            "segmenter": seg, "segmenter_path": str(segmenter),
-            "protocol": (f"images resized (bilinear) to the segmenter's {seg.get('input_size')}x{seg.get('input_size')} "
-                         f"input, labels nearest-neighbour, void ignored, class means {gt.get('protocol', {}).get('means')}"),
+                     "fingerprint": now["data"]["fingerprint"], "files": now["data"]["files"],
+                     "kind": specs[0].data if specs else "cityscapes"},
+            "segmenter": seg, "segmenter_path": "" if segmenter is None else str(segmenter),
+            "protocol": "; ".join(protocol), "kinds": list(dict.fromkeys(kinds)),
             "git": now["git"], "version": now["version"], "code_digest": now["code_digest"],
             "code_files": sorted(now["code_files"]), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "launcher": launcher + (f" (GPUs {','.join(map(str, gpus))})" if gpus else ""),

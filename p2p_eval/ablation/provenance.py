@@ -38,6 +38,12 @@ CODE_FILES: tuple[str, ...] = ("models", "train", "translate.py", "data/aligned.
 #: resizing, the confusion matrix and scores).
 SCORE_FILES: tuple[str, ...] = ("metrics/fcn_score.py", "segmentation/data.py", "segmentation/model.py",
                                 "data/cityscapes.py", "imageio.py")
+#: Sources that turn a folder of generated colour label maps into Table 6's scores.
+LABEL_SCORE_FILES: tuple[str, ...] = ("metrics/labelmap.py", "metrics/confusion.py", "metrics/bootstrap.py",
+                                      "data/cityscapes.py", "imageio.py")
+#: Sources that turn a folder of generated photos into the image-metric table's scores.
+IMAGE_SCORE_FILES: tuple[str, ...] = ("ablation/scoring.py", "metrics/image.py", "metrics/color.py",
+                                      "metrics/lab_bins.py", "metrics/lpips.py", "metrics/bootstrap.py", "imageio.py")
 #: Sub-folders of an AB data folder whose files make up its fingerprint.
 DATA_FOLDERS: tuple[str, ...] = ("train", "val", "train_labels", "val_labels")
 PROVENANCE_FILE = "provenance.json"

@@ -2,6 +2,12 @@
 ground-truth row, provenance, time per row), a rank comparison per table and ``report.json`` with everything
 (read by :mod:`p2p_eval.ablation.html` for ``index.html``).
 
+One report path for every kind of table: the metric columns come from the table spec
+(:class:`p2p_eval.ablation.tables.Metric`: label, key in the score JSON, ``higher_is_better``, digits, ranked or
+information only), so the FCN-score tables (1-3), Table 6 (decoded label maps) and the image-metric table of
+source document 002 share the markdown, CSV, rank comparison and HTML code. A metric the source printed for some
+rows only is ranked over those rows; orders are best first by the metric's ``higher_is_better``.
+
 Rank comparison: Kendall's tau-b (Kendall 1945, "The treatment of ties in ranking problems"; the tau-b of
 ``scipy.stats.kendalltau``, which the tests compare against) between our scores and the paper's over a table's
 rows, counted pair by pair here, and its two-sided p-value from the exact permutation distribution (every
@@ -18,6 +24,7 @@ segmenter given at its own input size), so the ordering of the rows is the findi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -27,25 +34,39 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation.tables import METRICS, SCORE_KEYS, TableSpec
+from p2p_eval.ablation.tables import FCN_LABELS, FCN_METRICS, Metric, TableSpec
 from p2p_eval.fsutil import atomic_write_text, write_json
 
-METRIC_NAMES = {"pixel": "Per-pixel acc.", "class": "Per-class acc.", "iou": "Class IOU"}
-CSV_COLUMNS = ["table", "row", "label", "generator", *[f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")],
-               *[f"paper_{m}" for m in METRICS], "size", "batch_size", "steps", "images_seen", "train_s",
-               "translate_s", "score_s", "device", "run", "commit", "code_digest", "data_fingerprint", "flags", "note"]
+METRIC_NAMES = dict(FCN_LABELS)
+
+
+def csv_columns(metrics: Sequence[dict[str, Any] | Metric] = FCN_METRICS) -> list[str]:
+    """The CSV header of a table with ``metrics``: value and CI bounds of each, the source's value of each ranked
+    one, then size, times, provenance."""
+    ms = [_metric(m) for m in metrics]
+    return ["table", "row", "label", "generator", *[f"{m['key']}{s}" for m in ms for s in ("", "_lo", "_hi")],
+            *[f"paper_{m['key']}" for m in ms if m["rank"]], "size", "batch_size", "steps", "images_seen", "train_s",
+            "translate_s", "score_s", "device", "run", "commit", "code_digest", "data_fingerprint", "flags", "note"]
+
+
+def _metric(m: dict[str, Any] | Metric) -> dict[str, Any]:
+    return dataclasses.asdict(m) if isinstance(m, Metric) else m
+
+
+CSV_COLUMNS = csv_columns()
 #: Row marks: made by other code than the report's / trained on other data content.
 OTHER_CODE, OTHER_DATA = "\u2020", "\u2021"
 EXACT_MAX_N = 8
 MONTE_CARLO = 20000
 
 
-def scores_of(result: dict | None) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
-    """(scores, 95% intervals) keyed pixel / class / iou from a ``score_folder`` JSON (None: all n/a)."""
+def scores_of(result: dict | None, metrics: Sequence[Metric] = FCN_METRICS
+              ) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
+    """(scores, 95% intervals) keyed by metric key (default pixel / class / iou) from a score JSON (None: all n/a)."""
     result = result or {}
     ci = result.get("ci95") or {}
-    ours = {m: result.get(SCORE_KEYS[m]) for m in METRICS}
-    return ours, {m: list(ci.get(SCORE_KEYS[m]) or [None, None]) for m in METRICS}
+    ours = {m.key: result.get(m.score) for m in metrics}
+    return ours, {m.key: list(ci.get(m.score) or [None, None]) for m in metrics}
 
 
 def _sign(v: float) -> int:
@@ -110,39 +131,76 @@ def order(labels: list[str], values: list[float | None]) -> str:
     return text
 
 
-def table_record(spec: TableSpec, rows: list[dict[str, Any]], ground_truth: dict) -> dict[str, Any]:
+def table_record(spec: TableSpec, rows: list[dict[str, Any]], ground_truth: dict | None) -> dict[str, Any]:
     """The JSON record of one table. ``rows`` items: label, generator, paper, result (score JSON), run, size,
-    batch_size, steps, images_seen, seconds {train, translate, score}, device, note."""
+    batch_size, steps, images_seen, seconds {train, translate, score}, device, note. ``ground_truth``: the
+    reference row's score JSON (None: the table shows none). Optional metrics no row has are left out; each
+    ranked metric gets a rank comparison over the rows the source has numbers for."""
+    results = [row["result"] or {} for row in rows]
+    metrics = [m for m in spec.metrics if not m.optional or any(r.get(m.score) is not None for r in results)]
     out_rows = []
     for row in rows:
-        ours, ci = scores_of(row["result"])
-        out_rows.append({k: v for k, v in row.items() if k != "result"} | {"ours": ours, "ci95": ci})
-    gt_ours, gt_ci = scores_of(ground_truth)
-    labels = [r["label"] for r in out_rows]
+        ours, ci = scores_of(row["result"], metrics)
+        paper = {m.key: row["paper"].get(m.key) for m in metrics if m.rank}
+        out_rows.append({k: v for k, v in row.items() if k != "result"} | {"ours": ours, "ci95": ci, "paper": paper})
     ranks = {}
-    for m in METRICS:
-        ours_m = [r["ours"][m] for r in out_rows]
-        paper_m = [r["paper"][m] for r in out_rows]
-        ranks[m] = {**rank_comparison(ours_m, paper_m), "ours_order": order(labels, ours_m),
-                    "paper_order": order(labels, paper_m)}
-    return {"id": spec.id, "name": spec.name, "title": spec.title, "varies": spec.varies, "rows": out_rows,
-            "ground_truth": {"label": spec.ground_truth_label, "ours": gt_ours, "ci95": gt_ci,
-                             "paper": spec.ground_truth_paper, "paper_source": spec.ground_truth_source,
-                             "images": ground_truth.get("images"),
-                             "through": ground_truth.get("source", {}).get("through")},
-            "kendall": ranks}
+    for m in metrics:
+        if not m.rank:
+            continue
+        sign = 1.0 if m.higher_is_better else -1.0
+        have = [r for r in out_rows if r["paper"][m.key] is not None]
+        ours_m = [r["ours"][m.key] for r in have]
+        paper_m = [r["paper"][m.key] for r in have]
+        labels = [r["label"] for r in have]
+        ranks[m.key] = {**rank_comparison(ours_m, paper_m),
+                        "ours_order": order(labels, [None if v is None else sign * v for v in ours_m]),
+                        "paper_order": order(labels, [sign * v for v in paper_m]),
+                        "all_order": order([r["label"] for r in out_rows],
+                                           [None if r["ours"][m.key] is None else sign * r["ours"][m.key]
+                                            for r in out_rows])}
+    gt = None
+    if ground_truth is not None and spec.ground_truth_label is not None:
+        gt_ours, gt_ci = scores_of(ground_truth, metrics)
+        gt = {"label": spec.ground_truth_label, "ours": gt_ours, "ci95": gt_ci,
+              "paper": {m.key: spec.ground_truth_paper.get(m.key) for m in metrics if m.rank},
+              "paper_source": spec.ground_truth_source, "images": ground_truth.get("images"),
+              "through": (ground_truth.get("source") or {}).get("through")}
+    return {"id": spec.id, "name": spec.name, "title": spec.title, "varies": spec.varies, "kind": spec.kind,
+            "data": spec.data, "paper_source": spec.paper_source, "metrics": [dataclasses.asdict(m) for m in metrics],
+            "rows": out_rows, "ground_truth": gt, "kendall": ranks}
+
+
+def table_metrics(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metric columns of a table record (records written before metrics were recorded: the FCN three)."""
+    return [_metric(m) for m in table.get("metrics") or FCN_METRICS]
+
+
+def paper_metrics(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ranked metrics with the source's numbers for at least one row (their "paper" columns)."""
+    rows = table["rows"] + ([table["ground_truth"]] if table.get("ground_truth") else [])
+    return [m for m in table_metrics(table) if m["rank"] and any(r["paper"].get(m["key"]) is not None for r in rows)]
+
+
+def paper_digits(table: dict[str, Any], metric: dict[str, Any]) -> int:
+    """Digits of the source's numbers: the paper's two for accuracies, the metric's own otherwise."""
+    return 2 if table.get("kind", "fcn") in ("fcn", "labels") else metric["digits"]
+
+
+def table_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a table record followed by its reference row, if any."""
+    return table["rows"] + ([table["ground_truth"]] if table.get("ground_truth") else [])
 
 
 def _f(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _ci(value: float | None, ci: list[float | None]) -> str:
+def _ci(value: float | None, ci: list[float | None], digits: int = 3) -> str:
     if value is None:
         return "n/a"
     if ci[0] is None:
-        return _f(value)
-    return f"{_f(value)} [{_f(ci[0])}, {_f(ci[1])}]"
+        return _f(value, digits)
+    return f"{_f(value, digits)} [{_f(ci[0], digits)}, {_f(ci[1], digits)}]"
 
 
 def _secs(x: float | None) -> str:
@@ -179,29 +237,78 @@ def _short(digest: str | None) -> str:
     return "unknown" if not digest else digest[:12]
 
 
-def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
-    """``tableN.md``: scores with CIs beside the paper's, ground truth, rank comparison, provenance, times."""
-    head = f"| Row | {' | '.join(METRIC_NAMES[m] + ' [95% CI]' for m in METRICS)} | " \
-           f"{' | '.join('paper ' + METRIC_NAMES[m].lower() for m in METRICS)} |"
-    lines = [f"# {table['title']}", "", f"Reproduced by p2p-eval ({meta['name']}): preset **{meta['preset']['name']}** "
-             f"({meta['preset']['description']}). Varies: {table['varies']}.", "", head,
-             "|" + "---|" * (1 + 2 * len(METRICS))]
-    for r in table["rows"] + [table["ground_truth"]]:
-        cells = [_ci(r["ours"][m], r["ci95"][m]) for m in METRICS] + [_f(r["paper"][m], 2) for m in METRICS]
-        lines.append(f"| {r['label']}{row_marks(r, meta)} | {' | '.join(cells)} |")
-    gt = table["ground_truth"]
-    notes = footnotes(table, meta)
-    lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else [])
+def _ci_m(r: dict[str, Any], m: dict[str, Any]) -> str:
+    return _ci(r["ours"].get(m["key"]), r["ci95"].get(m["key"]) or [None, None], m["digits"])
+
+
+def reference_text(table: dict[str, Any]) -> str:
+    """What the table's reference row is (or why there is none) and what its CIs are."""
+    gt = table.get("ground_truth")
+    kind = table.get("kind", "fcn")
+    boot = "95% CIs: percentile bootstrap over images (1000 replicates)."
+    if kind == "image":
+        return (f"No reference row: a real photo against itself scores trivially (MSE 0, SSIM 1). {boot} The Lab "
+                "histogram intersections are set-level values without an interval.")
+    if gt is None:
+        return boot
+    if kind == "labels":
+        through = gt.get("through")
+        return (f"{gt['label']} = the true val label maps ({gt['images']} images) resized nearest-neighbour to "
+                f"{through}x{through} and back, scored as a generated map is: the ceiling a perfect generator reaches "
+                "at the rows' resolution (the paper prints no such row). Its far-pixel share is that of the true colour "
+                f"maps themselves (JPEG noise in pix2pix's files), the reference for the rows'. {boot}")
     through = (f", first resized to {gt['through']}x{gt['through']} as the generated images are, so that both pass "
                "the same resolution bottleneck" if gt.get("through") else "")
-    lines += [f"Ground truth = the real val photos through the same segmenter ({gt['images']} images{through}); the "
-              f"paper's ground-truth numbers are from its {gt['paper_source']}. 95% CIs: percentile bootstrap over images (1000 replicates).",
-              "", "## Rank comparison (the ordering is the finding; absolute numbers depend on the segmenter)", "",
-              "| Metric | our order (best first) | paper's order | Kendall tau-b | p |", "|---|---|---|---|---|"]
-    for m in METRICS:
-        k = table["kendall"][m]
-        lines.append(f"| {METRIC_NAMES[m]} | {k['ours_order']} | {k['paper_order']} | {_f(k['tau'], 2)} | "
-                     f"{_f(k['p_value'], 2)} |")
+    return (f"Ground truth = the real val photos through the same segmenter ({gt['images']} images{through}); the "
+            f"paper's ground-truth numbers are from its {gt['paper_source']}. {boot}")
+
+
+#: What each kind of table measures, printed under its title.
+KIND_NOTES = {
+    "labels": ("How it is scored: each generated image is read as a colour label map: every pixel takes the train id "
+               "of the nearest colour (RGB distance) of the Cityscapes palette (19 train colours; void colours -> "
+               "ignored label 255 in the prediction, which counts as a miss), the ids are resized nearest-neighbour to "
+               "the true labels' size and scored with the FCN-score's confusion matrix (no segmenter). *Far pixels* "
+               "lie more than 50 RGB units from every palette colour: they are decoded to their nearest colour anyway "
+               "but doubtful (`p2p_eval.metrics.labelmap`, `far=\"void\"` would count them as misses instead)."),
+    "image": ("How it is scored: each generated photo against the real photo of the same val frame at the generated "
+              "side: MSE on [0, 1] images (the document's \"per-pixel accuracy\"), PSNR, SSIM, averaged over images "
+              "(lower MSE, higher PSNR / SSIM are better); the Lab histogram intersections (pix2pix's Figure 7 "
+              "measure, 1 = same colour distribution as the real photos); LPIPS only when weights are given. "
+              "The source's numbers are from another data set: compare the ordering, not the values."),
+}
+
+
+def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
+    """``tableN.md``: scores with CIs beside the source's, reference row, rank comparison, provenance, times."""
+    metrics, papers = table_metrics(table), paper_metrics(table)
+    plabel = "paper" if table.get("paper_source", "the paper") == "the paper" else "source"
+    head = f"| Row | {' | '.join(m['label'] + (' [95% CI]' if m['rank'] else '') for m in metrics)} |"
+    if papers:
+        head += f" {' | '.join(plabel + ' ' + m['label'].lower() for m in papers)} |"
+    lines = [f"# {table['title']}", "", f"Reproduced by p2p-eval ({meta['name']}): preset **{meta['preset']['name']}** "
+             f"({meta['preset']['description']}). Varies: {table['varies']}. Direction: {_direction(table)}.", ""]
+    if table.get("kind") in KIND_NOTES:
+        lines += [KIND_NOTES[table["kind"]], ""]
+    if table.get("paper_source", "the paper") != "the paper":
+        lines += [f"Source numbers: {table['paper_source']}.", ""]
+    lines += [head, "|" + "---|" * (1 + len(metrics) + len(papers))]
+    for r in table_rows(table):
+        cells = [_ci_m(r, m) for m in metrics] + [_f(r["paper"].get(m["key"]), paper_digits(table, m)) for m in papers]
+        lines.append(f"| {r['label']}{row_marks(r, meta)} | {' | '.join(cells)} |")
+    notes = footnotes(table, meta)
+    lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else [])
+    lines += [reference_text(table), "",
+              "## Rank comparison (the ordering is the finding; absolute numbers depend on the "
+              + ("segmenter)" if table.get("kind", "fcn") == "fcn" else "data set and protocol)"), "",
+              f"| Metric | our order (best first) | {plabel}'s order | Kendall tau-b | p | all rows, ours |",
+              "|---|---|---|---|---|---|"]
+    for m in metrics:
+        k = table["kendall"].get(m["key"])
+        if k is None:
+            continue
+        lines.append(f"| {m['label']} | {k['ours_order']} | {k['paper_order']} | {_f(k['tau'], 2)} | "
+                     f"{_f(k['p_value'], 2)} | {k.get('all_order', k['ours_order'])} |")
     lines += ["", "## How it was made", "", *provenance_lines(meta), "",
               "| Row | generator | size | batch | steps | images seen | train | translate | score | device | commit | "
               "code | data | note |",
@@ -217,37 +324,49 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _direction(table: dict[str, Any]) -> str:
+    directions = {r.get("direction", "BtoA") for r in table["rows"]}
+    what = {("cityscapes", "BtoA"): "labels -> photo", ("cityscapes", "AtoB"): "photo -> labels",
+            ("facades", "BtoA"): "labels -> photo", ("facades", "AtoB"): "photo -> labels"}
+    return ", ".join(f"{d} ({what.get((table.get('data', 'cityscapes'), d), '?')})" for d in sorted(directions))
+
+
 def provenance_lines(meta: dict[str, Any]) -> list[str]:
-    """Bullet lines: git commit and code digest, preset, data and its fingerprint, segmenter fingerprint,
-    protocol, launcher, device, date."""
+    """Bullet lines: git commit and code digest, preset, data and its fingerprint, segmenter fingerprint (FCN-score
+    tables), protocol, launcher, device, date."""
     seg = meta["segmenter"]
     data = meta["data"]
     version = f"p2p-eval {meta['version']}, " if meta.get("version") else ""
-    return [f"- code: {version}git commit `{meta['git'] or 'none (not a git checkout)'}`, digest of the training and "
-            f"translation sources `{_short(meta.get('code_digest'))}`; created {meta['created']}; "
-            f"launcher {meta['launcher']}",
-            f"- preset: {meta['preset']['name']} — overrides {json.dumps(meta['preset']['overrides'])}"
-            + (f"; user overrides {json.dumps(meta['overrides'])}" if meta["overrides"] else ""),
-            f"- data: `{data['path']}` ({data['train']} train / {data['val']} val pairs, direction BtoA: labels -> photo), "
-            f"content fingerprint `{_short(data.get('fingerprint'))}`",
-            f"- segmenter: {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')}x{seg.get('input_size')}, "
-            f"sha256 `{seg.get('sha256')}` (`{meta['segmenter_path']}`)",
-            f"- FCN-score protocol: {meta['protocol']}",
-            f"- devices: {', '.join(meta['devices']) or 'n/a'}; total row time {_secs(meta['total_seconds'])}",
-            f"- differences from the paper: {meta['differences']}"]
+    lines = [f"- code: {version}git commit `{meta['git'] or 'none (not a git checkout)'}`, digest of the training and "
+             f"translation sources `{_short(meta.get('code_digest'))}`; created {meta['created']}; "
+             f"launcher {meta['launcher']}",
+             f"- preset: {meta['preset']['name']} — overrides {json.dumps(meta['preset']['overrides'])}"
+             + (f"; user overrides {json.dumps(meta['overrides'])}" if meta["overrides"] else ""),
+             f"- data: `{data['path']}` ({data['train']} train / {data['val']} val pairs), "
+             f"content fingerprint `{_short(data.get('fingerprint'))}`"]
+    if seg:
+        lines.append(f"- segmenter: {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')}x"
+                     f"{seg.get('input_size')}, sha256 `{seg.get('sha256')}` (`{meta['segmenter_path']}`)")
+    lines += [f"- {'FCN-score ' if 'kinds' not in meta else ''}protocol: {meta['protocol']}",
+              f"- devices: {', '.join(meta['devices']) or 'n/a'}; total row time {_secs(meta['total_seconds'])}",
+              f"- differences from the paper: {meta['differences']}"]
+    return lines
 
 
 def table_csv(table: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
-    """``tableN.csv``: one line per row plus the ground-truth row (generator empty), :data:`CSV_COLUMNS`;
-    ``flags`` holds the row's marks against ``meta`` (:func:`row_marks`)."""
+    """``tableN.csv``: one line per row plus the reference row if any (generator empty), :func:`csv_columns` of
+    the table's metrics; ``flags`` holds the row's marks against ``meta`` (:func:`row_marks`)."""
+    metrics = table_metrics(table)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=csv_columns(metrics), lineterminator="\n")
     writer.writeheader()
-    for i, r in enumerate(table["rows"] + [table["ground_truth"]], 1):
+    for i, r in enumerate(table_rows(table), 1):
         line: dict[str, Any] = {"table": table["id"], "row": i, "label": r["label"], "generator": r.get("generator", "")}
-        for m in METRICS:
-            line[m], (line[f"{m}_lo"], line[f"{m}_hi"]) = r["ours"][m], r["ci95"][m]
-            line[f"paper_{m}"] = r["paper"][m]
+        for m in (m["key"] for m in metrics):
+            line[m], (line[f"{m}_lo"], line[f"{m}_hi"]) = r["ours"].get(m), r["ci95"].get(m) or [None, None]
+        for m in metrics:
+            if m["rank"]:
+                line[f"paper_{m['key']}"] = r["paper"].get(m["key"])
         s = r.get("seconds", {})
         line.update({"size": r.get("size", ""), "batch_size": r.get("batch_size", ""), "steps": r.get("steps", ""),
                      "images_seen": r.get("images_seen", ""), "train_s": s.get("train", ""),

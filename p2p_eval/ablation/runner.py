@@ -19,6 +19,9 @@ Inside a run folder, next to the trainer's files (``config.toml``, ``checkpoints
     provenance.json                what made the run (see above)
     translated/val/<name>.png      the val set under the paper's test-time protocol
     translated/val.json            marker: image count and seconds
+    metrics/labelmap.json          Table 6 score of the translations read as label maps (metrics.labelmap),
+                                   when a ``labels`` table uses the run
+    metrics/image[_lpips<h12>].json  image metrics (``ablation.scoring``), when an ``image`` table uses it
     metrics/fcn_<sha12>.json       FCN-score JSON (:func:`p2p_eval.metrics.fcn_score.score_folder`) for the
                                    segmenter whose sha256 starts with <sha12>, plus ``seconds`` and
                                    ``score_code`` (digest of the scoring sources: made by other scoring code,
@@ -37,7 +40,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +55,10 @@ class RowJob:
     """Everything one worker (this process, a subprocess on one GPU, a Slurm job) needs for one run.
 
     ``provenance``: the record written to ``provenance.json`` when the run starts (None: write nothing);
-    ``score_code``: digest of the scoring sources stored with each score; ``train``: False never trains."""
+    ``score_code``: digest of the FCN-scoring sources stored with each score; ``train``: False never trains.
+    ``scores``: which scores the run needs ("fcn", "labels", "image": one per kind of table using it);
+    ``score_codes``: the digest of the other kinds' scoring sources; ``image_options``: {"lpips": {"weights",
+    "lin"}, "lpips_tag": 12 hex digits of the weights' sha256} for the image metrics."""
 
     generator: str
     config: dict[str, Any]
@@ -67,6 +73,9 @@ class RowJob:
     provenance: dict[str, Any] | None = None
     score_code: str = ""
     train: bool = True
+    scores: tuple[str, ...] = ("fcn",)
+    score_codes: dict[str, str] = field(default_factory=dict)
+    image_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cfg(self) -> TrainConfig:
@@ -84,6 +93,26 @@ class RowJob:
     def score_file(self) -> Path:
         return self.run / "metrics" / f"fcn_{self.segmenter_sha[:12]}.json"
 
+    def score_path(self, kind: str) -> Path:
+        """Where the score of ``kind`` ("fcn", "labels", "image") is cached."""
+        if kind == "fcn":
+            return self.score_file
+        if kind == "labels":
+            return self.run / "metrics" / "labelmap.json"
+        tag = self.image_options.get("lpips_tag")
+        return self.run / "metrics" / (f"image_lpips{tag}.json" if tag else "image.json")
+
+    def stage(self, kind: str) -> str:
+        """The ``ablation.json`` key of the scoring stage of ``kind``."""
+        return f"score_{self.segmenter_sha[:12]}" if kind == "fcn" else f"score_{kind}"
+
+    def code_of(self, kind: str) -> str:
+        return self.score_code if kind == "fcn" else self.score_codes.get(kind, "")
+
+    def with_scores(self, kinds: tuple[str, ...]) -> RowJob:
+        """This job also computing the scores ``kinds`` (a run shared by tables of different kinds)."""
+        return dataclasses.replace(self, scores=tuple(dict.fromkeys((*self.scores, *kinds))))
+
 
 def run_key(cfg: TrainConfig, data_dir: Path) -> str:
     """12 hex digits of sha256(config hash, resolved data folder): the run folder's key (see the module doc:
@@ -94,12 +123,17 @@ def run_key(cfg: TrainConfig, data_dir: Path) -> str:
 
 def make_job(cfg: TrainConfig, data_dir: Path, runs_dir: Path, segmenter: Path, segmenter_sha: str,
              device: str = "auto", resume: bool = False, progress: bool = True,
-             record: dict[str, Any] | None = None, score_code: str = "", train: bool = True) -> RowJob:
-    """The job of one row config (its run folder is ``runs_dir/<name>-<key>``)."""
+             record: dict[str, Any] | None = None, score_code: str = "", train: bool = True,
+             scores: tuple[str, ...] = ("fcn",), score_codes: dict[str, str] | None = None,
+             image_options: dict[str, Any] | None = None) -> RowJob:
+    """The job of one row config (its run folder is ``runs_dir/<name>-<key>``); ``segmenter`` may be None when
+    ``scores`` has no "fcn"."""
     key = run_key(cfg, data_dir)
     return RowJob(generator=cfg.name, config=cfg.to_dict(), key=key, run_dir=str(Path(runs_dir) / f"{cfg.name}-{key}"),
-                  data_dir=str(data_dir), segmenter=str(segmenter), segmenter_sha=segmenter_sha, device=device,
-                  resume=resume, progress=progress, provenance=record, score_code=score_code, train=train)
+                  data_dir=str(data_dir), segmenter="" if segmenter is None else str(segmenter),
+                  segmenter_sha=segmenter_sha, device=device, resume=resume, progress=progress, provenance=record,
+                  score_code=score_code, train=train, scores=tuple(scores), score_codes=dict(score_codes or {}),
+                  image_options=dict(image_options or {}))
 
 
 def _translated(job: RowJob) -> bool:
@@ -132,9 +166,10 @@ def trained(job: RowJob) -> bool:
 
 
 def job_state(job: RowJob) -> str:
-    """``"done"`` (trained, translated, scored by this segmenter and scoring code), ``"partial"`` (started:
-    a checkpoint or a later stage is missing) or ``"new"``."""
-    if trained(job) and _translated(job) and _cached_score(job.score_file, job.score_code) is not None:
+    """``"done"`` (trained, translated, and every score of ``job.scores`` made by the current scoring code, the FCN-score
+    by this segmenter), ``"partial"`` (started: a checkpoint or a later stage is missing) or ``"new"``."""
+    if trained(job) and _translated(job) and all(_cached_score(job.score_path(k), job.code_of(k)) is not None
+                                                 for k in job.scores):
         return "done"
     return "partial" if (job.run / "checkpoints" / "last.pt").is_file() or trained(job) else "new"
 
@@ -176,13 +211,13 @@ def _record(job: RowJob, stage: str, seconds: float) -> None:
 
 
 def execute_job(job: RowJob) -> str:
-    """Train (or resume), translate the val set, score it; skip every stage whose output exists.
+    """Train (or resume), translate the val set, compute each score of ``job.scores``; skip every stage whose
+    output exists.
 
     Returns the run folder. A run with a checkpoint but no ``DONE`` continues only with ``resume=True``;
     a job with ``train=False`` raises UserError for a run that is not trained. A run started here gets
     ``provenance.json`` (``job.provenance``) before its first step.
     """
-    from p2p_eval.metrics.fcn_score import score_folder
     from p2p_eval.train.trainer import train
     from p2p_eval.translate import translate_run
 
@@ -202,18 +237,41 @@ def execute_job(job: RowJob) -> str:
         seconds = time.perf_counter() - tic
         write_json(job.fakes.parent / "val.json", {"count": len(written), "seconds": round(seconds, 2)})
         _record(job, "translate", seconds)
-    if _cached_score(job.score_file, job.score_code) is None:
-        tic = time.perf_counter()
-        result = score_folder(job.fakes, job.segmenter, data_dir=job.data_dir, device=job.device, progress=job.progress)
-        seconds = time.perf_counter() - tic
-        write_json(job.score_file, {**result, "seconds": round(seconds, 2), "score_code": job.score_code})
-        _record(job, f"score_{job.segmenter_sha[:12]}", seconds)
+    for kind in job.scores:
+        if _cached_score(job.score_path(kind), job.code_of(kind)) is None:
+            tic = time.perf_counter()
+            result = _score(job, kind)
+            seconds = time.perf_counter() - tic
+            write_json(job.score_path(kind), {**result, "seconds": round(seconds, 2), "score_code": job.code_of(kind)})
+            _record(job, job.stage(kind), seconds)
     return str(run)
+
+
+def _score(job: RowJob, kind: str) -> dict:
+    """The score JSON of ``kind`` for the job's translations."""
+    if kind == "fcn":
+        from p2p_eval.metrics.fcn_score import score_folder
+
+        return score_folder(job.fakes, job.segmenter, data_dir=job.data_dir, device=job.device, progress=job.progress)
+    if kind == "labels":
+        from p2p_eval.metrics.labelmap import score_label_folder
+
+        return score_label_folder(job.fakes, job.data_dir, progress=job.progress)
+    if kind == "image":
+        from p2p_eval.ablation.scoring import score_images
+
+        cfg = job.cfg
+        return score_images(job.fakes, job.data_dir, cfg.size, cfg.direction, lpips=job.image_options.get("lpips"),
+                            device=job.device, progress=job.progress)
+    raise ValueError(f"unknown score kind {kind!r}")
 
 
 def job_from_json(text: str) -> RowJob:
     """Inverse of ``json.dumps(dataclasses.asdict(job))`` (what the GPU launcher hands its workers)."""
-    return RowJob(**json.loads(text))
+    data = json.loads(text)
+    if "scores" in data:
+        data["scores"] = tuple(data["scores"])
+    return RowJob(**data)
 
 
 def job_to_json(job: RowJob) -> str:
@@ -245,6 +303,25 @@ def score_ground_truth(data_dir: Path, segmenter: Path, segmenter_sha: str, runs
     return result
 
 
+def score_true_labels_cached(data_dir: Path, runs_dir: Path, data_fp: str, score_code: str, size: int,
+                             progress: bool = True) -> dict:
+    """Table 6's reference row (the true labels through ``size`` px, :func:`p2p_eval.metrics.labelmap.score_true_labels`),
+    cached per data content, scoring code and size: ``RUNS/ground_truth/<fp12>_labelmap_at<size>.json``."""
+    from p2p_eval.metrics.labelmap import score_true_labels
+
+    path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_labelmap_at{size}.json"
+    cached = _cached_score(path, score_code)
+    if cached is not None:
+        return cached
+    tic = time.perf_counter()
+    result = score_true_labels(data_dir, size, progress=progress)
+    result["seconds"] = round(time.perf_counter() - tic, 2)
+    result["score_code"] = score_code
+    result["data_fingerprint"] = data_fp
+    write_json(path, result)
+    return result
+
+
 def resolve_segmenter(segmenter: str | Path | None) -> Path:
     """``segmenter``, or the shipped Cityscapes segmenter (19 train classes) when None; UserError when absent."""
     if segmenter is not None:
@@ -258,8 +335,8 @@ def resolve_segmenter(segmenter: str | Path | None) -> Path:
     return path
 
 
-def check_inputs(data_dir: Path, segmenter: Path) -> None:
-    """UserError naming the folder or file unless DATA has train/ and val/ images and SEG is a file."""
+def check_inputs(data_dir: Path, segmenter: Path | None) -> None:
+    """UserError naming the folder or file unless DATA has train/ and val/ images and SEG (unless None) is a file."""
     from p2p_eval.errors import require_dir, require_file
     from p2p_eval.imageio import list_images
 
@@ -268,4 +345,5 @@ def check_inputs(data_dir: Path, segmenter: Path) -> None:
         if not list_images(folder):
             raise UserError(f"{folder} holds no images; --data must be an AB data set with train/ and val/ "
                             "(make one with `p2p-eval data synth` or `p2p-eval data prepare-cityscapes`)")
-    require_file(segmenter, "--segmenter checkpoint (train one with `p2p-eval segmenter train`)")
+    if segmenter is not None:
+        require_file(segmenter, "--segmenter checkpoint (train one with `p2p-eval segmenter train`)")

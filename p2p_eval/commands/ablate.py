@@ -1,4 +1,5 @@
-"""``p2p-eval ablate``: regenerate the paper's Tables 1-3 and Figure 7 (train, translate, score, report)."""
+"""``p2p-eval ablate``: regenerate the paper's Tables 1-3, 6 and Figure 7, and the Modified-pix2pix comparison
+(source document 002) on Facades (train, translate, score, report)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ ORDER = 60
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``ablate``."""
-    p = sub.add_parser("ablate", help="regenerate Tables 1-3 and Figure 7 (train each row, translate, FCN-score, report)",
+    p = sub.add_parser("ablate", help="regenerate Tables 1-3, 6, Figure 7 and the Modified-pix2pix table (train, translate, score, report)",
                        description="Train every row of the chosen tables that has no finished run (runs are shared "
                        "between tables and reused when their config, code and data are unchanged), translate the val "
-                       "set, score it with the segmenter and write tableN.md/.csv, figure7.png/.json, report.json and "
+                       "set, score it (FCN-score for Tables 1-3; decoded label maps for Table 6; image metrics for the "
+                       "Facades table 'modified') and write tableN.md/.csv, figure7.png/.json, report.json and "
                        "index.html. A run made by other code or from other data content is stale: named, flagged in "
                        "the report, and retrained only with --retrain-stale.")
-    p.add_argument("--table", default="all", help="1, 2, 3, a list such as 1,3, or all (default all)")
-    p.add_argument("--data", required=True, type=Path, help="AB data folder with train/ and val/ (labels -> photo is BtoA)")
-    p.add_argument("--segmenter", type=Path, help="FCN-score segmenter checkpoint (default: the shipped Cityscapes "
-                   "segmenter; make another with p2p-eval segmenter train)")
+    p.add_argument("--table", default="all", help="1, 2, 3, 6, modified, a list such as 1,6, or all (default all: the "
+                   "Cityscapes tables 1, 2, 3, 6; 'modified', document 002 on Facades, runs in its own call)")
+    p.add_argument("--data", required=True, type=Path, help="AB data folder with train/ and val/, photo left (pix2pix's "
+                   "Cityscapes for tables 1-3 and 6, its Facades for 'modified'); checked against the tables")
+    p.add_argument("--segmenter", type=Path, help="FCN-score segmenter checkpoint for tables 1-3 (default: the shipped "
+                   "Cityscapes segmenter; make another with p2p-eval segmenter train)")
+    p.add_argument("--lpips-weights", type=Path, help="image-metric table: torchvision AlexNet weights "
+                   "(alexnet-owt-7be5be79.pth) to add LPIPS (default $P2P_EVAL_LPIPS_WEIGHTS; without: no LPIPS column)")
+    p.add_argument("--lpips-lin", type=Path, help="LPIPS v0.1 linear layers alex.pth (default torchmetrics' copy)")
     p.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/smoke")
     p.add_argument("--preset", choices=("paper", "quick", "smoke"),
                    help="required: smoke (32 px, 120 images per row: minutes on a CPU), quick (64 px, 1200 images per "
@@ -56,7 +63,7 @@ def _ablate(args: argparse.Namespace) -> int:
     report = run_ablation(args.table, args.data, args.segmenter, args.out, preset=args.preset, launcher=args.launcher,
                           gpus=gpus, resume=args.resume, overrides=overrides, runs_dir=args.runs_dir, device=args.device,
                           report_name=args.report_name, progress=not args.quiet, retrain_stale=args.retrain_stale,
-                          rescore=args.rescore,
+                          rescore=args.rescore, lpips_weights=args.lpips_weights, lpips_lin=args.lpips_lin,
                           slurm={"partition": args.slurm_partition, "time_min": args.slurm_time,
                                  "gpus_per_job": args.slurm_gpus})
     print(f"report: {report}/index.html (tables: {', '.join(str(p) for p in sorted(Path(report).glob('table*.md')))})")

@@ -1,4 +1,4 @@
-"""End to end on 64x64 synthetic scenes: all three tables at the smoke preset with one step per row, the
+"""End to end on 64x64 synthetic scenes: all Cityscapes tables (1, 2, 3, 6) at the smoke preset with one step per row, the
 report's files and structure, rerunning without training, refusing unfinished runs without resume."""
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
     report, runs = ablation
     for name in ("table1.md", "table1.csv", "table2.md", "table2.csv", "table3.md", "table3.csv", "figure7.png",
                  "figure7.json", "report.json", "index.html", "samples_table1.png", "samples_table2.png",
-                 "samples_table3.png"):
+                 "samples_table3.png", "table6.md", "table6.csv", "samples_table6.png"):
         assert (report / name).is_file(), name
-    # 12 distinct runs for 13 rows: the 70x70 L1+cGAN is shared by Tables 1 and 3
-    assert len([p for p in runs.iterdir() if (p / "DONE").is_file()]) == 12
+    # 15 distinct runs for 16 rows: the 70x70 L1+cGAN is shared by Tables 1 and 3; Table 6's 3 rows are photo -> labels
+    assert len([p for p in runs.iterdir() if (p / "DONE").is_file()]) == 15
     lines = list(csv.DictReader((report / "table2.csv").open()))
     assert [ln["label"] for ln in lines] == ["Encoder-decoder (L1)", "Encoder-decoder (L1+cGAN)", "U-net (L1)",
                                              "U-net (L1+cGAN)", "Ground truth"]
@@ -55,7 +55,8 @@ def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
                 (meta["code_digest"], meta["data"]["fingerprint"], [])
             assert json.loads((Path(row["run"]) / "provenance.json").read_text())["git"] == meta["git"]
     assert "\u2020" not in md and meta["data"]["fingerprint"][:12] in md
-    assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4)))
+    assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4, 3)))
+    assert [t["kind"] for t in data["tables"]] == ["fcn", "fcn", "fcn", "labels"]
     assert set(data["figure7"]["intersection"]) == {"L1", "cGAN", "L1+cGAN", "PixelGAN (1x1)"}
     fig = json.loads((report / "figure7.json").read_text())
     assert all(0 <= v <= 1 for s in fig["intersection"].values() for v in s.values())
@@ -67,7 +68,7 @@ def test_index_html_opens_from_disk(ablation: tuple[Path, Path]) -> None:
     links = re.findall(r'(?:src|href)="([^"#]+)"', html)
     assert links and all(not link.startswith(("http", "/")) for link in links)
     assert all((report / link).is_file() for link in links), links
-    for title in ("Table 1", "Table 2", "Table 3", "Figure 7"):
+    for title in ("Table 1", "Table 2", "Table 3", "Table 6", "Figure 7"):
         assert title in html
 
 

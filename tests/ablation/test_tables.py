@@ -12,6 +12,7 @@ from p2p_eval.errors import UserError
 
 # (label, pixel, class, IoU) as printed in the paper.
 PAPER = {
+    "6": [("L1", .86, .42, .35), ("cGAN", .74, .28, .22), ("L1+cGAN", .83, .36, .29)],  # section 4.6
     "1": [("L1", .42, .15, .11), ("GAN", .22, .05, .01), ("cGAN", .57, .22, .16), ("L1+GAN", .64, .20, .15),
           ("L1+cGAN", .66, .23, .17)],
     "2": [("Encoder-decoder (L1)", .35, .12, .08), ("Encoder-decoder (L1+cGAN)", .29, .09, .05),
@@ -64,11 +65,12 @@ def test_70x70_run_is_shared_by_tables_1_and_3(tmp_path) -> None:
 
 
 def test_parse_tables_and_errors(tmp_path) -> None:
-    assert parse_tables("all") == ["1", "2", "3"]
+    assert parse_tables("all") == ["1", "2", "3", "6"]  # the Cityscapes tables; Facades' runs on its own
     assert parse_tables("3,1") == ["1", "3"]
+    assert parse_tables("modified,6,2") == ["2", "6", "modified"]
     assert parse_tables(["2", "2"]) == ["2"]
-    assert set(TABLES) == {"1", "2", "3"}
-    with pytest.raises(UserError, match="valid: 1, 2, 3, all"):
+    assert set(TABLES) == {"1", "2", "3", "6", "modified"}
+    with pytest.raises(UserError, match="valid: 1, 2, 3, 6, all, modified"):
         parse_tables("4")
     bad = tmp_path / "t.toml"
     bad.write_text('name = "t"\ntitle = "t"\n[[rows]]\nlabel = "x"\ngenerator = "nope"\n'
@@ -78,4 +80,47 @@ def test_parse_tables_and_errors(tmp_path) -> None:
     bad.write_text('name = "t"\ntitle = "t"\n[[rows]]\nlabel = "x"\ngenerator = "l1"\npaper = {pixel = 2}\n'
                    '[ground_truth]\npaper = {pixel = 1, class = 1, iou = 1}\n')
     with pytest.raises(UserError, match="paper must be"):
+        load_table("x", bad)
+
+
+def test_table6_is_photo_to_labels_with_the_table1_objectives() -> None:
+    spec = load_table("6")
+    assert (spec.kind, spec.data, spec.ground_truth_paper) == ("labels", "cityscapes", {})
+    got = [(r.label, r.paper["pixel"], r.paper["class"], r.paper["iou"]) for r in spec.rows]
+    assert got == PAPER["6"]
+    assert [m.key for m in spec.metrics] == ["pixel", "class", "iou", "far"] and not spec.metrics[-1].rank
+    table1 = {r.label: load_generator(r.generator_file) for r in load_table("1").rows}
+    for row, cfg in zip(spec.rows, _cfgs("6")):
+        ref = table1[row.label]
+        assert cfg.direction == "AtoB" and ref.direction == "BtoA"
+        assert (cfg.gan, cfg.lambda_l1, cfg.lambda_rec, cfg.arch, cfg.d_receptive_field, cfg.batch_size) == \
+            (ref.gan, ref.lambda_l1, ref.lambda_rec, ref.arch, ref.d_receptive_field, ref.batch_size)
+
+
+def test_modified_table_is_document_002_on_facades() -> None:
+    spec = load_table("modified")
+    assert (spec.kind, spec.data, spec.ground_truth_label) == ("image", "facades", None)
+    assert "another data set" in spec.paper_source
+    by_key = {m.key: m for m in spec.metrics}
+    assert [k for k in by_key] == ["mse", "psnr", "ssim", "lab_L", "lab_a", "lab_b", "lpips"]
+    assert [k for k, m in by_key.items() if not m.higher_is_better] == ["mse", "lpips"] and by_key["lpips"].optional
+    # document 002, Table 1: original vs modified (day -> night)
+    assert spec.rows[0].paper == {"mse": 0.002144413411081063, "psnr": 26.766485, "ssim": 0.97995055}
+    assert spec.rows[1].paper == {"mse": 0.0026935997096859295, "psnr": 25.862993, "ssim": 0.9762408}
+    assert all(not r.paper for r in spec.rows[2:])
+    objectives = [(c.gan, c.lambda_l1, c.lambda_rec) for c in _cfgs("modified")]
+    assert objectives == [("conditional", 100.0, 0.0), ("conditional", 1.0, 10.0), ("conditional", 0.0, 10.0),
+                          ("none", 1.0, 10.0), ("conditional", 1.0, 0.0)]
+    assert {(c.direction, c.arch, c.d_receptive_field, c.batch_size) for c in _cfgs("modified")} == \
+        {("BtoA", "unet", 70, 1)}
+
+
+def test_spec_metric_errors(tmp_path) -> None:
+    bad = tmp_path / "t.toml"
+    bad.write_text('name = "t"\ntitle = "t"\nkind = "image"\ndata = "facades"\n[[metrics]]\nkey = "psnr"\n'
+                   'label = "PSNR"\n[[rows]]\nlabel = "x"\ngenerator = "l1"\npaper = {ssim = 0.5}\n')
+    with pytest.raises(UserError, match="only the ranked metrics"):
+        load_table("x", bad)
+    bad.write_text('name = "t"\ntitle = "t"\nkind = "nope"\n[[rows]]\nlabel = "x"\ngenerator = "l1"\npaper = {}\n')
+    with pytest.raises(UserError, match="kind must be one of fcn, labels, image"):
         load_table("x", bad)
