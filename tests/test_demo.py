@@ -26,13 +26,17 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return Path(out_path)
 
     def ablation(tables: Any, data: Path, seg: Path, report_dir: Path, **kwargs: Any) -> Path:
-        calls["report"], calls["runs"] = Path(report_dir), Path(kwargs["runs_dir"])
+        if tables == ["modified"]:  # the Facades table, on the synthetic facades, into REPORT/facades
+            calls["facades"] = (Path(data), Path(report_dir))
+        else:
+            calls["report"], calls["runs"] = Path(report_dir), Path(kwargs["runs_dir"])
         Path(report_dir).mkdir(parents=True)
         return Path(report_dir)
 
     monkeypatch.setattr("p2p_eval.data.synth.generate_dataset", synth)
     monkeypatch.setattr("p2p_eval.segmentation.train.train_segmenter", segmenter)
     monkeypatch.setattr("p2p_eval.ablation.run_ablation", ablation)
+    monkeypatch.setattr("p2p_eval.ablation.html.refresh_index", lambda out: calls.setdefault("refreshed", Path(out)))
     return calls
 
 
@@ -44,7 +48,8 @@ def test_demo_writes_only_under_out(recorded: dict[str, Any], tmp_path: Path, mo
     assert main(["demo", "--out", "work", "--device", "cpu"]) == 0
     work = Path("work")
     assert recorded == {"data": work / "synth", "segmenter": work / "segmenter.pt", "report": work / "report",
-                        "runs": work / "runs"}
+                        "runs": work / "runs", "facades": (work / "synth_facades", work / "report" / "facades"),
+                        "refreshed": work / "report"}
     assert sorted(p.name for p in cwd.iterdir()) == ["work"]
     assert "work/report/index.html" in capsys.readouterr().out
 

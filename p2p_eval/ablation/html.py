@@ -116,3 +116,11 @@ def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any
 </body></html>
 """
     return atomic_write_text(out_dir / "index.html", html)
+
+
+def refresh_index(out_dir: Path) -> Path:
+    """Rewrite ``out_dir/index.html`` from its ``report.json`` (e.g. to link a report written later in a sub-folder)."""
+    import json
+
+    data = json.loads((Path(out_dir) / "report.json").read_text())
+    return write_index(Path(out_dir), data["tables"], data["meta"], data.get("figure7"))
