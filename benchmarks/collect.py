@@ -3,6 +3,11 @@
 Each benchmark is run as ``python benchmarks/perf/NAME.py --json TMP`` and prints a markdown table;
 the collector adds the machine, date and git commit and writes ``reports/bench.md``.  A benchmark that
 fails is reported as failed (with its last lines of output) instead of stopping the others.
+
+A benchmark whose JSON has a ``summary`` list (entries ``{"figure", "value", "unit", "baseline",
+"baseline_value", "ratio", "goal"}``; ``goal`` a text such as ``">= 0.8x"``, or null) also gets rows in the
+summary table at the top of the report: each figure with the baseline it was measured against, in the
+same run, beside it.
 """
 
 from __future__ import annotations
@@ -63,6 +68,17 @@ def run_benchmark(script: Path, timeout: int) -> tuple[str, dict | None]:
         return text, data
 
 
+def summary_rows(results: dict[str, dict | None]) -> list[str]:
+    """Markdown rows ``| benchmark | figure | value | baseline | baseline value | ratio | goal |``."""
+    rows = []
+    for name, data in results.items():
+        for item in (data or {}).get("summary", []):
+            unit = item.get("unit", "")
+            rows.append(f"| {name} | {item['figure']} | {item['value']:.0f} {unit} | {item['baseline']} | "
+                        f"{item['baseline_value']:.0f} {unit} | {item['ratio']:.2f}x | {item.get('goal') or ''} |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "bench.md", help="markdown report to write")
@@ -76,11 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Benchmarks", "", f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
              f"- commit: {git_commit()}", *machine_summary(), ""]
     results = {}
+    header_end = len(lines)  # the summary table goes here, before the sections
     for script in scripts:
         print(f"running {script.name} ...", flush=True)
         text, data = run_benchmark(script, args.timeout)
         results[script.stem] = data
         lines += [f"## {script.stem}", "", text, ""]
+    rows = summary_rows(results)
+    if rows:
+        lines[header_end:header_end] = ["## Summary (each figure beside its baseline, measured in the same run)", "",
+                            "| benchmark | figure | value | baseline | baseline value | ratio | goal |",
+                            "| --- | --- | ---: | --- | ---: | ---: | --- |", *rows, ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")

@@ -261,10 +261,12 @@ def _set_histogram(files: list[Path], name: str, half: str | None, size: int | N
     hist = LabHistogram()
     for start in tqdm(range(0, len(files), batch_size), desc=f"Lab {name}", unit="batch", leave=False,
                       disable=not progress):
-        for path in files[start:start + batch_size]:
-            image = load_photo(path, half, size)
+        # decode the batch first, then count it: the per-colour counters stay in the CPU cache while counting
+        paths = files[start:start + batch_size]
+        for path, image in zip(paths, [load_photo(path, half, size) for path in paths]):
             mask = None if masks is None else resize_nearest(masks[path.stem].astype(np.uint8), tuple(image.shape[1:])) > 0
             hist.update(image, mask)
+    hist.counts  # noqa: B018 - fold the colour counts into bins now; the counter goes back to the pool for the next set
     return hist
 
 

@@ -296,18 +296,37 @@ def count_bins(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     return counts
 
 
+_POOL: list[tuple[np.ndarray, np.ndarray]] = []  # zeroed counter buffers, kept warm for the next accumulator
+_POOL_SIZE = 2
+
+
+def _acquire() -> tuple[np.ndarray, np.ndarray]:
+    with _LOCK:
+        if _POOL:
+            return _POOL.pop()
+    return np.zeros(1 << 24, np.uint32), np.zeros(1 << 16, np.uint8)
+
+
+def _release(buffers: tuple[np.ndarray, np.ndarray]) -> None:
+    with _LOCK:
+        if len(_POOL) < _POOL_SIZE:
+            _POOL.append(buffers)
+
+
 class ColourCounts:
     """Pixels counted per sRGB colour (C loop), turned into (3, 256) L / a / b bin counts by :meth:`flush`.
 
-    Holds a 2^24 uint32 counter (64 MiB of address space; only the pages of colours seen are backed) and
-    flushes by itself before a counter could overflow.
+    Between a first :meth:`add` and the next :meth:`flush` it holds a 2^24 uint32 counter (64 MiB; only
+    the pages of colours seen are backed) and a 64 KiB map of the 256-colour blocks touched; the flush
+    visits only those blocks, leaves the counter zeroed and hands it back to a small pool, so that the
+    next accumulator of the process counts into memory already paged in.  Flushes by itself before a
+    counter could overflow.
     """
 
     _LIMIT = (1 << 32) - 1
 
     def __init__(self) -> None:
-        self._cc = np.zeros(1 << 24, np.uint32)
-        self._dirty = np.zeros(1 << 16, np.uint8)
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
         self._pending = 0
         self._bins = np.zeros((3, 256), np.int64)
 
@@ -331,19 +350,24 @@ class ColourCounts:
             if self._pending + take * per_image > self._LIMIT:
                 self.flush()
                 continue
+            if self._buffers is None:
+                self._buffers = _acquire()
+            cc, dirty = self._buffers
             base = images.ctypes.data + start * sn
             mbase = None if mptr is None else mptr + start * mn
             lib.p2p_colour_count(base, take, h, w, sn, sh, sw, sc, mbase, mn, mh, mw,  # type: ignore[attr-defined]
-                                 self._cc.ctypes.data, self._dirty.ctypes.data)
+                                 cc.ctypes.data, dirty.ctypes.data)
             self._pending += take * per_image
             start += take
 
     def flush(self) -> np.ndarray:
         """Bin counts (3, 256) of everything counted so far (the colour counters are emptied into them)."""
-        if self._pending:
-            _STATE["lib"].p2p_colour_flush(self._cc.ctypes.data, self._dirty.ctypes.data,  # type: ignore[attr-defined]
+        if self._buffers is not None:
+            cc, dirty = self._buffers
+            _STATE["lib"].p2p_colour_flush(cc.ctypes.data, dirty.ctypes.data,  # type: ignore[attr-defined]
                                            load_table().ctypes.data, self._bins.ctypes.data)
-            self._pending = 0
+            self._buffers, self._pending = None, 0
+            _release((cc, dirty))
         return self._bins
 
     def take_bins(self) -> np.ndarray:
@@ -351,3 +375,7 @@ class ColourCounts:
         bins = self.flush()
         self._bins = np.zeros((3, 256), np.int64)
         return bins
+
+    def __del__(self) -> None:
+        # an accumulator dropped unread: its counter is not zero, so it is not pooled, only freed
+        self._buffers = None
