@@ -355,15 +355,45 @@ def _paper_single(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _paper_hype_time(report: dict[str, Any]) -> list[str]:
+    lines = [f"HYPE-time, study {report['study']} (Zhou et al. 2019, section 3.1: the exposure at which fakes are "
+             "caught; higher = more realistic): " + report.get("hype_time_procedure", ""), "",
+             "| Method | HYPE-time threshold (ms, mean ± SE) | 95% CI | participants | % correct (staircase target) |",
+             "| --- | --- | --- | --- | --- |"]
+    for alg, e in report["algorithms"].items():
+        h = e["hype_time"]
+        value = "n/a" if h["threshold_ms"] is None else f"{h['threshold_ms']:.0f}" + (
+            f" ± {h['se']:.0f}" if h["se"] is not None else " (one participant: no SE)")
+        ci = f"[{h['ci95'][0]:.0f}, {h['ci95'][1]:.0f}]" if h["ci95"] else ""
+        correct = f"{100 * h['correct']:.1f}%" if h["correct"] is not None else "n/a"
+        lines.append(f"| {alg} | {value} | {ci} | {h['participants']} | {correct} ({100 * h['target_correct']:.1f}%) |")
+    lines += ["", "(Threshold CI: bootstrap over participants.)"]
+    return lines
+
+
+def _paper_hype_inf(report: dict[str, Any]) -> list[str]:
+    lines = [f"HYPE-infinity, study {report['study']} (Zhou et al. 2019, section 3.2 and Table 2: error rate of "
+             "unlimited-time real/fake judgements; 50% = indistinguishable from real)", "",
+             "| Method | HYPE-inf error (mean ± SE) | 95% CI | Fakes error | 95% CI | Reals error | 95% CI | participants |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for alg, e in report["algorithms"].items():
+        h = e["hype_inf"]
+        cells = [part for key in ("error", "error_fake", "error_real") for part in _pm(h[key])]
+        lines.append(f"| {alg} | " + " | ".join(cells) + f" | {h['error']['participants']} |")
+    return lines
+
+
 #: protocol -> the lines of its paper-style table (``study report --format paper``); a protocol missing here
 #: gets the "% labeled real" table.
-PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_2afc, "sequential": _paper_sequential, "single": _paper_single}
+PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_2afc, "sequential": _paper_sequential, "single": _paper_single,
+                                 "hype-time": _paper_hype_time, "hype-inf": _paper_hype_inf}
 
 
 def format_paper(report: dict[str, Any]) -> str:
     """The report as the sources print it (Markdown): pix2pix Tables 4-5 ("% Turkers labeled real", mean ± SE)
-    for 2afc, source 003's fooling rate for sequential, source 004's % correct per group for single; each with
-    the two-level bootstrap 95% CI, then the pairwise differences and what was left out."""
+    for 2afc, source 003's fooling rate for sequential, source 004's % correct per group for single, HYPE's
+    threshold (hype-time) and error rates (hype-inf); each with its 95% CI (two-level bootstrap for rates), then
+    the pairwise differences and what was left out."""
     formatter = PAPER_FORMATS.get(report["protocol"])
     lines = formatter(report) if formatter else _paper_labeled_real(
         report, f"Study {report['study']} ({report['protocol']}; no source-specific table for this protocol)",

@@ -128,3 +128,24 @@ def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from p2p_eval.study.loadgen import write_noise_folders
 
     return write_noise_folders(tmp_path_factory.mktemp("paper"), count=12, side=16)
+
+
+def test_hype_inf_table_is_the_error_rates(tmp_path: Path, image_dirs, capsys) -> None:  # noqa: ANN001
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    _make(db, image_dirs, protocol="hype-inf", practice=0, trials=8, fake={"alg_a": str(image_dirs["alg_a"])})
+    wrong = {"p1": {0: 0, 1: 1}, "p2": {0: 1, 1: 2}}  # errors on reals (0) and on fakes (1), of 4 each
+
+    def decide(pid: str):  # noqa: ANN202
+        def answer(t, seen: dict) -> str:  # noqa: ANN001
+            truth = "fake" if t.fake_slot else "real"
+            flipped = {"real": "fake", "fake": "real"}[truth]
+            return flipped if seen.get(("main", t.fake_slot), 0) < wrong[pid][t.fake_slot] else truth
+        return answer
+
+    _run(db, {"p1": decide("p1"), "p2": decide("p2")})
+    text, _ = paper(db, capsys, tmp_path)
+    # error: 1/8, 3/8 -> 25.0% +- 12.5%; fakes: 1/4, 2/4 -> 37.5% +- 12.5%; reals: 0/4, 1/4 -> 12.5% +- 12.5%
+    assert "HYPE-infinity, study s" in text
+    row = next(line for line in text.splitlines() if line.startswith("| alg_a |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert (cells[1], cells[3], cells[5], cells[7]) == ("25.0% ± 12.5%", "37.5% ± 12.5%", "12.5% ± 12.5%", "2")

@@ -26,7 +26,8 @@ EVERY_SETTING = {"name", "real", "fake", "protocol", "paired", "trials", "practi
                  "vigilance_max_errors", "question", "seed", "same_processing", "serve_size", "jpeg_quality",
                  "allow_repeats"}
 HEADERS = {"2afc": "% labeled real (mean ± SE)", "sequential": "Fooling rate (mean ± SE)",
-           "single": "Control (real images) % correct"}
+           "single": "Control (real images) % correct", "hype-time": "| Method | HYPE-time threshold (ms, mean ± SE) |",
+           "hype-inf": "| Method | HYPE-inf error (mean ± SE) |"}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_template_creates_a_study_and_a_simulated_run_reports(tmp_path: Path, fo
         engine.dispose()
     assert all(e["included"] == per_alg for e in report["algorithms"].values())
     paper = format_paper(report)
-    assert HEADERS.get(spec.protocol, "") in paper
+    assert HEADERS[spec.protocol] in paper
     for alg in spec.fake:
         assert f"| {alg} |" in paper
 
