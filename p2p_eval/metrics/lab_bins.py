@@ -375,7 +375,3 @@ class ColourCounts:
         bins = self.flush()
         self._bins = np.zeros((3, 256), np.int64)
         return bins
-
-    def __del__(self) -> None:
-        # an accumulator dropped unread: its counter is not zero, so it is not pooled, only freed
-        self._buffers = None
