@@ -73,8 +73,8 @@ def test_wheel_carries_the_package_data(wheel: Path) -> None:
     expected = [p.relative_to(REPO).as_posix() for pattern in ("generators/*.toml", "tables/*.toml", "study/static/**/*",
                                                                "segmentation/weights/*")
                 for p in PACKAGE.glob(pattern) if p.is_file()]
-    assert sum(n.startswith("p2p_eval/generators/") for n in expected) == 14
-    assert sum(n.startswith("p2p_eval/tables/") for n in expected) == 3
+    assert sum(n.startswith("p2p_eval/generators/") for n in expected) == 20  # + Table 6 (3), document 002 ablations (3)
+    assert sum(n.startswith("p2p_eval/tables/") for n in expected) == 5  # tables 1-3, 6, modified
     assert not sorted(set(expected) - names)
 
 

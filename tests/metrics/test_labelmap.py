@@ -104,3 +104,11 @@ def test_decode_mode_equals_the_fcn_scorer_with_cis() -> None:
     for name in ("pixel_accuracy", "class_accuracy", "class_iou"):
         assert got[name] == pytest.approx(ref[name])
         assert got["ci95"][name] == pytest.approx(ci[name])
+
+
+@pytest.mark.realdata
+def test_palette_share_tells_cityscapes_from_facades(shared_data) -> None:
+    from p2p_eval.metrics.labelmap import palette_share
+
+    assert palette_share(shared_data / "cityscapes") > 0.9  # JPEG colours near the palette
+    assert palette_share(shared_data / "facades") < 0.4  # CMP Facades' own colours
