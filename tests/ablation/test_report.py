@@ -95,3 +95,37 @@ def test_markdown_and_csv_structure() -> None:
     assert [ln["label"] for ln in lines] == ["L1", "GAN", "cGAN", "L1+GAN", "L1+cGAN", "Ground truth"]
     assert [float(ln["paper_iou"]) for ln in lines] == [.11, .01, .16, .15, .17, .21]
     assert float(lines[-1]["pixel_lo"]) == pytest.approx(.79) and lines[-1]["generator"] == ""
+
+
+def test_image_metric_table_against_hand_values() -> None:
+    """The image-metric table of document 002: columns from the spec, lower-is-better orders, Kendall over the rows
+    the source has numbers for, the optional LPIPS column left out when no row has it."""
+    spec = load_table("modified")
+    values = [(0.010, 20.0, 0.50), (0.020, 17.0, 0.40), (0.030, 15.0, 0.30), (0.015, 18.0, 0.45), (0.012, 19.0, 0.47)]
+    rows = []
+    for r, (mse, psnr, ssim) in zip(spec.rows, values):
+        result = {"mse": mse, "psnr": psnr, "ssim": ssim, "lab_L": 0.9, "lab_a": 0.8, "lab_b": 0.7, "images": 4,
+                  "ci95": {"mse": [mse - .001, mse + .001], "psnr": [psnr - 1, psnr + 1], "ssim": [ssim - .01, ssim + .01],
+                           "lab_L": [None, None]}}
+        rows.append({"label": r.label, "generator": r.generator, "paper": r.paper, "result": result, "run": "r",
+                     "key": "k", "size": 32, "batch_size": 1, "steps": 1, "images_seen": 1, "direction": "BtoA",
+                     "seconds": {"train": 1.0, "translate": 1.0, "score": 1.0}, "device": "cpu", "note": "",
+                     "commit": "abc123", "code_digest": "c0de" * 16, "data_fingerprint": "da7a" * 16, "stale": []})
+    record = table_record(spec, rows, None)
+    assert [m["key"] for m in record["metrics"]] == ["mse", "psnr", "ssim", "lab_L", "lab_a", "lab_b"]
+    # pix2pix beats Modified on every pixel metric here, as in the document: tau = +1 over its two rows
+    for key in ("mse", "psnr", "ssim"):
+        assert record["kendall"][key]["tau"] == pytest.approx(1.0) and record["kendall"][key]["n"] == 2
+    assert record["kendall"]["mse"]["all_order"].startswith("pix2pix (L1+cGAN) > without rec")
+    assert record["kendall"]["psnr"]["ours_order"] == "pix2pix (L1+cGAN) > Modified (L1+cGAN+rec)"
+    meta = _meta() | {"segmenter": {}, "kinds": ["image"], "protocol": "image metrics"}
+    md = table_markdown(record, meta)
+    assert "| Row | MSE [95% CI] | PSNR (dB) [95% CI] | SSIM [95% CI] | Lab hist. L [95% CI]" in md
+    assert ("| pix2pix (L1+cGAN) | 0.0100 [0.0090, 0.0110] | 20.00 [19.00, 21.00] | 0.500 [0.490, 0.510] | 0.900 | "
+            "0.800 | 0.700 | 0.0021 | 26.77 | 0.980 |") in md
+    assert "| without L1 (cGAN+rec) | 0.0300 [0.0290, 0.0310] | 15.00 [14.00, 16.00] | 0.300 [0.290, 0.310] | 0.900 | " \
+           "0.800 | 0.700 | n/a | n/a | n/a |" in md
+    assert "Ground truth" not in md and "segmenter:" not in md and "document 002, Table 1" in md
+    lines = list(csv.DictReader(io.StringIO(table_csv(record, meta))))
+    assert len(lines) == 5 and float(lines[1]["psnr_hi"]) == 18.0 and lines[2]["paper_psnr"] == ""
+    assert "paper_lab_L" in lines[0] and "pixel" not in lines[0]
