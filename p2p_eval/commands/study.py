@@ -72,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     rep.add_argument("--format", choices=["text", "paper"], default="text",
                      help="text (default): every count; paper: the sources' tables (pix2pix Tables 4-5 \"%% labeled "
-                     "real\" mean +- SE; fooling rate for sequential; %% correct real / fake for single) as Markdown")
+                     "real\" mean +- SE; fooling rate for sequential; %% correct real / fake for single; HYPE threshold / "
+                     "error rates) as Markdown")
     rep.set_defaults(func=_report)
 
     sim = study_sub.add_parser(
@@ -114,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Sample size by simulation: for each participant count (per algorithm), simulated studies whose "
         "participants' rates scatter around --fooling (Beta, sd --sd-between on the probability scale) and answer "
         "--trials trials each are analysed with the same two-level bootstrap as `study report`. Prints the expected "
-        "95%% CI half-width per algorithm and the power to tell each pair apart (difference CI excludes 0); with "
+        "95% CI half-width per algorithm and the power to tell each pair apart (difference CI excludes 0); with "
         "--out writes power.md, power.json and power.png (power vs participants).")
     pw.add_argument("--fooling", required=True, metavar="P,P,...",
                     help="expected rates of fakes judged real, e.g. 0.06,0.19 (or l1=0.06,l1_cgan=0.19)")
