@@ -9,9 +9,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation.report import (KIND_NOTES, _ci_m, _direction, _f, _secs, _short, footnotes, paper_digits,
-                                      paper_metrics, provenance_lines, reference_text, row_marks, table_metrics,
-                                      table_rows)
+from p2p_eval.ablation.report import (KIND_NOTES, _ci_m, _direction, _f, _secs, _short, footnotes, has_ci,
+                                      paper_digits, paper_metrics, provenance_lines, reference_text, row_marks,
+                                      source_header, table_metrics, table_rows)
 from p2p_eval.fsutil import atomic_write_text
 
 STYLE = """
@@ -25,8 +25,8 @@ td.paper{color:#555}td.order{text-align:left}img{max-width:100%;border:1px solid
 def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
     metrics, papers = table_metrics(table), paper_metrics(table)
     plabel = "paper" if table.get("paper_source", "the paper") == "the paper" else "source"
-    head = "".join(f"<th>{escape(m['label'])}{' [95% CI]' if m['rank'] else ''}</th>" for m in metrics)
-    head += "".join(f"<th>{plabel} {escape(m['label'].lower())}</th>" for m in papers)
+    head = "".join(f"<th>{escape(m['label'])}{' [95% CI]' if has_ci(m) else ''}</th>" for m in metrics)
+    head += "".join(f"<th>{escape(source_header(plabel, m))}</th>" for m in papers)
     body = []
     for r in table_rows(table):
         cls = ' class="gt"' if r is table.get("ground_truth") else ""

@@ -186,6 +186,16 @@ def paper_digits(table: dict[str, Any], metric: dict[str, Any]) -> int:
     return 2 if table.get("kind", "fcn") in ("fcn", "labels") else metric["digits"]
 
 
+def has_ci(metric: dict[str, Any]) -> bool:
+    """True when the metric's column carries 95% intervals (ranked metrics other than set-level ones)."""
+    return bool(metric["rank"] and metric.get("ci", True))
+
+
+def source_header(plabel: str, metric: dict[str, Any]) -> str:
+    """The header of a source-number column: "paper per-pixel acc." (the paper's tables), "source PSNR (dB)"."""
+    return f"{plabel} {metric['label'].lower() if plabel == 'paper' else metric['label']}"
+
+
 def table_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of a table record followed by its reference row, if any."""
     return table["rows"] + ([table["ground_truth"]] if table.get("ground_truth") else [])
@@ -283,9 +293,9 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     """``tableN.md``: scores with CIs beside the source's, reference row, rank comparison, provenance, times."""
     metrics, papers = table_metrics(table), paper_metrics(table)
     plabel = "paper" if table.get("paper_source", "the paper") == "the paper" else "source"
-    head = f"| Row | {' | '.join(m['label'] + (' [95% CI]' if m['rank'] else '') for m in metrics)} |"
+    head = f"| Row | {' | '.join(m['label'] + (' [95% CI]' if has_ci(m) else '') for m in metrics)} |"
     if papers:
-        head += f" {' | '.join(plabel + ' ' + m['label'].lower() for m in papers)} |"
+        head += f" {' | '.join(source_header(plabel, m) for m in papers)} |"
     lines = [f"# {table['title']}", "", f"Reproduced by p2p-eval ({meta['name']}): preset **{meta['preset']['name']}** "
              f"({meta['preset']['description']}). Varies: {table['varies']}. Direction: {_direction(table)}.", ""]
     if table.get("kind") in KIND_NOTES:

@@ -45,7 +45,7 @@ TABLES = MappingProxyType({**{str(n): TABLES_DIR / f"table{n}.toml" for n in (1,
 class Metric:
     """One metric column: ``key`` (CSV / paper key), ``label``, ``score`` (key in the row's score JSON),
     ``higher_is_better``, ``digits``, ``rank`` (compared with the source's numbers; False: information only),
-    ``optional`` (shown only when some row has it, e.g. LPIPS without weights)."""
+    ``optional`` (shown only when some row has it, e.g. LPIPS without weights), ``ci`` (has a 95% interval)."""
 
     key: str
     label: str
@@ -54,6 +54,7 @@ class Metric:
     digits: int = 3
     rank: bool = True
     optional: bool = False
+    ci: bool = True
 
 
 FCN_METRICS = tuple(Metric(m, FCN_LABELS[m], SCORE_KEYS[m]) for m in METRICS)
@@ -125,12 +126,13 @@ def _metrics(data: object, where: str) -> tuple[Metric, ...]:
     for i, item in enumerate(data):
         if not isinstance(item, dict) or not {"key", "label"} <= set(item):
             raise UserError(f"{where} metrics[{i}]: a metric needs key and label")
-        unknown = set(item) - {"key", "label", "score", "higher_is_better", "digits", "rank", "optional"}
+        unknown = set(item) - {"key", "label", "score", "higher_is_better", "digits", "rank", "optional", "ci"}
         if unknown:
             raise UserError(f"{where} metrics[{i}]: unknown keys {sorted(unknown)}")
         out.append(Metric(str(item["key"]), str(item["label"]), str(item.get("score", item["key"])),
                           bool(item.get("higher_is_better", True)), int(item.get("digits", 3)),
-                          bool(item.get("rank", True)), bool(item.get("optional", False))))
+                          bool(item.get("rank", True)), bool(item.get("optional", False)),
+                          bool(item.get("ci", True))))
     if len({m.key for m in out}) != len(out):
         raise UserError(f"{where}: metric keys must be unique")
     return tuple(out)

@@ -120,7 +120,8 @@ def test_image_metric_table_against_hand_values() -> None:
     assert record["kendall"]["psnr"]["ours_order"] == "pix2pix (L1+cGAN) > Modified (L1+cGAN+rec)"
     meta = _meta() | {"segmenter": {}, "kinds": ["image"], "protocol": "image metrics"}
     md = table_markdown(record, meta)
-    assert "| Row | MSE [95% CI] | PSNR (dB) [95% CI] | SSIM [95% CI] | Lab hist. L [95% CI]" in md
+    assert ("| Row | MSE [95% CI] | PSNR (dB) [95% CI] | SSIM [95% CI] | Lab hist. L | Lab hist. a | Lab hist. b | "
+            "source MSE | source PSNR (dB) | source SSIM |") in md
     assert ("| pix2pix (L1+cGAN) | 0.0100 [0.0090, 0.0110] | 20.00 [19.00, 21.00] | 0.500 [0.490, 0.510] | 0.900 | "
             "0.800 | 0.700 | 0.0021 | 26.77 | 0.980 |") in md
     assert "| without L1 (cGAN+rec) | 0.0300 [0.0290, 0.0310] | 15.00 [14.00, 16.00] | 0.300 [0.290, 0.310] | 0.900 | " \
