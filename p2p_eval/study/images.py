@@ -15,8 +15,9 @@ broken; it goes through the same processing.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from p2p_eval.errors import UserError, file_list
 BROKEN_BLOCKS = 6  # the broken image keeps a 6x6 grid of blocks
 DEFAULT_SIZE = 256  # the page shows every image in a 256 x 256 box
 DEFAULT_QUALITY = 75  # PIL's default; re-encoding a quality-75 JPEG at 75 changes it little
+CACHE_BYTES = 256 * 2**20  # served bytes kept in memory (a 256x256 JPEG at quality 75 is ~15-25 kB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,14 +51,78 @@ class Processing:
         return f"on: every image resized to {self.size}x{self.size} and JPEG-encoded at quality {self.quality} (4:2:0)"
 
 
-def render(path: str | Path, broken: bool = False, processing: Processing = Processing()) -> bytes:
-    """Served bytes of ``path`` (RGB), or of its broken version; cached per file version and processing."""
+class _ByteCache:
+    """Least-recently-used served bytes, at most ``limit`` bytes in all; thread-safe.  Each key is encoded
+    once: a second thread asking for a key being encoded waits for that encoding instead of repeating it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.size = limit, 0
+        self.data: OrderedDict[tuple, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+        self.pending: dict[tuple, threading.Lock] = {}
+
+    def peek(self, key: tuple) -> bytes | None:
+        with self.lock:
+            data = self.data.get(key)
+            if data is not None:
+                self.data.move_to_end(key)
+            return data
+
+    def get(self, key: tuple, make) -> bytes:  # noqa: ANN001 - key -> bytes
+        data = self.peek(key)
+        if data is not None:
+            return data
+        with self.lock:
+            busy = self.pending.setdefault(key, threading.Lock())
+        with busy:  # one encoding per key at a time
+            data = self.peek(key)
+            if data is None:
+                try:
+                    data = make(*key)
+                finally:
+                    with self.lock:
+                        self.pending.pop(key, None)
+                self.put(key, data)
+            return data
+
+    def put(self, key: tuple, data: bytes) -> None:
+        with self.lock:
+            if key in self.data:
+                return
+            self.data[key] = data
+            self.size += len(data)
+            while self.size > self.limit and len(self.data) > 1:
+                _, old = self.data.popitem(last=False)
+                self.size -= len(old)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+            self.size = 0
+
+
+_CACHE = _ByteCache(CACHE_BYTES)
+
+
+def _key(path: str | Path, broken: bool, processing: Processing) -> tuple:
     p = Path(path)
     try:
         mtime = p.stat().st_mtime_ns
     except OSError:
         raise UserError(f"image file missing: {p} (was the study's folder moved?)") from None
-    return _render_cached(str(p), mtime, broken, processing)
+    return (str(p), mtime, broken, processing)
+
+
+def render(path: str | Path, broken: bool = False, processing: Processing = Processing()) -> bytes:
+    """Served bytes of ``path`` (RGB), or of its broken version; encoded once per file version (path and
+    modification time) and processing, then served from memory."""
+    return _CACHE.get(_key(path, broken, processing), encode)
+
+
+def cached(path: str | Path, broken: bool = False, processing: Processing = Processing()) -> bytes | None:
+    """The served bytes of ``path`` when they are already encoded (the file unchanged since), else None;
+    UserError when the file is missing.  Never decodes: cheap enough for the request path."""
+    return _CACHE.peek(_key(path, broken, processing))
 
 
 def _decode(path: str | Path) -> PILImage.Image:
@@ -68,8 +134,9 @@ def _decode(path: str | Path) -> PILImage.Image:
         raise UserError(f"cannot decode image {path}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=1024)
-def _render_cached(path: str, _mtime_ns: int, broken: bool, processing: Processing) -> bytes:
+def encode(path: str | Path, _mtime_ns: int | None = None, broken: bool = False,
+           processing: Processing = Processing()) -> bytes:
+    """The served bytes of ``path``, freshly decoded and encoded (no cache)."""
     rgb = _decode(path)
     if broken:
         small = rgb.resize((BROKEN_BLOCKS, BROKEN_BLOCKS), PILImage.Resampling.BILINEAR)

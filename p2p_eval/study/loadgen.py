@@ -4,12 +4,19 @@
 Each participant behaves like the page: start (or resume) a session, then for each trial fetch it, fetch
 its images, answer, and keep every acknowledgement it received.  :func:`run_participant` is that loop,
 shared with ``p2p-eval study simulate`` (:mod:`p2p_eval.study.simulate`), which passes a ``choose``
-callback (synthetic observers of known behaviour); the load tests answer at random.  Uses httpx (test extra).
+callback (synthetic observers of known behaviour); the load tests answer at random.  Uses httpx (test extra),
+or :class:`LeanClient` (a minimal keep-alive HTTP/1.1 client on asyncio streams) where the load generator's own
+CPU time matters: the load benchmark runs on the server's machine, and httpx spends several times the server's
+CPU per request there.
+
+Every request's latency is kept per request type (``start``, ``check``, ``trial``, ``image``, ``answer``);
+``pause`` makes a participant answer on a fixed cadence (the open-loop benchmark: 2 s between answers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import os
 import random
 import signal
@@ -21,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 #: ``choose(session_state, trial) -> (answer, timing)``: the answer to a trial (``trial`` is the JSON of
 #: ``GET /api/s/TOKEN/trial/INDEX``, ``session_state`` that of ``POST /api/studies/NAME/sessions``) and the
@@ -35,20 +43,137 @@ class LoadResult:
 
     acks: list[tuple[str, int, str]] = field(default_factory=list)  # (session token, trial index, answer)
     latencies: list[float] = field(default_factory=list)
+    by_type: dict[str, list[float]] = field(default_factory=dict)  # request type -> latencies (s), retries included
     errors: list[str] = field(default_factory=list)
     finished: int = 0
     retries: int = 0
     elapsed: float = 0.0
 
 
-async def _request(client, method: str, url: str, result: LoadResult, attempts: int = 4, **kwargs):  # noqa: ANN001, ANN202
-    """One request, retried on connection errors as the page does (answers are idempotent)."""
-    import httpx
+class LeanResponse:
+    """The parts of an httpx response that :func:`run_participant` uses."""
 
+    def __init__(self, status_code: int, content: bytes, url: str) -> None:
+        self.status_code, self.content, self.url = status_code, content, url
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise RuntimeError(f"HTTP {self.status_code} for {self.url}: {self.text[:200]}")
+
+
+class LeanClient:
+    """A minimal HTTP/1.1 client for one host: keep-alive connections on asyncio streams, JSON bodies,
+    Content-Length or chunked responses.  ``request(method, url, json=...)`` as httpx's; an ``OSError`` (or
+    :class:`asyncio.IncompleteReadError`, :class:`TimeoutError`) where httpx raises a ``TransportError``."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+
+    async def __aenter__(self) -> LeanClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for _, writer in conns:
+                writer.close()
+        self._idle.clear()
+
+    async def request(self, method: str, url: str, json: Any = None) -> LeanResponse:
+        return await asyncio.wait_for(self._request(method, url, json), self.timeout)
+
+    async def get(self, url: str) -> LeanResponse:
+        return await self.request("GET", url)
+
+    async def post(self, url: str, json: Any = None) -> LeanResponse:
+        return await self.request("POST", url, json=json)
+
+    async def _request(self, method: str, url: str, body: Any) -> LeanResponse:
+        parts = urlsplit(url)
+        key = (parts.hostname or "127.0.0.1", parts.port or 80)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        data = b"" if body is None else jsonlib.dumps(body).encode()
+        head = f"{method} {target} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\nContent-Length: {len(data)}\r\n"
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        idle = self._idle.setdefault(key, [])
+        reused = bool(idle)
+        reader, writer = idle.pop() if idle else await asyncio.open_connection(*key)
+        try:
+            writer.write(head.encode() + b"\r\n" + data)
+            status, content, keep = await self._response(reader)
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+            if not reused:
+                raise
+            reader, writer = await asyncio.open_connection(*key)  # the server closed an idle connection: once more
+            writer.write(head.encode() + b"\r\n" + data)
+            status, content, keep = await self._response(reader)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            idle.append((reader, writer))
+        else:
+            writer.close()
+        return LeanResponse(status, content, url)
+
+    @staticmethod
+    async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        keep = headers.get("connection", "").lower() != "close"
+        if "content-length" in headers:
+            return status, await reader.readexactly(int(headers["content-length"])), keep
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")
+                    return status, b"".join(chunks), keep
+                chunks.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+        return status, await reader.read(), False
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import httpx
+    except ImportError:
+        return (OSError, asyncio.IncompleteReadError, TimeoutError)
+    return (httpx.TransportError, OSError, asyncio.IncompleteReadError, TimeoutError)
+
+
+async def _request(client, method: str, url: str, result: LoadResult, attempts: int = 4, kind: str | None = None,  # noqa: ANN001, ANN202
+                   **kwargs):
+    """One request, retried on connection errors as the page does (answers are idempotent); its latency
+    (retries included) is kept under ``kind``."""
+    errors = _transport_errors()
+    start = time.perf_counter()
     for attempt in range(attempts):
         try:
-            return await client.request(method, url, **kwargs)
-        except httpx.TransportError:
+            response = await client.request(method, url, **kwargs)
+            if kind is not None:
+                result.by_type.setdefault(kind, []).append(time.perf_counter() - start)
+            return response
+        except errors:
             if attempt == attempts - 1:
                 raise
             result.retries += 1
@@ -58,37 +183,44 @@ async def _request(client, method: str, url: str, result: LoadResult, attempts: 
 
 async def run_participant(client, base: str, study: str, pid: str, result: LoadResult, rng: random.Random,  # noqa: ANN001
                           images: bool = True, choose: Chooser | None = None, check: bool = False,
-                          arrival: dict[str, Any] | None = None) -> None:
+                          arrival: dict[str, Any] | None = None, pause: float = 0.0) -> None:
     """One participant as the page runs it: (``check``: ``POST .../check`` first, as the page does before
     its instructions), start or resume the session, then for each trial fetch it, fetch its images
     (``images``) and post the answer from ``choose`` (default: at random, with fixed timings).
-    ``arrival`` is the body of the start request (default: Prolific id ``pid``)."""
+    ``arrival`` is the body of the start request (default: Prolific id ``pid``).  ``pause`` > 0: one trial every
+    ``pause`` seconds (fetch, images, answer), started on that cadence whatever the server's latency, after a
+    random offset in [0, ``pause``) (open loop)."""
     body = arrival if arrival is not None else {"PROLIFIC_PID": pid, "SESSION_ID": "load"}
     if check:
-        r = await _request(client, "POST", f"{base}/api/studies/{study}/check", result, json=body)
+        r = await _request(client, "POST", f"{base}/api/studies/{study}/check", result, kind="check", json=body)
         if r.status_code != 200:
             raise RuntimeError(f"check of {pid}: {r.status_code} {r.text}")
-    r = await _request(client, "POST", f"{base}/api/studies/{study}/sessions", result, json=body)
+    r = await _request(client, "POST", f"{base}/api/studies/{study}/sessions", result, kind="start", json=body)
     r.raise_for_status()
     state = r.json()
     token, index, total = state["session"], state["next_index"], state["total"]
     choices = ("1", "2") if state["protocol"] in ("2afc", "sequential") else ("real", "fake")
+    loop = asyncio.get_running_loop()
+    due = loop.time() + (rng.random() * pause if pause > 0 else 0.0)
     while index < total:
-        trial = await _request(client, "GET", f"{base}/api/s/{token}/trial/{index}", result)
+        if pause > 0:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due += pause
+        trial = await _request(client, "GET", f"{base}/api/s/{token}/trial/{index}", result, kind="trial")
         trial.raise_for_status()
         if trial.json()["done"]:  # the server skipped the remaining trials (an image it could not serve)
             break
         index = trial.json()["index"]  # later than asked when the server skipped a trial
         if images:
             for url in trial.json()["images"]:
-                (await _request(client, "GET", base + url, result)).raise_for_status()
+                (await _request(client, "GET", base + url, result, kind="image")).raise_for_status()
         if choose is None:
             value, timing = rng.choice(choices), {"onset1": 0.0, "offset1": 1000.0, "response_ms": 500.0}
         else:
             value, timing = choose(state, trial.json())
         body = {"index": index, "answer": value, **timing}
         start = time.perf_counter()
-        r = await _request(client, "POST", f"{base}/api/s/{token}/answer", result, json=body)
+        r = await _request(client, "POST", f"{base}/api/s/{token}/answer", result, kind="answer", json=body)
         if r.status_code != 200:
             raise RuntimeError(f"answer {index} of {pid}: {r.status_code} {r.text}")
         result.latencies.append(time.perf_counter() - start)
@@ -98,15 +230,22 @@ async def run_participant(client, base: str, study: str, pid: str, result: LoadR
 
 
 async def run_participants(base: str, study: str, count: int, prefix: str = "p", seed: int = 0, images: bool = True,
-                           timeout: float = 60.0, result: LoadResult | None = None) -> LoadResult:
-    """Run ``count`` participants at once (ids ``{prefix}{i}``); a participant stops at its first error."""
-    import httpx
-
+                           timeout: float = 60.0, result: LoadResult | None = None, lean: bool = False,
+                           pause: float = 0.0, check: bool = False) -> LoadResult:
+    """Run ``count`` participants at once (ids ``{prefix}{i}``); a participant stops at its first error.
+    ``lean``: through :class:`LeanClient` instead of httpx; ``pause``, ``check``: see :func:`run_participant`."""
     result = result if result is not None else LoadResult()
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    if lean:
+        client_cm: Any = LeanClient(timeout=timeout)
+    else:
+        import httpx
+
+        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+        client_cm = httpx.AsyncClient(timeout=timeout, limits=limits)
     start = time.perf_counter()
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        tasks = [run_participant(client, base, study, f"{prefix}{i}", result, random.Random(seed * 100_003 + i), images)
+    async with client_cm as client:
+        tasks = [run_participant(client, base, study, f"{prefix}{i}", result, random.Random(seed * 100_003 + i), images,
+                                 check=check, pause=pause)
                  for i in range(count)]
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
@@ -141,10 +280,12 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``p2p-eval study serve`` in a subprocess on a free loopback port."""
+    """``p2p-eval study serve`` in a subprocess on a free loopback port; ``source``: a checkout whose
+    ``p2p_eval`` runs instead of this one (the benchmark's baseline), ``args``: more ``serve`` options."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, source: Path | None = None, args: tuple[str, ...] = ()) -> None:
         self.db_url, self.port, self.proc = db_url, free_port(), None
+        self.source, self.args = source, tuple(args)
 
     @property
     def url(self) -> str:
@@ -155,8 +296,11 @@ class LiveServer:
         import httpx
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        root = self.source if self.source is not None else Path(__file__).resolve().parents[2]
+        if self.source is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.proc = subprocess.Popen([sys.executable, "-m", "p2p_eval.cli", "study", "serve", "--db", self.db_url,
-                                      "--port", str(self.port)], cwd=Path(__file__).resolve().parents[2], env=env)
+                                      "--port", str(self.port), *self.args], cwd=root, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -7,13 +7,22 @@ export; creating a study over HTTP needs the server token (``P2P_STUDY_ADMIN_TOK
 Every page carries a Content-Security-Policy that forbids inline scripts, so user strings can never run.
 Every API answer, images included, is ``Cache-Control: no-store``: a trial's images are served only while
 the trial is open, and a second request for one of them is counted as a re-view.
+
+Speed: the participant's requests are short transactions on a dedicated executor: one thread for SQLite (its
+writers are serialised by the database anyway; queued in Python they never sleep in SQLite's busy handler,
+which would give the tail of a lock convoy), a pool of threads for a server database.  The trial, image and
+answer requests use SQLAlchemy Core with the studies' fixed settings cached per process
+(:class:`p2p_eval.study.service.Catalog`), and every served image is encoded once (:mod:`p2p_eval.study.images`),
+outside any transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,17 +30,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session as DB
 
 from p2p_eval.errors import UserError
 from p2p_eval.study import service
-from p2p_eval.study.images import render
+from p2p_eval.study.images import cached, render
 from p2p_eval.study.models import Algorithm, Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study, token_hash
 from p2p_eval.study.store import make_engine, session_factory
 
 STATIC = Path(__file__).parent / "static"
+DB_THREADS = 16  # database threads for a server database (PostgreSQL); SQLite gets one
 CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
 
 
@@ -40,8 +51,13 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     engine = make_engine(db) if isinstance(db, str) else db
     factory = session_factory(engine)
     server_token = admin_token or os.environ.get("P2P_STUDY_ADMIN_TOKEN") or None
-    app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None)
+    sqlite = engine.dialect.name == "sqlite"
+    executor = ThreadPoolExecutor(max_workers=1 if sqlite else DB_THREADS, thread_name_prefix="study-db")
+    catalog = service.Catalog()
+    app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None,
+                  on_shutdown=[lambda: executor.shutdown(wait=False)])
     app.state.engine = engine
+    app.state.catalog = catalog
 
     @contextmanager
     def transaction() -> Iterator[DB]:
@@ -49,6 +65,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
             yield db
 
     def call(fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(db, *args)`` in one ORM transaction; a refusal as its JSON response."""
         try:
             with transaction() as db:
                 return fn(db, *args)
@@ -56,6 +73,23 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
         except UserError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    def core(fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(connection, catalog, *args)`` in one Core transaction; a refusal as its JSON response."""
+        try:
+            with engine.begin() as conn:
+                return fn(conn, catalog, *args)
+        except service.Rejected as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        except UserError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    async def db_job(fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking database work on the database executor, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    def answer_json(found: Any) -> Response:
+        return found if isinstance(found, Response) else JSONResponse(found)
 
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -69,8 +103,8 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.get("/api/studies/{name}")
-    def info(name: str) -> Any:
-        return call(service.study_info, name)
+    async def info(name: str) -> Any:
+        return await db_job(call, service.study_info, name)
 
     async def arrival(request: Request) -> service.Arrival | Response:
         body = await _json(request)
@@ -90,7 +124,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         found = await arrival(request)
         if isinstance(found, Response):
             return found
-        return await _threaded(call, action, name, found)
+        return await db_job(call, action, name, found)
 
     @app.post("/api/studies/{name}/check")
     async def check(name: str, request: Request) -> Any:
@@ -100,41 +134,48 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     async def start(name: str, request: Request) -> Any:
         return await on_arrival(name, request, service.start_session)
 
-    @app.get("/api/s/{token}/trial/{index}")
-    def trial(token: str, index: int) -> Any:
-        """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one."""
+    async def trial(request: Request) -> Response:
+        """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one.
+        Its images are encoded (once, outside the transaction) before the trial is opened."""
+        token = request.path_params["token"]
+        try:
+            index = int(request.path_params["index"])
+        except ValueError:
+            return JSONResponse({"detail": "the trial index must be an integer"}, status_code=422)
         while True:
-            found = call(service.trial_files, token, index)
-            if isinstance(found, Response):
-                return found
+            found = await db_job(core, service.open_trial, token, index, _ready)
+            if not isinstance(found, service.TrialFiles):
+                return answer_json(found)
             try:
                 for path, broken in found.files:
-                    render(path, broken, found.processing)  # cached: the image requests reuse these bytes
+                    await run_in_threadpool(render, path, broken, found.processing)
             except UserError as exc:
-                moved = call(service.skip_trial, token, index, str(exc))
+                moved = await db_job(call, service.skip_trial, token, index, str(exc))
                 if isinstance(moved, Response) or moved["done"]:
-                    return moved
+                    return answer_json(moved)
                 index = moved["next_index"]
-                continue
-            return call(service.get_trial, token, index)
 
-    @app.get("/api/s/{token}/img/{image_token}")
-    def image(token: str, image_token: str) -> Response:
-        found = call(service.image_file, token, image_token)
+    async def image(request: Request) -> Response:
+        found = await db_job(core, service.fetch_image, request.path_params["token"], request.path_params["image_token"])
         if isinstance(found, Response):
             return found
         try:
-            data = render(*found)
+            data = cached(*found)
+            if data is None:
+                data = await run_in_threadpool(render, *found)
         except UserError:
             return JSONResponse({"detail": "image unavailable: fetch the trial again"}, status_code=410)
         return Response(data, media_type=found[2].media_type, headers={"Cache-Control": "no-store"})
 
-    @app.post("/api/s/{token}/answer")
-    async def answer(token: str, request: Request) -> Any:
+    async def answer(request: Request) -> Response:
         body = await _json(request)
         if isinstance(body, Response):
             return body
-        return await _threaded(call, service.answer, token, body)
+        return answer_json(await db_job(core, service.store_answer, request.path_params["token"], body))
+
+    app.add_route("/api/s/{token}/trial/{index}", trial, methods=["GET"])
+    app.add_route("/api/s/{token}/img/{image_token}", image, methods=["GET"])
+    app.add_route("/api/s/{token}/answer", answer, methods=["POST"])
 
     def authorized(request: Request, study: Study | None) -> Response | None:
         header = request.headers.get("authorization", "")
@@ -248,7 +289,14 @@ async def _json(request: Request) -> dict[str, Any] | Response:
 
 
 async def _threaded(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking database work in the thread pool."""
-    from starlette.concurrency import run_in_threadpool
-
+    """Run blocking work in the thread pool."""
     return await run_in_threadpool(fn, *args)
+
+
+def _ready(path: Path, broken: bool, processing: Any) -> bool:
+    """Whether the served bytes of an image are encoded already (a missing file counts as not ready: the
+    render outside the transaction reports it and the trial is skipped)."""
+    try:
+        return cached(path, broken, processing) is not None
+    except UserError:
+        return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -357,3 +358,211 @@ def answer(db: DB, token: str, payload: dict[str, Any]) -> dict[str, Any]:
     for key, t in times.items():
         setattr(trial, key, t)
     return _ack(study, s, trial)
+
+
+# --- The participant's hot paths (trial, image, answer) in SQLAlchemy Core -----------------------------------
+#
+# The same rules as the ORM functions above (``get_trial``, ``image_file``, ``answer``), with fewer statements
+# and no ORM unit of work: a study's settings and an image's file are fixed when the study is created, so they
+# are read once per server process (:class:`Catalog`); what changes (a session's position, a trial's answer and
+# counters) is read and written in one short transaction per request.
+
+_S, _T, _I = Session.__table__, Trial.__table__, Image.__table__
+_SESSION = select(_S.c.id, _S.c.study_id, _S.c.next_index, _S.c.total, _S.c.completion_code)
+_TRIAL = select(_T.c.id, _T.c.index, _T.c.kind, _T.c.img1_id, _T.c.img1_token, _T.c.img2_id, _T.c.img2_token,
+                _T.c.fake_slot, _T.c.broken, _T.c.views, _T.c.answer, _T.c.correct, _T.c.skip_reason,
+                _T.c.exposure_ms, _T.c.staircase, _T.c.session_id)
+_TIMES = ("onset1", "offset1", "onset2", "offset2", "response_ms", "frame_ms", "mask_onset", "mask_offset")
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What the hot paths need of a study (fixed once the study is created)."""
+
+    id: int
+    name: str
+    protocol: str
+    question: str
+    display_ms: int
+    redirect_url: str | None
+    processing: Processing
+    hype: HypeTimeParams | None
+    real_dir: str
+    folders: dict[int, str]  # algorithm id -> folder
+
+    def redirect(self, code: str) -> str | None:
+        return self.redirect_url.replace("{code}", code) if self.redirect_url else None
+
+
+class Catalog:
+    """Per-process cache of the fixed parts of the database: studies (by id) and image files (by id).
+
+    An image's entry is its resolved path, or None when the stored path left its registered folder (served
+    as 404, as :func:`_file` does).  Rows are read on first use; a study made while the server runs is found
+    then."""
+
+    def __init__(self) -> None:
+        self.studies: dict[int, StudyView] = {}
+        self.images: dict[int, Path | None] = {}
+
+    def study(self, conn: Any, study_id: int) -> StudyView:
+        view = self.studies.get(study_id)
+        if view is None:
+            with DB(bind=conn) as db:
+                study = db.get(Study, study_id)
+                hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
+                view = StudyView(study.id, study.name, study.protocol, study.question, study.display_ms,
+                                 study.redirect_url, processing_of(study), hype, study.real_dir,
+                                 {a.id: a.folder for a in study.algorithms})
+            self.studies[study_id] = view
+        return view
+
+    def image(self, conn: Any, study: StudyView, image_id: int) -> Path | None:
+        if image_id in self.images:
+            return self.images[image_id]
+        row = conn.execute(select(_I.c.path, _I.c.algorithm_id).where(_I.c.id == image_id)).one()
+        folder = study.real_dir if row.algorithm_id is None else study.folders[row.algorithm_id]
+        path = Path(row.path).resolve()
+        found = path if path.is_relative_to(Path(folder).resolve()) else None
+        self.images[image_id] = found
+        return found
+
+    def file(self, conn: Any, study: StudyView, trial: Any, slot: int) -> tuple[Path, bool]:
+        path = self.image(conn, study, trial.img1_id if slot == 1 else trial.img2_id)
+        if path is None:
+            raise Rejected(404, "no such image")
+        return path, bool(trial.broken) and slot == trial.fake_slot
+
+
+def _session_row(conn: Any, token: str) -> Any:
+    s = conn.execute(_SESSION.where(_S.c.token == token)).first()
+    if s is None:
+        raise Rejected(404, "no such session")
+    return s
+
+
+def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
+    s = _session_row(conn, token)
+    if index != s.next_index:
+        raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
+    trial = conn.execute(_TRIAL.where(_T.c.session_id == s.id, _T.c.index == index)).first()
+    if trial is None:
+        raise Rejected(404, "no such trial (the session is complete)")
+    return s, trial
+
+
+def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
+               ready: Callable[[Path, bool, Processing], bool]) -> dict[str, Any] | TrialFiles:
+    """:func:`get_trial` when ``ready(file, broken, processing)`` holds for each of the trial's images (their
+    served bytes are at hand); otherwise nothing is written and the trial's :class:`TrialFiles` are returned,
+    for the caller to render them outside the transaction and ask again."""
+    s, trial = _next_row(conn, token, index)
+    study = catalog.study(conn, s.study_id)
+    slots = [1, 2] if trial.img2_id is not None else [1]
+    files = [catalog.file(conn, study, trial, slot) for slot in slots]
+    if not all(ready(path, broken, study.processing) for path, broken in files):
+        return TrialFiles(index, files, study.processing)
+    display: int | None = study.display_ms
+    mask = 0
+    values: dict[str, Any] = {"views": _T.c.views + 1}
+    if study.protocol == "hype-time":
+        exposure = trial.exposure_ms
+        if exposure is None:
+            exposure = values["exposure_ms"] = _exposure(conn, study.hype, trial)
+        display, mask = exposure, study.hype.mask_ms
+    elif study.protocol == "hype-inf":
+        display = None
+    conn.execute(update(_T).where(_T.c.id == trial.id).values(values))
+    tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
+    return {"index": index, "practice": trial.kind == "practice", "total": s.total, "done": False,
+            "images": [f"/api/s/{token}/img/{t}" for t in tokens], "display_ms": display, "mask_ms": mask}
+
+
+def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
+    """:func:`exposure_for` over a Core connection."""
+    if trial.kind == "practice":
+        return params.start_ms
+    if trial.kind != "main" or trial.staircase is None:
+        return params.exposures_ms[-1]
+    answers = conn.scalars(select(_T.c.correct).where(
+        _T.c.session_id == trial.session_id, _T.c.staircase == trial.staircase, _T.c.kind == "main",
+        _T.c.index < trial.index, _T.c.answer.is_not(None)).order_by(_T.c.index)).all()
+    return next_exposure(params, [bool(c) for c in answers])
+
+
+def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tuple[Path, bool, Processing]:
+    """:func:`image_file` over a Core connection: the open trial's image, its request counted."""
+    row = conn.execute(
+        _TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.c.id)
+        .where(_S.c.token == token, _T.c.index == _S.c.next_index,
+               or_(_T.c.img1_token == image_token, _T.c.img2_token == image_token))).first()
+    if row is None or row.answer is not None or row.skip_reason is not None or not row.views:
+        if row is None and conn.execute(select(_S.c.id).where(_S.c.token == token)).first() is None:
+            raise Rejected(404, "no such session")
+        raise Rejected(404, "no such image (images are served only while their trial is open)")
+    study = catalog.study(conn, row.study_id)
+    slot = 1 if row.img1_token == image_token else 2
+    path, broken = catalog.file(conn, study, row, slot)
+    column = _T.c.fetches1 if slot == 1 else _T.c.fetches2
+    conn.execute(update(_T).where(_T.c.id == row.id).values({column: column + 1}))
+    return path, broken, study.processing
+
+
+def _ack_row(study: StudyView, s: Any, trial: Any, value: str, correct: bool | None) -> dict[str, Any]:
+    """:func:`_ack` from rows."""
+    done = trial.index + 1 >= s.total
+    ack: dict[str, Any] = {"index": trial.index, "answer": value, "accepted": True,
+                           "next_index": trial.index + 1, "done": done, "feedback": None,
+                           "completion_code": s.completion_code if done else None,
+                           "redirect_url": study.redirect(s.completion_code) if done else None}
+    if trial.kind == "practice":
+        single = study.protocol in SINGLE_IMAGE
+        truth = ("fake" if trial.fake_slot else "real") if single else trial.fake_slot
+        ack["feedback"] = {"correct": correct, "truth" if single else "fake_slot": truth}
+    return ack
+
+
+def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """:func:`answer` over a Core connection: the same checks, the same stored row, the same acknowledgement."""
+    s = _session_row(conn, token)
+    study = catalog.study(conn, s.study_id)
+    index, value = payload.get("index"), payload.get("answer")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise Rejected(422, "index must be an integer")
+    valid = ("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")
+    if not isinstance(value, str) or value not in valid:
+        raise Rejected(422, f"answer must be one of {', '.join(valid)}")
+    trial = conn.execute(_TRIAL.where(_T.c.session_id == s.id, _T.c.index == index)).first()
+    if trial is None:
+        raise Rejected(404, "no such trial")
+    if trial.answer is not None:
+        if trial.answer != value:
+            raise Rejected(409, f"trial {index} was already answered differently")
+        return _ack_row(study, s, trial, trial.answer, trial.correct)
+    if index != s.next_index:
+        raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
+    if study.protocol == "hype-time" and trial.exposure_ms is None:
+        raise Rejected(409, f"trial {index} has not been opened (fetch it first: its exposure is chosen then)")
+    times = {k: _timing(payload, k) for k in _TIMES}
+    done = index + 1 >= s.total
+    swapped = conn.execute(update(_S).where(_S.c.id == s.id, _S.c.next_index == index)
+                           .values(next_index=index + 1, completed_at=utcnow() if done else None)).rowcount
+    if swapped != 1:  # a concurrent request for the same trial won the race and has committed (PostgreSQL)
+        trial = conn.execute(_TRIAL.where(_T.c.id == trial.id)).one()
+        if trial.answer == value:
+            return _ack_row(study, s, trial, trial.answer, trial.correct)
+        raise Rejected(409, f"trial {index} was already answered differently")
+    correct, judged_real = _score_row(study, trial, value)
+    conn.execute(update(_T).where(_T.c.id == trial.id).values(
+        answer=value, correct=correct, judged_real=judged_real, answered_at=utcnow(), **times))
+    return _ack_row(study, s, trial, value, correct)
+
+
+def _score_row(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
+    """:func:`_score` from a row."""
+    if study.protocol in SINGLE_IMAGE:
+        judged_real = answer == "real"
+        return judged_real != bool(trial.fake_slot), judged_real
+    chose_fake = int(answer) == trial.fake_slot
+    judged_real = chose_fake if study.question == "real" else not chose_fake
+    return not judged_real, judged_real
