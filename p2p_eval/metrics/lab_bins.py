@@ -236,18 +236,22 @@ def _build_kernel() -> ctypes.CDLL | None:
     if cc is None:
         return None
     key = hashlib.sha256("\0".join([C_SOURCE, *cc, *_CFLAGS, platform.machine(), sys.platform]).encode()).hexdigest()[:16]
-    lib_path = cache_dir() / f"lab-bins-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
+    name = f"lab-bins-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
+    lib_path = cache_dir() / name
     if not lib_path.exists():
         try:
-            lib_path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as tmp:
-                src = Path(tmp) / "lab_bins.c"
-                src.write_text(C_SOURCE)
-                out = Path(tmp) / "lab_bins.so"
-                subprocess.run([*cc, *_CFLAGS, "-o", str(out), str(src)], check=True, capture_output=True, timeout=120)
-                _atomic_save(lib_path, lambda p: shutil.copyfile(out, p))
+            build = Path(tempfile.mkdtemp(prefix="p2p-eval-color-"))  # also the home of the library if the cache is read-only
+            src = build / "lab_bins.c"
+            src.write_text(C_SOURCE)
+            out = build / name
+            subprocess.run([*cc, *_CFLAGS, "-o", str(out), str(src)], check=True, capture_output=True, timeout=120)
         except (OSError, subprocess.SubprocessError):
             return None
+        try:
+            _atomic_save(lib_path, lambda p: shutil.copyfile(out, p))
+            shutil.rmtree(build, ignore_errors=True)
+        except OSError:
+            lib_path = out
     try:
         lib = ctypes.CDLL(str(lib_path))
     except OSError:
