@@ -8,9 +8,10 @@ Conversion: sRGB -> CIE Lab exactly as scikit-image's ``skimage.color.rgb2lab`` 
 D65, 2 degree observer, white (0.95047, 1, 1.08883), sRGB matrix ``skimage.color.colorconv.xyz_from_rgb``,
 the 0.04045 / 12.92 / 2.4 sRGB curve and the 0.008856 / 7.787 Lab knee).  :func:`rgb_to_lab` is that
 conversion in float64 numpy.  The histograms do not convert pixels at all: every one of the 2^24 uint8
-sRGB colours is converted once by ``skimage.color.rgb2lab`` and binned, and counting an image is a table
-read per pixel (:mod:`p2p_eval.metrics.lab_bins`), so the counts equal the per-image scikit-image loop's
-(``rgb2lab`` then ``numpy.histogram``) by construction.
+sRGB colours is converted once by ``skimage.color.rgb2lab`` and binned (a cached table), counting an image
+adds one per pixel to a per-colour counter, and the colours seen are turned into bins through the table
+when the counts are read (:mod:`p2p_eval.metrics.lab_bins`).  So the counts equal the per-image
+scikit-image loop's (``rgb2lab`` then ``numpy.histogram``) by construction.
 
 Fixed bins, one unit of the channel per bin (the resolution of the paper's plots):
 
