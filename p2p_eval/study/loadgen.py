@@ -183,13 +183,15 @@ async def _request(client, method: str, url: str, result: LoadResult, attempts: 
 
 async def run_participant(client, base: str, study: str, pid: str, result: LoadResult, rng: random.Random,  # noqa: ANN001
                           images: bool = True, choose: Chooser | None = None, check: bool = False,
-                          arrival: dict[str, Any] | None = None, pause: float = 0.0) -> None:
+                          arrival: dict[str, Any] | None = None, pause: float = 0.0, delay: float = 0.0) -> None:
     """One participant as the page runs it: (``check``: ``POST .../check`` first, as the page does before
     its instructions), start or resume the session, then for each trial fetch it, fetch its images
     (``images``) and post the answer from ``choose`` (default: at random, with fixed timings).
     ``arrival`` is the body of the start request (default: Prolific id ``pid``).  ``pause`` > 0: one trial every
     ``pause`` seconds (fetch, images, answer), started on that cadence whatever the server's latency, after a
-    random offset in [0, ``pause``) (open loop)."""
+    random offset in [0, ``pause``) (open loop); ``delay``: seconds to wait before arriving."""
+    if delay > 0:
+        await asyncio.sleep(delay)
     body = arrival if arrival is not None else {"PROLIFIC_PID": pid, "SESSION_ID": "load"}
     if check:
         r = await _request(client, "POST", f"{base}/api/studies/{study}/check", result, kind="check", json=body)
@@ -231,9 +233,10 @@ async def run_participant(client, base: str, study: str, pid: str, result: LoadR
 
 async def run_participants(base: str, study: str, count: int, prefix: str = "p", seed: int = 0, images: bool = True,
                            timeout: float = 60.0, result: LoadResult | None = None, lean: bool = False,
-                           pause: float = 0.0, check: bool = False) -> LoadResult:
+                           pause: float = 0.0, check: bool = False, ramp: float = 0.0) -> LoadResult:
     """Run ``count`` participants at once (ids ``{prefix}{i}``); a participant stops at its first error.
-    ``lean``: through :class:`LeanClient` instead of httpx; ``pause``, ``check``: see :func:`run_participant`."""
+    ``lean``: through :class:`LeanClient` instead of httpx; ``pause``, ``check``: see :func:`run_participant`;
+    ``ramp``: each participant arrives at a random moment in the first ``ramp`` seconds."""
     result = result if result is not None else LoadResult()
     if lean:
         client_cm: Any = LeanClient(timeout=timeout)
@@ -244,9 +247,10 @@ async def run_participants(base: str, study: str, count: int, prefix: str = "p",
         client_cm = httpx.AsyncClient(timeout=timeout, limits=limits)
     start = time.perf_counter()
     async with client_cm as client:
-        tasks = [run_participant(client, base, study, f"{prefix}{i}", result, random.Random(seed * 100_003 + i), images,
-                                 check=check, pause=pause)
-                 for i in range(count)]
+        rngs = [random.Random(seed * 100_003 + i) for i in range(count)]
+        tasks = [run_participant(client, base, study, f"{prefix}{i}", result, rng, images, check=check, pause=pause,
+                                 delay=rng.random() * ramp if ramp > 0 else 0.0)
+                 for i, rng in enumerate(rngs)]
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 result.errors.append(f"{type(outcome).__name__}: {outcome}")

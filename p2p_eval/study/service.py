@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
@@ -373,6 +373,25 @@ _TRIAL = select(_T.c.id, _T.c.index, _T.c.kind, _T.c.img1_id, _T.c.img1_token, _
                 _T.c.fake_slot, _T.c.broken, _T.c.views, _T.c.answer, _T.c.correct, _T.c.skip_reason,
                 _T.c.exposure_ms, _T.c.staircase, _T.c.session_id)
 _TIMES = ("onset1", "offset1", "onset2", "offset2", "response_ms", "frame_ms", "mask_onset", "mask_offset")
+# statements built once (their SQL and cache keys are then computed once per process)
+_SESSION_BY_TOKEN = _SESSION.where(_S.c.token == bindparam("token"))
+_SESSION_EXISTS = select(_S.c.id).where(_S.c.token == bindparam("token"))
+_TRIAL_AT = _TRIAL.where(_T.c.session_id == bindparam("sid"), _T.c.index == bindparam("idx"))
+_TRIAL_BY_ID = _TRIAL.where(_T.c.id == bindparam("tid"))
+_OPEN_IMAGE = (_TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.c.id)
+               .where(_S.c.token == bindparam("token"), _T.c.index == _S.c.next_index,
+                      or_(_T.c.img1_token == bindparam("itok"), _T.c.img2_token == bindparam("itok"))))
+_IMAGE = select(_I.c.path, _I.c.algorithm_id).where(_I.c.id == bindparam("iid"))
+_VIEWED = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1)
+_VIEWED_AT = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1,
+                                                                  exposure_ms=bindparam("b_exposure"))
+_FETCHED = {1: update(_T).where(_T.c.id == bindparam("tid")).values(fetches1=_T.c.fetches1 + 1),
+            2: update(_T).where(_T.c.id == bindparam("tid")).values(fetches2=_T.c.fetches2 + 1)}
+_ADVANCE = (update(_S).where(_S.c.id == bindparam("sid"), _S.c.next_index == bindparam("idx"))
+            .values(next_index=bindparam("b_next"), completed_at=bindparam("b_completed")))
+_STORE = update(_T).where(_T.c.id == bindparam("tid")).values(
+    answer=bindparam("b_answer"), correct=bindparam("b_correct"), judged_real=bindparam("b_judged_real"),
+    answered_at=bindparam("b_answered_at"), **{k: bindparam(f"b_{k}") for k in _TIMES})
 
 
 @dataclass(frozen=True)
@@ -420,7 +439,7 @@ class Catalog:
     def image(self, conn: Any, study: StudyView, image_id: int) -> Path | None:
         if image_id in self.images:
             return self.images[image_id]
-        row = conn.execute(select(_I.c.path, _I.c.algorithm_id).where(_I.c.id == image_id)).one()
+        row = conn.execute(_IMAGE, {"iid": image_id}).one()
         folder = study.real_dir if row.algorithm_id is None else study.folders[row.algorithm_id]
         path = Path(row.path).resolve()
         found = path if path.is_relative_to(Path(folder).resolve()) else None
@@ -435,7 +454,7 @@ class Catalog:
 
 
 def _session_row(conn: Any, token: str) -> Any:
-    s = conn.execute(_SESSION.where(_S.c.token == token)).first()
+    s = conn.execute(_SESSION_BY_TOKEN, {"token": token}).first()
     if s is None:
         raise Rejected(404, "no such session")
     return s
@@ -445,7 +464,7 @@ def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
     s = _session_row(conn, token)
     if index != s.next_index:
         raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
-    trial = conn.execute(_TRIAL.where(_T.c.session_id == s.id, _T.c.index == index)).first()
+    trial = conn.execute(_TRIAL_AT, {"sid": s.id, "idx": index}).first()
     if trial is None:
         raise Rejected(404, "no such trial (the session is complete)")
     return s, trial
@@ -464,15 +483,18 @@ def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
         return TrialFiles(index, files, study.processing)
     display: int | None = study.display_ms
     mask = 0
-    values: dict[str, Any] = {"views": _T.c.views + 1}
     if study.protocol == "hype-time":
         exposure = trial.exposure_ms
         if exposure is None:
-            exposure = values["exposure_ms"] = _exposure(conn, study.hype, trial)
+            exposure = _exposure(conn, study.hype, trial)
+            conn.execute(_VIEWED_AT, {"tid": trial.id, "b_exposure": exposure})
+        else:
+            conn.execute(_VIEWED, {"tid": trial.id})
         display, mask = exposure, study.hype.mask_ms
-    elif study.protocol == "hype-inf":
-        display = None
-    conn.execute(update(_T).where(_T.c.id == trial.id).values(values))
+    else:
+        conn.execute(_VIEWED, {"tid": trial.id})
+        if study.protocol == "hype-inf":
+            display = None
     tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
     return {"index": index, "practice": trial.kind == "practice", "total": s.total, "done": False,
             "images": [f"/api/s/{token}/img/{t}" for t in tokens], "display_ms": display, "mask_ms": mask}
@@ -492,19 +514,15 @@ def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
 
 def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tuple[Path, bool, Processing]:
     """:func:`image_file` over a Core connection: the open trial's image, its request counted."""
-    row = conn.execute(
-        _TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.c.id)
-        .where(_S.c.token == token, _T.c.index == _S.c.next_index,
-               or_(_T.c.img1_token == image_token, _T.c.img2_token == image_token))).first()
+    row = conn.execute(_OPEN_IMAGE, {"token": token, "itok": image_token}).first()
     if row is None or row.answer is not None or row.skip_reason is not None or not row.views:
-        if row is None and conn.execute(select(_S.c.id).where(_S.c.token == token)).first() is None:
+        if row is None and conn.execute(_SESSION_EXISTS, {"token": token}).first() is None:
             raise Rejected(404, "no such session")
         raise Rejected(404, "no such image (images are served only while their trial is open)")
     study = catalog.study(conn, row.study_id)
     slot = 1 if row.img1_token == image_token else 2
     path, broken = catalog.file(conn, study, row, slot)
-    column = _T.c.fetches1 if slot == 1 else _T.c.fetches2
-    conn.execute(update(_T).where(_T.c.id == row.id).values({column: column + 1}))
+    conn.execute(_FETCHED[slot], {"tid": row.id})
     return path, broken, study.processing
 
 
@@ -532,7 +550,7 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
     valid = ("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")
     if not isinstance(value, str) or value not in valid:
         raise Rejected(422, f"answer must be one of {', '.join(valid)}")
-    trial = conn.execute(_TRIAL.where(_T.c.session_id == s.id, _T.c.index == index)).first()
+    trial = conn.execute(_TRIAL_AT, {"sid": s.id, "idx": index}).first()
     if trial is None:
         raise Rejected(404, "no such trial")
     if trial.answer is not None:
@@ -545,16 +563,16 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
         raise Rejected(409, f"trial {index} has not been opened (fetch it first: its exposure is chosen then)")
     times = {k: _timing(payload, k) for k in _TIMES}
     done = index + 1 >= s.total
-    swapped = conn.execute(update(_S).where(_S.c.id == s.id, _S.c.next_index == index)
-                           .values(next_index=index + 1, completed_at=utcnow() if done else None)).rowcount
+    swapped = conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1,
+                                      "b_completed": utcnow() if done else None}).rowcount
     if swapped != 1:  # a concurrent request for the same trial won the race and has committed (PostgreSQL)
-        trial = conn.execute(_TRIAL.where(_T.c.id == trial.id)).one()
+        trial = conn.execute(_TRIAL_BY_ID, {"tid": trial.id}).one()
         if trial.answer == value:
             return _ack_row(study, s, trial, trial.answer, trial.correct)
         raise Rejected(409, f"trial {index} was already answered differently")
     correct, judged_real = _score_row(study, trial, value)
-    conn.execute(update(_T).where(_T.c.id == trial.id).values(
-        answer=value, correct=correct, judged_real=judged_real, answered_at=utcnow(), **times))
+    conn.execute(_STORE, {"tid": trial.id, "b_answer": value, "b_correct": correct, "b_judged_real": judged_real,
+                          "b_answered_at": utcnow(), **{f"b_{k}": t for k, t in times.items()}})
     return _ack_row(study, s, trial, value, correct)
 
 
