@@ -59,9 +59,11 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.catalog = catalog
 
+    writer = _writer_lock(engine)
+
     @contextmanager
     def transaction() -> Iterator[DB]:
-        with factory() as db, db.begin():
+        with writer(), factory() as db, db.begin():
             yield db
 
     def call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -77,7 +79,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     def core(fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(connection, catalog, *args)`` in one Core transaction; a refusal as its JSON response."""
         try:
-            with engine.begin() as conn:
+            with writer(), engine.begin() as conn:
                 return fn(conn, catalog, *args)
         except service.Rejected as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
@@ -293,6 +295,31 @@ async def _threaded(fn: Callable[..., Any], *args: Any) -> Any:
     return await run_in_threadpool(fn, *args)
 
 
+def _writer_lock(engine: Engine) -> Callable[[], Any]:
+    """A context manager that serialises this server's transactions on an SQLite file across its worker
+    processes (``flock`` on ``FILE-p2plock``): a waiting process is woken when the lock is free, where SQLite's
+    own busy handler would poll with sleeps of up to 100 ms.  A no-op for other databases."""
+    import contextlib
+    import fcntl
+
+    from p2p_eval.study.store import _parse, _sqlite_file
+
+    file = _sqlite_file(_parse(engine.url.render_as_string(hide_password=False)))
+    if file is None:
+        return contextlib.nullcontext
+    fd = os.open(f"{file}-p2plock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def held() -> Iterator[None]:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    return held
+
+
 def _ready(path: Path, broken: bool, processing: Any) -> bool:
     """Whether the served bytes of an image are encoded already (a missing file counts as not ready: the
     render outside the transaction reports it and the trial is skipped)."""
@@ -300,3 +327,9 @@ def _ready(path: Path, broken: bool, processing: Any) -> bool:
         return cached(path, broken, processing) is not None
     except UserError:
         return False
+
+
+def app_from_env() -> FastAPI:
+    """The app over ``$P2P_STUDY_DB`` (an uvicorn factory: ``uvicorn --factory p2p_eval.study.server:app_from_env``),
+    for several worker processes."""
+    return create_app(os.environ["P2P_STUDY_DB"])
