@@ -1,0 +1,182 @@
+"""The study server's fast paths (issue 12) give what the straightforward ones gave.
+
+- served bytes: encoded once and cached; the cached bytes equal a fresh encoding (PNG and same-processing
+  JPEG, normal and broken), a changed file is encoded anew, and concurrent first requests encode once;
+- the participant's requests (trial, image, answer) run in SQLAlchemy Core with cached study facts: driven
+  through the HTTP API, a participant stores the same rows (answers, scores, timing, views, image requests,
+  hype-time exposures) and receives the same JSON as the same participant driven through the ORM functions
+  of :mod:`p2p_eval.study.service`, on a twin database;
+- under load through the lean load-generator client, nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DB
+
+from p2p_eval.study import images as imgmod
+from p2p_eval.study import service
+from p2p_eval.study.images import Processing, cached, encode, render
+from p2p_eval.study.loadgen import run_participants
+from p2p_eval.study.models import Session, Trial
+from p2p_eval.study.plan import StudySpec, create_study
+from p2p_eval.study.store import make_engine, session_factory
+
+PROCESSINGS = [Processing(), Processing(size=48, quality=75), Processing(size=32, quality=90)]
+
+
+@pytest.mark.parametrize("processing", PROCESSINGS, ids=["png", "jpeg48", "jpeg32"])
+@pytest.mark.parametrize("broken", [False, True])
+def test_cached_bytes_equal_a_fresh_encoding(tmp_path, image_dirs, processing, broken) -> None:
+    path = tmp_path / "1.png"
+    path.write_bytes((image_dirs["real"] / "1.png").read_bytes())
+    assert cached(path, broken, processing) is None, "nothing encoded yet"
+    first = render(path, broken, processing)
+    assert first == encode(path, None, broken, processing)
+    assert cached(path, broken, processing) == first and render(path, broken, processing) is first, "served from memory"
+    path.write_bytes((image_dirs["real"] / "2.png").read_bytes())
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert cached(path, broken, processing) is None, "a changed file is not served from the cache"
+    second = render(path, broken, processing)
+    assert second != first and second == encode(path, None, broken, processing)
+
+
+def test_concurrent_first_requests_encode_once(tmp_path, image_dirs, monkeypatch) -> None:
+    path = tmp_path / "3.png"
+    path.write_bytes((image_dirs["real"] / "3.png").read_bytes())
+    calls = []
+    gate = threading.Event()
+
+    def slow_encode(*args: Any) -> bytes:
+        calls.append(args)
+        gate.wait(5)
+        return encode(*args)
+
+    monkeypatch.setattr(imgmod, "encode", slow_encode)
+    out: list[bytes] = []
+    threads = [threading.Thread(target=lambda: out.append(render(path, False, PROCESSINGS[1]))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(out) == 8 and len(set(out)) == 1
+
+
+def test_byte_cache_keeps_its_budget() -> None:
+    cache = imgmod._ByteCache(limit=100)
+    for i in range(10):
+        cache.put((i,), bytes(30))
+    assert cache.size <= 100 and cache.peek((9,)) is not None and cache.peek((0,)) is None
+
+
+def _twin_studies(tmp_path: Path, db_url: str, image_dirs: dict[str, Path], **spec: Any) -> tuple[Any, Any]:
+    """The same study (same seed, same image ids) in ``db_url`` (driven over HTTP) and a private SQLite
+    file (driven through the ORM functions)."""
+    values = {"name": "s1", "real": str(image_dirs["real"]), "fake": {"alg_a": str(image_dirs["alg_a"])},
+              "trials": 6, "practice": 2, "vigilance": 1, "seed": 5, "redirect_url": "https://example.org/done?c={code}",
+              **spec}
+    engines = [make_engine(db_url), make_engine(f"sqlite:///{tmp_path / 'orm.db'}")]
+    for engine in engines:
+        create_study(engine, StudySpec(**values))
+    return engines[0], engines[1]
+
+
+def _rows(engine: Any) -> list[dict[str, Any]]:
+    skip = {"id", "session_id", "img1_token", "img2_token", "answered_at"}
+    with DB(engine) as db:
+        s = db.scalar(select(Session))
+        trials = db.scalars(select(Trial).where(Trial.session_id == s.id).order_by(Trial.index)).all()
+        rows = [{c.name: getattr(t, c.key) for c in Trial.__table__.columns if c.name not in skip} |
+                {"answered": t.answered_at is not None} for t in trials]
+        return rows + [{"next_index": s.next_index, "completed": s.completed_at is not None}]
+
+
+def _strip(reply: Any) -> Any:
+    """A reply without its random parts: image tokens (their count stays) and the completion code (its
+    presence stays; in the redirect URL it reads CODE)."""
+    if not isinstance(reply, dict):
+        return reply
+    out = {**reply, "images": len(reply["images"])} if "images" in reply else dict(reply)
+    code = out.get("completion_code")
+    if code:
+        out["completion_code"] = True
+        out["redirect_url"] = out["redirect_url"] and out["redirect_url"].replace(code, "CODE")
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["2afc", "sequential", "single", "hype-time", "hype-inf"])
+def test_core_paths_store_what_the_orm_paths_store(tmp_path, db_url, image_dirs, protocol) -> None:
+    from fastapi.testclient import TestClient
+
+    from p2p_eval.study.server import create_app
+
+    extra = {"staircases": 2} if protocol == "hype-time" else {}
+    http_engine, orm_engine = _twin_studies(tmp_path, db_url, image_dirs, protocol=protocol, **extra)
+    choices = ("1", "2") if protocol in ("2afc", "sequential") else ("real", "fake")
+    arrival = {"PROLIFIC_PID": "twin", "SESSION_ID": "x"}
+    http_replies, orm_replies = [], []
+    with TestClient(create_app(http_engine)) as client:
+        token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
+        for index in range(1 + 6 + 2):
+            trial = client.get(f"/api/s/{token}/trial/{index}").json()
+            http_replies.append(_strip(trial))
+            for url in trial["images"] + trial["images"][:1]:  # the first image twice: a re-view
+                r = client.get(url)
+                assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+            body = {"index": index, "answer": choices[index % 2], "response_ms": 10.0 + index, "onset1": 1.5}
+            http_replies.append(_strip(client.post(f"/api/s/{token}/answer", json=body).json()))
+            http_replies.append(_strip(client.post(f"/api/s/{token}/answer", json=body).json()))  # a retry: same ack
+            wrong = {**body, "answer": choices[(index + 1) % 2]}
+            http_replies.append(client.post(f"/api/s/{token}/answer", json=wrong).status_code)
+    factory = session_factory(orm_engine)
+
+    def orm(fn: Any, *args: Any) -> Any:
+        try:
+            with factory() as db, db.begin():
+                return fn(db, *args)
+        except service.Rejected as exc:
+            return exc.status
+
+    token = orm(service.start_session, "s1", service.Arrival(**arrival))["session"]
+    for index in range(1 + 6 + 2):
+        trial = orm(service.get_trial, token, index)
+        orm_replies.append(_strip(trial))
+        for url in trial["images"] + trial["images"][:1]:
+            path, broken, processing = orm(service.image_file, token, url.rsplit("/", 1)[1])
+            assert render(path, broken, processing)
+        body = {"index": index, "answer": choices[index % 2], "response_ms": 10.0 + index, "onset1": 1.5}
+        orm_replies.append(_strip(orm(service.answer, token, body)))
+        orm_replies.append(_strip(orm(service.answer, token, body)))
+        orm_replies.append(orm(service.answer, token, {**body, "answer": choices[(index + 1) % 2]}))
+    assert http_replies == orm_replies
+    assert _rows(http_engine) == _rows(orm_engine)
+    for engine in (http_engine, orm_engine):
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_lean_client_load_loses_and_duplicates_nothing(db_url, make_study, live_server) -> None:
+    make_study(trials=4, practice=1, vigilance=1)
+    server = live_server()
+    result = asyncio.run(run_participants(server.url, "s1", 40, lean=True, check=True, timeout=60))
+    assert result.errors == [] and result.finished == 40
+    acked = {(t, i): a for t, i, a in result.acks}
+    assert len(result.acks) == len(acked) == 40 * 6
+    engine = make_engine(db_url)
+    try:
+        with DB(engine) as db:
+            rows = db.execute(select(Session.token, Trial.index, Trial.answer, Trial.fetches1, Trial.views)
+                              .join(Session, Trial.session_id == Session.id)).all()
+    finally:
+        engine.dispose()
+    assert {(t, i): a for t, i, a, _, _ in rows if a is not None} == acked
+    assert all(f == 1 and v == 1 for *_, f, v in rows), "each image requested once, each trial opened once"
+    assert set(result.by_type) == {"check", "start", "trial", "image", "answer"}
