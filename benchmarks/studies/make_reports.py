@@ -1,4 +1,4 @@
-"""Regenerate reports/study/simulated_maps.md and reports/study/power.{md,json,png}.
+"""Regenerate reports/study/simulated_maps.md, simulated_hype_time.md and power.{md,json,png}.
 
     .venv/bin/python benchmarks/studies/make_reports.py [--out reports/study] [--participants 100]
 
@@ -8,7 +8,10 @@
    through the real HTTP API (`study simulate`), and reported as the paper's Table 4 (`study report --format paper`).
    The simulated participants are given the paper's own numbers: mean fooling rates L1 0.8%, L1+cGAN 18.9%, and a
    between-participant spread chosen so that 50 participants reproduce the paper's SE (below).
-2. power.*: `study power` for the harder comparison of Table 4, photo -> map (L1 2.8% vs L1+cGAN 6.1%), with the
+2. simulated_hype_time.md: the HYPE-time template (benchmarks/studies/hype_time.toml) taken by simulated observers
+   of known threshold (a logistic psychometric function of exposure whose 79.4%-correct point, where a 3-down/1-up
+   staircase settles, is given per algorithm) and reported by `study report --format paper`.
+3. power.*: `study power` for the harder comparison of Table 4, photo -> map (L1 2.8% vs L1+cGAN 6.1%), with the
    between-participant sd that those rows' SEs imply (about 0.07-0.08).
 
 Between-participant sd from a published mean m +- SE over n participants with T trials each: the observed
@@ -140,6 +143,64 @@ Recovered: {"; ".join(recovered)}.
     return path
 
 
+HYPE_TEMPLATE = REPO / "benchmarks" / "studies" / "hype_time.toml"
+HYPE_THRESHOLDS = {"l1": 250, "l1_cgan": 450}  # ms at 79.4% correct: known answers for the pilot, not human data
+
+
+def simulated_hype(out: Path, participants: int, seed: int) -> Path:
+    """A HYPE-time pilot: simulated observers of known threshold through the HTTP API, paper-style report."""
+    thresholds = ",".join(f"{alg}={ms}" for alg, ms in HYPE_THRESHOLDS.items())
+    with tempfile.TemporaryDirectory(prefix="p2p-hype-") as tmp:
+        folders = write_noise_folders(Path(tmp), names=("real", "l1", "l1_cgan"), count=160, side=64, seed=seed)
+        db = f"sqlite:///{Path(tmp) / 'hype.db'}"
+        create = ["study", "create", "--db", db, "--config", str(HYPE_TEMPLATE), "--real", str(folders["real"]),
+                  "--images", f"l1={folders['l1']}", "--images", f"l1_cgan={folders['l1_cgan']}"]
+        simulate = ["study", "simulate", "--db", db, "--study", "hype_time", "--participants", str(participants),
+                    "--threshold-ms", thresholds, "--seed", str(seed), "--quiet"]
+        report = ["study", "report", "--db", db, "--study", "hype_time", "--format", "paper"]
+        run(create)
+        simulated = run(simulate)
+        table = run(report)
+
+    def shown(argv: list[str]) -> str:
+        return "p2p-eval " + " ".join(argv).replace(tmp, "$TMP").replace(f"{REPO}/", "")
+
+    text = f"""# Simulated run of the HYPE-time template
+
+A pilot of `benchmarks/studies/hype_time.toml` end to end: {participants} simulated observers (one algorithm each,
+so about {participants // 2} per algorithm) took the study through the real HTTP API; the server chose every
+exposure by its 3-down/1-up staircases from their answers. Each observer is correct with a logistic probability
+of the exposure whose 79.4%-correct point (where such a staircase settles) is the algorithm's known threshold:
+{", ".join(f"{alg} {ms} ms" for alg, ms in HYPE_THRESHOLDS.items())}. These are known answers for checking the
+pipeline, not human data. HYPE's modal-exposure estimate on 100 ms rungs sits somewhat above the 79.4% point
+(see `p2p_eval/study/hype.py`); the mean of the last reversals is printed beside it.
+
+Made by `.venv/bin/python benchmarks/studies/make_reports.py` (commit {commit()}), which runs:
+
+```
+{shown(create)}
+{shown(simulate)}
+{shown(report)}
+```
+($TMP: a temporary folder with stand-in noise images and the SQLite database.)
+
+`study simulate` said:
+
+```
+{simulated.strip().replace(tmp, "$TMP")}
+```
+
+## The report (`study report --format paper`)
+
+```
+{table.strip()}
+```
+"""
+    path = out / "simulated_hype_time.md"
+    path.write_text(text)
+    return path
+
+
 def power(out: Path, seed: int) -> list[Path]:
     sds = [sd_between(m, se) for m, se in PHOTO2MAP.values()]
     sd = round(sum(sds) / len(sds), 2)
@@ -170,10 +231,12 @@ def cli() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "study", help="output folder (default reports/study)")
     parser.add_argument("--participants", type=int, default=2 * PER_ALG, help="simulated participants, all algorithms")
+    parser.add_argument("--hype-participants", type=int, default=20, help="simulated HYPE-time observers, all algorithms")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"wrote {simulated_maps(args.out, args.participants, args.seed)}")
+    print(f"wrote {simulated_hype(args.out, args.hype_participants, args.seed)}")
     power(args.out, args.seed)
     return 0
 
