@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from p2p_eval.data.cityscapes import IGNORE, NUM_CLASSES, PALETTE, VOID_COLORS, resize_nearest
+from p2p_eval.data.cityscapes import _as_hwc as _hwc  # one home for "colour image -> HxWx3 uint8"
 from p2p_eval.errors import UserError
 
 #: RGB distance beyond which a generated pixel is "far" from every palette colour (decoded but doubtful).
@@ -60,18 +61,6 @@ class Decoded:
     @property
     def far_share(self) -> float:
         return float(self.far.mean()) if self.far.size else 0.0
-
-
-def _hwc(rgb: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(rgb, torch.Tensor):
-        rgb = rgb.detach().cpu()
-        if rgb.ndim == 3 and rgb.shape[0] in (3, 4):
-            rgb = rgb.permute(1, 2, 0)
-        rgb = rgb.numpy()
-    arr = np.asarray(rgb)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 HxWx3 colour label map, got {arr.dtype} {arr.shape}")
-    return arr[..., :3]
 
 
 def decode_label_map(rgb: np.ndarray | torch.Tensor, far_distance: float = FAR_DISTANCE,
