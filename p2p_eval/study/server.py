@@ -42,7 +42,7 @@ from p2p_eval.study.plan import StudySpec, create_study, token_hash
 from p2p_eval.study.store import make_engine, session_factory
 
 STATIC = Path(__file__).parent / "static"
-DB_THREADS = 16  # database threads for a server database (PostgreSQL); SQLite gets one
+DB_THREADS = 32  # database threads for a server database (PostgreSQL: 40 pooled connections); SQLite gets one
 CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
 
 

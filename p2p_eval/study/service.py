@@ -376,9 +376,10 @@ _TRIAL = select(_T.c.id, _T.c.index, _T.c.kind, _T.c.img1_id, _T.c.img1_token, _
                 _T.c.exposure_ms, _T.c.staircase, _T.c.session_id)
 _TIMES = ("onset1", "offset1", "onset2", "offset2", "response_ms", "frame_ms", "mask_onset", "mask_offset")
 # statements built once (their SQL and cache keys are then computed once per process)
-_SESSION_BY_TOKEN = _SESSION.where(_S.c.token == bindparam("token"))
 _SESSION_EXISTS = select(_S.c.id).where(_S.c.token == bindparam("token"))
-_TRIAL_AT = _TRIAL.where(_T.c.session_id == bindparam("sid"), _T.c.index == bindparam("idx"))
+_SESSION_TRIAL = (select(*(c.label(f"s_{c.name}") for c in _SESSION.selected_columns), *_TRIAL.selected_columns)
+                  .select_from(_S.outerjoin(_T, (_T.c.session_id == _S.c.id) & (_T.c.index == bindparam("idx"))))
+                  .where(_S.c.token == bindparam("token")))
 _TRIAL_BY_ID = _TRIAL.where(_T.c.id == bindparam("tid"))
 _OPEN_IMAGE = (_TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.c.id)
                .where(_S.c.token == bindparam("token"), _T.c.index == _S.c.next_index,
@@ -455,18 +456,29 @@ class Catalog:
         return path, bool(trial.broken) and slot == trial.fake_slot
 
 
-def _session_row(conn: Any, token: str) -> Any:
-    s = conn.execute(_SESSION_BY_TOKEN, {"token": token}).first()
-    if s is None:
+@dataclass(frozen=True)
+class _SessionRow:
+    id: int
+    study_id: int
+    next_index: int
+    total: int
+    completion_code: str
+
+
+def _session_and_trial(conn: Any, token: str, index: int) -> tuple[Any, Any]:
+    """The session of ``token`` and its trial ``index`` (None when it has none), in one statement."""
+    in_range = -2**31 <= index < 2**31  # beyond any trial, and beyond what the databases' INTEGER holds
+    row = conn.execute(_SESSION_TRIAL, {"token": token, "idx": index if in_range else -1}).first()
+    if row is None:
         raise Rejected(404, "no such session")
-    return s
+    s = _SessionRow(row.s_id, row.s_study_id, row.s_next_index, row.s_total, row.s_completion_code)
+    return s, (row if row.id is not None else None)
 
 
 def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
-    s = _session_row(conn, token)
+    s, trial = _session_and_trial(conn, token, index)
     if index != s.next_index:
         raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
-    trial = conn.execute(_TRIAL_AT, {"sid": s.id, "idx": index}).first()
     if trial is None:
         raise Rejected(404, "no such trial (the session is complete)")
     return s, trial
@@ -544,15 +556,15 @@ def _ack_row(study: StudyView, s: Any, trial: Any, value: str, correct: bool | N
 
 def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any]) -> dict[str, Any]:
     """:func:`answer` over a Core connection: the same checks, the same stored row, the same acknowledgement."""
-    s = _session_row(conn, token)
-    study = catalog.study(conn, s.study_id)
     index, value = payload.get("index"), payload.get("answer")
-    if not isinstance(index, int) or isinstance(index, bool):
+    valid_index = isinstance(index, int) and not isinstance(index, bool)
+    s, trial = _session_and_trial(conn, token, index if valid_index else -1)
+    study = catalog.study(conn, s.study_id)
+    if not valid_index:
         raise Rejected(422, "index must be an integer")
     valid = ("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")
     if not isinstance(value, str) or value not in valid:
         raise Rejected(422, f"answer must be one of {', '.join(valid)}")
-    trial = conn.execute(_TRIAL_AT, {"sid": s.id, "idx": index}).first()
     if trial is None:
         raise Rejected(404, "no such trial")
     if trial.answer is not None:

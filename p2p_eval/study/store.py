@@ -63,7 +63,7 @@ def make_engine(url: str, create: bool = True) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
             _configure_sqlite(engine)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=20, max_overflow=20)
     except (NoSuchModuleError, ImportError) as exc:
         raise UserError(f"--db {shown}: database driver missing ({exc}); for PostgreSQL install psycopg[binary]") from None
     try:
