@@ -3,7 +3,8 @@
 Two loads against ``p2p-eval study serve`` (uvicorn, one process) on 127.0.0.1, each on a fresh study:
 
 - closed loop: one participant alone (the latency floor), then ``--participants`` (100) at once, each
-  answering without pause (2 practice + 10 test trials, every image fetched as the page does): answers/s
+  answering without pause (``check`` and ``start`` first, as the page does; 2 practice + 10 test trials,
+  every image fetched as the page does): answers/s
   and the answer latency's p50 / p99 (goal: >= 250 answers/s and p99 <= 3x p50);
 - open loop: ``--open-participants`` (200) arriving at random moments over ``--ramp`` s, each then opening
   one trial every ``--pause`` s (2 s) and answering it, whatever the server's latency (``check`` and
@@ -95,7 +96,7 @@ def run_load(server: LiveServer, db_url: str, study: str, count: int, pause: flo
     """``count`` participants on ``study``; the figures, and the check that nothing was lost or duplicated."""
     cpu0, self0 = _cpu_s(server.proc.pid), _self_cpu_s()
     result = asyncio.run(run_participants(server.url, study, count, timeout=120, lean=True, pause=pause, ramp=ramp,
-                                          check=pause > 0))
+                                          check=True))
     server_cpu, load_cpu = _cpu_s(server.proc.pid) - cpu0, _self_cpu_s() - self0
     acked = {(t, i): a for t, i, a in result.acks}
     stored = stored_answers(db_url, study)
