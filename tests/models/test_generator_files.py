@@ -14,7 +14,8 @@ from p2p_eval.models import build_discriminator, build_generator
 
 
 NAMES = ["l1", "gan", "cgan", "l1_gan", "l1_cgan", "encdec_l1", "encdec_l1_cgan", "unet_l1_b10", "unet_l1_cgan_b10",
-         "l1_cgan_d1", "l1_cgan_d16", "l1_cgan_d286", "resnet9_l1_cgan", "l1_cgan_rec"]
+         "l1_cgan_d1", "l1_cgan_d16", "l1_cgan_d286", "resnet9_l1_cgan", "l1_cgan_rec",
+         "l1_photo2label", "cgan_photo2label", "l1_cgan_photo2label", "cgan_rec", "l1_rec", "l1_cgan_lambda1"]
 # name -> (arch, gan, lambda_l1, lambda_rec, d_receptive_field, batch_size), from the paper's tables / seeds
 EXPECTED = {
     "l1": ("unet", "none", 100, 0, 70, 1),
@@ -31,7 +32,17 @@ EXPECTED = {
     "l1_cgan_d286": ("unet", "conditional", 100, 0, 286, 1),
     "resnet9_l1_cgan": ("resnet", "conditional", 100, 0, 70, 1),
     "l1_cgan_rec": ("unet", "conditional", 1, 10, 70, 1),
+    # Table 6 (photo -> labels): Table 1's objectives, trained AtoB.
+    "l1_photo2label": ("unet", "none", 100, 0, 70, 1),
+    "cgan_photo2label": ("unet", "conditional", 0, 0, 70, 1),
+    "l1_cgan_photo2label": ("unet", "conditional", 100, 0, 70, 1),
+    # Source document 002's ablation of its objective (lambda_L1 = 1, lambda_rec = 10), one term removed each.
+    "cgan_rec": ("unet", "conditional", 0, 10, 70, 1),
+    "l1_rec": ("unet", "none", 1, 10, 70, 1),
+    "l1_cgan_lambda1": ("unet", "conditional", 1, 0, 70, 1),
 }
+#: Variants trained photo -> label map (pix2pix Table 6); every other one is labels -> photo.
+ATOB = {"l1_photo2label", "cgan_photo2label", "l1_cgan_photo2label"}
 
 
 def test_exactly_the_contract_files() -> None:
@@ -42,7 +53,7 @@ def test_exactly_the_contract_files() -> None:
 def test_generator_file(name: str) -> None:
     path = GENERATORS_DIR / f"{name}.toml"
     text = path.read_text()
-    assert text.startswith("# Table ") or text.startswith("# Extension")  # which paper row it is
+    assert text.startswith(("# Table ", "# Extension", "# Row "))  # which paper row it is
     raw = tomllib.loads(text)
     optional = {"num_downs", "max_steps"}
     assert set(raw) == {f.name for f in fields(TrainConfig)} - optional  # complete
@@ -53,7 +64,7 @@ def test_generator_file(name: str) -> None:
     # The paper's shared settings (appendix 6.2, Cityscapes): 200 epochs, Adam 2e-4 / 0.5, jitter, 256, depth 8.
     assert (cfg.epochs, cfg.lr, cfg.beta1, cfg.jitter, cfg.size, cfg.num_downs, cfg.gan_mode) == (
         200, 2e-4, 0.5, True, 256, 8, "vanilla")
-    assert cfg.direction == "BtoA" and cfg.norm == "batch" and cfg.dropout == "paper"
+    assert cfg.direction == ("AtoB" if name in ATOB else "BtoA") and cfg.norm == "batch" and cfg.dropout == "paper"
     with torch.device("meta"):
         assert (build_discriminator(cfg) is None) == (cfg.gan == "none")
     small = load_generator(path, {"size": 128 if name == "l1_cgan_d286" else 64, "batch_size": 2})
