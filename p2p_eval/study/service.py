@@ -289,9 +289,11 @@ def image_file(db: DB, token: str, image_token: str) -> tuple[Path, bool, Proces
     return path, broken, processing_of(db.get(Study, s.study_id))
 
 
-def _score(study: Study, trial: Trial, answer: str) -> tuple[bool, bool]:
-    """(correct, judged_real) of an answer.  judged_real: the fake image was judged real (2afc /
-    sequential), or the image was labelled real (single-image protocols)."""
+def _score(study: Study | StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
+    """(correct, judged_real) of an answer to ``trial`` (an ORM Trial or a Core row; only ``fake_slot`` is read).
+
+    judged_real: the fake image was judged real (2afc / sequential), or the image was labelled real (single-image
+    protocols)."""
     if study.protocol in SINGLE_IMAGE:
         judged_real = answer == "real"
         return judged_real != bool(trial.fake_slot), judged_real
@@ -584,17 +586,9 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
         if trial.answer == value:
             return _ack_row(study, s, trial, trial.answer, trial.correct)
         raise Rejected(409, f"trial {index} was already answered differently")
-    correct, judged_real = _score_row(study, trial, value)
+    correct, judged_real = _score(study, trial, value)
     conn.execute(_STORE, {"tid": trial.id, "b_answer": value, "b_correct": correct, "b_judged_real": judged_real,
                           "b_answered_at": utcnow(), **{f"b_{k}": t for k, t in times.items()}})
     return _ack_row(study, s, trial, value, correct)
 
 
-def _score_row(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
-    """:func:`_score` from a row."""
-    if study.protocol in SINGLE_IMAGE:
-        judged_real = answer == "real"
-        return judged_real != bool(trial.fake_slot), judged_real
-    chose_fake = int(answer) == trial.fake_slot
-    judged_real = chose_fake if study.question == "real" else not chose_fake
-    return not judged_real, judged_real

@@ -31,17 +31,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, server_factory):
     root = tmp_path_factory.mktemp("hype_browser")
     dirs = write_noise_folders(root, count=12, side=64)

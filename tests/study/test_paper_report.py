@@ -100,20 +100,23 @@ def test_single_table_is_percent_correct_per_group(tmp_path: Path, image_dirs, c
     # each sees 4 real + 4 fake.  p1: wrong on 1 real and 2 fakes; p2: right on all reals, wrong on 3 fakes
     wrong = {"p1": {0: 1, 1: 2}, "p2": {0: 0, 1: 3}}
 
-    def decide(pid: str):  # noqa: ANN202
-        def answer(t, seen: dict) -> str:  # noqa: ANN001
-            truth = "fake" if t.fake_slot else "real"
-            flipped = {"real": "fake", "fake": "real"}[truth]
-            return flipped if seen.get(("main", t.fake_slot), 0) < wrong[pid][t.fake_slot] else truth
-        return answer
-
-    _run(db, {"p1": decide("p1"), "p2": decide("p2")})
+    _run(db, {pid: wrong_first(errors) for pid, errors in wrong.items()})
     text, _ = paper(db, capsys, tmp_path)
     # real: 3/4, 4/4 -> 87.5% +- 12.5%; fake: 2/4, 1/4 -> 37.5% +- 12.5%
     assert "Quick-response single-image test" in text
     row = next(line for line in text.splitlines() if line.startswith("| alg_a |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "87.5% ± 12.5%" and cells[3] == "37.5% ± 12.5%" and cells[5] == "2"
+
+
+def wrong_first(errors: dict[int, int]):  # noqa: ANN201
+    """A single-image participant who answers wrongly on its first ``errors[fake_slot]`` main trials of each
+    kind (0 = real image, 1 = fake) and rightly after."""
+    def answer(t, seen: dict) -> str:  # noqa: ANN001
+        truth = "fake" if t.fake_slot else "real"
+        flipped = {"real": "fake", "fake": "real"}[truth]
+        return flipped if seen.get(("main", t.fake_slot), 0) < errors[t.fake_slot] else truth
+    return answer
 
 
 def test_text_format_is_unchanged_by_default(tmp_path: Path, image_dirs, capsys) -> None:  # noqa: ANN001
@@ -135,14 +138,7 @@ def test_hype_inf_table_is_the_error_rates(tmp_path: Path, image_dirs, capsys) -
     _make(db, image_dirs, protocol="hype-inf", practice=0, trials=8, fake={"alg_a": str(image_dirs["alg_a"])})
     wrong = {"p1": {0: 0, 1: 1}, "p2": {0: 1, 1: 2}}  # errors on reals (0) and on fakes (1), of 4 each
 
-    def decide(pid: str):  # noqa: ANN202
-        def answer(t, seen: dict) -> str:  # noqa: ANN001
-            truth = "fake" if t.fake_slot else "real"
-            flipped = {"real": "fake", "fake": "real"}[truth]
-            return flipped if seen.get(("main", t.fake_slot), 0) < wrong[pid][t.fake_slot] else truth
-        return answer
-
-    _run(db, {"p1": decide("p1"), "p2": decide("p2")})
+    _run(db, {pid: wrong_first(errors) for pid, errors in wrong.items()})
     text, _ = paper(db, capsys, tmp_path)
     # error: 1/8, 3/8 -> 25.0% +- 12.5%; fakes: 1/4, 2/4 -> 37.5% +- 12.5%; reals: 0/4, 1/4 -> 12.5% +- 12.5%
     assert "HYPE-infinity, study s" in text
