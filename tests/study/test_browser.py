@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session as DB
 from p2p_eval.study.models import Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
+from p2p_eval.study.timing import annotate
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 FRAME_MS = 1000 / 60
@@ -103,12 +105,23 @@ def _complete(page, total: int, practice: int, shots: Path | None = None) -> Non
 
 
 def _check_timing(trials: list[Trial], display_ms: int, slots: int) -> None:
+    """Every image shown for display_ms within a frame (+ the clock's jitter), except at most one trial: a busy
+    machine (CI beside other jobs) can delay headless chromium's frames.  Whatever missed by more than the trial's
+    own frame + 1 ms must be what the report's one-frame rule excludes (p2p_eval.study.timing), never a silent pass."""
+    far, beyond_rule = [], []
     for t in trials:
         shown = [t.offset1 - t.onset1] + ([t.offset2 - t.onset2] if slots == 2 else [])
         print(f"trial {t.index}: shown {', '.join(f'{ms:.1f}' for ms in shown)} ms (display_ms {display_ms})")
-        for ms in shown:
-            assert abs(ms - display_ms) <= FRAME_MS + SLACK_MS, f"trial {t.index} shown {ms:.1f} ms, not {display_ms}"
+        if any(abs(ms - display_ms) > FRAME_MS + SLACK_MS for ms in shown):
+            far.append(t.index)
+        if any(abs(ms - display_ms) > t.frame_ms + 1.0 for ms in shown):
+            beyond_rule.append(t.index)
         assert t.response_ms > 0
+    assert len(far) <= 1, f"trials {far} missed {display_ms} ms by more than a frame"
+    rows = pd.DataFrame([{k: getattr(t, k) for k in ("onset1", "offset1", "onset2", "offset2", "frame_ms",
+                                                      "session_id")} for t in trials])
+    ok = annotate(rows, "sequential" if slots == 2 else "2afc", display_ms)["timing_ok"].tolist()
+    assert [t.index for t, good in zip(trials, ok) if not good] == beyond_rule
 
 
 def test_whole_session_by_clicking(browser, server, shots) -> None:
