@@ -36,7 +36,7 @@ from p2p_eval.fsutil import read_json_or
 DEFAULT_RUNS_DIR = Path("runs")
 #: The error for a missing preset (CLI and API): a default would start 12 runs of 200 epochs on a CPU.
 PRESET_REQUIRED = ("choose a preset with --preset: smoke (32 px, 120 images per row: minutes on a CPU), quick "
-                   "(64 px, 1200 images per row: about an hour on a 2-core CPU) or paper (256 px, 200 epochs per row, "
+                   "(64 px, 1200 images per row: hours on a 2-core CPU) or paper (256 px, 200 epochs per row, "
                    "12 runs: days, needs a GPU)")
 
 

@@ -5,8 +5,8 @@
   code's constant learning rate. ``bottleneck_norm`` (the paper's BN in the bottleneck, errata 6.3) is an
   override any preset takes.
 - ``quick``: real data (e.g. Cityscapes) at 64x64, each row sees :attr:`Preset.images_per_row` training
-  images (1200: 1200 steps at batch 1, 120 at batch 10), sized for all three tables in about an hour on a
-  2-core CPU and minutes on a GPU.
+  images (1200: 1200 steps at batch 1, 120 at batch 10), hours for Tables 1-3 and 6 on a 2-core
+  CPU (reports/quick/report.json, meta.total_seconds) and minutes on a GPU.
 - ``smoke``: synthetic data at 32x32, 120 images per row; all three tables, translation and scoring
   included, take a few minutes on a 2-core CPU.
 

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/smoke")
     p.add_argument("--preset", choices=("paper", "quick", "smoke"),
                    help="required: smoke (32 px, 120 images per row: minutes on a CPU), quick (64 px, 1200 images per "
-                   "row: about an hour on a CPU) or paper (256 px, 200 epochs per row: needs a GPU)")
+                   "row: hours on a 2-core CPU) or paper (256 px, 200 epochs per row: needs a GPU)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="where the training runs live (default ./runs, git-ignored; reused across reports)")
     p.add_argument("--launcher", default="local", choices=("local", "slurm"), help="local (default) or slurm (submitit)")
