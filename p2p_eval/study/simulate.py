@@ -37,6 +37,7 @@ accuracy is a logistic function of the exposure the server asks for, with a know
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import dataclasses
 import random
@@ -73,15 +74,15 @@ class TrialView:
     trial: Mapping[str, Any]
 
 
-class Observer:
+class Observer(abc.ABC):
     """One synthetic participant.  Subclasses define :meth:`p_fooled` (and may refine the rest)."""
 
     def __init__(self, lapse: float = 0.0) -> None:
         self.lapse = lapse
 
+    @abc.abstractmethod
     def p_fooled(self, view: TrialView) -> float:
         """Probability that the fake of this trial is judged real (lapses aside)."""
-        raise NotImplementedError
 
     def p_false_alarm(self, view: TrialView) -> float:
         """Single-image protocols: probability that a real image is labelled fake (default: :meth:`p_fooled`)."""
@@ -114,15 +115,15 @@ class Observer:
         return out
 
 
-class Population:
+class Population(abc.ABC):
     """Draws the participants of a simulated study (one :class:`Observer` each)."""
 
     def check(self, algorithms: list[str], protocol: str) -> None:
         """Raise UserError when this population cannot take a study with these algorithms / protocol."""
 
+    @abc.abstractmethod
     def draw(self, rng: np.random.Generator) -> Observer:
         """A new participant."""
-        raise NotImplementedError
 
     def expected(self) -> dict[str, dict[str, float]]:
         """Per algorithm, the rates ``study report`` should recover (name -> value)."""
