@@ -66,5 +66,5 @@ def _ablate(args: argparse.Namespace) -> int:
                           rescore=args.rescore, lpips_weights=args.lpips_weights, lpips_lin=args.lpips_lin,
                           slurm={"partition": args.slurm_partition, "time_min": args.slurm_time,
                                  "gpus_per_job": args.slurm_gpus})
-    print(f"report: {report}/index.html (tables: {', '.join(str(p) for p in sorted(Path(report).glob('table*.md')))})")
+    print(f"report: {report}/index.html (tables: {', '.join(str(p) for p in sorted(Path(report).glob('*.md')))})")
     return 0
