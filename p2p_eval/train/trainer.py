@@ -1,6 +1,6 @@
 """The pix2pix trainer (Isola et al. 2017, section 3.3 and appendix 6): resumable, deterministic on CPU.
 
-Adam (``lr``, betas ``(beta1, beta2)``) for G and D; every iteration one D step then one G step
+Adam (``lr``, betas ``(beta1, beta2)``; torch's fused kernel on CPU and CUDA) for G and D; every iteration one D step then one G step
 (:func:`p2p_eval.train.loop.train_step`); the LR is constant (the original Torch code, which produced
 the paper's tables) or decays linearly over the second half of the epochs (the public PyTorch code),
 as the variant file says.  A run lives in one folder::
@@ -43,7 +43,7 @@ from p2p_eval.imageio import from_unit_range, write_png
 from p2p_eval.models import build_discriminator, build_generator
 from p2p_eval.train.checkpoint import config_differences, load_checkpoint, restore_rng, save_checkpoint
 from p2p_eval.train.inference import generation_mode
-from p2p_eval.train.loop import EpochSampler, SeededItems, StepModels, autocast, lr_factor, train_step
+from p2p_eval.train.loop import EpochSampler, SeededItems, StepModels, adam, autocast, lr_factor, train_step
 
 SAMPLE_COUNT = 4
 
@@ -84,8 +84,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
         gen.to(memory_format=torch.channels_last)
         if disc is not None:
             disc.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)) if disc is not None else None
+    opt_g = adam(gen.parameters(), cfg, dev)
+    opt_d = adam(disc.parameters(), cfg, dev) if disc is not None else None
     factor = lr_factor(cfg.lr_schedule, cfg.epochs)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
