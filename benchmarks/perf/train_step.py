@@ -7,15 +7,18 @@ PatchGAN, L1+cGAN, on random tensors (data loading excluded).  Paths, all on the
 
 - ``public``: eager, fp32, NCHW, ``torch.optim.Adam`` with its defaults (a per-tensor loop on CPU): what
   the public PyTorch code runs; the baseline every ratio is measured against;
-- ``default``: what ``p2p-eval train`` runs on this device without flags (fused Adam, see
-  :func:`p2p_eval.train.loop.adam`; channels_last on CUDA);
-- ``channels_last``: ``default`` with weights and activations in NHWC (the candidate for CPUs);
-- ``amp``: ``default`` under bf16 autocast (``p2p-eval train --amp``);
-- ``compiled`` (with ``--compile``): ``amp`` under ``torch.compile``.
+- ``fp32``: the trainer in fp32 (``--precision fp32``): fused Adam (:func:`p2p_eval.train.loop.adam`),
+  channels_last on CUDA;
+- ``channels_last``: ``fp32`` with weights and activations in NHWC on any device (the candidate for CPUs);
+- ``bf16``: the trainer under bf16 autocast (``--precision bf16``);
+- ``compiled`` (with ``--compile``): ``bf16`` under ``torch.compile``.
+
+``p2p-eval train`` runs ``bf16`` by default where bf16 is native (``--precision auto``,
+:func:`p2p_eval.device.resolve_precision`), ``fp32`` elsewhere; the header says which one is the default here.
 
 Also the fixed costs of a run at each size: building G, D and the optimisers, and writing one checkpoint
 (G, D, both Adam states: what resume needs), with its size.  ``--vs-eager``: only the issue's comparison
-(batch 1 at 256: ``public``, ``default``, ``amp``, 5 timed steps).  Prints markdown tables; ``--json OUT``
+(batch 1 at 256: ``public``, ``fp32``, ``bf16``, 5 timed steps).  Prints markdown tables; ``--json OUT``
 writes the figures (``make bench`` calls every ``benchmarks/perf/*.py`` with ``--json``).
 """
 
@@ -32,14 +35,14 @@ from pathlib import Path
 import torch
 
 from p2p_eval.config import TrainConfig
-from p2p_eval.device import resolve_device
+from p2p_eval.device import resolve_device, resolve_precision
 from p2p_eval.models import build_discriminator, build_generator
 from p2p_eval.train.checkpoint import save_checkpoint
 from p2p_eval.train.loop import StepModels, adam, lr_factor, train_step
 
 #: path -> (trainer's fused Adam, channels_last (None: as the trainer on this device), bf16 autocast, compile)
-PATHS = {"public": (False, False, False, False), "default": (True, None, False, False),
-         "channels_last": (True, True, False, False), "amp": (True, None, True, False),
+PATHS = {"public": (False, False, False, False), "fp32": (True, None, False, False),
+         "channels_last": (True, True, False, False), "bf16": (True, None, True, False),
          "compiled": (True, None, True, True)}
 
 
@@ -66,7 +69,7 @@ def make_models(cfg: TrainConfig, device: torch.device, trainer_adam: bool, chan
 def fixed_costs(cfg: TrainConfig, device: torch.device) -> dict:
     """Seconds to build the models and optimisers, and to write one full checkpoint after a step (and its MB)."""
     tic = time.perf_counter()
-    models = make_models(cfg, device, *PATHS["default"])
+    models = make_models(cfg, device, *PATHS["fp32"])
     build_s = time.perf_counter() - tic
     x = torch.zeros(cfg.batch_size, 3, cfg.size, cfg.size, device=device)
     train_step(models, x, x)  # Adam states exist after the first step
@@ -125,15 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256], help="image sides (default 256)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10], help="batch sizes (default 1 10)")
     parser.add_argument("--vs-eager", action="store_true",
-                        help="only the issue's comparison: batch 1 at 256, paths public, default and amp")
-    parser.add_argument("--compile", action="store_true", help="also measure the amp path under torch.compile")
+                        help="only the issue's comparison: batch 1 at 256, paths public, fp32 and bf16")
+    parser.add_argument("--compile", action="store_true", help="also measure the bf16 path under torch.compile")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     paths = [p for p in PATHS if p != "compiled" or args.compile]
     if args.vs_eager:
-        args.sizes, args.batches, paths = [256], [1], ["public", "default", "amp"]
+        args.sizes, args.batches, paths = [256], [1], ["public", "fp32", "bf16"]
         args.steps = max(args.steps, 5)
     rows = []
     for size in args.sizes:
@@ -151,19 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"Full D+G step, U-Net + 70x70 PatchGAN, L1+cGAN, on {device.type} ({name}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads, {args.steps} timed steps after {args.warmup} warm-up; "
-          "baseline `public`: eager fp32 NCHW with torch's default Adam, as the public PyTorch code\n")
+          f"baseline `public`: eager fp32 NCHW with torch's default Adam, as the public PyTorch code; `p2p-eval train` "
+          f"runs `{resolve_precision('auto', device)}` here by default\n")
     print("| size | batch | path | images/s | ms/step | vs public |")
     print("|---:|---:|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['size']} | {r['batch']} | {r['path']} | {r['images_per_s']:.3f} | {r['ms_per_step']:.0f} | "
               f"{r['ratio_vs_public']:.2f}x |")
-    print("\nFixed costs per run (default path): building G, D and the optimisers; one full checkpoint write\n")
+    print("\nFixed costs per run: building G, D and the optimisers; one full checkpoint write (G, D, both Adam states)\n")
     print("| size | build (s) | checkpoint write (s) | checkpoint (MB) |")
     print("|---:|---:|---:|---:|")
     for c in costs:
         print(f"| {c['size']} | {c['build_s']:.2f} | {c['checkpoint_s']:.2f} | {c['checkpoint_mb']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps({"device": device.type, "device_name": name, "torch": torch.__version__,
+                                         "default_precision": resolve_precision("auto", device),
                                          "threads": torch.get_num_threads(), "steps": args.steps, "rows": rows,
                                          "fixed_costs": costs}, indent=2) + "\n")
     return 0

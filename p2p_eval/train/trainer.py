@@ -15,8 +15,8 @@ A checkpoint is written after every epoch, every ``checkpoint_every`` steps if g
 ``checkpoint_minutes`` of wall time, and at the end.  ``resume=True`` continues from it and reaches
 exactly the weights an uninterrupted run reaches (same seed, CPU); resuming a finished run does
 nothing, resuming with a different config is a UserError.  A NaN / inf loss stops the run with a
-UserError naming the step; the last good checkpoint is kept.  On CUDA the step runs channels_last,
-and under bf16 autocast with ``amp=True``; nothing here assumes CUDA.
+UserError naming the step; the last good checkpoint is kept.  On CUDA the step runs channels_last; it
+runs under bf16 autocast where bf16 is native (``precision="auto"``) or when asked; nothing here assumes CUDA.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from p2p_eval.config import TrainConfig
 from p2p_eval.data.aligned import AlignedDataset
-from p2p_eval.device import resolve_device
+from p2p_eval.device import resolve_device, resolve_precision
 from p2p_eval.errors import UserError, require_dir
 from p2p_eval.fsutil import atomic_write_text
 from p2p_eval.imageio import from_unit_range, write_png
@@ -49,11 +49,13 @@ SAMPLE_COUNT = 4
 
 
 def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto", resume: bool = False,
-          progress: bool = True, amp: bool = False, num_workers: int | None = None,
+          progress: bool = True, precision: str = "auto", num_workers: int | None = None,
           checkpoint_every: int | None = None, checkpoint_minutes: float = 10.0) -> Path:
     """Train ``cfg`` on ``data_dir/train`` into the run folder ``out_dir``; return the run folder.
 
-    ``num_workers`` defaults to 0 on CPU and 4 on CUDA (results do not depend on it).
+    ``precision``: ``fp32``, ``bf16`` (autocast, fp32 weights) or ``auto`` (bf16 where it is native, see
+    :func:`p2p_eval.device.resolve_precision`); a resumed run keeps the precision it started with (``auto``)
+    and refuses another one. ``num_workers`` defaults to 0 on CPU and 4 on CUDA (results do not depend on it).
     """
     data_dir = require_dir(data_dir, "data folder")
     cfg = cfg.resolved()
@@ -61,6 +63,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
     ckpt_path = run / "checkpoints" / "last.pt"
     dev = resolve_device(device)
     state = _resume_state(run, ckpt_path, cfg) if resume else _check_fresh(run, ckpt_path)
+    precision = _run_precision(precision, dev, state, run)
+    amp = precision == "bf16"
     if state is not None:
         cfg_dict = dict(state["config"], max_steps=cfg.max_steps, log_every=cfg.log_every)
         cfg = TrainConfig.from_dict(cfg_dict, source=str(ckpt_path))
@@ -115,7 +119,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, generator=gen, discriminator=disc, opt_g=opt_g, opt_d=opt_d, sched_g=sched_g,
                         sched_d=sched_d, sampler_state=sampler.state_dict(), epoch=epoch, epoch_offset=offset,
-                        step=step, config=cfg)
+                        step=step, config=cfg, precision=precision)
 
     bar = tqdm(total=last_step, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step")
     sums: dict[str, float] = {}
@@ -142,7 +146,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == last_step:
                     now = time.perf_counter()
-                    record = {"step": step, "epoch": epoch + 1, "lr": opt_g.param_groups[0]["lr"],
+                    record = {"step": step, "epoch": epoch + 1, "lr": opt_g.param_groups[0]["lr"], "precision": precision,
                               "images_per_s": images / max(now - tick, 1e-9), **{k: s / count for k, s in sums.items()}}
                     with (run / "log.jsonl").open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
@@ -173,6 +177,17 @@ def _check_fresh(run: Path, ckpt_path: Path) -> None:
     if ckpt_path.exists() or (run / "DONE").exists():
         raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
     return None
+
+
+def _run_precision(asked: str, dev: torch.device, state: dict[str, Any] | None, run: Path) -> str:
+    """The precision the steps run in: a resumed run's own (checkpoints before this field: fp32), else ``asked``."""
+    if state is None:
+        return resolve_precision(asked, dev)
+    saved = state.get("precision", "fp32")
+    if asked not in ("auto", saved):
+        raise UserError(f"{run} was trained in {saved}; resume it with --precision {saved} (or auto), or choose "
+                        "another --out")
+    return saved
 
 
 def _resume_state(run: Path, ckpt_path: Path, cfg: TrainConfig) -> dict[str, Any] | None:

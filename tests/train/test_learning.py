@@ -37,7 +37,7 @@ def val_l1(tmp_path: Path, data: Path, amp: bool) -> float:
     cfg = TrainConfig(name="l1_cgan", size=64, ngf=16, ndf=16, epochs=1000, max_steps=STEPS, seed=0,
                       log_every=100).resolved()
     name = "bf16" if amp else "fp32"
-    run = train(cfg, data, tmp_path / name, device="cpu", progress=False, amp=amp)
+    run = train(cfg, data, tmp_path / name, device="cpu", progress=False, precision=name)
     translate_run(run, data, tmp_path / f"fake_{name}", device="cpu", progress=False)
     val_photos = photos(data / "val")
     fakes = {n: np.asarray(Image.open(tmp_path / f"fake_{name}" / f"{n}.png"), dtype=np.float64) for n in val_photos}
