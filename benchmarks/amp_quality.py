@@ -82,7 +82,9 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
     lines = [f"# bf16 autocast vs fp32: training quality (L1+cGAN, {args.size}x{args.size} Cityscapes, "
              f"{args.steps} steps at batch 1)", "",
              "Made by `benchmarks/amp_quality.py`. Val L1: mean absolute error (0-255) of the 500 translated val "
-             "images against the real photos at the training size. FCN-score: shipped segmenter, 95% bootstrap CIs.", "",
+             "images against the real photos at the training size. FCN-score: shipped segmenter, 95% bootstrap CIs. "
+             "Train images/s is what each run logged on a shared CPU (other jobs beside it): not a speed figure; "
+             "`reports/bench.md` (section `train_step`) has the measured speeds.", "",
              "| run | precision | seed | val L1 | per-pixel acc. | per-class acc. | class IoU | train images/s |",
              "|---|---|---:|---:|---|---|---|---:|"]
     for r in results:
