@@ -167,10 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     for c in costs:
         print(f"| {c['size']} | {c['build_s']:.2f} | {c['checkpoint_s']:.2f} | {c['checkpoint_mb']:.0f} |")
     if args.json:
+        default = resolve_precision("auto", device)
+        summary = [{"figure": f"pix2pix D+G step at {r['size']}, batch {r['batch']}, `{r['path']}` path"
+                              + (" (`p2p-eval train`'s default here)" if r["path"] == default else ""),
+                    "value": r["images_per_s"], "unit": "images/s",
+                    "baseline": "public PyTorch code's path (eager fp32, default Adam), same run",
+                    "baseline_value": next(b["images_per_s"] for b in rows if b["path"] == "public"
+                                           and (b["size"], b["batch"]) == (r["size"], r["batch"])),
+                    "ratio": r["ratio_vs_public"], "goal": ">= 1.5x" if r["path"] == default else None}
+                   for r in rows if r["path"] in ("fp32", "bf16")]
         args.json.write_text(json.dumps({"device": device.type, "device_name": name, "torch": torch.__version__,
-                                         "default_precision": resolve_precision("auto", device),
-                                         "threads": torch.get_num_threads(), "steps": args.steps, "rows": rows,
-                                         "fixed_costs": costs}, indent=2) + "\n")
+                                         "default_precision": default, "threads": torch.get_num_threads(),
+                                         "steps": args.steps, "rows": rows, "fixed_costs": costs,
+                                         "summary": summary}, indent=2) + "\n")
     return 0
 
 
