@@ -201,11 +201,19 @@ def describe_device(device: str) -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def _record(job: RowJob, stage: str, seconds: float) -> None:
+def _logged_precision(run: Path) -> str | None:
+    """The precision of the run's last logged step (``log.jsonl``), None for logs without it."""
+    lines = (run / "log.jsonl").read_text().splitlines() if (run / "log.jsonl").is_file() else []
+    return json.loads(lines[-1]).get("precision") if lines else None
+
+
+def _record(job: RowJob, stage: str, seconds: float, precision: str | None = None) -> None:
+    """Time, device (with the training precision) and host of one stage, in ``RUN/ablation.json``."""
     path = job.run / "ablation.json"
     data = read_json_or(path, {})
     data = data if isinstance(data, dict) else {}
-    data[stage] = {"seconds": round(seconds, 2), "device": describe_device(job.device), "host": os.uname().nodename,
+    device = describe_device(job.device) + (f", {precision}" if precision else "")
+    data[stage] = {"seconds": round(seconds, 2), "device": device, "host": os.uname().nodename,
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(path, data)
 
@@ -230,7 +238,7 @@ def execute_job(job: RowJob) -> str:
             provenance.write(run, job.provenance)  # a run starting from step 0 is made by the current code
         tic = time.perf_counter()
         train(job.cfg, job.data_dir, run, device=job.device, resume=job.resume, progress=job.progress)
-        _record(job, "train", time.perf_counter() - tic)
+        _record(job, "train", time.perf_counter() - tic, precision=_logged_precision(run))
     if not _translated(job):
         tic = time.perf_counter()
         written = translate_run(run, job.data_dir, job.fakes, split="val", device=job.device, progress=job.progress)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from p2p_eval.cli import add_deprecated, add_quiet
+from p2p_eval.device import PRECISIONS
 
 ORDER = 20
 
@@ -28,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="random seed (overrides the file)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (for GPUs; channels_last is automatic on CUDA)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default): bf16 autocast where bf16 is native (CUDA with bf16, a CPU with AVX512-BF16 "
+                        "or AMX; measured: no quality loss, reports/amp_quality/), else fp32; fp32; bf16. A resumed run "
+                        "keeps its own")
+    parser.add_argument("--amp", action="store_const", const="bf16", dest="precision",
+                        help="same as --precision bf16 (channels_last is automatic on CUDA)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default 0 on CPU, 4 on CUDA)")
     add_quiet(parser)
     parser.set_defaults(func=_train)
@@ -42,6 +48,6 @@ def _train(args: argparse.Namespace) -> int:
                  "max_steps": args.max_steps}
     cfg = load_generator(args.generator, overrides)
     run = train(cfg, args.data, args.out, device=args.device, resume=args.resume, progress=not args.quiet,
-                amp=args.amp, num_workers=args.workers)
+                precision=args.precision, num_workers=args.workers)
     print(f"run finished: {run} (checkpoint {run / 'checkpoints' / 'last.pt'})")
     return 0

@@ -4,7 +4,7 @@ A checkpoint is one ``torch.save`` dict of tensors and primitives only, so it lo
 ``torch.load(weights_only=True)`` (no pickled code).  It holds G, D, both optimisers, both LR
 schedulers, the RNG states (torch CPU, CUDA if any, numpy, python ``random``, the data-order
 sampler's generator), the position (epoch, batches done in that epoch, global step) and the
-resolved config.  It is written with :func:`p2p_eval.fsutil.atomic_torch_save` (temp file +
+resolved config and the precision (fp32 / bf16).  It is written with :func:`p2p_eval.fsutil.atomic_torch_save` (temp file +
 ``os.replace``), so a process killed mid-write leaves the previous checkpoint intact.
 """
 
@@ -55,8 +55,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_checkpoint(path: Path, *, generator: torch.nn.Module, discriminator: torch.nn.Module | None,
                     opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer | None,
                     sched_g: torch.optim.lr_scheduler.LRScheduler, sched_d: torch.optim.lr_scheduler.LRScheduler | None,
-                    sampler_state: dict[str, Any], epoch: int, epoch_offset: int, step: int, config: Any) -> Path:
-    """Write the full training state atomically to ``path``."""
+                    sampler_state: dict[str, Any], epoch: int, epoch_offset: int, step: int, config: Any,
+                    precision: str = "fp32") -> Path:
+    """Write the full training state atomically to ``path`` (``precision``: what the steps ran in, kept by resume)."""
     payload = {
         "format": 1,
         "generator": generator.state_dict(),
@@ -71,6 +72,7 @@ def save_checkpoint(path: Path, *, generator: torch.nn.Module, discriminator: to
         "epoch_offset": epoch_offset,
         "step": step,
         "config": dataclasses.asdict(config),
+        "precision": precision,
     }
     return atomic_torch_save(payload, path)
 

@@ -1,6 +1,6 @@
 """The pix2pix trainer (Isola et al. 2017, section 3.3 and appendix 6): resumable, deterministic on CPU.
 
-Adam (``lr``, betas ``(beta1, beta2)``) for G and D; every iteration one D step then one G step
+Adam (``lr``, betas ``(beta1, beta2)``; torch's fused kernel on CPU and CUDA) for G and D; every iteration one D step then one G step
 (:func:`p2p_eval.train.loop.train_step`); the LR is constant (the original Torch code, which produced
 the paper's tables) or decays linearly over the second half of the epochs (the public PyTorch code),
 as the variant file says.  A run lives in one folder::
@@ -15,8 +15,8 @@ A checkpoint is written after every epoch, every ``checkpoint_every`` steps if g
 ``checkpoint_minutes`` of wall time, and at the end.  ``resume=True`` continues from it and reaches
 exactly the weights an uninterrupted run reaches (same seed, CPU); resuming a finished run does
 nothing, resuming with a different config is a UserError.  A NaN / inf loss stops the run with a
-UserError naming the step; the last good checkpoint is kept.  On CUDA the step runs channels_last,
-and under bf16 autocast with ``amp=True``; nothing here assumes CUDA.
+UserError naming the step; the last good checkpoint is kept.  On CUDA the step runs channels_last; it
+runs under bf16 autocast where bf16 is native (``precision="auto"``) or when asked; nothing here assumes CUDA.
 """
 
 from __future__ import annotations
@@ -36,24 +36,26 @@ from tqdm import tqdm
 
 from p2p_eval.config import TrainConfig
 from p2p_eval.data.aligned import AlignedDataset
-from p2p_eval.device import resolve_device
+from p2p_eval.device import resolve_device, resolve_precision
 from p2p_eval.errors import UserError, require_dir
 from p2p_eval.fsutil import atomic_write_text
 from p2p_eval.imageio import from_unit_range, write_png
 from p2p_eval.models import build_discriminator, build_generator
 from p2p_eval.train.checkpoint import config_differences, load_checkpoint, restore_rng, save_checkpoint
 from p2p_eval.train.inference import generation_mode
-from p2p_eval.train.loop import EpochSampler, SeededItems, StepModels, autocast, lr_factor, train_step
+from p2p_eval.train.loop import EpochSampler, SeededItems, StepModels, adam, autocast, lr_factor, train_step
 
 SAMPLE_COUNT = 4
 
 
 def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: str = "auto", resume: bool = False,
-          progress: bool = True, amp: bool = False, num_workers: int | None = None,
+          progress: bool = True, precision: str = "auto", num_workers: int | None = None,
           checkpoint_every: int | None = None, checkpoint_minutes: float = 10.0) -> Path:
     """Train ``cfg`` on ``data_dir/train`` into the run folder ``out_dir``; return the run folder.
 
-    ``num_workers`` defaults to 0 on CPU and 4 on CUDA (results do not depend on it).
+    ``precision``: ``fp32``, ``bf16`` (autocast, fp32 weights) or ``auto`` (bf16 where it is native, see
+    :func:`p2p_eval.device.resolve_precision`); a resumed run keeps the precision it started with (``auto``)
+    and refuses another one. ``num_workers`` defaults to 0 on CPU and 4 on CUDA (results do not depend on it).
     """
     data_dir = require_dir(data_dir, "data folder")
     cfg = cfg.resolved()
@@ -61,6 +63,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
     ckpt_path = run / "checkpoints" / "last.pt"
     dev = resolve_device(device)
     state = _resume_state(run, ckpt_path, cfg) if resume else _check_fresh(run, ckpt_path)
+    precision = _run_precision(precision, dev, state, run)
+    amp = precision == "bf16"
     if state is not None:
         cfg_dict = dict(state["config"], max_steps=cfg.max_steps, log_every=cfg.log_every)
         cfg = TrainConfig.from_dict(cfg_dict, source=str(ckpt_path))
@@ -84,8 +88,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
         gen.to(memory_format=torch.channels_last)
         if disc is not None:
             disc.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)) if disc is not None else None
+    opt_g = adam(gen.parameters(), cfg, dev)
+    opt_d = adam(disc.parameters(), cfg, dev) if disc is not None else None
     factor = lr_factor(cfg.lr_schedule, cfg.epochs)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
@@ -115,7 +119,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, generator=gen, discriminator=disc, opt_g=opt_g, opt_d=opt_d, sched_g=sched_g,
                         sched_d=sched_d, sampler_state=sampler.state_dict(), epoch=epoch, epoch_offset=offset,
-                        step=step, config=cfg)
+                        step=step, config=cfg, precision=precision)
 
     bar = tqdm(total=last_step, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step")
     sums: dict[str, float] = {}
@@ -142,7 +146,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == last_step:
                     now = time.perf_counter()
-                    record = {"step": step, "epoch": epoch + 1, "lr": opt_g.param_groups[0]["lr"],
+                    record = {"step": step, "epoch": epoch + 1, "lr": opt_g.param_groups[0]["lr"], "precision": precision,
                               "images_per_s": images / max(now - tick, 1e-9), **{k: s / count for k, s in sums.items()}}
                     with (run / "log.jsonl").open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
@@ -173,6 +177,17 @@ def _check_fresh(run: Path, ckpt_path: Path) -> None:
     if ckpt_path.exists() or (run / "DONE").exists():
         raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
     return None
+
+
+def _run_precision(asked: str, dev: torch.device, state: dict[str, Any] | None, run: Path) -> str:
+    """The precision the steps run in: a resumed run's own (checkpoints before this field: fp32), else ``asked``."""
+    if state is None:
+        return resolve_precision(asked, dev)
+    saved = state.get("precision", "fp32")
+    if asked not in ("auto", saved):
+        raise UserError(f"{run} was trained in {saved}; resume it with --precision {saved} (or auto), or choose "
+                        "another --out")
+    return saved
 
 
 def _resume_state(run: Path, ckpt_path: Path, cfg: TrainConfig) -> dict[str, Any] | None:

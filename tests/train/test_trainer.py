@@ -16,7 +16,8 @@ from p2p_eval.errors import UserError
 from p2p_eval.imageio import read_image
 from p2p_eval.train import trainer
 from p2p_eval.train.inference import generation_mode
-from p2p_eval.train.loop import EpochSampler, lr_factor
+from p2p_eval.models import build_discriminator, build_generator
+from p2p_eval.train.loop import EpochSampler, StepModels, adam, lr_factor, train_step
 from p2p_eval.train.trainer import train
 
 
@@ -158,8 +159,68 @@ def test_data_order_and_jitter_do_not_depend_on_worker_processes(tiny_data: Path
 
 
 def test_bf16_autocast_path_runs_on_cpu(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
-    run = train(tiny_config(max_steps=2), tiny_data, tmp_path / "amp", device="cpu", progress=False, amp=True)
+    run = train(tiny_config(max_steps=2), tiny_data, tmp_path / "amp", device="cpu", progress=False, precision="bf16")
     record = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 2 and all(v == v for v in record.values())  # finite, no NaN
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["generator"]["down.0.0.weight"].dtype == torch.float32  # weights stay fp32 under autocast
+
+
+def test_fused_adam_matches_the_per_tensor_loop(tiny_config) -> None:
+    """The trainer's fused Adam against torch's reference per-tensor Adam (foreach=False), three D+G steps."""
+    cfg = tiny_config()
+    cpu = torch.device("cpu")
+    x, y = torch.rand(2, 3, cfg.size, cfg.size) * 2 - 1, torch.rand(2, 3, cfg.size, cfg.size) * 2 - 1
+
+    def weights(steps: int, make_opt) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        gen, disc = build_generator(cfg), build_discriminator(cfg)
+        models = StepModels(gen, disc, make_opt(gen.parameters()), make_opt(disc.parameters()), cfg)
+        for _ in range(steps):
+            train_step(models, x, y)
+        return {**{f"G.{k}": v for k, v in gen.state_dict().items()}, **{f"D.{k}": v for k, v in disc.state_dict().items()}}
+
+    def reference(params):
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=False)
+
+    fused = weights(3, lambda params: adam(params, cfg, cpu))
+    ref, initial = weights(3, reference), weights(0, reference)
+    assert adam([nn.Parameter(torch.zeros(1))], cfg, cpu).defaults["fused"]
+    moved = max((ref[k].float() - initial[k].float()).abs().max().item() for k in ref)
+    differ = max((fused[k].float() - ref[k].float()).abs().max().item() for k in ref)
+    assert moved > 1e-4 and differ < 1e-5, f"steps moved weights by {moved}; fused vs per-tensor Adam differ by {differ}"
+
+
+def test_auto_precision_is_bf16_only_where_bf16_is_native(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2p_eval import device as devmod
+
+    with_bf16, without = tmp_path / "bf16", tmp_path / "avx2"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert devmod.cpu_has_native_bf16(with_bf16) and not devmod.cpu_has_native_bf16(without)
+    assert not devmod.cpu_has_native_bf16(tmp_path / "missing")
+    cpu = torch.device("cpu")
+    for native, expected in [(True, "bf16"), (False, "fp32")]:
+        monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda native=native: native)
+        assert devmod.resolve_precision("auto", cpu) == expected
+        assert devmod.resolve_precision("fp32", cpu) == "fp32" and devmod.resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(UserError, match="unknown precision 'fp16'"):
+        devmod.resolve_precision("fp16", cpu)
+
+
+def test_resume_keeps_the_precision_a_run_started_with(tiny_data: Path, tmp_path: Path, tiny_config,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2p_eval import device as devmod
+
+    monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda: True)  # auto would pick bf16 for a new run
+    run = train(tiny_config(max_steps=1, log_every=1), tiny_data, tmp_path / "r", device="cpu", progress=False,
+                precision="fp32")
+    train(tiny_config(max_steps=2, log_every=1), tiny_data, run, device="cpu", progress=False, resume=True)
+    logged = [json.loads(line)["precision"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged == ["fp32", "fp32"]
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["precision"] == "fp32"
+    with pytest.raises(UserError, match="trained in fp32; resume it with --precision fp32"):
+        train(tiny_config(max_steps=3, log_every=1), tiny_data, run, device="cpu", progress=False, resume=True,
+              precision="bf16")
+    fresh = train(tiny_config(max_steps=1, log_every=1), tiny_data, tmp_path / "auto", device="cpu", progress=False)
+    assert json.loads((fresh / "log.jsonl").read_text().splitlines()[-1])["precision"] == "bf16"
