@@ -74,9 +74,14 @@ def summary_rows(results: dict[str, dict | None]) -> list[str]:
     for name, data in results.items():
         for item in (data or {}).get("summary", []):
             unit = item.get("unit", "")
-            rows.append(f"| {name} | {item['figure']} | {item['value']:.0f} {unit} | {item['baseline']} | "
-                        f"{item['baseline_value']:.0f} {unit} | {item['ratio']:.2f}x | {item.get('goal') or ''} |")
+            rows.append(f"| {name} | {item['figure']} | {_number(item['value'])} {unit} | {item['baseline']} | "
+                        f"{_number(item['baseline_value'])} {unit} | {item['ratio']:.2f}x | {item.get('goal') or ''} |")
     return rows
+
+
+def _number(value: float) -> str:
+    """At least three significant digits, no exponent: 1182, 12.9, 2.08."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

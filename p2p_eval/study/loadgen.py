@@ -304,7 +304,8 @@ class LiveServer:
         if self.source is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(self.source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.proc = subprocess.Popen([sys.executable, "-m", "p2p_eval.cli", "study", "serve", "--db", self.db_url,
-                                      "--port", str(self.port), *self.args], cwd=root, env=env)
+                                      "--port", str(self.port), *self.args], cwd=root, env=env,
+                                     stdout=subprocess.DEVNULL)  # its banner would mix into the caller's report
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
