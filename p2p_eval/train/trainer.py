@@ -181,10 +181,11 @@ def _check_fresh(run: Path, ckpt_path: Path) -> None:
 
 def _run_precision(asked: str, dev: torch.device, state: dict[str, Any] | None, run: Path) -> str:
     """The precision the steps run in: a resumed run's own (checkpoints before this field: fp32), else ``asked``."""
+    resolved = resolve_precision(asked, dev)  # also rejects an unknown name, resumed or not
     if state is None:
-        return resolve_precision(asked, dev)
+        return resolved
     saved = state.get("precision", "fp32")
-    if asked not in ("auto", saved):
+    if asked != "auto" and resolved != saved:
         raise UserError(f"{run} was trained in {saved}; resume it with --precision {saved} (or auto), or choose "
                         "another --out")
     return saved
