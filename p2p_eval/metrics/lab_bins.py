@@ -167,6 +167,16 @@ C_SOURCE = r"""
 #include <stddef.h>
 #include <string.h>
 
+/* Colour key r | g << 8 | b << 16 of the pixel at q (channel stride sc). */
+static inline uint32_t key_at(const uint8_t *q, ptrdiff_t sc) {
+    return (uint32_t)q[0] | ((uint32_t)q[sc] << 8) | ((uint32_t)q[2 * sc] << 16);
+}
+
+/* How many pixels ahead the loop asks the CPU to fetch a counter: the counters are 64 MiB, touched in
+   no order the hardware prefetcher can guess, so without this every new colour waits for memory.  The
+   pixel ahead is read only inside the image (tests/metrics/test_color.py puts images before a guard page). */
+#define AHEAD 128
+
 /* Add one per pixel to cc[r | g << 8 | b << 16] for n images of h x w uint8 pixels, byte strides sn (image),
    sh (row), sw (pixel), sc (channel); mask (may be NULL, strides mn, mh, mw): only pixels where it is nonzero.
    dirty[key >> 8] = 1 marks the 256-colour blocks touched, so that a flush visits only those. */
@@ -175,25 +185,39 @@ void p2p_colour_count(const uint8_t *px, long n, long h, long w,
                       const uint8_t *mask, ptrdiff_t mn, ptrdiff_t mh, ptrdiff_t mw,
                       uint32_t *cc, uint8_t *dirty) {
     for (long i = 0; i < n; i++) {
+        const uint8_t *img = px + i * sn;
+        long ay = AHEAD / w, ax = AHEAD % w;  /* the pixel whose counter is fetched now */
         for (long y = 0; y < h; y++) {
-            const uint8_t *p = px + i * sn + y * sh;
+            const uint8_t *p = img + y * sh;
             const uint8_t *m = mask ? mask + i * mn + y * mh : NULL;
             long x = 0;
-            if (m == NULL && sw == 3 && sc == 1) {
-                /* interleaved RGB: one 4-byte load per pixel (the 4th byte is the next pixel's, masked off);
-                   the row's last pixel is read byte by byte so that nothing past it is touched */
+            if (m == NULL && sw == 3 && sc == 1 && ay + 1 < h) {
+                /* interleaved RGB, the fetched pixel a row or less ahead: one 4-byte load per pixel (the 4th
+                   byte is the next pixel's, masked off); the row's last pixel is read byte by byte below so
+                   that nothing past the image is touched */
+                const uint8_t *a = img + ay * sh + 3 * ax;   /* walks the fetched row, then the next one */
+                const uint8_t *next = img + (ay + 1) * sh;
+                long left = w - ax;                           /* pixels left in the fetched row */
                 for (; x + 1 < w; x++) {
-                    uint32_t v;
+                    uint32_t u, v;
+                    memcpy(&u, a, 2);
+                    u |= (uint32_t)a[2] << 16;
+                    __builtin_prefetch(cc + u, 1, 3);
+                    if (--left) a += 3; else { a = next; left = w; ay++; }
                     memcpy(&v, p + 3 * x, 4);
                     v &= 0xFFFFFFu;
                     cc[v]++;
                     dirty[v >> 8] = 1;
                 }
+                ax = w - left;
             }
             for (; x < w; x++) {
+                if (ay < h) {
+                    __builtin_prefetch(cc + key_at(img + ay * sh + ax * sw, sc), 1, 3);
+                    if (++ax == w) { ax = 0; ay++; }
+                }
                 if (m != NULL && !m[x * mw]) continue;
-                const uint8_t *q = p + x * sw;
-                uint32_t v = (uint32_t)q[0] | ((uint32_t)q[sc] << 8) | ((uint32_t)q[2 * sc] << 16);
+                uint32_t v = key_at(p + x * sw, sc);
                 cc[v]++;
                 dirty[v >> 8] = 1;
             }

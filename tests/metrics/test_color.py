@@ -178,6 +178,43 @@ def test_fast_path_strides_masks_and_odd_widths(kernel: str) -> None:
         np.testing.assert_array_equal(hist.counts[c], expected[c])
 
 
+def _before_guard_page(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, object]:
+    """Random uint8 pixels of ``shape`` ending exactly where an unreadable page begins (and the mapping,
+    to keep alive): any read past the array's last byte kills the process."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    size = int(np.prod(shape))
+    pages = -(-size // page)
+    region = mmap.mmap(-1, (pages + 1) * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(base + pages * page, page, 0) == 0  # PROT_NONE
+    array = np.frombuffer(region, np.uint8, count=size, offset=pages * page - size).reshape(shape)
+    array[...] = rng.integers(0, 256, shape, dtype=np.uint8)
+    return array, region
+
+
+@pytest.mark.parametrize("width", [1, 50, 127, 128, 129, 300])
+def test_c_loop_reads_nothing_past_the_image(width: int) -> None:
+    """The C loop reads pixels ahead of the one it counts (to fetch their counters early): on images that end
+    at an unreadable page, of widths below, at and above that distance, it must stay inside the image."""
+    if lab_bins.kernel() != "c":
+        pytest.skip("no C compiler: only the numpy loop runs here")
+    rng = np.random.default_rng(width)
+    packed, keep = _before_guard_page((2, 3, width, 3), rng)  # interleaved RGB: the 4-byte-load path
+    planar, keep2 = _before_guard_page((2, 3, 3, width), rng)  # channel planes: the strided path
+    for images in (packed, planar.transpose(0, 2, 3, 1)):
+        hist = LabHistogram()
+        hist.update(images)
+        expected = _skimage_counts(np.ascontiguousarray(images))
+        for c in CHANNELS:
+            np.testing.assert_array_equal(hist.counts[c], expected[c])
+    del keep, keep2
+
+
 def test_deferred_counts_read_between_updates_pickle_and_overflow_flush(kernel: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import pickle
