@@ -8,19 +8,24 @@ Every page carries a Content-Security-Policy that forbids inline scripts, so use
 Every API answer, images included, is ``Cache-Control: no-store``: a trial's images are served only while
 the trial is open, and a second request for one of them is counted as a re-view.
 
-Speed: the participant's requests are short transactions on a dedicated executor: one thread for SQLite (its
-writers are serialised by the database anyway; queued in Python they never sleep in SQLite's busy handler,
-which would give the tail of a lock convoy), a pool of threads for a server database.  The trial, image and
-answer requests use SQLAlchemy Core with the studies' fixed settings cached per process
-(:class:`p2p_eval.study.service.Catalog`), and every served image is encoded once (:mod:`p2p_eval.study.images`),
-outside any transaction.
+Speed: the participant's requests are short transactions.  On SQLite they run on the event loop itself
+whenever this process's writer lock is free (it always is with one server process): SQLite serialises its
+writers anyway, and handing each transaction to a thread cost more than the transaction (the hand-over and
+the GIL's switching between two busy threads; ``benchmarks/perf/study_load.py``).  When the lock is taken (an
+admin export, another worker process) the request waits for it on a database thread instead, never on the
+event loop and never in SQLite's busy handler, which would give the tail of a lock convoy.  A server database
+gets a small pool of threads (:data:`DB_THREADS`).  The trial, image and answer requests use SQLAlchemy Core
+with the studies' fixed settings cached per process (:class:`p2p_eval.study.service.Catalog`), and every
+served image is encoded once (:mod:`p2p_eval.study.images`), outside any transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hmac
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -59,17 +64,17 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.catalog = catalog
 
-    writer = _writer_lock(engine)
+    writer = WriterLock.for_engine(engine)
 
     @contextmanager
     def transaction() -> Iterator[DB]:
-        with writer(), factory() as db, db.begin():
+        with writer.held(), factory() as db, db.begin():
             yield db
 
     def call(fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(db, *args)`` in one ORM transaction; a refusal as its JSON response."""
+        """``fn(db, *args)`` in one ORM transaction (the writer lock held by the caller); a refusal as its JSON response."""
         try:
-            with transaction() as db:
+            with factory() as db, db.begin():
                 return fn(db, *args)
         except service.Rejected as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
@@ -77,18 +82,29 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
             return JSONResponse({"detail": str(exc)}, status_code=400)
 
     def core(fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(connection, catalog, *args)`` in one Core transaction; a refusal as its JSON response."""
+        """``fn(connection, catalog, *args)`` in one Core transaction (the writer lock held by the caller); a
+        refusal as its JSON response."""
         try:
-            with writer(), engine.begin() as conn:
+            with engine.begin() as conn:
                 return fn(conn, catalog, *args)
         except service.Rejected as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
         except UserError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    async def db_job(fn: Callable[..., Any], *args: Any) -> Any:
-        """Run blocking database work on the database executor, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    def locked(run: Callable[..., Any], *args: Any) -> Any:
+        with writer.held():
+            return run(*args)
+
+    async def db_job(run: Callable[..., Any], *args: Any) -> Any:
+        """``run`` (:func:`call` or :func:`core`) with ``args``: on the event loop when SQLite's writer lock
+        is free at once, else on a database thread (which waits for the lock)."""
+        if sqlite and writer.try_acquire():
+            try:
+                return run(*args)
+            finally:
+                writer.release()
+        return await asyncio.get_running_loop().run_in_executor(executor, locked, run, *args)
 
     def answer_json(found: Any) -> Response:
         return found if isinstance(found, Response) else JSONResponse(found)
@@ -200,7 +216,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
             return body
         try:
             spec, notes = StudySpec(**body), []
-            study, token = await _threaded(create_study, engine, spec, notes)
+            study, token = await _threaded(locked, create_study, engine, spec, notes)
         except TypeError as exc:
             return JSONResponse({"detail": f"bad study fields: {exc}"}, status_code=422)
         except UserError as exc:
@@ -239,11 +255,13 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         study, denied = admin_study(request, name)
         if denied is not None:
             return denied
-        if format == "json":
-            return analyse(engine, study.name)
-        if format != "csv":
+        if format not in ("csv", "json"):
             return JSONResponse({"detail": "format must be csv or json"}, status_code=422)
-        csv = trials_frame(engine, study.name).to_csv(index=False)
+        with writer.held():  # every transaction of this process on an SQLite file holds the writer lock
+            if format == "json":
+                return analyse(engine, study.name)
+            frame = trials_frame(engine, study.name)
+        csv = frame.to_csv(index=False)
         return Response(csv, media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{study.name}_trials.csv"'})
 
@@ -295,29 +313,50 @@ async def _threaded(fn: Callable[..., Any], *args: Any) -> Any:
     return await run_in_threadpool(fn, *args)
 
 
-def _writer_lock(engine: Engine) -> Callable[[], Any]:
-    """A context manager that serialises this server's transactions on an SQLite file across its worker
-    processes (``flock`` on ``FILE-p2plock``): a waiting process is woken when the lock is free, where SQLite's
-    own busy handler would poll with sleeps of up to 100 ms.  A no-op for other databases."""
-    import contextlib
-    import fcntl
+class WriterLock:
+    """Serialises this server's transactions on an SQLite file: a thread lock within the process, and across
+    its worker processes ``flock`` on ``FILE-p2plock`` (a waiting process is woken when the lock is free, where
+    SQLite's own busy handler would poll with sleeps of up to 100 ms).  Does nothing for other databases."""
 
-    from p2p_eval.study.store import _parse, _sqlite_file
+    def __init__(self, path: Path | None) -> None:
+        self._thread = threading.Lock()
+        self._fd = None if path is None else os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
-    file = _sqlite_file(_parse(engine.url.render_as_string(hide_password=False)))
-    if file is None:
-        return contextlib.nullcontext
-    fd = os.open(f"{file}-p2plock", os.O_RDWR | os.O_CREAT, 0o600)
+    @classmethod
+    def for_engine(cls, engine: Engine) -> WriterLock:
+        from p2p_eval.study.store import _parse, _sqlite_file
+
+        file = _sqlite_file(_parse(engine.url.render_as_string(hide_password=False)))
+        return cls(None if file is None else Path(f"{file}-p2plock"))
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free now; True when taken."""
+        if not self._thread.acquire(blocking=False):
+            return False
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._thread.release()
+                return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
 
     @contextmanager
-    def held() -> Iterator[None]:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    return held
+    def held(self) -> Iterator[None]:
+        """The lock, waited for."""
+        with self._thread:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 def _ready(path: Path, broken: bool, processing: Any) -> bool:
