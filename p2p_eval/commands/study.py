@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from p2p_eval.cli import add_deprecated, add_quiet
@@ -59,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port (default 1; on SQLite they take turns at the "
+                       "database through a lock file beside it)")
     serve.set_defaults(func=_serve)
 
     rep = study_sub.add_parser("report", help="%% labeled real per algorithm with SE, bootstrap CI, pairwise P(A > B)",
@@ -167,6 +171,10 @@ def _create(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from p2p_eval.errors import UserError
+
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: give 1 or more server processes")
     from p2p_eval.study.server import create_app
     from p2p_eval.study.store import open_existing
 
@@ -179,8 +187,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  {name}: admin (Authorization: Bearer <study token>) {base}/api/admin/studies/{name}/progress, "
               f"{base}/api/admin/studies/{name}/export?format=csv", flush=True)
     print(f"listening on {base} (Ctrl-C to stop)", flush=True)
-    uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="info", access_log=False,
-                timeout_keep_alive=30)
+    if args.workers == 1:
+        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="info", access_log=False,
+                    timeout_keep_alive=30)
+        return 0
+    # each process builds its own app (engine, caches) from the URL: uvicorn starts them from the factory
+    os.environ["P2P_STUDY_DB"] = engine.url.render_as_string(hide_password=False)
+    engine.dispose()
+    uvicorn.run("p2p_eval.study.server:app_from_env", factory=True, workers=args.workers, host=args.host,
+                port=args.port, log_level="info", access_log=False, timeout_keep_alive=30)
     return 0
 
 

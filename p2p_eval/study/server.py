@@ -37,6 +37,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session as DB
 
 from p2p_eval.errors import UserError
@@ -47,7 +48,7 @@ from p2p_eval.study.plan import StudySpec, create_study, token_hash
 from p2p_eval.study.store import make_engine, session_factory
 
 STATIC = Path(__file__).parent / "static"
-DB_THREADS = 32  # database threads for a server database (PostgreSQL: 40 pooled connections); SQLite gets one
+DB_THREADS = 4  # database threads for a server database (more only add switching between threads); SQLite gets one
 CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
 
 
@@ -73,24 +74,22 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
 
     def call(fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(db, *args)`` in one ORM transaction (the writer lock held by the caller); a refusal as its JSON response."""
-        try:
+
+        def once() -> Any:
             with factory() as db, db.begin():
                 return fn(db, *args)
-        except service.Rejected as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-        except UserError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=400)
+
+        return _answered(once)
 
     def core(fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(connection, catalog, *args)`` in one Core transaction (the writer lock held by the caller); a
         refusal as its JSON response."""
-        try:
+
+        def once() -> Any:
             with engine.begin() as conn:
                 return fn(conn, catalog, *args)
-        except service.Rejected as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-        except UserError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=400)
+
+        return _answered(once)
 
     def locked(run: Callable[..., Any], *args: Any) -> Any:
         with writer.held():
@@ -138,19 +137,19 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
         return service.Arrival(**fields)
 
     async def on_arrival(name: str, request: Request, action: Any) -> Any:
-        """Parse the participant's arrival, then run ``action`` on (name, arrival) through ``call``, off the event loop."""
+        """Parse the participant's arrival, then run ``action`` on (name, arrival) through ``core``."""
         found = await arrival(request)
         if isinstance(found, Response):
             return found
-        return await db_job(call, action, name, found)
+        return await db_job(core, action, name, found)
 
     @app.post("/api/studies/{name}/check")
     async def check(name: str, request: Request) -> Any:
-        return await on_arrival(name, request, service.check_session)
+        return await on_arrival(name, request, service.check_arrival)
 
     @app.post("/api/studies/{name}/sessions")
     async def start(name: str, request: Request) -> Any:
-        return await on_arrival(name, request, service.start_session)
+        return await on_arrival(name, request, service.open_session)
 
     async def trial(request: Request) -> Response:
         """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one.
@@ -295,6 +294,23 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _answered(transaction: Callable[[], Any]) -> Any:
+    """Run ``transaction``; a refusal as its JSON response.  A transaction that failed because the database
+    dropped its connection (a server restart: pooled connections are not pinged before use, which would
+    cost a round trip per request) rolled back; it runs once more, on a new connection."""
+    for attempt in (1, 2):
+        try:
+            return transaction()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+        except service.Rejected as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        except UserError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+    raise AssertionError("unreachable")
 
 
 async def _json(request: Request) -> dict[str, Any] | Response:

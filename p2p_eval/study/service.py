@@ -387,6 +387,11 @@ _OPEN_IMAGE = (_TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.
                .where(_S.c.token == bindparam("token"), _T.c.index == _S.c.next_index,
                       or_(_T.c.img1_token == bindparam("itok"), _T.c.img2_token == bindparam("itok"))))
 _IMAGE = select(_I.c.path, _I.c.algorithm_id).where(_I.c.id == bindparam("iid"))
+_STUDY_ID = select(Study.__table__.c.id).where(Study.__table__.c.name == bindparam("name"))
+_PARTICIPANT = select(_S).where(_S.c.study_id == bindparam("sid"), _S.c.participant == bindparam("participant"))
+_LOCK_STUDY = select(Study.__table__.c.id).where(Study.__table__.c.id == bindparam("sid")).with_for_update()
+_PER_ALGORITHM = (select(_S.c.algorithm_id, func.count()).where(_S.c.study_id == bindparam("sid"))
+                  .group_by(_S.c.algorithm_id))
 _VIEWED = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1)
 _VIEWED_AT = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1,
                                                                   exposure_ms=bindparam("b_exposure"))
@@ -413,6 +418,13 @@ class StudyView:
     hype: HypeTimeParams | None
     real_dir: str
     folders: dict[int, str]  # algorithm id -> folder
+    # what draw_plan and the session's state read (the ORM Study's attribute names)
+    seed: int
+    paired: bool
+    practice: int
+    trials: int
+    vigilance: int
+    protocol_params: str | None
 
     def redirect(self, code: str) -> str | None:
         return self.redirect_url.replace("{code}", code) if self.redirect_url else None
@@ -427,7 +439,9 @@ class Catalog:
 
     def __init__(self) -> None:
         self.studies: dict[int, StudyView] = {}
+        self.names: dict[str, int] = {}
         self.images: dict[int, Path | None] = {}
+        self.stems: dict[tuple[int, int | None], dict[str, int]] = {}  # (study, algorithm or None: real) -> stem -> image id
 
     def study(self, conn: Any, study_id: int) -> StudyView:
         view = self.studies.get(study_id)
@@ -437,9 +451,29 @@ class Catalog:
                 hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
                 view = StudyView(study.id, study.name, study.protocol, study.question, study.display_ms,
                                  study.redirect_url, processing_of(study), hype, study.real_dir,
-                                 {a.id: a.folder for a in study.algorithms})
+                                 {a.id: a.folder for a in study.algorithms}, study.seed, study.paired,
+                                 study.practice, study.trials, study.vigilance, study.protocol_params)
             self.studies[study_id] = view
         return view
+
+    def study_named(self, conn: Any, name: str) -> StudyView:
+        """The study called ``name``; Rejected (404) when there is none."""
+        study_id = self.names.get(name)
+        if study_id is None:
+            study_id = conn.execute(_STUDY_ID, {"name": name}).scalar()
+            if study_id is None:
+                raise Rejected(404, "no such study")
+            self.names[name] = study_id
+        return self.study(conn, study_id)
+
+    def image_ids(self, conn: Any, study: StudyView, algorithm_id: int | None) -> dict[str, int]:
+        """File stem -> image id of the study's real images (``algorithm_id`` None) or of one algorithm's."""
+        key = (study.id, algorithm_id)
+        if key not in self.stems:
+            where = (_I.c.study_id == study.id) & (_I.c.algorithm_id.is_(None)) if algorithm_id is None \
+                else _I.c.algorithm_id == algorithm_id
+            self.stems[key] = {stem: i for i, stem in conn.execute(select(_I.c.id, _I.c.stem).where(where)).all()}
+        return self.stems[key]
 
     def image(self, conn: Any, study: StudyView, image_id: int) -> Path | None:
         if image_id in self.images:
@@ -591,4 +625,76 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
                           "b_answered_at": utcnow(), **{f"b_{k}": t for k, t in times.items()}})
     return _ack_row(study, s, trial, value, correct)
 
+
+def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
+    """:func:`check_session` over a Core connection."""
+    _, participant, shown = arrival.identity()
+    study = catalog.study_named(conn, name)
+    if arrival.anon_id is None and not arrival.workerId and not arrival.PROLIFIC_PID:
+        return {"status": "new"}
+    existing = conn.execute(_PARTICIPANT, {"sid": study.id, "participant": participant}).first()
+    if existing is None:
+        return {"status": "new"}
+    state = _resume(study, existing, arrival, shown)  # type: ignore[arg-type]
+    return {"status": "done" if state["done"] else "resume", "next_index": state["next_index"],
+            "total": state["total"], "practice": study.practice}
+
+
+def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
+    """:func:`start_session` over a Core connection: the same algorithm, plan, stored rows and reply, with the
+    study's settings and image ids read once per process (:class:`Catalog`) and the plan in one INSERT."""
+    source, participant, shown = arrival.identity()
+    study = catalog.study_named(conn, name)
+    key = {"sid": study.id, "participant": participant}
+    existing = conn.execute(_PARTICIPANT, key).first()
+    if existing is not None:
+        return _resume(study, existing, arrival, shown)  # type: ignore[arg-type]
+    conn.execute(_LOCK_STUDY, {"sid": study.id})  # serialise assignment (PostgreSQL)
+    counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
+    algorithm = min(study.folders, key=lambda a: (counts.get(a, 0), a))
+    plan = draw_plan(study, catalog.image_ids(conn, study, None), catalog.image_ids(conn, study, algorithm),  # type: ignore[arg-type]
+                     participant)
+    row = {"study_id": study.id, "algorithm_id": algorithm, "participant": participant, "source": source,
+           "assignment_id": arrival.assignmentId, "hit_id": arrival.hitId, "external_study_id": arrival.STUDY_ID,
+           "external_session_id": arrival.SESSION_ID, "token": secrets.token_urlsafe(32),
+           "completion_code": secrets.token_hex(6).upper(), "total": len(plan), "next_index": 0,
+           "user_agent": (arrival.user_agent or "")[:500] or None, "screen_w": arrival.screen_w,
+           "screen_h": arrival.screen_h}
+    try:
+        with conn.begin_nested():
+            session_id = conn.execute(insert(_S).values(**row)).inserted_primary_key[0]
+            conn.execute(insert(_T), [
+                {"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
+                 "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
+                 "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
+                 "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase, "views": 0,
+                 "fetches1": 0, "fetches2": 0}
+                for i, t in enumerate(plan)])
+    except IntegrityError:  # the same participant arrived twice at once: the other request won
+        existing = conn.execute(_PARTICIPANT, key).first()
+        if existing is None:
+            raise
+        return _resume(study, existing, arrival, shown)  # type: ignore[arg-type]
+    return _state(study, _NewSession(**row), shown)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _NewSession:
+    """The columns of a session row just inserted that :func:`_state` reads."""
+
+    study_id: int
+    algorithm_id: int
+    participant: str
+    source: str
+    assignment_id: str | None
+    hit_id: str | None
+    external_study_id: str | None
+    external_session_id: str | None
+    token: str
+    completion_code: str
+    total: int
+    next_index: int
+    user_agent: str | None
+    screen_w: int | None
+    screen_h: int | None
 

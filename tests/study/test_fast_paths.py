@@ -2,10 +2,10 @@
 
 - served bytes: encoded once and cached; the cached bytes equal a fresh encoding (PNG and same-processing
   JPEG, normal and broken), a changed file is encoded anew, and concurrent first requests encode once;
-- the participant's requests (trial, image, answer) run in SQLAlchemy Core with cached study facts: driven
-  through the HTTP API, a participant stores the same rows (answers, scores, timing, views, image requests,
-  hype-time exposures) and receives the same JSON as the same participant driven through the ORM functions
-  of :mod:`p2p_eval.study.service`, on a twin database;
+- the participant's requests (check, start, trial, image, answer) run in SQLAlchemy Core with cached study
+  facts: driven through the HTTP API, a participant stores the same rows (plan, answers, scores, timing, views,
+  image requests, hype-time exposures) and receives the same JSON (refusals included) as the same participant
+  driven through the ORM functions of :mod:`p2p_eval.study.service`, on a twin database;
 - under load through the lean load-generator client, nothing is lost or duplicated.
 """
 
@@ -105,6 +105,8 @@ def _strip(reply: Any) -> Any:
     if not isinstance(reply, dict):
         return reply
     out = {**reply, "images": len(reply["images"])} if "images" in reply else dict(reply)
+    if "session" in out:
+        out["session"] = True
     code = out.get("completion_code")
     if code:
         out["completion_code"] = True
@@ -124,7 +126,13 @@ def test_core_paths_store_what_the_orm_paths_store(tmp_path, db_url, image_dirs,
     arrival = {"PROLIFIC_PID": "twin", "SESSION_ID": "x"}
     http_replies, orm_replies = [], []
     with TestClient(create_app(http_engine)) as client:
-        token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
+        http_replies.append(client.post("/api/studies/s1/check", json=arrival).json())
+        started = client.post("/api/studies/s1/sessions", json=arrival).json()
+        token = started["session"]
+        http_replies += [_strip(started), _strip(client.post("/api/studies/s1/sessions", json=arrival).json()),
+                         client.post("/api/studies/s1/check", json=arrival).json(),
+                         client.post("/api/studies/s1/sessions", json={**arrival, "SESSION_ID": "y"}).status_code,
+                         client.post("/api/studies/nope/sessions", json=arrival).status_code]
         for index in range(1 + 6 + 2):
             trial = client.get(f"/api/s/{token}/trial/{index}").json()
             http_replies.append(_strip(trial))
@@ -145,7 +153,13 @@ def test_core_paths_store_what_the_orm_paths_store(tmp_path, db_url, image_dirs,
         except service.Rejected as exc:
             return exc.status
 
-    token = orm(service.start_session, "s1", service.Arrival(**arrival))["session"]
+    orm_replies.append(orm(service.check_session, "s1", service.Arrival(**arrival)))
+    started = orm(service.start_session, "s1", service.Arrival(**arrival))
+    token = started["session"]
+    orm_replies += [_strip(started), _strip(orm(service.start_session, "s1", service.Arrival(**arrival))),
+                    orm(service.check_session, "s1", service.Arrival(**arrival)),
+                    orm(service.start_session, "s1", service.Arrival(**{**arrival, "SESSION_ID": "y"})),
+                    orm(service.start_session, "nope", service.Arrival(**arrival))]
     for index in range(1 + 6 + 2):
         trial = orm(service.get_trial, token, index)
         orm_replies.append(_strip(trial))
@@ -180,3 +194,44 @@ def test_lean_client_load_loses_and_duplicates_nothing(db_url, make_study, live_
     assert {(t, i): a for t, i, a, _, _ in rows if a is not None} == acked
     assert all(f == 1 and v == 1 for *_, f, v in rows), "each image requested once, each trial opened once"
     assert set(result.by_type) == {"check", "start", "trial", "image", "answer"}
+
+
+@pytest.mark.postgres
+def test_requests_after_the_database_dropped_its_connections(postgres_base, image_dirs) -> None:
+    """Pooled connections are not pinged before use: when PostgreSQL drops them (a restart), the next
+    requests still succeed, each transaction that met a dead connection being run again on a new one."""
+    import secrets
+
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from p2p_eval.study.server import create_app
+    from tests.study.conftest import _postgres_url
+
+    schema, name = f"p2p_test_{secrets.token_hex(6)}", f"p2p_drop_{secrets.token_hex(4)}"
+    admin = sa.create_engine(postgres_base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = f"{_postgres_url(postgres_base, schema)}&application_name={name}"
+    try:
+        engine = make_engine(url)
+        create_study(engine, StudySpec(name="s1", real=str(image_dirs["real"]), fake={"a": str(image_dirs["alg_a"])},
+                                       trials=4, practice=2))
+        app = create_app(engine)
+        with TestClient(app) as client:
+            arrival = {"anon_id": "p1"}
+            token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
+            assert client.get(f"/api/s/{token}/trial/0").status_code == 200
+            with admin.begin() as conn:
+                dropped = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                    (name,)).scalar()
+            assert dropped >= 1
+            check = client.post("/api/studies/s1/check", json=arrival)
+            assert check.status_code == 200 and check.json()["status"] == "resume"
+            assert client.post(f"/api/s/{token}/answer", json={"index": 0, "answer": "1"}).json()["accepted"]
+        engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
