@@ -26,3 +26,9 @@ def test_debug_shows_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 2
     assert "Traceback" in err and "UserError" in err
     assert "/nonexistent" in err.splitlines()[-1]
+
+
+def test_study_serve_needs_a_server_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["study", "serve", "--db", str(tmp_path / "none.db"), "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--workers 0" in err and "Traceback" not in err

@@ -49,6 +49,30 @@ def test_hundred_participants_at_once(db_url, make_study, live_server) -> None:
         engine.dispose()
 
 
+def test_two_server_processes_lose_and_duplicate_nothing(db_url, make_study) -> None:
+    """``study serve --workers 2``: two processes share the port (and, on SQLite, take turns at the file through
+    the lock beside it); every answer is stored once and the algorithms stay balanced."""
+    from p2p_eval.study.loadgen import LiveServer
+
+    make_study(trials=3, practice=1)
+    server = LiveServer(db_url, args=("--workers", "2")).start()
+    try:
+        result = asyncio.run(run_participants(server.url, "s1", 40, timeout=60))
+    finally:
+        server.stop()
+    assert result.errors == [] and result.finished == 40
+    acked = {(t, i): a for t, i, a in result.acks}
+    assert len(result.acks) == len(acked) == 40 * 4
+    assert stored_answers(db_url) == acked
+    engine = make_engine(db_url)
+    try:
+        with DB(engine) as db:
+            per_alg = db.execute(select(func.count()).select_from(Session).group_by(Session.algorithm_id)).scalars().all()
+    finally:
+        engine.dispose()
+    assert sorted(per_alg) == [20, 20]
+
+
 def test_sigkill_keeps_every_acknowledged_answer(db_url, make_study, live_server) -> None:
     make_study(trials=10, practice=2)
     first = live_server()
