@@ -36,8 +36,14 @@ def machine_summary() -> list[str]:
         cpu = names[0] if names else cpu
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    from p2p_eval.device import cpu_has_native_bf16
+
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    vector = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "none listed"
     return [
         f"- machine: {platform.platform()}, {cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB",
+        f"- CPU vector extensions: {vector}; native bf16: {'yes' if cpu_has_native_bf16() else 'no'} "
+        "(`p2p-eval train --precision auto` picks bf16 only where it is native)",
         f"- python {platform.python_version()}, torch {torch.__version__}, GPU: {gpu}",
     ]
 
