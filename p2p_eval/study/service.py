@@ -153,19 +153,23 @@ def start_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
             db.add(session)
             db.flush()
             # one multi-row INSERT (Core): the ORM's unit of work for a plan's rows took most of a start
-            db.connection().execute(insert(Trial.__table__), [
-                {"session_id": session.id, "index": i, "kind": t.kind, "img1_id": t.img1,
-                 "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
-                 "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
-                 "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase, "views": 0,
-                 "fetches1": 0, "fetches2": 0}
-                for i, t in enumerate(plan)])
+            db.connection().execute(insert(Trial.__table__), _plan_rows(session.id, plan))
     except IntegrityError:  # the same participant arrived twice at once: the other request won
         existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
         if existing is None:
             raise
         return _resume(study, existing, arrival, shown)
     return _state(study, session, shown)
+
+
+def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
+    """The trial rows of a session's plan, each image with a fresh random token (one multi-row INSERT)."""
+    return [{"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
+             "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
+             "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
+             "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase, "views": 0,
+             "fetches1": 0, "fetches2": 0}
+            for i, t in enumerate(plan)]
 
 
 def _resume(study: Study, s: Session, arrival: Arrival, shown: str) -> dict[str, Any]:
@@ -663,13 +667,7 @@ def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> di
     try:
         with conn.begin_nested():
             session_id = conn.execute(insert(_S).values(**row)).inserted_primary_key[0]
-            conn.execute(insert(_T), [
-                {"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
-                 "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
-                 "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
-                 "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase, "views": 0,
-                 "fetches1": 0, "fetches2": 0}
-                for i, t in enumerate(plan)])
+            conn.execute(insert(_T), _plan_rows(session_id, plan))
     except IntegrityError:  # the same participant arrived twice at once: the other request won
         existing = conn.execute(_PARTICIPANT, key).first()
         if existing is None:
