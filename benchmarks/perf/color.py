@@ -7,8 +7,8 @@ the same run with the same decoder and the same workers; the goal is a rate of a
 - decoders: ``torchvision`` is the ``p2p-eval color`` command's own path
   (:func:`p2p_eval.metrics.color.load_photo`: file bytes -> ``torchvision.io.decode_image`` -> left half);
   ``pil`` is ``PIL.Image.open`` -> crop -> ``numpy.asarray``.
-- both passes decode 16 images at a time (``p2p-eval color``'s default ``--batch-size``); the histogram
-  pass then counts them (:meth:`LabHistogram.update` per image).
+- both passes take one image at a time, as ``p2p-eval color`` does: decode it, and in the histogram pass
+  count it at once (:meth:`LabHistogram.update`), while its pixels are still in the CPU cache.
 - workers: 0 decodes and counts in this process; N > 0 splits the files into N contiguous chunks over N
   forked processes, each decoding (and, in the histogram pass, counting into its own accumulator; the
   accumulators are merged).  Decode-only and histogram passes alternate, ``--rounds`` times; the table
@@ -38,7 +38,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 CITYSCAPES_VAL = REPO.parent / "shared" / "data" / "cityscapes" / "val"
 TARGET = 0.8
-BATCH = 16  # images decoded before they are counted (the CLI's --batch-size default)
 
 _FILES: list[Path] = []  # set before forking; workers read their chunk from it
 _SIZE = 256
@@ -87,17 +86,17 @@ def _share(decoder: str, hist: bool, part: int, parts: int) -> np.ndarray | int:
     torch.set_num_threads(1)
     decode = DECODERS[decoder]
     files = _chunk(_FILES, part, parts)
-    # both passes decode BATCH images at a time, as `p2p-eval color` does; the histogram pass then counts them
+    # both passes take one image at a time, as `p2p-eval color` does: decode it, then (histogram pass) count it
+    # while its pixels are still in the CPU cache
     if not hist:
         pixels = 0
-        for start in range(0, len(files), BATCH):
-            images = [decode(path) for path in files[start:start + BATCH]]
-            pixels += sum(image.shape[0] * image.shape[1] * image.shape[2] // 3 for image in images)
+        for path in files:
+            image = decode(path)
+            pixels += image.shape[0] * image.shape[1] * image.shape[2] // 3
         return pixels
     acc = LabHistogram()
-    for start in range(0, len(files), BATCH):
-        for image in [decode(path) for path in files[start:start + BATCH]]:
-            acc.update(image)
+    for path in files:
+        acc.update(decode(path))
     return np.concatenate([acc.counts[c] for c in CHANNELS])
 
 
