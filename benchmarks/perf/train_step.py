@@ -16,9 +16,13 @@ PatchGAN, L1+cGAN, on random tensors (data loading excluded).  Paths, all on the
 ``p2p-eval train`` runs ``bf16`` by default where bf16 is native (``--precision auto``,
 :func:`p2p_eval.device.resolve_precision`), ``fp32`` elsewhere; the header says which one is the default here.
 
+The paths take turns: each is built and warmed up once, all run one untimed round, then each is timed for ``--steps`` steps per round over
+``--rounds`` rounds (in a rotated order each round), and each ratio is the median of the per-round ratios
+to ``public``, so that a machine that is slower for a while (a busy neighbour) slows every path alike.
+
 Also the fixed costs of a run at each size: building G, D and the optimisers, and writing one checkpoint
 (G, D, both Adam states: what resume needs), with its size.  ``--vs-eager``: only the issue's comparison
-(batch 1 at 256: ``public``, ``fp32``, ``bf16``, 5 timed steps).  Prints markdown tables; ``--json OUT``
+(batch 1 at 256: ``public``, ``fp32``, ``bf16``, 5 rounds).  Prints markdown tables; ``--json OUT``
 writes the figures (``make bench`` calls every ``benchmarks/perf/*.py`` with ``--json``).
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -87,22 +92,49 @@ def fixed_costs(cfg: TrainConfig, device: torch.device) -> dict:
     return {"size": cfg.size, "build_s": build_s, "checkpoint_s": save_s, "checkpoint_mb": megabytes}
 
 
-def measure(cfg: TrainConfig, device: torch.device, path: str, steps: int, warmup: int) -> dict:
-    """Time ``steps`` steps after ``warmup`` untimed ones; return images/s and ms/step."""
-    models = make_models(cfg, device, *PATHS[path])
-    g = torch.Generator().manual_seed(1)
-    x = (torch.rand(cfg.batch_size, 3, cfg.size, cfg.size, generator=g) * 2 - 1).to(device)
-    y = (torch.rand(cfg.batch_size, 3, cfg.size, cfg.size, generator=g) * 2 - 1).to(device)
-    for _ in range(warmup):
-        train_step(models, x, y)
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        losses = train_step(models, x, y)
-    float(losses["G"])
-    sync(device)
-    elapsed = time.perf_counter() - start
-    return {"images_per_s": cfg.batch_size * steps / elapsed, "ms_per_step": 1000 * elapsed / steps}
+class Timed:
+    """One path's models and fixed random batch, warmed up, ready to be timed again and again."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, path: str, warmup: int) -> None:
+        self.cfg, self.device = cfg, device
+        self.models = make_models(cfg, device, *PATHS[path])
+        g = torch.Generator().manual_seed(1)
+        self.x = (torch.rand(cfg.batch_size, 3, cfg.size, cfg.size, generator=g) * 2 - 1).to(device)
+        self.y = (torch.rand(cfg.batch_size, 3, cfg.size, cfg.size, generator=g) * 2 - 1).to(device)
+        for _ in range(warmup):
+            train_step(self.models, self.x, self.y)
+        sync(device)
+
+    def images_per_s(self, steps: int) -> float:
+        """Images/s over ``steps`` consecutive steps."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            losses = train_step(self.models, self.x, self.y)
+        float(losses["G"])
+        sync(self.device)
+        return self.cfg.batch_size * steps / (time.perf_counter() - start)
+
+
+def measure(cfg: TrainConfig, device: torch.device, paths: list[str], steps: int, warmup: int,
+            rounds: int) -> list[dict]:
+    """Every path's rate over ``rounds`` rounds of ``steps`` steps, the paths taking turns within a round (in
+    a rotated order each round), so that a machine slower for a while slows every path alike.  Per path: the
+    median rate over the rounds, and the median over the rounds of its ratio to ``public`` in the same round."""
+    timed = {path: Timed(cfg, device, path, warmup) for path in paths}
+    for path in paths:  # an untimed round once every path is built: the first steps after the others' are slow
+        timed[path].images_per_s(1)
+    rates: dict[str, list[float]] = {path: [] for path in paths}
+    for r in range(rounds):
+        for path in paths[r % len(paths):] + paths[:r % len(paths)]:
+            rates[path].append(timed[path].images_per_s(steps))
+    out = []
+    for path in paths:
+        ratios = [a / b for a, b in zip(rates[path], rates["public"])]
+        rate = statistics.median(rates[path])
+        out.append({"path": path, "images_per_s": rate, "ms_per_step": 1000 * cfg.batch_size / rate,
+                    "images_per_s_per_round": rates[path], "ratio_vs_public": statistics.median(ratios),
+                    "ratio_per_round": ratios})
+    return out
 
 
 def cpu_name() -> str:
@@ -123,7 +155,8 @@ def sync(device: torch.device) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (default 3; 5 with --vs-eager)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per path and round (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, the paths taking turns in each (default 3; 5 with --vs-eager)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1; more with --compile)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256], help="image sides (default 256)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10], help="batch sizes (default 1 10)")
@@ -137,30 +170,29 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for p in PATHS if p != "compiled" or args.compile]
     if args.vs_eager:
         args.sizes, args.batches, paths = [256], [1], ["public", "fp32", "bf16"]
-        args.steps = max(args.steps, 5)
+        args.rounds = max(args.rounds, 5)
     rows = []
     for size in args.sizes:
         for batch in args.batches:
             cfg = TrainConfig(name="l1_cgan", size=size, batch_size=batch).resolved()
-            base = None
-            for path in paths:
-                result = measure(cfg, device, path, args.steps, args.warmup)
-                base = base or result["images_per_s"]
-                rows.append({"size": size, "batch": batch, "path": path, **result,
-                             "ratio_vs_public": result["images_per_s"] / base})
-                print(f"  size {size} batch {batch} {path}: {result['images_per_s']:.3f} images/s", file=sys.stderr, flush=True)
+            for result in measure(cfg, device, paths, args.steps, args.warmup, args.rounds):
+                rows.append({"size": size, "batch": batch, **result})
+                print(f"  size {size} batch {batch} {result['path']}: {result['images_per_s']:.3f} images/s",
+                      file=sys.stderr, flush=True)
     costs = [fixed_costs(TrainConfig(name="l1_cgan", size=size, batch_size=1).resolved(), device) for size in args.sizes]
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"Full D+G step, U-Net + 70x70 PatchGAN, L1+cGAN, on {device.type} ({name}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, {args.steps} timed steps after {args.warmup} warm-up; "
+          f"{torch.get_num_threads()} CPU threads, {args.warmup} warm-up step(s) per path and one untimed round, then {args.rounds} rounds of "
+          f"{args.steps} timed steps per path, the paths taking turns; median over the rounds, and the median of "
+          f"the per-round ratios to `public`; "
           f"baseline `public`: eager fp32 NCHW with torch's default Adam, as the public PyTorch code; `p2p-eval train` "
           f"runs `{resolve_precision('auto', device)}` here by default\n")
-    print("| size | batch | path | images/s | ms/step | vs public |")
-    print("|---:|---:|---|---:|---:|---:|")
+    print("| size | batch | path | images/s | ms/step | vs public | vs public per round |")
+    print("|---:|---:|---|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['size']} | {r['batch']} | {r['path']} | {r['images_per_s']:.3f} | {r['ms_per_step']:.0f} | "
-              f"{r['ratio_vs_public']:.2f}x |")
+              f"{r['ratio_vs_public']:.2f}x | {', '.join(f'{x:.2f}' for x in r['ratio_per_round'])} |")
     print("\nFixed costs per run: building G, D and the optimisers; one full checkpoint write (G, D, both Adam states)\n")
     print("| size | build (s) | checkpoint write (s) | checkpoint (MB) |")
     print("|---:|---:|---:|---:|")
@@ -178,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                    for r in rows if r["path"] in ("fp32", "bf16")]
         args.json.write_text(json.dumps({"device": device.type, "device_name": name, "torch": torch.__version__,
                                          "default_precision": default, "threads": torch.get_num_threads(),
-                                         "steps": args.steps, "rows": rows, "fixed_costs": costs,
+                                         "steps": args.steps, "rounds": args.rounds, "rows": rows, "fixed_costs": costs,
                                          "summary": summary}, indent=2) + "\n")
     return 0
 

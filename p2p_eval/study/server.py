@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     executor = ThreadPoolExecutor(max_workers=1 if sqlite else DB_THREADS, thread_name_prefix="study-db")
     catalog = service.Catalog()
     app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None,
+                  on_startup=[] if sqlite else [partial(_open_connections, engine, executor)],
                   on_shutdown=[lambda: executor.shutdown(wait=False)])
     app.state.engine = engine
     app.state.catalog = catalog
@@ -294,6 +296,24 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+async def _open_connections(engine: Engine, executor: ThreadPoolExecutor) -> None:
+    """Open one pooled connection per database thread before the first participant arrives (a server
+    database), so that no participant's request waits for a connection to be set up.  Best effort: a database
+    that cannot be reached now is reported by the requests that need it."""
+    gate = threading.Barrier(DB_THREADS, timeout=30)
+
+    def hold_one() -> None:
+        try:
+            with engine.connect() as conn:
+                conn.execute(select(1))
+                gate.wait()  # all threads hold a connection at once: the pool keeps DB_THREADS of them
+        except (DBAPIError, threading.BrokenBarrierError):
+            gate.abort()
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(executor, hold_one) for _ in range(DB_THREADS)))
 
 
 def _answered(transaction: Callable[[], Any]) -> Any:

@@ -235,3 +235,41 @@ def test_requests_after_the_database_dropped_its_connections(postgres_base, imag
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_server_database_connections_are_open_before_the_first_request(postgres_base, image_dirs) -> None:
+    """At startup the app opens one connection per database thread (PostgreSQL's own count of its backends),
+    so that the first participants do not wait for connections to be set up."""
+    import secrets
+
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from p2p_eval.study.server import DB_THREADS, create_app
+    from tests.study.conftest import _postgres_url
+
+    schema, name = f"p2p_test_{secrets.token_hex(6)}", f"p2p_warm_{secrets.token_hex(4)}"
+    admin = sa.create_engine(postgres_base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+
+    def backends() -> int:
+        with admin.begin() as conn:
+            return conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                        (name,)).scalar()
+
+    try:
+        engine = make_engine(f"{_postgres_url(postgres_base, schema)}&application_name={name}")
+        create_study(engine, StudySpec(name="s1", real=str(image_dirs["real"]), fake={"a": str(image_dirs["alg_a"])},
+                                       trials=4, practice=2))
+        engine.dispose()
+        assert backends() == 0
+        with TestClient(create_app(engine)) as client:
+            assert backends() == DB_THREADS, "one connection per database thread, before any request"
+            assert client.post("/api/studies/s1/check", json={"anon_id": "p1"}).json() == {"status": "new"}
+        engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
