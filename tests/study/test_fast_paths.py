@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -144,14 +145,17 @@ def test_core_paths_store_what_the_orm_paths_store(tmp_path, db_url, image_dirs,
             http_replies.append(_strip(client.post(f"/api/s/{token}/answer", json=body).json()))  # a retry: same ack
             wrong = {**body, "answer": choices[(index + 1) % 2]}
             http_replies.append(client.post(f"/api/s/{token}/answer", json=wrong).status_code)
+            for url in (trial["images"][0], f"/api/s/{token}/img/nope", "/api/s/nope/img/nope"):
+                r = client.get(url)  # an answered trial's image, an unknown image, an unknown session: refused
+                http_replies.append((r.status_code, r.json()["detail"]))
     factory = session_factory(orm_engine)
 
-    def orm(fn: Any, *args: Any) -> Any:
+    def orm(fn: Any, *args: Any, detail: bool = False) -> Any:
         try:
             with factory() as db, db.begin():
                 return fn(db, *args)
         except service.Rejected as exc:
-            return exc.status
+            return (exc.status, str(exc)) if detail else exc.status
 
     orm_replies.append(orm(service.check_session, "s1", service.Arrival(**arrival)))
     started = orm(service.start_session, "s1", service.Arrival(**arrival))
@@ -170,6 +174,8 @@ def test_core_paths_store_what_the_orm_paths_store(tmp_path, db_url, image_dirs,
         orm_replies.append(_strip(orm(service.answer, token, body)))
         orm_replies.append(_strip(orm(service.answer, token, body)))
         orm_replies.append(orm(service.answer, token, {**body, "answer": choices[(index + 1) % 2]}))
+        for session, image in ((token, trial["images"][0].rsplit("/", 1)[1]), (token, "nope"), ("nope", "nope")):
+            orm_replies.append(orm(service.image_file, session, image, detail=True))
     assert http_replies == orm_replies
     assert _rows(http_engine) == _rows(orm_engine)
     for engine in (http_engine, orm_engine):
@@ -273,3 +279,43 @@ def test_server_database_connections_are_open_before_the_first_request(postgres_
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+def test_an_image_whose_file_left_its_folder_is_refused_and_not_counted(db_url, make_study, image_dirs, tmp_path) -> None:
+    """When an image's stored path has left its folder since its trial was opened (seen by a server process
+    that has not cached the image), the image request is refused (404) and not counted, whether it runs in a
+    transaction or in autocommit (a guard for any one-statement version of the request): the stored counts
+    are those before the request."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from p2p_eval.study.models import Image
+    from p2p_eval.study.server import create_app
+
+    make_study()
+    engine = make_engine(db_url)
+    with TestClient(create_app(engine)) as client:
+        token = client.post("/api/studies/s1/sessions", json={"anon_id": "p1"}).json()["session"]
+        trial = client.get(f"/api/s/{token}/trial/0").json()
+    image_token = trial["images"][0].rsplit("/", 1)[1]
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(next(image_dirs["real"].iterdir()).read_bytes())
+    with engine.begin() as conn:
+        row = conn.execute(select(Trial.id, Trial.img1_token, Trial.img1_id, Trial.img2_id)
+                           .where(Trial.img1_token == image_token)
+                           .union_all(select(Trial.id, Trial.img1_token, Trial.img1_id, Trial.img2_id)
+                                      .where(Trial.img2_token == image_token))).one()
+        image_id = row.img1_id if row.img1_token == image_token else row.img2_id
+        conn.execute(sa.update(Image).where(Image.id == image_id).values(path=str(outside)))
+    counts = select(Trial.fetches1, Trial.fetches2).where(Trial.id == row.id)
+    with engine.connect() as conn:
+        before = tuple(conn.execute(counts).one())
+    for mode in ("AUTOCOMMIT", None):
+        connection = engine.execution_options(isolation_level=mode).connect() if mode else engine.connect()
+        with connection as conn, pytest.raises(service.Rejected) as refused:
+            with conn.begin() if mode is None else nullcontext():
+                service.fetch_image(conn, service.Catalog(), token, image_token)
+        assert refused.value.status == 404
+        with engine.connect() as conn:
+            assert tuple(conn.execute(counts).one()) == before, f"not counted ({mode or 'transaction'})"
+    engine.dispose()
