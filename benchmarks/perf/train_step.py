@@ -16,9 +16,10 @@ PatchGAN, L1+cGAN, on random tensors (data loading excluded).  Paths, all on the
 ``p2p-eval train`` runs ``bf16`` by default where bf16 is native (``--precision auto``,
 :func:`p2p_eval.device.resolve_precision`), ``fp32`` elsewhere; the header says which one is the default here.
 
-The paths take turns: each is built and warmed up once, all run one untimed round, then each is timed for ``--steps`` steps per round over
-``--rounds`` rounds (in a rotated order each round), and each ratio is the median of the per-round ratios
-to ``public``, so that a machine that is slower for a while (a busy neighbour) slows every path alike.
+The paths take turns: each is built and warmed up once, all run one untimed round, then each is timed for
+``--steps`` steps per round over ``--rounds`` rounds (in a rotated order each round), and each ratio is the
+median of the per-round ratios to ``public``, so that a machine that is slower for a while (a busy
+neighbour) slows every path alike.
 
 Also the fixed costs of a run at each size: building G, D and the optimisers, and writing one checkpoint
 (G, D, both Adam states: what resume needs), with its size.  ``--vs-eager``: only the issue's comparison
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per path and round (default 3)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, the paths taking turns in each (default 3; 5 with --vs-eager)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds, the paths taking turns in each (default 3; 5 with --vs-eager)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1; more with --compile)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256], help="image sides (default 256)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10], help="batch sizes (default 1 10)")
@@ -183,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"Full D+G step, U-Net + 70x70 PatchGAN, L1+cGAN, on {device.type} ({name}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, {args.warmup} warm-up step(s) per path and one untimed round, then {args.rounds} rounds of "
+          f"{torch.get_num_threads()} CPU threads, {args.warmup} warm-up step(s) per path and one untimed round, "
+          f"then {args.rounds} rounds of "
           f"{args.steps} timed steps per path, the paths taking turns; median over the rounds, and the median of "
           f"the per-round ratios to `public`; "
           f"baseline `public`: eager fp32 NCHW with torch's default Adam, as the public PyTorch code; `p2p-eval train` "
@@ -210,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                    for r in rows if r["path"] in ("fp32", "bf16")]
         args.json.write_text(json.dumps({"device": device.type, "device_name": name, "torch": torch.__version__,
                                          "default_precision": default, "threads": torch.get_num_threads(),
-                                         "steps": args.steps, "rounds": args.rounds, "rows": rows, "fixed_costs": costs,
+                                         "steps": args.steps, "rounds": args.rounds, "rows": rows,
+                                         "fixed_costs": costs,
                                          "summary": summary}, indent=2) + "\n")
     return 0
 

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="only pixels of this Cityscapes class (e.g. car, road); needs --real-labels")
     parser.add_argument("--real-labels", type=Path, metavar="DIR",
                         help="label maps of the real images (train ids, labelIds or colour PNGs), same file stems")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per progress-bar step (default 16); each image is counted as soon as it is decoded")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="images per progress-bar step (default 16); each image is counted as soon as it is decoded")
     add_quiet(parser)
     parser.set_defaults(func=_color)
 

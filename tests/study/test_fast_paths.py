@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session as DB
 
 from p2p_eval.study import images as imgmod
@@ -202,29 +204,43 @@ def test_lean_client_load_loses_and_duplicates_nothing(db_url, make_study, live_
     assert set(result.by_type) == {"check", "start", "trial", "image", "answer"}
 
 
+@contextmanager
+def _private_schema(postgres_base: str, image_dirs: dict[str, Path], app: str) -> Iterator[tuple[Any, Any]]:
+    """(engine, admin engine): a study ``s1`` in a schema of its own, dropped afterwards; the engine's
+    connections carry ``application_name`` ``app``, so that PostgreSQL's view of them can be queried."""
+    import sqlalchemy as sa
+
+    from tests.study.conftest import _postgres_url
+
+    schema = f"p2p_test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(postgres_base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine = None
+    try:
+        engine = make_engine(f"{_postgres_url(postgres_base, schema)}&application_name={app}")
+        create_study(engine, StudySpec(name="s1", real=str(image_dirs["real"]), fake={"a": str(image_dirs["alg_a"])},
+                                       trials=4, practice=2))
+        yield engine, admin
+    finally:
+        if engine is not None:
+            engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
 @pytest.mark.postgres
 def test_requests_after_the_database_dropped_its_connections(postgres_base, image_dirs) -> None:
     """Pooled connections are not pinged before use: when PostgreSQL drops them (a restart), the next
     requests still succeed, each transaction that met a dead connection being run again on a new one."""
-    import secrets
-
-    import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
     from p2p_eval.study.server import create_app
-    from tests.study.conftest import _postgres_url
 
-    schema, name = f"p2p_test_{secrets.token_hex(6)}", f"p2p_drop_{secrets.token_hex(4)}"
-    admin = sa.create_engine(postgres_base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = f"{_postgres_url(postgres_base, schema)}&application_name={name}"
-    try:
-        engine = make_engine(url)
-        create_study(engine, StudySpec(name="s1", real=str(image_dirs["real"]), fake={"a": str(image_dirs["alg_a"])},
-                                       trials=4, practice=2))
-        app = create_app(engine)
-        with TestClient(app) as client:
+    name = f"p2p_drop_{secrets.token_hex(4)}"
+    with _private_schema(postgres_base, image_dirs, name) as (engine, admin):
+        with TestClient(create_app(engine)) as client:
             arrival = {"anon_id": "p1"}
             token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
             assert client.get(f"/api/s/{token}/trial/0").status_code == 200
@@ -236,49 +252,29 @@ def test_requests_after_the_database_dropped_its_connections(postgres_base, imag
             check = client.post("/api/studies/s1/check", json=arrival)
             assert check.status_code == 200 and check.json()["status"] == "resume"
             assert client.post(f"/api/s/{token}/answer", json={"index": 0, "answer": "1"}).json()["accepted"]
-        engine.dispose()
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 @pytest.mark.postgres
 def test_server_database_connections_are_open_before_the_first_request(postgres_base, image_dirs) -> None:
     """At startup the app opens one connection per database thread (PostgreSQL's own count of its backends),
     so that the first participants do not wait for connections to be set up."""
-    import secrets
-
-    import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
     from p2p_eval.study.server import DB_THREADS, create_app
-    from tests.study.conftest import _postgres_url
 
-    schema, name = f"p2p_test_{secrets.token_hex(6)}", f"p2p_warm_{secrets.token_hex(4)}"
-    admin = sa.create_engine(postgres_base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    name = f"p2p_warm_{secrets.token_hex(4)}"
+    with _private_schema(postgres_base, image_dirs, name) as (engine, admin):
 
-    def backends() -> int:
-        with admin.begin() as conn:
-            return conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                                        (name,)).scalar()
+        def backends() -> int:
+            with admin.begin() as conn:
+                return conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                            (name,)).scalar()
 
-    try:
-        engine = make_engine(f"{_postgres_url(postgres_base, schema)}&application_name={name}")
-        create_study(engine, StudySpec(name="s1", real=str(image_dirs["real"]), fake={"a": str(image_dirs["alg_a"])},
-                                       trials=4, practice=2))
         engine.dispose()
         assert backends() == 0
         with TestClient(create_app(engine)) as client:
             assert backends() == DB_THREADS, "one connection per database thread, before any request"
             assert client.post("/api/studies/s1/check", json={"anon_id": "p1"}).json() == {"status": "new"}
-        engine.dispose()
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def test_an_image_whose_file_left_its_folder_is_refused_and_not_counted(db_url, make_study, image_dirs, tmp_path) -> None:
@@ -302,9 +298,7 @@ def test_an_image_whose_file_left_its_folder_is_refused_and_not_counted(db_url, 
     outside.write_bytes(next(image_dirs["real"].iterdir()).read_bytes())
     with engine.begin() as conn:
         row = conn.execute(select(Trial.id, Trial.img1_token, Trial.img1_id, Trial.img2_id)
-                           .where(Trial.img1_token == image_token)
-                           .union_all(select(Trial.id, Trial.img1_token, Trial.img1_id, Trial.img2_id)
-                                      .where(Trial.img2_token == image_token))).one()
+                           .where(or_(Trial.img1_token == image_token, Trial.img2_token == image_token))).one()
         image_id = row.img1_id if row.img1_token == image_token else row.img2_id
         conn.execute(sa.update(Image).where(Image.id == image_id).values(path=str(outside)))
     counts = select(Trial.fetches1, Trial.fetches2).where(Trial.id == row.id)
