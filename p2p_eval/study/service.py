@@ -406,6 +406,9 @@ _ADVANCE = (update(_S).where(_S.c.id == bindparam("sid"), _S.c.next_index == bin
 _STORE = update(_T).where(_T.c.id == bindparam("tid")).values(
     answer=bindparam("b_answer"), correct=bindparam("b_correct"), judged_real=bindparam("b_judged_real"),
     answered_at=bindparam("b_answered_at"), **{k: bindparam(f"b_{k}") for k in _TIMES})
+#: what the trial, image and answer requests run on every call (compiled once for psycopg: :mod:`p2p_eval.study.driver`)
+HOT_STATEMENTS = (_SESSION_EXISTS, _SESSION_TRIAL, _TRIAL_BY_ID, _OPEN_IMAGE, _IMAGE, _VIEWED, _VIEWED_AT,
+                  _FETCHED[1], _FETCHED[2], _ADVANCE, _STORE)
 
 
 @dataclass(frozen=True)
@@ -450,7 +453,7 @@ class Catalog:
     def study(self, conn: Any, study_id: int) -> StudyView:
         view = self.studies.get(study_id)
         if view is None:
-            with DB(bind=conn) as db:
+            with DB(bind=getattr(conn, "sqlalchemy", conn)) as db:  # a DriverConnection's own SQLAlchemy connection
                 study = db.get(Study, study_id)
                 hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
                 view = StudyView(study.id, study.name, study.protocol, study.question, study.display_ms,

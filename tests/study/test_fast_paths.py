@@ -240,18 +240,28 @@ def test_requests_after_the_database_dropped_its_connections(postgres_base, imag
 
     name = f"p2p_drop_{secrets.token_hex(4)}"
     with _private_schema(postgres_base, image_dirs, name) as (engine, admin):
-        with TestClient(create_app(engine)) as client:
-            arrival = {"anon_id": "p1"}
-            token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
-            assert client.get(f"/api/s/{token}/trial/0").status_code == 200
+
+        def drop_connections() -> None:
             with admin.begin() as conn:
                 dropped = conn.exec_driver_sql(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
                     (name,)).scalar()
             assert dropped >= 1
+
+        with TestClient(create_app(engine)) as client:
+            arrival = {"anon_id": "p1"}
+            token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
+            assert client.get(f"/api/s/{token}/trial/0").status_code == 200
+            drop_connections()  # the first request after the drop: a SQLAlchemy Core transaction
             check = client.post("/api/studies/s1/check", json=arrival)
             assert check.status_code == 200 and check.json()["status"] == "resume"
+            drop_connections()  # an answer (PostgreSQL: psycopg's own cursor, in a transaction)
             assert client.post(f"/api/s/{token}/answer", json={"index": 0, "answer": "1"}).json()["accepted"]
+            drop_connections()  # a trial (PostgreSQL: psycopg's own cursor, in autocommit)
+            trial = client.get(f"/api/s/{token}/trial/1")
+            assert trial.status_code == 200
+            drop_connections()  # an image (the same)
+            assert client.get(trial.json()["images"][0]).status_code == 200
 
 
 @pytest.mark.postgres
