@@ -64,9 +64,11 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     sqlite = engine.dialect.name == "sqlite"
     executor = ThreadPoolExecutor(max_workers=1 if sqlite else DB_THREADS, thread_name_prefix="study-db")
     catalog = service.Catalog()
+    held = driver.ThreadConnections(engine, driver.Statements(engine, service.HOT_STATEMENTS)) \
+        if driver.supports(engine) else None
     app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None,
                   on_startup=[] if sqlite else [partial(_open_connections, engine, executor)],
-                  on_shutdown=[lambda: executor.shutdown(wait=False)])
+                  on_shutdown=[partial(_shut_down, executor, held)])
     app.state.engine = engine
     app.state.catalog = catalog
 
@@ -96,23 +98,16 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
 
         return _answered(once)
 
-    statements = driver.Statements(engine, service.HOT_STATEMENTS) if driver.supports(engine) else None
-
     def hot(fn: Callable[..., Any], *args: Any, autocommit: bool = False) -> Any:
         """:func:`core` for the participant's hot requests: on PostgreSQL their fixed statements go through
-        psycopg (:mod:`p2p_eval.study.driver`), and with ``autocommit`` (requests that write one statement)
-        without ``BEGIN`` and ``COMMIT``."""
-        if statements is None:
+        psycopg on the database thread's own connection (:mod:`p2p_eval.study.driver`), and with ``autocommit``
+        (requests that write one statement) without ``BEGIN`` and ``COMMIT``."""
+        if held is None:
             return core(fn, *args)
 
         def once() -> Any:
-            with engine.connect() as conn:
-                fast = driver.DriverConnection(conn, statements)
-                if autocommit:
-                    with fast.autocommit():
-                        return fn(fast, catalog, *args)
-                with conn.begin():
-                    return fn(fast, catalog, *args)
+            with held.transaction(autocommit) as conn:
+                return fn(conn, catalog, *args)
 
         return _answered(once)
 
@@ -320,6 +315,14 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _shut_down(executor: ThreadPoolExecutor, held: driver.ThreadConnections | None) -> None:
+    """Stop the database threads; their connections go back to the pool.  The server (uvicorn) has let every
+    request finish by now, so the threads are idle."""
+    executor.shutdown(wait=held is not None)
+    if held is not None:
+        held.close()
 
 
 async def _open_connections(engine: Engine, executor: ThreadPoolExecutor) -> None:
