@@ -2,17 +2,19 @@
 
 SQLAlchemy's ``Connection.execute`` costs more Python time per statement than psycopg's ``execute`` itself
 (cache lookup, execution context, result metadata and row processing: about 100-150 us of CPU per
-two-statement transaction here, ``benchmarks/perf/study_load.py`` and the server's profile).  The trial, image
-and answer requests run a handful of fixed statements each, thousands of times a minute, so on PostgreSQL
-they are compiled once per process for the engine's dialect and sent through psycopg's cursor of the same
-pooled connection, in the same transaction.  Everything else (a study read for the first time, the
-``hype-time`` staircase query) still goes through SQLAlchemy on that connection.
+two-statement transaction here), and a pool checkout and check-in per request cost about 12% of the server's
+Python time under load (py-spy on ``benchmarks/perf/study_load.py``).  The trial, image and answer requests run
+a handful of fixed statements each, thousands of times a minute, so on PostgreSQL they are compiled once per
+process for the engine's dialect and sent through psycopg's cursor, each database thread keeping its own
+connection (:class:`ThreadConnections`).  Everything else (a study read for the first time, the ``hype-time``
+staircase query) still goes through SQLAlchemy, on the same connection and in the same transaction.
 
 :class:`DriverConnection` offers the small part of SQLAlchemy's ``Connection`` API that the Core service
 functions use (``execute(...)`` then ``first`` / ``one`` / ``scalar`` / ``all`` / ``rowcount``), so the same
 functions (:mod:`p2p_eval.study.service`) serve SQLite through SQLAlchemy and PostgreSQL through psycopg.
-Rows are named tuples (one class per statement), read by column name as SQLAlchemy's rows are.  The psycopg types of the columns used
-(integers, text, booleans, floats, ``timestamptz``) are the Python values SQLAlchemy's psycopg dialect returns.
+Rows are named tuples (one class per statement), read by column name as SQLAlchemy's rows are.  The psycopg
+types of the columns used (integers, text, booleans, floats, ``timestamptz``) are the Python values
+SQLAlchemy's psycopg dialect returns.
 
 :meth:`DriverConnection.autocommit` runs requests that write a single statement without ``BEGIN`` and
 ``COMMIT`` (two round trips, about 70 us of CPU each): under PostgreSQL's READ COMMITTED, reads followed by
@@ -147,9 +149,9 @@ class DriverConnection:
 
 
 class ThreadConnections:
-    """One :class:`DriverConnection` per database thread, kept from one request to the next: a pool checkout
-    and check-in per request cost about 12% of the server's Python time under load (py-spy).  A connection
-    found invalidated (the database dropped it) is replaced by a new one from the pool."""
+    """One :class:`DriverConnection` per database thread, kept from one request to the next (no pool checkout
+    and check-in per request).  A connection found invalidated (the database dropped it) is replaced by a new
+    one from the pool."""
 
     def __init__(self, engine: Engine, statements: Statements) -> None:
         self._engine = engine
