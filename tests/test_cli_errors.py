@@ -32,3 +32,22 @@ def test_study_serve_needs_a_server_process(tmp_path: Path, capsys: pytest.Captu
     code = main(["study", "serve", "--db", str(tmp_path / "none.db"), "--workers", "0"])
     err = capsys.readouterr().err
     assert code == 2 and "--workers 0" in err and "Traceback" not in err
+
+
+def test_study_serve_workers_is_a_number_or_auto(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "serve", "--db", str(tmp_path / "none.db"), "--workers", "many"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "'many'" in err and "auto" in err and "Traceback" not in err
+
+
+def test_study_serve_auto_workers_one_on_sqlite_two_on_a_server_database(tmp_path: Path, monkeypatch) -> None:
+    import sqlalchemy as sa
+
+    from p2p_eval.study.server import auto_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert auto_workers(sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")) == 1
+    assert auto_workers(sa.create_engine("postgresql+psycopg://u@localhost/db")) == 2  # no connection is made
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert auto_workers(sa.create_engine("postgresql+psycopg://u@localhost/db")) == 1

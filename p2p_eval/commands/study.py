@@ -60,9 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--workers", type=int, default=1,
-                       help="server processes sharing the port (default 1; on SQLite they take turns at the "
-                       "database through a lock file beside it)")
+    serve.add_argument("--workers", type=_workers, default="auto",
+                       help="server processes sharing the port, or auto (the default): 1 on SQLite (more take turns "
+                       "at the database through a lock file beside it, and one was faster), 2 on a server database "
+                       "such as PostgreSQL (twice the answers/s of one on 2 cores; reports/bench.md)")
     serve.set_defaults(func=_serve)
 
     rep = study_sub.add_parser("report", help="%% labeled real per algorithm with SE, bootstrap CI, pairwise P(A > B)",
@@ -168,20 +169,33 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(text: str) -> int | str:
+    """``--workers``: a number of processes or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of server processes or auto") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from p2p_eval.errors import UserError
 
-    if args.workers < 1:
+    if args.workers != "auto" and args.workers < 1:
         raise UserError(f"--workers {args.workers}: give 1 or more server processes")
-    from p2p_eval.study.server import create_app
+    from p2p_eval.study.server import auto_workers, create_app
     from p2p_eval.study.store import open_existing
 
     engine, names = open_existing(args.db)
+    if args.workers == "auto":
+        args.workers = auto_workers(engine)
     base = f"http://{args.host}:{args.port}"
     print(f"p2p-eval study serve: {engine.url.render_as_string(hide_password=True)}, {len(names)} "
-          f"stud{'y' if len(names) == 1 else 'ies'}", flush=True)
+          f"stud{'y' if len(names) == 1 else 'ies'}, {args.workers} server process"
+          f"{'' if args.workers == 1 else 'es'}", flush=True)
     for name in names:
         print(f"  {name}: participant page {base}/s/{name}", flush=True)
         print(f"  {name}: admin (Authorization: Bearer <study token>) {base}/api/admin/studies/{name}/progress, "

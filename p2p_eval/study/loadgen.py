@@ -305,7 +305,8 @@ class LiveServer:
             env["PYTHONPATH"] = os.pathsep.join([str(self.source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.proc = subprocess.Popen([sys.executable, "-m", "p2p_eval.cli", "study", "serve", "--db", self.db_url,
                                       "--port", str(self.port), *self.args], cwd=root, env=env,
-                                     stdout=subprocess.DEVNULL)  # its banner would mix into the caller's report
+                                     stdout=subprocess.DEVNULL,  # its banner would mix into the caller's report
+                                     start_new_session=True)  # a process group: kill / stop reach every worker
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -319,13 +320,13 @@ class LiveServer:
         raise RuntimeError(f"study server did not start in {timeout:.0f} s")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs."""
+        """SIGKILL to the server and its worker processes: no shutdown handler runs."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s."""
+        """SIGTERM (uvicorn's supervisor stops its workers), then SIGKILL to all of them after 10 s."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -56,6 +56,15 @@ DB_THREADS = 4  # database threads for a server database (more only add switchin
 CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
 
 
+def auto_workers(engine: Engine) -> int:
+    """``study serve --workers auto``: one process on SQLite (more take turns at the file; one was faster: 469
+    vs 343 answers/s in ``reports/bench.md`` at f1882b5), two on a server database (PostgreSQL: 480 vs 226
+    answers/s there, the load generator on the same 2 cores), never more than the machine's CPUs."""
+    if engine.dialect.name == "sqlite":
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     """The app over database URL (or engine) ``db``; ``admin_token`` enables study creation over HTTP."""
     engine = make_engine(db) if isinstance(db, str) else db

@@ -323,3 +323,40 @@ def test_an_image_whose_file_left_its_folder_is_refused_and_not_counted(db_url, 
         with engine.connect() as conn:
             assert tuple(conn.execute(counts).one()) == before, f"not counted ({mode or 'transaction'})"
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_driver_rows_equal_sqlalchemy_rows(postgres_base, image_dirs) -> None:
+    """Every hot statement sent through psycopg (:mod:`p2p_eval.study.driver`) gives the rows SQLAlchemy gives
+    for it (column names, order and values), and its updates change the rows as SQLAlchemy's do."""
+    from fastapi.testclient import TestClient
+
+    from p2p_eval.study.driver import DriverConnection, Statements
+    from p2p_eval.study.models import Trial
+    from p2p_eval.study.server import create_app
+
+    with _private_schema(postgres_base, image_dirs, f"p2p_rows_{secrets.token_hex(4)}") as (engine, _admin):
+        with TestClient(create_app(engine)) as client:
+            token = client.post("/api/studies/s1/sessions", json={"anon_id": "p1"}).json()["session"]
+            itok = client.get(f"/api/s/{token}/trial/0").json()["images"][-1].rsplit("/", 1)[1]
+        statements = Statements(engine, service.HOT_STATEMENTS)
+        with engine.connect() as conn:
+            trial = conn.execute(select(Trial.__table__).where(or_(Trial.img1_token == itok,
+                                                                    Trial.img2_token == itok))).one()
+            params = {service._SESSION_EXISTS: {"token": token}, service._SESSION_TRIAL: {"token": token, "idx": 0},
+                      service._TRIAL_BY_ID: {"tid": trial.id}, service._OPEN_IMAGE: {"token": token, "itok": itok},
+                      service._IMAGE: {"iid": trial.img2_id if trial.img2_token == itok else trial.img1_id}}
+            fast = DriverConnection(conn, statements)
+            for stmt, bound in params.items():
+                expected = [row._asdict() for row in conn.execute(stmt, bound).all()]
+                assert expected, stmt
+                assert [row._asdict() for row in fast.execute(stmt, bound).all()] == expected
+                assert fast.execute(stmt, bound).first()._asdict() == expected[0]
+                assert fast.execute(stmt, bound).scalar() == next(iter(expected[0].values()))
+            views = conn.execute(select(Trial.views).where(Trial.id == trial.id)).scalar()
+            assert fast.execute(service._VIEWED, {"tid": trial.id}).rowcount == 1
+            assert fast.execute(service._FETCHED[2], {"tid": trial.id}).rowcount == 1
+            assert fast.execute(service._VIEWED, {"tid": -1}).rowcount == 0
+            after = conn.execute(select(Trial.views, Trial.fetches2).where(Trial.id == trial.id)).one()
+            assert (after.views, after.fetches2) == (views + 1, trial.fetches2 + 1)
+            conn.rollback()
