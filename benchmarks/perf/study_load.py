@@ -188,16 +188,30 @@ def postgres_url(arg: str | None) -> tuple[str | None, object | None, str]:
         return None, None, f"skipped: throwaway PostgreSQL failed ({exc})"
 
 
+def default_workers() -> dict[str, int]:
+    """The server processes ``study serve --workers auto`` (the default) starts, per database, on this machine."""
+    import sqlalchemy as sa
+
+    from p2p_eval.study.server import auto_workers
+
+    return {db: auto_workers(sa.create_engine(url)) for db, url in
+            (("sqlite", "sqlite://"), ("postgresql", "postgresql+psycopg://"))}  # no connection is made
+
+
 def summary(results: dict, goals: bool = True) -> list[dict]:
     """Entries for benchmarks/collect.py's summary table: each figure of this checkout (one server process,
-    then each count of processes measured) beside the baseline's."""
+    then each count of processes measured) beside the baseline's; the count ``study serve`` starts by default
+    is marked."""
     items: list[dict] = []
+    defaults = default_workers()
     for db, runs in results.items():
         if not isinstance(runs, dict) or "new" not in runs or "baseline" not in runs:
             continue
         for label, loads in runs.items():
             if label == "new" or label.startswith("new, "):
-                suffix = "" if label == "new" else f" ({label[5:]})"
+                count = 1 if label == "new" else int(label.split()[1])
+                marks = ([] if label == "new" else [label[5:]]) + (["the default"] if count == defaults.get(db) else [])
+                suffix = f" ({', '.join(marks)})" if marks else ""
                 _add_figures(items, f"{db}{suffix}", loads, runs["baseline"], goals)
     return items
 
@@ -287,9 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                     if cluster is not None:
                         cluster.stop()
     load = os.getloadavg()
+    defaults = ", ".join(f"{n} on {db}" for db, n in default_workers().items())
     print(f"uvicorn on 127.0.0.1 (one process unless a row says more), load generator in the same machine ({os.cpu_count()} cores; load average "
           f"{load[0]:.1f} at the end); baseline = the server at {args.baseline_rev}, new = this checkout, same run, "
-          "same load generator\n")
+          f"same load generator; `study serve` starts {defaults} server processes by default (`--workers auto`)\n")
     for note in notes:
         print(f"- {note}")
     print(f"\nClosed loop: {args.participants} participants at once, {PRACTICE} practice + {TRIALS} test trials each, "
