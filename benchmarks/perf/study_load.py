@@ -301,10 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                     if cluster is not None:
                         cluster.stop()
     load = os.getloadavg()
-    defaults = ", ".join(f"{n} on {db}" for db, n in default_workers().items())
+    defaults = ", ".join(f"{n} on {db}" for db, n in default_workers().items())  # e.g. "1 on sqlite, 2 on postgresql"
     print(f"uvicorn on 127.0.0.1 (one process unless a row says more), load generator in the same machine ({os.cpu_count()} cores; load average "
           f"{load[0]:.1f} at the end); baseline = the server at {args.baseline_rev}, new = this checkout, same run, "
-          f"same load generator; `study serve` starts {defaults} server processes by default (`--workers auto`)\n")
+          f"same load generator; server processes `study serve` starts by default (`--workers auto`): {defaults}\n")
     for note in notes:
         print(f"- {note}")
     print(f"\nClosed loop: {args.participants} participants at once, {PRACTICE} practice + {TRIALS} test trials each, "
