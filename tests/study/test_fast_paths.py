@@ -267,8 +267,10 @@ def test_requests_after_the_database_dropped_its_connections(postgres_base, imag
 @pytest.mark.postgres
 def test_server_database_connections_are_open_before_the_first_request(postgres_base, image_dirs) -> None:
     """At startup the app opens one connection per database thread (PostgreSQL's own count of its backends),
-    so that the first participants do not wait for connections to be set up."""
+    so that the first participants do not wait for connections to be set up; then each thread keeps its own:
+    participants' requests take no connection from the pool after each thread's first."""
     from fastapi.testclient import TestClient
+    from sqlalchemy import event
 
     from p2p_eval.study.server import DB_THREADS, create_app
 
@@ -285,6 +287,17 @@ def test_server_database_connections_are_open_before_the_first_request(postgres_
         with TestClient(create_app(engine)) as client:
             assert backends() == DB_THREADS, "one connection per database thread, before any request"
             assert client.post("/api/studies/s1/check", json={"anon_id": "p1"}).json() == {"status": "new"}
+            checkouts = []
+            event.listen(engine, "engine_connect", lambda conn: checkouts.append(conn))
+            for k in range(3):  # arrival, start, a trial with its images, an answer: Core and psycopg requests
+                arrival = {"anon_id": f"q{k}"}
+                assert client.post("/api/studies/s1/check", json=arrival).status_code == 200
+                token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
+                trial = client.get(f"/api/s/{token}/trial/0").json()
+                assert all(client.get(url).status_code == 200 for url in trial["images"])
+                assert client.post(f"/api/s/{token}/answer", json={"index": 0, "answer": "1"}).json()["accepted"]
+            assert len(checkouts) <= DB_THREADS
+            assert backends() == DB_THREADS
 
 
 def test_an_image_whose_file_left_its_folder_is_refused_and_not_counted(db_url, make_study, image_dirs, tmp_path) -> None:
