@@ -190,12 +190,9 @@ def postgres_url(arg: str | None) -> tuple[str | None, object | None, str]:
 
 def default_workers() -> dict[str, int]:
     """The server processes ``study serve --workers auto`` (the default) starts, per database, on this machine."""
-    import sqlalchemy as sa
-
     from p2p_eval.study.server import auto_workers
 
-    return {db: auto_workers(sa.create_engine(url)) for db, url in
-            (("sqlite", "sqlite://"), ("postgresql", "postgresql+psycopg://"))}  # no connection is made
+    return {db: auto_workers(db) for db in ("sqlite", "postgresql")}
 
 
 def summary(results: dict, goals: bool = True) -> list[dict]:

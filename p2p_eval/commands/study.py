@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--workers", type=_workers, default="auto",
                        help="server processes sharing the port, or auto (the default): 1 on SQLite (more take turns "
                        "at the database through a lock file beside it, and one was faster), 2 on a server database "
-                       "such as PostgreSQL (twice the answers/s of one on 2 cores; reports/bench.md)")
+                       "such as PostgreSQL (more answers/s than one on 2 cores; reports/bench.md)")
     serve.set_defaults(func=_serve)
 
     rep = study_sub.add_parser("report", help="%% labeled real per algorithm with SE, bootstrap CI, pairwise P(A > B)",
@@ -191,7 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     engine, names = open_existing(args.db)
     if args.workers == "auto":
-        args.workers = auto_workers(engine)
+        args.workers = auto_workers(engine.dialect.name)
     base = f"http://{args.host}:{args.port}"
     print(f"p2p-eval study serve: {engine.url.render_as_string(hide_password=True)}, {len(names)} "
           f"stud{'y' if len(names) == 1 else 'ies'}, {args.workers} server process"

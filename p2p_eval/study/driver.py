@@ -176,13 +176,13 @@ class ThreadConnections:
         """This thread's connection in one transaction, or with ``autocommit`` in none (each statement commits)."""
         fast = self._connection()
         conn = fast.sqlalchemy
+        if not autocommit:
+            with conn.begin():
+                yield fast
+            return
         try:
-            if autocommit:
-                with fast.autocommit():
-                    yield fast
-            else:
-                with conn.begin():
-                    yield fast
+            with fast.autocommit():
+                yield fast
         finally:
             if conn.in_transaction() and not conn.invalidated:
                 conn.rollback()  # SQLAlchemy's own bookkeeping: it began one for a statement sent in autocommit

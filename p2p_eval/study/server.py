@@ -56,11 +56,12 @@ DB_THREADS = 4  # database threads for a server database (more only add switchin
 CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
 
 
-def auto_workers(engine: Engine) -> int:
-    """``study serve --workers auto``: one process on SQLite (more take turns at the file; one was faster: 469
-    vs 343 answers/s in ``reports/bench.md`` at f1882b5), two on a server database (PostgreSQL: 480 vs 226
-    answers/s there, the load generator on the same 2 cores), never more than the machine's CPUs."""
-    if engine.dialect.name == "sqlite":
+def auto_workers(dialect: str) -> int:
+    """``study serve --workers auto`` for a database of SQLAlchemy dialect ``dialect``: one process on SQLite
+    (more take turns at the file; one was faster: 686 vs 530 answers/s in ``reports/bench.md``), two on a
+    server database (PostgreSQL: 403 vs 311 answers/s there, the load generator on the same 2 cores), never
+    more than the machine's CPUs."""
+    if dialect == "sqlite":
         return 1
     return max(1, min(2, os.cpu_count() or 1))
 
