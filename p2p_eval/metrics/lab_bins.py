@@ -19,7 +19,9 @@ stale is reused.  Without a writable cache the table lives in the process.
 Counting: :class:`ColourCounts` adds one to a per-colour counter (2^24 uint32, pages allocated as touched)
 per pixel, and turns the colours seen into bin counts only when asked (:meth:`ColourCounts.flush`): one
 memory access per pixel, the table read once per distinct colour.  The loop is C, compiled on first use
-with the system C compiler (``$CC`` or ``cc``) and cached beside the table.  Without a compiler,
+with the system C compiler (``$CC`` or ``cc``) and cached beside the table; on x86-64 CPUs with AVX2 it
+makes the colour keys of 8 pixels per instruction (chosen at run time, so a cached library also runs on
+older CPUs), and it asks for image rows a few rows ahead of the one it counts.  Without a compiler,
 :func:`count_bins` gives the same counts from numpy (``take`` + ``bincount`` per image, about 3x slower).
 ``P2P_EVAL_COLOR_KERNEL=numpy`` forces numpy, ``=c`` makes a missing compiler an error.
 """
@@ -166,81 +168,214 @@ C_SOURCE = r"""
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define P2P_X86 1
+#endif
 
-/* Colour key r | g << 8 | b << 16 of the pixel at q (channel stride sc). */
+/* Counters are uint8, one per colour, laid out in 4 x 4 x 4 colour blocks of 64 bytes (one cache line):
+   slot = (r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4.
+   A photo's colours then touch a third of the cache lines that 4-byte counters in r | g << 8 | b << 16
+   order touch (3400 against 9000 per Cityscapes photo), so fewer are fetched per image and fewer of the
+   decoder's are pushed out.  A counter that wraps adds 256 to big[slot] (uint32) and marks its 4096-slot
+   block in bigmark. */
+
+/* slot of the colour key r | g << 8 | b << 16 */
+static inline uint32_t slot_of(uint32_t v) {
+    return ((v & 0xFCu) << 4) | ((v & 0xFC00u) << 2) | (v & 0xFC0000u)
+         | (v & 3u) | ((v >> 6) & 12u) | ((v >> 12) & 48u);
+}
+
+/* colour key r | g << 8 | b << 16 of a slot (the inverse of slot_of) */
+static inline uint32_t key_of(uint32_t s) {
+    return ((s >> 4) & 0xFCu) | (s & 3u) | (((s >> 2) & 0xFC00u) | ((s << 6) & 0x300u))
+         | ((s & 0xFC0000u) | ((s << 12) & 0x30000u));
+}
+
+/* Colour key of the pixel at q (channel stride sc). */
 static inline uint32_t key_at(const uint8_t *q, ptrdiff_t sc) {
     return (uint32_t)q[0] | ((uint32_t)q[sc] << 8) | ((uint32_t)q[2 * sc] << 16);
 }
 
-/* How many pixels ahead the loop asks the CPU to fetch a counter: the counters are 64 MiB, touched in
-   no order the hardware prefetcher can guess, so without this every new colour waits for memory.  The
-   pixel ahead is read only inside the image (tests/metrics/test_color.py puts images before a guard page). */
-#define AHEAD 128
+/* Slots of w interleaved RGB pixels at p, with one 4-byte load per pixel (the 4th byte, the next pixel's, is
+   masked off); the last pixel is read byte by byte, so nothing past p[3w - 1] is touched. */
+static void slots_portable(const uint8_t *p, long w, uint32_t *k) {
+    long x = 0;
+    for (; x + 1 < w; x++) {
+        uint32_t v;
+        memcpy(&v, p + 3 * x, 4);
+        k[x] = slot_of(v & 0xFFFFFFu);
+    }
+    for (; x < w; x++) k[x] = slot_of(key_at(p + 3 * x, 1));
+}
 
-/* Add one per pixel to cc[r | g << 8 | b << 16] for n images of h x w uint8 pixels, byte strides sn (image),
+#ifdef P2P_X86
+/* slot_of on the 32-bit lanes of a vector, for the AVX2 and AVX-512 loops below */
+#define SLOTS_OF(T, SL, SR, AND, OR, v) \
+    OR(OR(OR(SL(AND(v, T(0xFC)), 4), SL(AND(v, T(0xFC00)), 2)), AND(v, T(0xFC0000))), \
+       OR(OR(AND(v, T(3)), AND(SR(v, 6), T(12))), AND(SR(v, 12), T(48))))
+
+/* The same slots, 8 pixels (24 bytes) per AVX2 step: two 16-byte loads at p + 3x and p + 3x + 8 (the highest
+   byte read p[3x + 23] <= p[3w - 1]), a shuffle to r | g << 8 | b << 16 per lane, then slot_of's bit moves;
+   the last pixels go through the scalar loop. */
+__attribute__((target("avx2"))) static void slots_avx2(const uint8_t *p, long w, uint32_t *k) {
+    const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,
+                                            4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
+    long x = 0;
+    for (; x + 8 <= w; x += 8) {
+        __m128i lo = _mm_loadu_si128((const __m128i *)(p + 3 * x));
+        __m128i hi = _mm_loadu_si128((const __m128i *)(p + 3 * x + 8));
+        __m256i v = _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1), spread);
+        v = SLOTS_OF(_mm256_set1_epi32, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_and_si256, _mm256_or_si256, v);
+        _mm256_storeu_si256((__m256i *)(k + x), v);
+    }
+    for (; x < w; x++) k[x] = slot_of(key_at(p + 3 * x, 1));
+}
+
+/* 16 pixels per AVX-512 step: a masked load of exactly their 48 bytes, one byte permute to
+   r | g << 8 | b << 16 per lane (the 4th byte taken from byte 63, zero), then slot_of's bit moves. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void slots_avx512(const uint8_t *p, long w, uint32_t *k) {
+    const __m512i spread = _mm512_set_epi8(
+        63, 47, 46, 45, 63, 44, 43, 42, 63, 41, 40, 39, 63, 38, 37, 36, 63, 35, 34, 33, 63, 32, 31, 30,
+        63, 29, 28, 27, 63, 26, 25, 24, 63, 23, 22, 21, 63, 20, 19, 18, 63, 17, 16, 15, 63, 14, 13, 12,
+        63, 11, 10, 9, 63, 8, 7, 6, 63, 5, 4, 3, 63, 2, 1, 0);
+    long x = 0;
+    for (; x + 16 <= w; x += 16) {
+        __m512i v = _mm512_permutexvar_epi8(spread, _mm512_maskz_loadu_epi8(0xFFFFFFFFFFFFull, p + 3 * x));
+        v = SLOTS_OF(_mm512_set1_epi32, _mm512_slli_epi32, _mm512_srli_epi32, _mm512_and_si512, _mm512_or_si512, v);
+        _mm512_storeu_si512(k + x, v);
+    }
+    for (; x < w; x++) k[x] = slot_of(key_at(p + 3 * x, 1));
+}
+#endif
+
+typedef void (*slots_fn)(const uint8_t *, long, uint32_t *);
+static slots_fn row_slots = NULL;
+
+/* Which slot loop runs: want 0 = the portable one, 1 = AVX2, 2 = AVX-512 (each only where the CPU has it;
+   else the best below), -1 = the best the CPU has, chosen once.  Returns the level in use (0, 1 or 2). */
+int p2p_colour_simd(int want) {
+    int level = 0;
+    if (want < 0 && row_slots != NULL) {
+#ifdef P2P_X86
+        return row_slots == slots_avx512 ? 2 : row_slots == slots_avx2 ? 1 : 0;
+#else
+        return 0;
+#endif
+    }
+    row_slots = slots_portable;
+#ifdef P2P_X86
+    __builtin_cpu_init();
+    if (want != 0 && __builtin_cpu_supports("avx2")) { row_slots = slots_avx2; level = 1; }
+    if ((want < 0 || want >= 2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vbmi")) { row_slots = slots_avx512; level = 2; }
+#endif
+    return level;
+}
+
+/* Image rows are asked for this many rows ahead: a freshly decoded image is often no longer in the nearest
+   caches, and reading it was half the cost of counting it (benchmarks/perf/color.py). */
+#define ROWS_AHEAD 4
+#define CHUNK 1024  /* pixels whose slots are made at once */
+
+static void fetch_row(const uint8_t *row, long bytes) {
+    for (long o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 3);
+}
+
+static inline void add_one(uint8_t *cc, uint32_t *big, uint8_t *bigmark, uint32_t s) {
+    if (__builtin_expect(++cc[s] == 0, 0)) { big[s] += 256; bigmark[s >> 12] = 1; }
+}
+
+/* Add one per pixel to the counter of its colour, for n images of h x w uint8 pixels, byte strides sn (image),
    sh (row), sw (pixel), sc (channel); mask (may be NULL, strides mn, mh, mw): only pixels where it is nonzero.
-   dirty[key >> 8] = 1 marks the 256-colour blocks touched, so that a flush visits only those. */
+   When mark is nonzero, dirty[slot >> 8] = 1 marks the 256-slot blocks touched, so that a flush can visit
+   only those (a store per pixel: without marks the flush scans all counters instead).
+   Interleaved RGB without a mask (the decoders' layout) takes the fast path: per row, the slots of up to
+   CHUNK pixels first (AVX2 where available), then the counts; other layouts go pixel by pixel. */
 void p2p_colour_count(const uint8_t *px, long n, long h, long w,
                       ptrdiff_t sn, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t sc,
                       const uint8_t *mask, ptrdiff_t mn, ptrdiff_t mh, ptrdiff_t mw,
-                      uint32_t *cc, uint8_t *dirty) {
+                      uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigmark, int mark) {
+    if (row_slots == NULL) p2p_colour_simd(-1);
+    uint32_t k[CHUNK];
     for (long i = 0; i < n; i++) {
         const uint8_t *img = px + i * sn;
-        long ay = AHEAD / w, ax = AHEAD % w;  /* the pixel whose counter is fetched now */
+        if (mask == NULL && sw == 3 && sc == 1) {
+            for (long y = 1; y < ROWS_AHEAD && y < h; y++) fetch_row(img + y * sh, 3 * w);
+            for (long y = 0; y < h; y++) {
+                const uint8_t *p = img + y * sh;
+                if (y + ROWS_AHEAD < h) fetch_row(p + ROWS_AHEAD * sh, 3 * w);
+                for (long x0 = 0; x0 < w; x0 += CHUNK) {
+                    long m = w - x0 < CHUNK ? w - x0 : CHUNK;
+                    row_slots(p + 3 * x0, m, k);
+                    if (mark) {
+                        for (long x = 0; x < m; x++) { add_one(cc, big, bigmark, k[x]); dirty[k[x] >> 8] = 1; }
+                    } else {
+                        for (long x = 0; x < m; x++) add_one(cc, big, bigmark, k[x]);
+                    }
+                }
+            }
+            continue;
+        }
         for (long y = 0; y < h; y++) {
             const uint8_t *p = img + y * sh;
-            const uint8_t *m = mask ? mask + i * mn + y * mh : NULL;
-            long x = 0;
-            if (m == NULL && sw == 3 && sc == 1 && ay + 1 < h) {
-                /* interleaved RGB, the fetched pixel a row or less ahead: one 4-byte load per pixel (the 4th
-                   byte is the next pixel's, masked off); the row's last pixel is read byte by byte below so
-                   that nothing past the image is touched */
-                const uint8_t *a = img + ay * sh + 3 * ax;   /* walks the fetched row, then the next one */
-                const uint8_t *next = img + (ay + 1) * sh;
-                long left = w - ax;                           /* pixels left in the fetched row */
-                for (; x + 1 < w; x++) {
-                    uint32_t u, v;
-                    memcpy(&u, a, 2);
-                    u |= (uint32_t)a[2] << 16;
-                    __builtin_prefetch(cc + u, 1, 3);
-                    if (--left) a += 3; else { a = next; left = w; ay++; }
-                    memcpy(&v, p + 3 * x, 4);
-                    v &= 0xFFFFFFu;
-                    cc[v]++;
-                    dirty[v >> 8] = 1;
-                }
-                ax = w - left;
-            }
-            for (; x < w; x++) {
-                if (ay < h) {
-                    __builtin_prefetch(cc + key_at(img + ay * sh + ax * sw, sc), 1, 3);
-                    if (++ax == w) { ax = 0; ay++; }
-                }
-                if (m != NULL && !m[x * mw]) continue;
-                uint32_t v = key_at(p + x * sw, sc);
-                cc[v]++;
-                dirty[v >> 8] = 1;
+            const uint8_t *mrow = mask ? mask + i * mn + y * mh : NULL;
+            for (long x = 0; x < w; x++) {
+                if (mrow != NULL && !mrow[x * mw]) continue;
+                uint32_t s = slot_of(key_at(p + x * sw, sc));
+                add_one(cc, big, bigmark, s);
+                if (mark) dirty[s >> 8] = 1;
             }
         }
     }
 }
 
-/* Move the colour counts of the dirty blocks into bin counts (3 x 256 int64: L, a, b) through the table
-   (L | a << 8 | b << 16 per colour), zeroing what was moved. */
-void p2p_colour_flush(uint32_t *cc, uint8_t *dirty, const uint32_t *tab, int64_t *counts) {
-    for (long blk = 0; blk < 65536; blk++) {
-        if (!dirty[blk]) continue;
-        dirty[blk] = 0;
-        uint32_t *c = cc + (blk << 8);
-        const uint32_t *t = tab + (blk << 8);
-        for (int k = 0; k < 256; k++) {
-            uint32_t v = c[k];
-            if (!v) continue;
-            uint32_t e = t[k];
-            counts[e & 255] += v;
-            counts[256 + ((e >> 8) & 255)] += v;
-            counts[512 + (e >> 16)] += v;
-            c[k] = 0;
+/* Add v pixels of the colour with key `key` to the bin counts (3 x 256 int64: L, a, b) through the table
+   (L | a << 8 | b << 16 per colour key). */
+static inline void add_bins(int64_t *counts, const uint32_t *tab, uint32_t key, uint32_t v) {
+    uint32_t e = tab[key];
+    counts[e & 255] += v;
+    counts[256 + ((e >> 8) & 255)] += v;
+    counts[512 + (e >> 16)] += v;
+}
+
+/* Move the colour counts into bin counts, zeroing what was moved and the marks.  With full zero only the
+   marked blocks of counters are visited; with full nonzero (counts added without marks), every counter
+   (16 MiB, about a millisecond).  The wrapped counts (big) are visited by their own marks.  The slots found
+   in a 64 Ki-slot span are listed first and their table entries fetched ahead of use: the few colours of a
+   span sit far apart in the table, each entry a cache miss. */
+#define SPAN 65536
+#define TABLE_AHEAD 64
+void p2p_colour_flush(uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigmark, const uint32_t *tab,
+                      int64_t *counts, int full) {
+    static uint32_t found[SPAN];
+    for (long span = 0; span < (1L << 24); span += SPAN) {
+        long nfound = 0;
+        for (long blk = span >> 8; blk < (span + SPAN) >> 8; blk++) {
+            if (!full && !dirty[blk]) continue;
+            dirty[blk] = 0;
+            for (long base = blk << 8; base < (blk + 1) << 8; base += 16) {
+                uint64_t w0, w1;
+                memcpy(&w0, cc + base, 8);
+                memcpy(&w1, cc + base + 8, 8);
+                if (!(w0 | w1)) continue;
+                for (int j = 0; j < 16; j++) {
+                    if (cc[base + j]) found[nfound++] = (uint32_t)(base + j);
+                }
+            }
+        }
+        for (long j = 0; j < nfound; j++) {
+            if (j + TABLE_AHEAD < nfound) __builtin_prefetch(tab + key_of(found[j + TABLE_AHEAD]), 0, 0);
+            uint32_t s = found[j];
+            add_bins(counts, tab, key_of(s), cc[s]);
+            cc[s] = 0;
+        }
+    }
+    for (long blk = 0; blk < 4096; blk++) {
+        if (!bigmark[blk]) continue;
+        bigmark[blk] = 0;
+        for (long s = blk << 12; s < (blk + 1) << 12; s++) {
+            if (big[s]) { add_bins(counts, tab, key_of((uint32_t)s), big[s]); big[s] = 0; }
         }
     }
 }
@@ -281,10 +416,13 @@ def _build_kernel() -> ctypes.CDLL | None:
     except OSError:
         return None
     ptr, ssize, long_ = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_long
-    lib.p2p_colour_count.argtypes = [ptr, long_, long_, long_, ssize, ssize, ssize, ssize, ptr, ssize, ssize, ssize, ptr, ptr]
+    lib.p2p_colour_count.argtypes = [ptr, long_, long_, long_, ssize, ssize, ssize, ssize, ptr, ssize, ssize, ssize,
+                                     ptr, ptr, ptr, ptr, ctypes.c_int]
     lib.p2p_colour_count.restype = None
-    lib.p2p_colour_flush.argtypes = [ptr, ptr, ptr, ptr]
+    lib.p2p_colour_flush.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ctypes.c_int]
     lib.p2p_colour_flush.restype = None
+    lib.p2p_colour_simd.argtypes = [ctypes.c_int]
+    lib.p2p_colour_simd.restype = ctypes.c_int
     return lib
 
 
@@ -324,37 +462,52 @@ def count_bins(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     return counts
 
 
-_POOL: list[tuple[np.ndarray, np.ndarray]] = []  # zeroed counter buffers, kept warm for the next accumulator
+class _Counters:
+    """The C loop's buffers: uint8 per colour slot (16 MiB), the 256-slot blocks marked (64 KiB), the
+    wrapped counts (uint32 per slot, 64 MiB, pages backed only where a counter wrapped) and their 4096-slot
+    blocks marked; with their addresses, read once."""
+
+    def __init__(self) -> None:
+        self.arrays = (np.zeros(1 << 24, np.uint8), np.zeros(1 << 16, np.uint8),
+                       np.zeros(1 << 24, np.uint32), np.zeros(1 << 12, np.uint8))
+        self.cc, self.dirty, self.big, self.bigmark = (a.ctypes.data for a in self.arrays)
+
+
+_POOL: list[_Counters] = []  # zeroed counters, kept warm for the next accumulator
 _POOL_SIZE = 2
 
 
-def _acquire() -> tuple[np.ndarray, np.ndarray]:
+def _acquire() -> _Counters:
     with _LOCK:
         if _POOL:
             return _POOL.pop()
-    return np.zeros(1 << 24, np.uint32), np.zeros(1 << 16, np.uint8)
+    return _Counters()
 
 
-def _release(buffers: tuple[np.ndarray, np.ndarray]) -> None:
+def _release(counters: _Counters) -> None:
     with _LOCK:
         if len(_POOL) < _POOL_SIZE:
-            _POOL.append(buffers)
+            _POOL.append(counters)
 
 
 class ColourCounts:
     """Pixels counted per sRGB colour (C loop), turned into (3, 256) L / a / b bin counts by :meth:`flush`.
 
-    Between a first :meth:`add` and the next :meth:`flush` it holds a 2^24 uint32 counter (64 MiB; only
-    the pages of colours seen are backed) and a 64 KiB map of the 256-colour blocks touched; the flush
-    visits only those blocks, leaves the counter zeroed and hands it back to a small pool, so that the
-    next accumulator of the process counts into memory already paged in.  Flushes by itself before a
-    counter could overflow.
+    Between a first :meth:`add` and the next :meth:`flush` it holds a uint8 counter per colour (16 MiB,
+    in 4 x 4 x 4 colour blocks, see ``C_SOURCE``), a uint32 one taking 256 each time a counter wraps
+    (64 MiB of address space, backed only where used) and a 64 KiB map of the 256-colour blocks touched.
+    The map costs a store per pixel, so it is kept only for the first ``_MARKED`` pixels after a flush: a
+    flush after fewer visits only the marked blocks; after more it scans every counter (about a
+    millisecond, less than marking the pixels of a few dozen images costs).  Either way the flush leaves
+    the counters zeroed and hands them back to a small pool, so that the next accumulator of the process
+    counts into memory already paged in.  Flushes by itself before a wrapped count could overflow.
     """
 
     _LIMIT = (1 << 32) - 1
+    _MARKED = 1 << 21  # pixels (32 images of 256 x 256)
 
     def __init__(self) -> None:
-        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
+        self._counters: _Counters | None = None
         self._pending = 0
         self._bins = np.zeros((3, 256), np.int64)
 
@@ -372,30 +525,32 @@ class ColourCounts:
             mask = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
             mptr, (mn, mh, mw) = mask.ctypes.data, mask.strides
         sn, sh, sw, sc = images.strides
+        data = images.__array_interface__["data"][0]
         start = 0
         while start < n:
             take = max(1, min(n - start, (self._LIMIT - self._pending) // per_image))
             if self._pending + take * per_image > self._LIMIT:
                 self.flush()
                 continue
-            if self._buffers is None:
-                self._buffers = _acquire()
-            cc, dirty = self._buffers
-            base = images.ctypes.data + start * sn
+            if self._counters is None:
+                self._counters = _acquire()
+            c = self._counters
             mbase = None if mptr is None else mptr + start * mn
-            lib.p2p_colour_count(base, take, h, w, sn, sh, sw, sc, mbase, mn, mh, mw,  # type: ignore[attr-defined]
-                                 cc.ctypes.data, dirty.ctypes.data)
+            mark = self._pending + take * per_image <= self._MARKED  # else the next flush scans every counter
+            lib.p2p_colour_count(data + start * sn, take, h, w, sn, sh, sw, sc,  # type: ignore[attr-defined]
+                                 mbase, mn, mh, mw, c.cc, c.dirty, c.big, c.bigmark, mark)
             self._pending += take * per_image
             start += take
 
     def flush(self) -> np.ndarray:
         """Bin counts (3, 256) of everything counted so far (the colour counters are emptied into them)."""
-        if self._buffers is not None:
-            cc, dirty = self._buffers
-            _STATE["lib"].p2p_colour_flush(cc.ctypes.data, dirty.ctypes.data,  # type: ignore[attr-defined]
-                                           load_table().ctypes.data, self._bins.ctypes.data)
-            self._buffers, self._pending = None, 0
-            _release((cc, dirty))
+        if self._counters is not None:
+            c = self._counters
+            _STATE["lib"].p2p_colour_flush(c.cc, c.dirty, c.big, c.bigmark,  # type: ignore[attr-defined]
+                                           load_table().ctypes.data, self._bins.ctypes.data,
+                                           self._pending > self._MARKED)
+            self._counters, self._pending = None, 0
+            _release(c)
         return self._bins
 
     def take_bins(self) -> np.ndarray:

@@ -197,12 +197,25 @@ def _before_guard_page(shape: tuple[int, ...], rng: np.random.Generator) -> tupl
     return array, region
 
 
-@pytest.mark.parametrize("width", [1, 50, 127, 128, 129, 300])
-def test_c_loop_reads_nothing_past_the_image(width: int) -> None:
-    """The C loop reads pixels ahead of the one it counts (to fetch their counters early): on images that end
-    at an unreadable page, of widths below, at and above that distance, it must stay inside the image."""
+@pytest.fixture(params=["portable", "avx2", "avx512"])
+def key_loop(request: pytest.FixtureRequest) -> object:
+    """The C library with its portable, AVX2 or AVX-512 slot loop selected (skipped where the CPU lacks it)."""
     if lab_bins.kernel() != "c":
         pytest.skip("no C compiler: only the numpy loop runs here")
+    lib = lab_bins._STATE["lib"]
+    level = ["portable", "avx2", "avx512"].index(request.param)
+    if lib.p2p_colour_simd(level) != level:
+        lib.p2p_colour_simd(2)
+        pytest.skip(f"this CPU has no {request.param}")
+    yield lib
+    lib.p2p_colour_simd(2)  # the best the CPU has, as on first use
+
+
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 15, 16, 17, 50, 127, 128, 129, 300])
+def test_c_loop_reads_nothing_past_the_image(width: int, key_loop: object) -> None:
+    """The C loop reads image rows ahead of the one it counts and makes the slots of 8 pixels from two 16-byte
+    loads (AVX2) or of 16 from one masked 48-byte load (AVX-512): on images that end at an unreadable page,
+    of widths around those sizes, it must stay inside."""
     rng = np.random.default_rng(width)
     packed, keep = _before_guard_page((2, 3, width, 3), rng)  # interleaved RGB: the 4-byte-load path
     planar, keep2 = _before_guard_page((2, 3, 3, width), rng)  # channel planes: the strided path
@@ -213,6 +226,87 @@ def test_c_loop_reads_nothing_past_the_image(width: int) -> None:
         for c in CHANNELS:
             np.testing.assert_array_equal(hist.counts[c], expected[c])
     del keep, keep2
+
+
+def _slot(images: np.ndarray) -> np.ndarray:
+    """The C loop's counter slot of each pixel: 4 x 4 x 4 colour blocks of 64 counters (lab_bins.C_SOURCE)."""
+    r, g, b = (images[..., k].astype(np.int64).ravel() for k in range(3))
+    return (r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4
+
+
+@pytest.mark.parametrize("mark", [1, 0])
+def test_c_colour_counters_equal_numpy_bincount(key_loop: object, mark: int) -> None:
+    """The C loop's per-colour counters (uint8 + 256 per wrap) against numpy.bincount of the slots, on widths
+    around the 8- and 16-pixel steps of the AVX2 and AVX-512 loops and across 1024-pixel chunks, crops of wider rows (row
+    stride larger than the row) and batches of two; with marks, exactly the 256-slot blocks of the colours
+    seen are marked, and the wrapped counts' 4096-slot blocks always.  A few colours dominate (as in
+    photos), so many counters wrap, some more than once."""
+    rng = np.random.default_rng(9)
+    palette = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    arrays = lab_bins._Counters()
+    cc, dirty, big, bigmark = arrays.arrays
+    slots = []
+    for width in (1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1024, 1025, 2100):
+        wide = palette[rng.integers(0, 40, (2, 3, width + 5))]
+        wide[:, 1, ::3] = rng.integers(0, 256, (2, -(-(width + 5) // 3), 3), dtype=np.uint8)
+        images = wide[:, :, 2:width + 2]  # a crop: rows of width + 5 pixels
+        slots.append(_slot(images))
+        sn, sh, sw, sc = images.strides
+        key_loop.p2p_colour_count(images.ctypes.data, 2, 3, width, sn, sh, sw, sc, None, 0, 0, 0,
+                                  arrays.cc, arrays.dirty, arrays.big, arrays.bigmark, mark)
+        seen = np.concatenate(slots)
+        expected = np.bincount(seen, minlength=1 << 24)
+        np.testing.assert_array_equal(cc.astype(np.int64) + big, expected, err_msg=f"width {width}")
+        assert (big % 256 == 0).all()
+        marked = np.zeros(1 << 16, np.uint8)
+        marked[np.unique(seen >> 8)] = 1
+        np.testing.assert_array_equal(dirty, marked if mark else 0, err_msg=f"width {width}")
+        wrapped = np.zeros(1 << 12, np.uint8)
+        wrapped[np.flatnonzero(expected >= 256) >> 12] = 1
+        np.testing.assert_array_equal(bigmark, wrapped, err_msg=f"width {width}")
+    assert expected.max() > 512  # some counters wrapped more than once
+
+
+@pytest.mark.parametrize("marked", [1 << 21, 0])
+def test_wrapped_counters_reach_the_bins(key_loop: object, marked: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counters are uint8: a colour seen exactly 512 times leaves 0 in its counter and 512 in the wrapped
+    counts, one seen 300 times 44 and 256; both must reach the bins, after a flush of marked blocks and after
+    a full scan."""
+    monkeypatch.setattr(lab_bins.ColourCounts, "_MARKED", marked)
+    rng = np.random.default_rng(11)
+    pixels = np.concatenate([np.tile([[12, 200, 7]], (512, 1)), np.tile([[255, 255, 255]], (300, 1)),
+                             rng.integers(0, 256, (212, 3))]).astype(np.uint8)
+    images = rng.permutation(pixels).reshape(4, 16, 16, 3)
+    hist = LabHistogram()
+    hist.update(images[:1])
+    hist.update(images[1:])
+    expected = _skimage_counts(images)
+    for c in CHANNELS:
+        np.testing.assert_array_equal(hist.counts[c], expected[c])
+
+
+def test_flush_after_unmarked_counts_scans_every_counter(key_loop: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``_MARKED`` pixels the loop stops marking blocks and the flush scans all counters: the bins must
+    be the same as scikit-image's whether a flush comes before that point, after it or across it."""
+    monkeypatch.setattr(lab_bins.ColourCounts, "_MARKED", 600)
+    rng = np.random.default_rng(10)
+    images = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    expected = _skimage_counts(images)
+    seen = LabHistogram()
+    seen.update(images[:2])  # 512 pixels, marked
+    assert seen._colours._pending <= 600
+    first = {c: seen.counts[c].copy() for c in CHANNELS}  # a flush of marked blocks
+    seen.update(images[2:3])
+    seen.update(images[3:])  # 768 pixels after the flush: past 600, unmarked
+    assert seen._colours._pending > 600
+    early = _skimage_counts(images[:2])
+    for c in CHANNELS:
+        np.testing.assert_array_equal(first[c], early[c])
+        np.testing.assert_array_equal(seen.counts[c], expected[c])
+    again = LabHistogram()  # the pooled counter after a full scan: zeroed, marks cleared
+    again.update(images[:1])
+    for c in CHANNELS:
+        np.testing.assert_array_equal(again.counts[c], _skimage_counts(images[:1])[c])
 
 
 def test_deferred_counts_read_between_updates_pickle_and_overflow_flush(kernel: str,
