@@ -167,7 +167,7 @@ class LabHistogram:
             if m.shape != batch.shape[:3]:
                 raise ValueError(f"mask shape {m.shape} does not match the images {batch.shape[:3]}")
             m = m.astype(bool, copy=False)
-        if lab_bins.kernel() == "c":
+        if self._colours is not None or lab_bins.kernel() == "c":  # an accumulator keeps the loop it began with
             if self._colours is None:
                 self._colours = lab_bins.ColourCounts()
             self._colours.add(batch, m)

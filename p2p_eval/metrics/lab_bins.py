@@ -3,7 +3,8 @@
 Reference: scikit-image's ``skimage.color.rgb2lab`` (CIE Lab, illuminant D65, 2 degree observer) followed by
 ``numpy.histogram`` with the fixed bins of :data:`p2p_eval.metrics.color.BINS`.  Every one of the 2^24 sRGB
 colours is converted once, by ``skimage.color.rgb2lab`` itself, and its three bin indices are stored in a
-table (uint32 per colour ``r | g << 8 | b << 16``: L bin | a bin << 8 | b bin << 16; 64 MiB).  The counts
+table (uint32 per colour: L bin | a bin << 8 | b bin << 16; 64 MiB, in the colour order of
+:func:`colour_index`: 4 x 4 x 4 colour blocks, the counters' order).  The counts
 are therefore those of the per-image scikit-image loop by construction; the only possible differences are
 pixels whose Lab value lies within floating-point noise of a bin edge, if ``rgb2lab`` rounded the same
 colour differently in a different array shape (``benchmarks/perf/color.py`` counts them on the 500
@@ -43,17 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 2  # bump when the table's layout or the way it is built changes
+FORMAT = 3  # bump when the table's layout or the way it is built changes
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
 
 def colour_index(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Index of colours (uint8 channel arrays) in the table: ``r | g << 8 | b << 16`` (uint32)."""
-    idx = np.asarray(b, dtype=np.uint32) << 16
-    idx |= np.asarray(g, dtype=np.uint32) << 8
-    idx |= r
-    return idx
+    """Index (uint32) of colours (uint8 channel arrays) in the table and the C loop's counters: 4 x 4 x 4
+    colour blocks of 64, ``(r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4``
+    (``slot_of`` in :data:`C_SOURCE`)."""
+    r, g, b = (np.asarray(c, dtype=np.uint32) for c in (r, g, b))
+    return (r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4
 
 
 def cache_dir() -> Path:
@@ -81,11 +82,12 @@ def _table_key() -> str:
 
 
 def build_table() -> np.ndarray:
-    """The (2^24,) uint32 table (index ``r | g << 8 | b << 16``), from ``skimage.color.rgb2lab`` over every sRGB colour.
+    """The (2^24,) uint32 table (index :func:`colour_index`), from ``skimage.color.rgb2lab`` over every sRGB colour.
 
     Colours go through ``rgb2lab`` as (16, 256, 256, 3) blocks, i.e. rows of 256 pixels, the shape in
-    which it sees a 256-pixel-wide image.  Raises RuntimeError if a colour falls outside the bins (the
-    sRGB gamut lies inside them; see :data:`p2p_eval.metrics.color.BINS`).
+    which it sees a 256-pixel-wide image, and their entries are then put in table order.  Raises
+    RuntimeError if a colour falls outside the bins (the sRGB gamut lies inside them; see
+    :data:`p2p_eval.metrics.color.BINS`).
     """
     from skimage.color import rgb2lab
 
@@ -95,19 +97,20 @@ def build_table() -> np.ndarray:
     table = np.empty(1 << 24, np.uint32)
     v = np.arange(256, dtype=np.uint8)
     step = 16
-    block = np.empty((step, 256, 256, 3), np.uint8)  # [b, g, r]: table order
+    block = np.empty((step, 256, 256, 3), np.uint8)  # [b, g, r]
     block[..., 0] = v[None, None, :]
     block[..., 1] = v[None, :, None]
+    entry = np.empty(block.shape[:3], np.uint32)
     for b0 in range(0, 256, step):
         block[..., 2] = v[b0:b0 + step, None, None]
         lab = rgb2lab(block)
-        entry = table[b0 << 16:(b0 + step) << 16].reshape(block.shape[:3])
         entry[:] = 0
         for k in range(3):
             idx = bin_index(lab[..., k], edges[k])
             if (idx < 0).any():
                 raise RuntimeError(f"sRGB colours outside the {CHANNELS[k]} bins; widen BINS")
             entry |= idx.astype(np.uint32) << (8 * k)
+        table[colour_index(block[..., 0], block[..., 1], block[..., 2])] = entry
     return table
 
 
@@ -184,12 +187,6 @@ C_SOURCE = r"""
 static inline uint32_t slot_of(uint32_t v) {
     return ((v & 0xFCu) << 4) | ((v & 0xFC00u) << 2) | (v & 0xFC0000u)
          | (v & 3u) | ((v >> 6) & 12u) | ((v >> 12) & 48u);
-}
-
-/* colour key r | g << 8 | b << 16 of a slot (the inverse of slot_of) */
-static inline uint32_t key_of(uint32_t s) {
-    return ((s >> 4) & 0xFCu) | (s & 3u) | (((s >> 2) & 0xFC00u) | ((s << 6) & 0x300u))
-         | ((s & 0xFC0000u) | ((s << 12) & 0x30000u));
 }
 
 /* Colour key of the pixel at q (channel stride sc). */
@@ -330,10 +327,10 @@ void p2p_colour_count(const uint8_t *px, long n, long h, long w,
     }
 }
 
-/* Add v pixels of the colour with key `key` to the bin counts (3 x 256 int64: L, a, b) through the table
-   (L | a << 8 | b << 16 per colour key). */
-static inline void add_bins(int64_t *counts, const uint32_t *tab, uint32_t key, uint32_t v) {
-    uint32_t e = tab[key];
+/* Add v pixels of the colour in slot s to the bin counts (3 x 256 int64: L, a, b) through the table
+   (L | a << 8 | b << 16 per slot). */
+static inline void add_bins(int64_t *counts, const uint32_t *tab, uint32_t s, uint32_t v) {
+    uint32_t e = tab[s];
     counts[e & 255] += v;
     counts[256 + ((e >> 8) & 255)] += v;
     counts[512 + (e >> 16)] += v;
@@ -342,8 +339,7 @@ static inline void add_bins(int64_t *counts, const uint32_t *tab, uint32_t key, 
 /* Move the colour counts into bin counts, zeroing what was moved and the marks.  With full zero only the
    marked blocks of counters are visited; with full nonzero (counts added without marks), every counter
    (16 MiB, about a millisecond).  The wrapped counts (big) are visited by their own marks.  The slots found
-   in a 64 Ki-slot span are listed first and their table entries fetched ahead of use: the few colours of a
-   span sit far apart in the table, each entry a cache miss. */
+   in a 64 Ki-slot span are listed first and their table entries fetched ahead of use. */
 #define SPAN 65536
 #define TABLE_AHEAD 64
 void p2p_colour_flush(uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigmark, const uint32_t *tab,
@@ -365,9 +361,9 @@ void p2p_colour_flush(uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigma
             }
         }
         for (long j = 0; j < nfound; j++) {
-            if (j + TABLE_AHEAD < nfound) __builtin_prefetch(tab + key_of(found[j + TABLE_AHEAD]), 0, 0);
+            if (j + TABLE_AHEAD < nfound) __builtin_prefetch(tab + found[j + TABLE_AHEAD], 0, 0);
             uint32_t s = found[j];
-            add_bins(counts, tab, key_of(s), cc[s]);
+            add_bins(counts, tab, s, cc[s]);
             cc[s] = 0;
         }
     }
@@ -375,7 +371,7 @@ void p2p_colour_flush(uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigma
         if (!bigmark[blk]) continue;
         bigmark[blk] = 0;
         for (long s = blk << 12; s < (blk + 1) << 12; s++) {
-            if (big[s]) { add_bins(counts, tab, key_of((uint32_t)s), big[s]); big[s] = 0; }
+            if (big[s]) { add_bins(counts, tab, (uint32_t)s, big[s]); big[s] = 0; }
         }
     }
 }

@@ -365,7 +365,7 @@ def test_table_is_cached_checked_and_rebuilt(tmp_path: Path, monkeypatch: pytest
     np.testing.assert_array_equal(again, built)
     colours = _edge_colours(500)
     lab = rgb2lab(colours[None])[0]
-    entry = again[colours[:, 0] | (colours[:, 1].astype(np.uint32) << 8) | (colours[:, 2].astype(np.uint32) << 16)]
+    entry = again[_slot(colours)]
     for k, c in enumerate(CHANNELS):
         bins = np.array([np.histogram([v], bins=bin_edges(c))[0].argmax() for v in lab[:, k]])
         np.testing.assert_array_equal((entry >> (8 * k)) & 255, bins)
