@@ -169,6 +169,14 @@ def baseline_source(rev: str, root: Path) -> Path | str:
     return root
 
 
+def baseline_options(root: Path) -> tuple[str, ...]:
+    """``serve`` options of the exported baseline: one process (``--workers 1``) where its ``study serve`` takes
+    ``--workers`` at all (revisions from 443fc74 on; from 0765d28 its default on PostgreSQL is two), none
+    before, when one process was all it ran."""
+    source = root / "p2p_eval" / "commands" / "study.py"
+    return ("--workers", "1") if source.exists() and '"--workers"' in source.read_text() else ()
+
+
 def postgres_url(arg: str | None) -> tuple[str | None, object | None, str]:
     """(URL, cluster to stop, note): the given server, else a throwaway cluster, else (None, None, why)."""
     if arg:
@@ -267,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             (Path(tmp) / "baseline").mkdir()
             found = baseline_source(args.baseline_rev, Path(tmp) / "baseline")
             if isinstance(found, Path):
-                servers["baseline"] = (found, ())
+                servers["baseline"] = (found, baseline_options(found))
             else:
                 notes.append(found)
         for workers in args.server_workers:

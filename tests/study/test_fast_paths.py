@@ -373,3 +373,23 @@ def test_driver_rows_equal_sqlalchemy_rows(postgres_base, image_dirs) -> None:
             after = conn.execute(select(Trial.views, Trial.fetches2).where(Trial.id == trial.id)).one()
             assert (after.views, after.fetches2) == (views + 1, trial.fetches2 + 1)
             conn.rollback()
+
+
+def test_load_benchmark_runs_the_baseline_with_one_process(tmp_path: Path) -> None:
+    """benchmarks/perf/study_load.py compares one process with one: a baseline whose ``study serve`` takes
+    ``--workers`` (its default became two on PostgreSQL) is started with ``--workers 1``; an older one, which
+    ran one process and knew no such flag, with nothing added.  Checked on the real exported revisions."""
+    import importlib.util
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("study_load", repo / "benchmarks" / "perf" / "study_load.py")
+    study_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_load)
+    if subprocess.run(["git", "cat-file", "-e", "e97e3f2^{commit}"], cwd=repo, capture_output=True).returncode:
+        pytest.skip("not a git checkout with the history of issue 12")
+    for rev, expected in (("e97e3f2", ()), ("443fc74", ("--workers", "1")), ("HEAD", ("--workers", "1"))):
+        root = tmp_path / rev
+        root.mkdir()
+        assert study_load.baseline_source(rev, root) == root
+        assert study_load.baseline_options(root) == expected, rev
