@@ -339,12 +339,12 @@ static inline void add_bins(int64_t *counts, const uint32_t *tab, uint32_t s, ui
 /* Move the colour counts into bin counts, zeroing what was moved and the marks.  With full zero only the
    marked blocks of counters are visited; with full nonzero (counts added without marks), every counter
    (16 MiB, about a millisecond).  The wrapped counts (big) are visited by their own marks.  The slots found
-   in a 64 Ki-slot span are listed first and their table entries fetched ahead of use. */
-#define SPAN 65536
+   in a span of 8 Ki slots are listed first and their table entries fetched ahead of use. */
+#define SPAN 8192  /* slots listed at once: 32 KiB on the stack (flushes of several threads may run at once) */
 #define TABLE_AHEAD 64
 void p2p_colour_flush(uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigmark, const uint32_t *tab,
                       int64_t *counts, int full) {
-    static uint32_t found[SPAN];
+    uint32_t found[SPAN];
     for (long span = 0; span < (1L << 24); span += SPAN) {
         long nfound = 0;
         for (long blk = span >> 8; blk < (span + SPAN) >> 8; blk++) {

@@ -393,3 +393,24 @@ def test_fast_path_equals_skimage_on_cityscapes(shared_data: Path, kernel: str) 
     expected = _skimage_counts(photos.permute(0, 2, 3, 1).numpy())
     for c in CHANNELS:
         np.testing.assert_array_equal(hist.counts[c], expected[c])
+
+
+def test_accumulators_in_threads_count_apart(key_loop: object) -> None:
+    """ctypes lets the C loop run outside the GIL: accumulators counting and flushing in two threads at once
+    must not share scratch memory (each thread's bins equal scikit-image's for its own images)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(12)
+    sets = [rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    expected = [_skimage_counts(images) for images in sets]
+
+    def work(k: int) -> bool:
+        for _ in range(15):
+            hist = LabHistogram()
+            hist.update(sets[k])
+            if any((hist.counts[c] != expected[k][c]).any() for c in CHANNELS):
+                return False
+        return True
+
+    with ThreadPoolExecutor(2) as pool:
+        assert all(pool.map(work, [0, 1, 0, 1]))
