@@ -171,7 +171,7 @@ C_SOURCE = r"""
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(P2P_PORTABLE)
 #include <immintrin.h>
 #define P2P_X86 1
 #endif
@@ -399,7 +399,12 @@ def _build_kernel() -> ctypes.CDLL | None:
             src = build / "lab_bins.c"
             src.write_text(C_SOURCE)
             out = build / name
-            subprocess.run([*cc, *_CFLAGS, "-o", str(out), str(src)], check=True, capture_output=True, timeout=120)
+            for extra in ([], ["-DP2P_PORTABLE"]):  # a compiler without the AVX intrinsics builds the portable loop
+                done = subprocess.run([*cc, *_CFLAGS, *extra, "-o", str(out), str(src)], capture_output=True, timeout=120)
+                if done.returncode == 0:
+                    break
+            else:
+                return None
         except (OSError, subprocess.SubprocessError):
             return None
         try:

@@ -414,3 +414,30 @@ def test_accumulators_in_threads_count_apart(key_loop: object) -> None:
 
     with ThreadPoolExecutor(2) as pool:
         assert all(pool.map(work, [0, 1, 0, 1]))
+
+
+def test_compiler_without_simd_intrinsics_builds_the_portable_loop(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A C compiler that rejects the AVX code (here a wrapper that fails unless -DP2P_PORTABLE is given) still
+    gives the C loop, with the portable slot loop, and the same bins as scikit-image."""
+    import shutil
+    import stat
+
+    if lab_bins.kernel() != "c":
+        pytest.skip("no C compiler: only the numpy loop runs here")
+    real = shutil.which("cc") or shutil.which("gcc")
+    wrapper = tmp_path / "cc-without-avx"
+    wrapper.write_text(f'#!/bin/sh\ncase " $* " in *" -DP2P_PORTABLE "*) exec {real} "$@";; esac\nexit 1\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CC", str(wrapper))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(lab_bins, "_STATE", {"table": lab_bins.load_table()})
+    monkeypatch.setattr(lab_bins, "_POOL", [])
+    assert lab_bins.kernel() == "c"
+    assert lab_bins._STATE["lib"].p2p_colour_simd(2) == 0
+    images = np.random.default_rng(13).integers(0, 256, (2, 16, 40, 3), dtype=np.uint8)
+    hist = LabHistogram()
+    hist.update(images)
+    expected = _skimage_counts(images)
+    for c in CHANNELS:
+        np.testing.assert_array_equal(hist.counts[c], expected[c])
