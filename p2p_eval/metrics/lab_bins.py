@@ -17,12 +17,14 @@ The table is computed on first use (2-5 s of scikit-image over 16.7 M colours) a
 every load; the key covers the bins, scikit-image's version and this module's table format, so nothing
 stale is reused.  Without a writable cache the table lives in the process.
 
-Counting: :class:`ColourCounts` adds one to a per-colour counter (2^24 uint32, pages allocated as touched)
-per pixel, and turns the colours seen into bin counts only when asked (:meth:`ColourCounts.flush`): one
-memory access per pixel, the table read once per distinct colour.  The loop is C, compiled on first use
-with the system C compiler (``$CC`` or ``cc``) and cached beside the table; on x86-64 CPUs with AVX2 it
-makes the colour keys of 8 pixels per instruction (chosen at run time, so a cached library also runs on
-older CPUs), and it asks for image rows a few rows ahead of the one it counts.  Without a compiler,
+Counting: :class:`ColourCounts` adds one to a per-colour counter (one byte per colour in 4 x 4 x 4 colour
+blocks, 256 carried to a uint32 counter when it wraps) per pixel, and turns the colours seen into bin
+counts only when asked (:meth:`ColourCounts.flush`): one memory access per pixel, the table read once per
+distinct colour.  The loop is C, compiled on first use with the system C compiler (``$CC`` or ``cc``) and
+cached beside the table; on x86-64 CPUs with AVX2 / AVX-512 it makes the counter slots of 8 / 16 pixels
+per instruction (chosen at run time, so a cached library also runs on older CPUs; a compiler without
+these intrinsics builds the portable loop), and it asks for image rows a few rows ahead of the one it
+counts.  Without a compiler,
 :func:`count_bins` gives the same counts from numpy (``take`` + ``bincount`` per image, about 3x slower).
 ``P2P_EVAL_COLOR_KERNEL=numpy`` forces numpy, ``=c`` makes a missing compiler an error.
 """
@@ -271,7 +273,8 @@ int p2p_colour_simd(int want) {
 }
 
 /* Image rows are asked for this many rows ahead: a freshly decoded image is often no longer in the nearest
-   caches, and reading it was half the cost of counting it (benchmarks/perf/color.py). */
+   caches (timed right after torchvision's decode on the 2-core CPU of reports/bench.md, counting a photo
+   took about 1.5x as long without this). */
 #define ROWS_AHEAD 4
 #define CHUNK 1024  /* pixels whose slots are made at once */
 
