@@ -358,8 +358,9 @@ void p2p_colour_flush(uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigma
                 memcpy(&w0, cc + base, 8);
                 memcpy(&w1, cc + base + 8, 8);
                 if (!(w0 | w1)) continue;
-                for (int j = 0; j < 16; j++) {
-                    if (cc[base + j]) found[nfound++] = (uint32_t)(base + j);
+                for (int j = 0; j < 16; j++) {  /* without a branch: a colour's count being zero is not predictable */
+                    found[nfound] = (uint32_t)(base + j);
+                    nfound += cc[base + j] != 0;
                 }
             }
         }
