@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     _FILES, _SIZE = files, args.size
     lab_bins.load_table()
     kernel = lab_bins.kernel()
-    if kernel == "c":  # which slot loop the CPU runs: lab_bins.C_SOURCE, p2p_colour_simd
-        kernel += ", " + ("portable", "AVX2", "AVX-512")[lab_bins._STATE["lib"].p2p_colour_simd(-1)]
+    if kernel == "c":
+        kernel += f", {lab_bins.slot_loop()}"
     rows = [measure(d, int(w), args.rounds, args.count)
             for d in args.decoders.split(",") for w in args.workers.split(",")]
     checks = {d: exactness(d, files, next(r["counts"] for r in rows if r["decoder"] == d))

@@ -96,8 +96,8 @@ def _as_nhwc(images: np.ndarray | torch.Tensor) -> np.ndarray:
         if images.ndim not in (3, 4) or images.shape[-3] != 3:
             raise ValueError(f"expected a (N, 3, H, W) tensor, got {tuple(images.shape)}")
         t = images.detach().cpu() if images.requires_grad or images.device.type != "cpu" else images
-        a = t.numpy()  # numpy's transpose below costs a third of torch's permute per image
-        images = (a[None] if a.ndim == 3 else a).transpose(0, 2, 3, 1)
+        a = t.numpy()  # numpy's transpose costs a third of torch's permute per image
+        images = a.transpose(1, 2, 0) if a.ndim == 3 else a.transpose(0, 2, 3, 1)
     arr = np.asarray(images)
     arr = arr[None] if arr.ndim == 3 else arr
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:

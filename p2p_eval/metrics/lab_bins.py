@@ -450,6 +450,16 @@ def kernel() -> str:
     return "c"
 
 
+SLOT_LOOPS = ("portable", "avx2", "avx512")  # the C slot loops, by the level p2p_colour_simd takes and returns
+
+
+def slot_loop() -> str | None:
+    """Which C slot loop counts pixels on this CPU (one of :data:`SLOT_LOOPS`), or None with the numpy loop."""
+    if kernel() != "c":
+        return None
+    return SLOT_LOOPS[_STATE["lib"].p2p_colour_simd(-1)]  # type: ignore[attr-defined]
+
+
 def count_bins(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(3, 256) int64 counts of the L, a, b bin indices of uint8 (N, H, W, 3) ``images`` (any strides),
     only where ``mask`` (bool (N, H, W)) is true when given; numpy, image by image (the fallback loop)."""

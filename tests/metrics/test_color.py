@@ -203,7 +203,7 @@ def key_loop(request: pytest.FixtureRequest) -> object:
     if lab_bins.kernel() != "c":
         pytest.skip("no C compiler: only the numpy loop runs here")
     lib = lab_bins._STATE["lib"]
-    level = ["portable", "avx2", "avx512"].index(request.param)
+    level = lab_bins.SLOT_LOOPS.index(request.param)
     if lib.p2p_colour_simd(level) != level:
         lib.p2p_colour_simd(2)
         pytest.skip(f"this CPU has no {request.param}")
