@@ -1,5 +1,6 @@
 """Tiny FCN-score segmenters (32x32, whole frames, one epoch on the synthetic scenes), trained once per session:
-the one every ablation test scores with, and a second (another seed) for re-scoring."""
+the one every ablation test scores with, and a second (another seed) for re-scoring; the training overrides of
+the tests that check the pipeline rather than the paper's widths."""
 
 from __future__ import annotations
 
@@ -23,3 +24,10 @@ def ablation_segmenter(synth_small: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def second_segmenter(synth_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _segmenter(synth_small, tmp_path_factory.mktemp("ablation_seg2") / "seg2.pt", seed=1)
+
+
+@pytest.fixture(scope="session")
+def narrow_step() -> dict[str, int]:
+    """One training step per row at an eighth of the paper's widths (ngf = ndf = 8): what these tests check is the
+    pipeline, and a 64-wide U-Net's checkpoint (weights + Adam states) is ~200 MB even at 32 px."""
+    return {"max_steps": 1, "ngf": 8, "ndf": 8}

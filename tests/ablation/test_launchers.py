@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def _job(name: str, data: Path, runs: Path, seg: Path):
-    cfg, _ = row_config(GENERATORS_DIR / f"{name}.toml", PRESETS["smoke"], {"max_steps": 1})
+    cfg, _ = row_config(GENERATORS_DIR / f"{name}.toml", PRESETS["smoke"], {"max_steps": 1, "ngf": 8, "ndf": 8})
     return make_job(cfg, data, runs, seg, file_sha256(seg), device="cpu", progress=False)
 
 

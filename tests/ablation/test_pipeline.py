@@ -4,25 +4,36 @@ report's files and structure, rerunning without training, refusing unfinished ru
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from p2p_eval.ablation import provenance, run_ablation
+from p2p_eval.ablation.presets import PRESETS
 from p2p_eval.errors import UserError
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ablation(synth_small: Path, ablation_segmenter: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def ablation(synth_small: Path, ablation_segmenter: Path, narrow_step: dict[str, int],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """All tables at one step per row, the smoke preset narrowed to ``narrow_step``'s widths for this module (the
+    CLI test below must find the same runs through ``--max-steps 1``); the folder is deleted after the module."""
+    narrow = dataclasses.replace(PRESETS["smoke"], overrides={**PRESETS["smoke"].overrides, "ngf": narrow_step["ngf"],
+                                                              "ndf": narrow_step["ndf"]})
     work = tmp_path_factory.mktemp("ablation")
-    report = run_ablation("all", synth_small, ablation_segmenter, work / "report", preset="smoke", runs_dir=work / "runs",
-                          device="cpu", overrides={"max_steps": 1}, progress=False)
-    return report, work / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("p2p_eval.ablation.pipeline.get_preset", lambda name: narrow if name == "smoke" else PRESETS[name])
+        report = run_ablation("all", synth_small, ablation_segmenter, work / "report", preset="smoke",
+                              runs_dir=work / "runs", device="cpu", overrides={"max_steps": 1}, progress=False)
+        yield report, work / "runs"
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:

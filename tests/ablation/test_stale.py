@@ -31,8 +31,8 @@ class Trainer:
 
 
 @pytest.fixture()
-def setup(synth_small: Path, ablation_segmenter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-          capsys: pytest.CaptureFixture):
+def setup(synth_small: Path, ablation_segmenter: Path, narrow_step: dict[str, int], tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     data = tmp_path / "data"
     shutil.copytree(synth_small, data)
     trainer = Trainer()
@@ -40,7 +40,7 @@ def setup(synth_small: Path, ablation_segmenter: Path, tmp_path: Path, monkeypat
 
     def ablate(name: str, **kwargs) -> dict:
         out = run_ablation("2", data, ablation_segmenter, tmp_path / name, preset="smoke", runs_dir=tmp_path / "runs",
-                           device="cpu", overrides={"max_steps": 1}, progress=False, **kwargs)
+                           device="cpu", overrides=narrow_step, progress=False, **kwargs)
         return json.loads((out / "report.json").read_text()) | {"md": (out / "table2.md").read_text()}
 
     first = ablate("first")

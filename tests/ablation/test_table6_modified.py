@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +28,17 @@ def facades(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reports(synth_small: Path, facades: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def reports(synth_small: Path, facades: Path, narrow_step: dict[str, int],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     work = tmp_path_factory.mktemp("t6mod")
-    kw = {"preset": "smoke", "runs_dir": work / "runs", "device": "cpu", "overrides": {"max_steps": 1}, "progress": False}
+    kw = {"preset": "smoke", "runs_dir": work / "runs", "device": "cpu", "overrides": narrow_step, "progress": False}
     # Table 6, then the Facades report in a sub-folder (it links its parent), then Table 6 again (cached runs: it
     # now links the sub-folder), the order of the committed reports/quick/ and reports/quick/facades/
     table6 = run_ablation("6", synth_small, None, work / "report", **kw)
     modified = run_ablation("modified", facades, None, work / "report" / "facades", **kw)
     run_ablation("6", synth_small, None, work / "report", **kw)
-    return {"table6": table6, "modified": modified, "runs": work / "runs"}
+    yield {"table6": table6, "modified": modified, "runs": work / "runs"}
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def test_table6_report_and_scores(reports: dict[str, Path], synth_small: Path) -> None:
@@ -117,15 +121,15 @@ def test_reports_link_each_other(reports: dict[str, Path]) -> None:
     assert 'href="../index.html"' in (child / "index.html").read_text()
 
 
-def test_rerun_trains_nothing(reports: dict[str, Path], synth_small: Path, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture) -> None:
+def test_rerun_trains_nothing(reports: dict[str, Path], synth_small: Path, narrow_step: dict[str, int],
+                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     def no_training(*args, **kwargs):
         raise AssertionError("the rerun trained a row")
 
     monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
     monkeypatch.setattr("p2p_eval.translate.translate_run", no_training)
     run_ablation("6", synth_small, None, reports["runs"].parent / "again", preset="smoke", runs_dir=reports["runs"],
-                 device="cpu", overrides={"max_steps": 1}, progress=False)
+                 device="cpu", overrides=narrow_step, progress=False)
     assert "3 distinct runs (3 done, 0 partial, 0 new, 0 stale)" in capsys.readouterr().out
 
 
