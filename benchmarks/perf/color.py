@@ -17,6 +17,10 @@ the same run with the same decoder and the same workers; the goal is a rate of a
   same bins) over the same decoded images: its summed bin counts against LabHistogram's, and pixel by pixel
   the number of pixels whose bin differs (with the largest distance of such a pixel to a bin edge).
   The scikit-image loop's own rate is printed too (the old baseline).
+- counter footprint: the 64-byte lines of per-colour counters that a photo touches on average (and all
+  photos together), in the layout the C loop uses (``colour_index``, one byte per colour along the grey
+  axis) and in two others for comparison: one byte per colour in 4 x 4 x 4 RGB blocks, and 4-byte counters
+  in ``r | g << 8 | b << 16`` order.  Fewer lines: fewer fetched per image, fewer of the decoder's pushed out.
 
 Prints markdown; ``--json OUT`` writes the numbers.  Data not found: exits 2 (no synthetic stand-in).
 """
@@ -190,6 +194,32 @@ def exactness(decoder: str, files: list[Path], counts: np.ndarray) -> dict:
             "histograms_alone_images_per_s": len(files) / ours_seconds}
 
 
+def counter_lines(decoder: str, files: list[Path]) -> dict:
+    """Mean distinct 64-byte counter lines per photo, and over all photos, for three counter layouts."""
+    import torch
+
+    from p2p_eval.metrics.lab_bins import colour_index
+
+    layouts: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+        "uint8 along the grey axis (in use)": lambda r, g, b: colour_index(r, g, b) >> 6,
+        "uint8 in 4x4x4 RGB blocks": lambda r, g, b: (r >> 2) | (g >> 2) << 6 | (b >> 2) << 12,
+        "uint32 in RGB order (r + 256 g + 65536 b)": lambda r, g, b: (r | g << 8 | b << 16) >> 4,
+    }
+    per_photo = {name: [] for name in layouts}
+    seen = {name: set() for name in layouts}
+    for path in files:
+        image = DECODERS[decoder](path)
+        if isinstance(image, torch.Tensor):
+            image = image.permute(1, 2, 0).numpy()
+        r, g, b = (image[..., k].astype(np.uint32) for k in range(3))
+        for name, line in layouts.items():
+            lines = np.unique(line(r, g, b))
+            per_photo[name].append(len(lines))
+            seen[name].update(lines.tolist())
+    return {name: {"lines_per_photo": float(np.mean(per_photo[name])), "lines_all_photos": len(seen[name])}
+            for name in layouts}
+
+
 def main(argv: list[str] | None = None) -> int:
     global _FILES, _SIZE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -220,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["counts"] = None
     load = os.getloadavg()
+    footprint = counter_lines(args.decoders.split(",")[0], files)
     result = {"images": args.count, "size": args.size, "source": f"Cityscapes val photos (A halves) 1..{args.count}",
               "kernel": kernel, "cpus": os.cpu_count(), "loadavg_1min": load[0], "target_ratio": TARGET,
-              "rows": rows, "exactness": checks}
+              "rows": rows, "exactness": checks, "counter_lines": footprint}
     result["summary"] = [
         {"figure": f"Lab histogram pass, {r['decoder']} decoder, "
                    + (f"{r['workers']} worker processes" if r["workers"] else "in-process")
@@ -262,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {d} | {'yes' if c['bin_counts_equal'] else 'NO'} | {c['bins_differing']} | "
               f"{c['pixels_in_another_bin']} | {c['histograms_alone_images_per_s']:.0f} | "
               f"{c['skimage_loop_images_per_s']:.0f} |")
+    print(f"\nCounter footprint ({args.decoders.split(',')[0]} decoder): 64-byte lines of per-colour counters "
+          "touched\n")
+    print("| counter layout | lines per photo (mean) | lines, all photos together |")
+    print("| --- | ---: | ---: |")
+    for name, f in footprint.items():
+        print(f"| {name} | {f['lines_per_photo']:.0f} | {f['lines_all_photos']} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

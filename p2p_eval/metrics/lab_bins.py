@@ -4,7 +4,7 @@ Reference: scikit-image's ``skimage.color.rgb2lab`` (CIE Lab, illuminant D65, 2 
 ``numpy.histogram`` with the fixed bins of :data:`p2p_eval.metrics.color.BINS`.  Every one of the 2^24 sRGB
 colours is converted once, by ``skimage.color.rgb2lab`` itself, and its three bin indices are stored in a
 table (uint32 per colour: L bin | a bin << 8 | b bin << 16; 64 MiB, in the colour order of
-:func:`colour_index`: 4 x 4 x 4 colour blocks, the counters' order).  The counts
+:func:`colour_index`: along the grey axis, the counters' order).  The counts
 are therefore those of the per-image scikit-image loop by construction; the only possible differences are
 pixels whose Lab value lies within floating-point noise of a bin edge, if ``rgb2lab`` rounded the same
 colour differently in a different array shape (``benchmarks/perf/color.py`` counts them on the 500
@@ -17,14 +17,14 @@ The table is computed on first use (2-5 s of scikit-image over 16.7 M colours) a
 every load; the key covers the bins, scikit-image's version and this module's table format, so nothing
 stale is reused.  Without a writable cache the table lives in the process.
 
-Counting: :class:`ColourCounts` adds one to a per-colour counter (one byte per colour in 4 x 4 x 4 colour
-blocks, 256 carried to a uint32 counter when it wraps) per pixel, and turns the colours seen into bin
+Counting: :class:`ColourCounts` adds one to a per-colour counter (one byte per colour, in the order of the
+grey axis, 256 carried to a uint32 counter when it wraps) per pixel, and turns the colours seen into bin
 counts only when asked (:meth:`ColourCounts.flush`): one memory access per pixel, the table read once per
 distinct colour.  The loop is C, compiled on first use with the system C compiler (``$CC`` or ``cc``) and
 cached beside the table; on x86-64 CPUs with AVX2 / AVX-512 it makes the counter slots of 8 / 16 pixels
 per instruction (chosen at run time, so a cached library also runs on older CPUs; a compiler without
 these intrinsics builds the portable loop), and it asks for image rows a few rows ahead of the one it
-counts.  Without a compiler,
+counts and for counters a few hundred pixels ahead.  Without a compiler,
 :func:`count_bins` gives the same counts from numpy (``take`` + ``bincount`` per image, about 3x slower).
 ``P2P_EVAL_COLOR_KERNEL=numpy`` forces numpy, ``=c`` makes a missing compiler an error.
 """
@@ -46,17 +46,16 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 3  # bump when the table's layout or the way it is built changes
+FORMAT = 4  # bump when the table's layout or the way it is built changes
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
 
 def colour_index(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Index (uint32) of colours (uint8 channel arrays) in the table and the C loop's counters: 4 x 4 x 4
-    colour blocks of 64, ``(r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4``
-    (``slot_of`` in :data:`C_SOURCE`)."""
+    """Index (uint32) of colours (uint8 channel arrays) in the table and the C loop's counters, in the order
+    of the grey axis: ``g | ((b - g) mod 256) << 8 | ((r - g) mod 256) << 16`` (``slot_of`` in :data:`C_SOURCE`)."""
     r, g, b = (np.asarray(c, dtype=np.uint32) for c in (r, g, b))
-    return (r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4
+    return g | ((b - g) & 255) << 8 | ((r - g) & 255) << 16
 
 
 def cache_dir() -> Path:
@@ -178,17 +177,18 @@ C_SOURCE = r"""
 #define P2P_X86 1
 #endif
 
-/* Counters are uint8, one per colour, laid out in 4 x 4 x 4 colour blocks of 64 bytes (one cache line):
-   slot = (r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4.
-   A photo's colours then touch a third of the cache lines that 4-byte counters in r | g << 8 | b << 16
-   order touch (3400 against 9000 per Cityscapes photo), so fewer are fetched per image and fewer of the
-   decoder's are pushed out.  A counter that wraps adds 256 to big[slot] (uint32) and marks its 4096-slot
-   block in bigmark. */
+/* Counters are uint8, one per colour, in the order of the grey axis: slot = g | (b - g) << 8 | (r - g) << 16
+   (differences mod 256), so that a 64-byte line holds 64 colours of one chroma along the grey axis.  A
+   photo's colours vary mostly in brightness at a given hue, so they touch few lines: about 1000 per
+   Cityscapes val photo at 256x256, against 2.6x as many in 4 x 4 x 4 RGB blocks of 64 and 7x as many with
+   4-byte counters in r | g << 8 | b << 16 order (benchmarks/perf/color.py prints the counts); fewer are
+   fetched per image and fewer of the decoder's are pushed out.  A counter that wraps adds 256 to big[slot]
+   (uint32) and marks its 4096-slot block in bigmark. */
 
 /* slot of the colour key r | g << 8 | b << 16 */
 static inline uint32_t slot_of(uint32_t v) {
-    return ((v & 0xFCu) << 4) | ((v & 0xFC00u) << 2) | (v & 0xFC0000u)
-         | (v & 3u) | ((v >> 6) & 12u) | ((v >> 12) & 48u);
+    uint32_t r = v & 255u, g = (v >> 8) & 255u, b = (v >> 16) & 255u;
+    return g | ((b - g) & 255u) << 8 | ((r - g) & 255u) << 16;
 }
 
 /* Colour key of the pixel at q (channel stride sc). */
@@ -209,39 +209,43 @@ static void slots_portable(const uint8_t *p, long w, uint32_t *k) {
 }
 
 #ifdef P2P_X86
-/* slot_of on the 32-bit lanes of a vector, for the AVX2 and AVX-512 loops below */
-#define SLOTS_OF(T, SL, SR, AND, OR, v) \
-    OR(OR(OR(SL(AND(v, T(0xFC)), 4), SL(AND(v, T(0xFC00)), 2)), AND(v, T(0xFC0000))), \
-       OR(OR(AND(v, T(3)), AND(SR(v, 6), T(12))), AND(SR(v, 12), T(48))))
+/* The vector loops make each 32-bit lane's slot as bytes [g, b, r, 0] - [0, g, g, 0] (byte-wise, mod 256): two
+   byte shuffles of the loaded pixels and one subtraction. */
 
 /* The same slots, 8 pixels (24 bytes) per AVX2 step: two 16-byte loads at p + 3x and p + 3x + 8 (the highest
-   byte read p[3x + 23] <= p[3w - 1]), a shuffle to r | g << 8 | b << 16 per lane, then slot_of's bit moves;
-   the last pixels go through the scalar loop. */
+   byte read p[3x + 23] <= p[3w - 1]), put in one register (pixels 0-3 at bytes 0-11 of the low half, 4-7 at
+   bytes 4-15 of the high half); the last pixels go through the scalar loop. */
 __attribute__((target("avx2"))) static void slots_avx2(const uint8_t *p, long w, uint32_t *k) {
-    const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,
-                                            4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
+    const __m256i gbr = _mm256_setr_epi8(1, 2, 0, -1, 4, 5, 3, -1, 7, 8, 6, -1, 10, 11, 9, -1,
+                                         5, 6, 4, -1, 8, 9, 7, -1, 11, 12, 10, -1, 14, 15, 13, -1);
+    const __m256i ogg = _mm256_setr_epi8(-1, 1, 1, -1, -1, 4, 4, -1, -1, 7, 7, -1, -1, 10, 10, -1,
+                                         -1, 5, 5, -1, -1, 8, 8, -1, -1, 11, 11, -1, -1, 14, 14, -1);
     long x = 0;
     for (; x + 8 <= w; x += 8) {
         __m128i lo = _mm_loadu_si128((const __m128i *)(p + 3 * x));
         __m128i hi = _mm_loadu_si128((const __m128i *)(p + 3 * x + 8));
-        __m256i v = _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1), spread);
-        v = SLOTS_OF(_mm256_set1_epi32, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_and_si256, _mm256_or_si256, v);
+        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+        v = _mm256_sub_epi8(_mm256_shuffle_epi8(v, gbr), _mm256_shuffle_epi8(v, ogg));
         _mm256_storeu_si256((__m256i *)(k + x), v);
     }
     for (; x < w; x++) k[x] = slot_of(key_at(p + 3 * x, 1));
 }
 
-/* 16 pixels per AVX-512 step: a masked load of exactly their 48 bytes, one byte permute to
-   r | g << 8 | b << 16 per lane (the 4th byte taken from byte 63, zero), then slot_of's bit moves. */
+/* 16 pixels per AVX-512 step: a masked load of exactly their 48 bytes (bytes 48-63 zero) and two byte
+   permutes across the register (byte 63 stands for 0). */
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void slots_avx512(const uint8_t *p, long w, uint32_t *k) {
-    const __m512i spread = _mm512_set_epi8(
-        63, 47, 46, 45, 63, 44, 43, 42, 63, 41, 40, 39, 63, 38, 37, 36, 63, 35, 34, 33, 63, 32, 31, 30,
-        63, 29, 28, 27, 63, 26, 25, 24, 63, 23, 22, 21, 63, 20, 19, 18, 63, 17, 16, 15, 63, 14, 13, 12,
-        63, 11, 10, 9, 63, 8, 7, 6, 63, 5, 4, 3, 63, 2, 1, 0);
+    const __m512i gbr = _mm512_set_epi8(
+        63, 45, 47, 46, 63, 42, 44, 43, 63, 39, 41, 40, 63, 36, 38, 37, 63, 33, 35, 34, 63, 30, 32, 31,
+        63, 27, 29, 28, 63, 24, 26, 25, 63, 21, 23, 22, 63, 18, 20, 19, 63, 15, 17, 16, 63, 12, 14, 13,
+        63, 9, 11, 10, 63, 6, 8, 7, 63, 3, 5, 4, 63, 0, 2, 1);
+    const __m512i ogg = _mm512_set_epi8(
+        63, 46, 46, 63, 63, 43, 43, 63, 63, 40, 40, 63, 63, 37, 37, 63, 63, 34, 34, 63, 63, 31, 31, 63,
+        63, 28, 28, 63, 63, 25, 25, 63, 63, 22, 22, 63, 63, 19, 19, 63, 63, 16, 16, 63, 63, 13, 13, 63,
+        63, 10, 10, 63, 63, 7, 7, 63, 63, 4, 4, 63, 63, 1, 1, 63);
     long x = 0;
     for (; x + 16 <= w; x += 16) {
-        __m512i v = _mm512_permutexvar_epi8(spread, _mm512_maskz_loadu_epi8(0xFFFFFFFFFFFFull, p + 3 * x));
-        v = SLOTS_OF(_mm512_set1_epi32, _mm512_slli_epi32, _mm512_srli_epi32, _mm512_and_si512, _mm512_or_si512, v);
+        __m512i v = _mm512_maskz_loadu_epi8(0xFFFFFFFFFFFFull, p + 3 * x);
+        v = _mm512_sub_epi8(_mm512_permutexvar_epi8(gbr, v), _mm512_permutexvar_epi8(ogg, v));
         _mm512_storeu_si512(k + x, v);
     }
     for (; x < w; x++) k[x] = slot_of(key_at(p + 3 * x, 1));
@@ -276,7 +280,13 @@ int p2p_colour_simd(int want) {
    caches (timed right after torchvision's decode on the 2-core CPU of reports/bench.md, counting a photo
    took about 1.5x as long without this). */
 #define ROWS_AHEAD 4
-#define CHUNK 1024  /* pixels whose slots are made at once */
+#define CHUNK 2048  /* pixels whose slots are made at once: whole rows (8 of 256 pixels), or part of a wide row */
+/* Counters are asked for this many pixels before they are counted.  The counter lines a photo needs that
+   are not in the near caches are otherwise fetched about one at a time: only a few of the pixels in the
+   out-of-order window miss, so the misses hardly overlap.  With the counters flushed out of every cache
+   before a photo, this took counting it from about 2.6x to 1.1x its time with them in cache (4 x 4 x 4
+   layout, the CPU of reports/bench.md); 96 to 768 ahead did about as well. */
+#define PF_AHEAD 384
 
 static void fetch_row(const uint8_t *row, long bytes) {
     for (long o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 3);
@@ -286,34 +296,69 @@ static inline void add_one(uint8_t *cc, uint32_t *big, uint8_t *bigmark, uint32_
     if (__builtin_expect(++cc[s] == 0, 0)) { big[s] += 256; bigmark[s >> 12] = 1; }
 }
 
+/* Count the slots k[0..m); the counters of the slots PF_AHEAD pixels later are asked for first, from k and
+   then from next[0..nn), the slots of the block counted after this one (nn = 0: none).  mark: see below. */
+static inline __attribute__((always_inline)) void count_block(uint8_t *cc, uint8_t *dirty, uint32_t *big,
+        uint8_t *bigmark, const uint32_t *k, long m, const uint32_t *next, long nn, int mark) {
+    long x = 0;
+    for (; x + PF_AHEAD < m; x++) {
+        __builtin_prefetch(cc + k[x + PF_AHEAD], 1, 3);
+        add_one(cc, big, bigmark, k[x]);
+        if (mark) dirty[k[x] >> 8] = 1;
+    }
+    for (; x < m; x++) {
+        long j = x + PF_AHEAD - m;
+        if (j < nn) __builtin_prefetch(cc + next[j], 1, 3);
+        add_one(cc, big, bigmark, k[x]);
+        if (mark) dirty[k[x] >> 8] = 1;
+    }
+}
+
+/* Slots of block b of an interleaved image (whole rows when w <= CHUNK, else CHUNK-pixel parts of a row) into k;
+   the rows ROWS_AHEAD below those made are asked for.  Returns the block's pixel count. */
+static long block_slots(const uint8_t *img, long h, long w, ptrdiff_t sh, long b, uint32_t *k) {
+    if (w <= CHUNK) {
+        long rows = CHUNK / w, y0 = b * rows, r = h - y0 < rows ? h - y0 : rows;
+        for (long y = y0; y < y0 + r; y++) {
+            if (y + ROWS_AHEAD < h) fetch_row(img + (y + ROWS_AHEAD) * sh, 3 * w);
+            row_slots(img + y * sh, w, k + (y - y0) * w);
+        }
+        return r * w;
+    }
+    long parts = (w + CHUNK - 1) / CHUNK, y = b / parts, x0 = (b % parts) * CHUNK;
+    const uint8_t *p = img + y * sh;
+    if (x0 == 0 && y + ROWS_AHEAD < h) fetch_row(p + ROWS_AHEAD * sh, 3 * w);
+    long m = w - x0 < CHUNK ? w - x0 : CHUNK;
+    row_slots(p + 3 * x0, m, k);
+    return m;
+}
+
 /* Add one per pixel to the counter of its colour, for n images of h x w uint8 pixels, byte strides sn (image),
    sh (row), sw (pixel), sc (channel); mask (may be NULL, strides mn, mh, mw): only pixels where it is nonzero.
    When mark is nonzero, dirty[slot >> 8] = 1 marks the 256-slot blocks touched, so that a flush can visit
    only those (a store per pixel: without marks the flush scans all counters instead).
-   Interleaved RGB without a mask (the decoders' layout) takes the fast path: per row, the slots of up to
-   CHUNK pixels first (AVX2 where available), then the counts; other layouts go pixel by pixel. */
+   Interleaved RGB without a mask (the decoders' layout) takes the fast path: blocks of up to CHUNK pixels,
+   the slots of the next block made (AVX2 / AVX-512 where available) before the counts of this one, so that
+   counters can be asked for PF_AHEAD pixels ahead across blocks; other layouts go pixel by pixel. */
 void p2p_colour_count(const uint8_t *px, long n, long h, long w,
                       ptrdiff_t sn, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t sc,
                       const uint8_t *mask, ptrdiff_t mn, ptrdiff_t mh, ptrdiff_t mw,
                       uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigmark, int mark) {
     if (row_slots == NULL) p2p_colour_simd(-1);
-    uint32_t k[CHUNK];
+    uint32_t k[2][CHUNK];
     for (long i = 0; i < n; i++) {
         const uint8_t *img = px + i * sn;
         if (mask == NULL && sw == 3 && sc == 1) {
+            long blocks = w <= CHUNK ? (h + CHUNK / w - 1) / (CHUNK / w) : h * ((w + CHUNK - 1) / CHUNK);
             for (long y = 1; y < ROWS_AHEAD && y < h; y++) fetch_row(img + y * sh, 3 * w);
-            for (long y = 0; y < h; y++) {
-                const uint8_t *p = img + y * sh;
-                if (y + ROWS_AHEAD < h) fetch_row(p + ROWS_AHEAD * sh, 3 * w);
-                for (long x0 = 0; x0 < w; x0 += CHUNK) {
-                    long m = w - x0 < CHUNK ? w - x0 : CHUNK;
-                    row_slots(p + 3 * x0, m, k);
-                    if (mark) {
-                        for (long x = 0; x < m; x++) { add_one(cc, big, bigmark, k[x]); dirty[k[x] >> 8] = 1; }
-                    } else {
-                        for (long x = 0; x < m; x++) add_one(cc, big, bigmark, k[x]);
-                    }
-                }
+            long m = block_slots(img, h, w, sh, 0, k[0]);
+            for (long b = 0; b < blocks; b++) {
+                const uint32_t *cur = k[b & 1];
+                uint32_t *next = k[(b + 1) & 1];
+                long nn = b + 1 < blocks ? block_slots(img, h, w, sh, b + 1, next) : 0;
+                if (mark) count_block(cc, dirty, big, bigmark, cur, m, next, nn, 1);
+                else count_block(cc, dirty, big, bigmark, cur, m, next, nn, 0);
+                m = nn;
             }
             continue;
         }
@@ -509,7 +554,7 @@ class ColourCounts:
     """Pixels counted per sRGB colour (C loop), turned into (3, 256) L / a / b bin counts by :meth:`flush`.
 
     Between a first :meth:`add` and the next :meth:`flush` it holds a uint8 counter per colour (16 MiB,
-    in 4 x 4 x 4 colour blocks, see ``C_SOURCE``), a uint32 one taking 256 each time a counter wraps
+    along the grey axis, see ``C_SOURCE``), a uint32 one taking 256 each time a counter wraps
     (64 MiB of address space, backed only where used) and a 64 KiB map of the 256-colour blocks touched.
     The map costs a store per pixel, so it is kept only for the first ``_MARKED`` pixels after a flush: a
     flush after fewer visits only the marked blocks; after more it scans every counter (about a

@@ -229,15 +229,17 @@ def test_c_loop_reads_nothing_past_the_image(width: int, key_loop: object) -> No
 
 
 def _slot(images: np.ndarray) -> np.ndarray:
-    """The C loop's counter slot of each pixel: 4 x 4 x 4 colour blocks of 64 counters (lab_bins.C_SOURCE)."""
+    """The C loop's counter slot of each pixel, along the grey axis: g + 256 (b - g mod 256) + 65536 (r - g mod 256)
+    (lab_bins.C_SOURCE)."""
     r, g, b = (images[..., k].astype(np.int64).ravel() for k in range(3))
-    return (r >> 2) << 6 | (g >> 2) << 12 | (b >> 2) << 18 | (r & 3) | (g & 3) << 2 | (b & 3) << 4
+    return g + 256 * np.mod(b - g, 256) + 65536 * np.mod(r - g, 256)
 
 
 @pytest.mark.parametrize("mark", [1, 0])
 def test_c_colour_counters_equal_numpy_bincount(key_loop: object, mark: int) -> None:
     """The C loop's per-colour counters (uint8 + 256 per wrap) against numpy.bincount of the slots, on widths
-    around the 8- and 16-pixel steps of the AVX2 and AVX-512 loops and across 1024-pixel chunks, crops of wider rows (row
+    around the 8- and 16-pixel steps of the AVX2 and AVX-512 loops and across the 2048-pixel blocks (rows
+    split in parts, several blocks of whole rows, a last block of fewer rows), crops of wider rows (row
     stride larger than the row) and batches of two; with marks, exactly the 256-slot blocks of the colours
     seen are marked, and the wrapped counts' 4096-slot blocks always.  A few colours dominate (as in
     photos), so many counters wrap, some more than once."""
@@ -246,13 +248,14 @@ def test_c_colour_counters_equal_numpy_bincount(key_loop: object, mark: int) -> 
     arrays = lab_bins._Counters()
     cc, dirty, big, bigmark = arrays.arrays
     slots = []
-    for width in (1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1024, 1025, 2100):
-        wide = palette[rng.integers(0, 40, (2, 3, width + 5))]
+    sizes = [(3, w) for w in (1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1024, 1025, 2047, 2048, 2049, 4100)]
+    for height, width in sizes + [(45, 100), (700, 3), (5, 2049)]:
+        wide = palette[rng.integers(0, 40, (2, height, width + 5))]
         wide[:, 1, ::3] = rng.integers(0, 256, (2, -(-(width + 5) // 3), 3), dtype=np.uint8)
         images = wide[:, :, 2:width + 2]  # a crop: rows of width + 5 pixels
         slots.append(_slot(images))
         sn, sh, sw, sc = images.strides
-        key_loop.p2p_colour_count(images.ctypes.data, 2, 3, width, sn, sh, sw, sc, None, 0, 0, 0,
+        key_loop.p2p_colour_count(images.ctypes.data, 2, height, width, sn, sh, sw, sc, None, 0, 0, 0,
                                   arrays.cc, arrays.dirty, arrays.big, arrays.bigmark, mark)
         seen = np.concatenate(slots)
         expected = np.bincount(seen, minlength=1 << 24)
