@@ -4,17 +4,20 @@ The pass is decode + histogram over N photos of 256x256: the A halves (photos) o
 ../shared/data/cityscapes/val.  Its floor is the same decode with nothing done to the pixels, measured in
 the same run with the same decoder and the same workers; the goal is a rate of at least 0.8x the floor.
 
-- decoders: ``torchvision`` is the ``p2p-eval color`` command's own path
-  (:func:`p2p_eval.metrics.color.load_photo`: file bytes -> ``torchvision.io.decode_image`` -> left half);
-  ``pil`` is ``PIL.Image.open`` -> crop -> ``numpy.asarray``.
+- decoders: ``libjpeg`` is the ``p2p-eval color`` command's path for JPEGs where the JPEG colour loop builds
+  (:mod:`p2p_eval.metrics.jpeg_colours`: the system's libjpeg decodes the left half band by band and each
+  band is counted while in cache, :meth:`LabHistogram.update_jpeg`); its floor is the same decode (same
+  crop, same bands) counting nothing.  ``torchvision`` is the command's path elsewhere (PNGs, no libjpeg
+  headers): :func:`p2p_eval.metrics.color.load_photo` (file bytes -> ``torchvision.io.decode_image`` -> left
+  half), then :meth:`LabHistogram.update`.  ``pil`` is ``PIL.Image.open`` -> crop -> ``numpy.asarray``.
 - both passes take one image at a time, as ``p2p-eval color`` does: decode it, and in the histogram pass
-  count it at once (:meth:`LabHistogram.update`), while its pixels are still in the CPU cache.
+  count it at once (torchvision, PIL: right after decoding, while its pixels are still in the CPU cache).
 - workers: 0 decodes and counts in this process; N > 0 splits the files into N contiguous chunks over N
   forked processes, each decoding (and, in the histogram pass, counting into its own accumulator; the
   accumulators are merged).  Decode-only and histogram passes alternate, ``--rounds`` times; the table
   gives each one's best round.
 - exactness: the per-image scikit-image loop (``skimage.color.rgb2lab`` then ``numpy.histogram`` with the
-  same bins) over the same decoded images: its summed bin counts against LabHistogram's, and pixel by pixel
+  same bins) over the same decoded images (for ``libjpeg``, torchvision's decode of the same files): its summed bin counts against LabHistogram's, and pixel by pixel
   the number of pixels whose bin differs (with the largest distance of such a pixel to a bin edge).
   The scikit-image loop's own rate is printed too (the old baseline).
 - counter footprint: the 64-byte lines of per-colour counters that a photo touches on average (and all
@@ -66,7 +69,15 @@ def decode_pil(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-DECODERS: dict[str, Callable[[Path], object]] = {"torchvision": decode_torchvision, "pil": decode_pil}
+def decode_libjpeg(path: Path) -> tuple[int, int]:
+    """The JPEG colour loop's decode of the photo half, counting nothing; its (width, height)."""
+    from p2p_eval.metrics import jpeg_colours
+
+    return jpeg_colours.decode_only(path.read_bytes(), "A")
+
+
+DECODERS: dict[str, Callable[[Path], object]] = {"libjpeg": decode_libjpeg, "torchvision": decode_torchvision,
+                                                 "pil": decode_pil}
 
 
 def _chunk(files: list[Path], part: int, parts: int) -> list[Path]:
@@ -96,11 +107,14 @@ def _share(decoder: str, hist: bool, part: int, parts: int) -> np.ndarray | int:
         pixels = 0
         for path in files:
             image = decode(path)
-            pixels += image.shape[0] * image.shape[1] * image.shape[2] // 3
+            pixels += image[0] * image[1] if decoder == "libjpeg" else image.shape[0] * image.shape[1] * image.shape[2] // 3
         return pixels
     acc = LabHistogram()
     for path in files:
-        acc.update(decode(path))
+        if decoder != "libjpeg":
+            acc.update(decode(path))
+        elif not acc.update_jpeg(path.read_bytes(), "A", _SIZE):
+            raise RuntimeError(f"the JPEG colour loop did not take {path}")
     return np.concatenate([acc.counts[c] for c in CHANNELS])
 
 
@@ -161,7 +175,7 @@ def exactness(decoder: str, files: list[Path], counts: np.ndarray) -> dict:
     differing, worst_edge_distance, seconds = 0, 0.0, 0.0
     decoded = []
     for path in files:
-        image = DECODERS[decoder](path)
+        image = DECODERS["torchvision" if decoder == "libjpeg" else decoder](path)
         if isinstance(image, torch.Tensor):
             image = image.permute(1, 2, 0).numpy()
         decoded.append(image)
@@ -225,20 +239,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500, help="number of val photos (default 500)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256, as stored)")
-    parser.add_argument("--decoders", default="torchvision,pil", help="comma-separated: torchvision, pil")
+    parser.add_argument("--decoders", default="libjpeg,torchvision,pil",
+                        help="comma-separated: libjpeg, torchvision, pil (default all three)")
     parser.add_argument("--workers", default="0,2", help="comma-separated worker counts (default 0,2)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating decode / histogram rounds (default 3)")
     parser.add_argument("--json", type=Path, help="write the numbers to this JSON file")
     args = parser.parse_args(argv)
 
     from p2p_eval.imageio import list_images
-    from p2p_eval.metrics import lab_bins
+    from p2p_eval.metrics import jpeg_colours, lab_bins
 
     files = list_images(CITYSCAPES_VAL)[:args.count] if CITYSCAPES_VAL.is_dir() else []
     if len(files) < args.count:
         print(f"needs {args.count} photos in {CITYSCAPES_VAL} (found {len(files)})", file=sys.stderr)
         return 2
     _FILES, _SIZE = files, args.size
+    if "libjpeg" in args.decoders.split(",") and not jpeg_colours.available():
+        print("the JPEG colour loop is not available here (no jpeglib.h, or P2P_EVAL_JPEG=0); "
+              "run with --decoders torchvision,pil", file=sys.stderr)
+        return 2
     lab_bins.load_table()
     kernel = lab_bins.kernel()
     if kernel == "c":
@@ -250,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["counts"] = None
     load = os.getloadavg()
-    footprint = counter_lines(args.decoders.split(",")[0], files)
+    footprint = counter_lines("torchvision", files)
     result = {"images": args.count, "size": args.size, "source": f"Cityscapes val photos (A halves) 1..{args.count}",
               "kernel": kernel, "cpus": os.cpu_count(), "loadavg_1min": load[0], "target_ratio": TARGET,
               "rows": rows, "exactness": checks, "counter_lines": footprint}
@@ -269,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
          "baseline": "per-image skimage.color.rgb2lab + numpy.histogram, same images",
          "baseline_value": c["skimage_loop_images_per_s"],
          "ratio": c["histograms_alone_images_per_s"] / c["skimage_loop_images_per_s"], "goal": None}
-        for d, c in checks.items()]
+        for d, c in checks.items() if d != "libjpeg"]  # libjpeg counts while decoding: nothing to count alone
 
     print(f"Lab histogram pass over {args.count} Cityscapes val photos at {args.size}x{args.size}, "
           f"decode-only in the same run as the floor (best of {args.rounds} alternating rounds; counting loop: "
@@ -291,10 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for d, c in checks.items():
         print(f"| {d} | {'yes' if c['bin_counts_equal'] else 'NO'} | {c['bins_differing']} | "
-              f"{c['pixels_in_another_bin']} | {c['histograms_alone_images_per_s']:.0f} | "
+              f"{c['pixels_in_another_bin']} | "
+              + ("(counts while decoding)" if d == "libjpeg" else f"{c['histograms_alone_images_per_s']:.0f}") + " | "
               f"{c['skimage_loop_images_per_s']:.0f} |")
-    print(f"\nCounter footprint ({args.decoders.split(',')[0]} decoder): 64-byte lines of per-colour counters "
-          "touched\n")
+    print("\nCounter footprint (torchvision's decode): 64-byte lines of per-colour counters touched\n")
     print("| counter layout | lines per photo (mean) | lines, all photos together |")
     print("| --- | ---: | ---: |")
     for name, f in footprint.items():

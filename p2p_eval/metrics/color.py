@@ -177,6 +177,22 @@ class LabHistogram:
                 self._counts[c] += counts[k, :BINS[c][2]]
         self.images += batch.shape[0]
 
+    def update_jpeg(self, data: bytes, half: str | None = None, size: int | None = None) -> bool:
+        """Add one JPEG file (its bytes), counted while it is decoded (:mod:`p2p_eval.metrics.jpeg_colours`; the
+        same pixels as :func:`load_photo` gives): the whole image, or the A / B ``half`` of an AB pair, which must
+        be ``size`` x ``size`` when ``size`` is given.  False when that path does not take it: nothing was
+        counted; decode the file and :meth:`update` it.  A broken file raises ValueError."""
+        from p2p_eval.metrics import jpeg_colours, lab_bins
+
+        if self._colours is None:
+            if lab_bins.kernel() != "c" or not jpeg_colours.available():
+                return False
+            self._colours = lab_bins.ColourCounts()
+        if not self._colours.add_jpeg(data, half, size):
+            return False
+        self.images += 1
+        return True
+
     def merge(self, other: LabHistogram) -> LabHistogram:
         """Add ``other``'s counts into this accumulator (in place) and return it."""
         for c in CHANNELS:
@@ -252,6 +268,22 @@ def _class_masks(labels_dir: Path, stems: list[str], class_name: str) -> dict[st
     return {s: load_label_map(labels[s]) == class_id for s in stems}
 
 
+def _count_jpeg(hist: LabHistogram, path: Path, half: str | None, size: int | None) -> bool:
+    """:meth:`LabHistogram.update_jpeg` on a JPEG file (by its first bytes); False for other files, or when
+    that path does not take it."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(3) != b"\xff\xd8\xff":
+                return False
+            data = b"\xff\xd8\xff" + f.read()
+    except FileNotFoundError as exc:
+        raise UserError(f"image not found: {path}") from exc
+    try:
+        return hist.update_jpeg(data, half, size)
+    except ValueError as exc:
+        raise UserError(f"cannot read image {path}: {exc}; is it a valid PNG or JPEG?") from exc
+
+
 def _set_histogram(files: list[Path], name: str, half: str | None, size: int | None,
                    masks: dict[str, np.ndarray] | None, batch_size: int, progress: bool = True) -> LabHistogram:
     """Histogram of one folder's images, batch by batch, with a progress bar unless ``progress`` is False."""
@@ -262,9 +294,11 @@ def _set_histogram(files: list[Path], name: str, half: str | None, size: int | N
     hist = LabHistogram()
     for start in tqdm(range(0, len(files), batch_size), desc=f"Lab {name}", unit="batch", leave=False,
                       disable=not progress):
-        # each image is counted as soon as it is decoded, while its pixels are still in the CPU cache
-        # (benchmarks/perf/color.py: faster than decoding a batch first, then counting it)
+        # each image is counted as it is decoded, while its pixels are still in the CPU cache: a JPEG band by
+        # band inside libjpeg where possible, else right after the whole image is decoded (benchmarks/perf/color.py)
         for path in files[start:start + batch_size]:
+            if masks is None and _count_jpeg(hist, path, half, size):
+                continue
             image = load_photo(path, half, size)
             mask = None if masks is None else resize_nearest(masks[path.stem].astype(np.uint8), tuple(image.shape[1:])) > 0
             hist.update(image, mask)

@@ -434,25 +434,30 @@ def _compiler() -> list[str] | None:
     return cmd if cmd and shutil.which(cmd[0]) else (["cc"] if shutil.which("cc") else None)
 
 
-def _build_kernel() -> ctypes.CDLL | None:
-    """Compile (once, cached) and load the C loop; None when no C compiler works."""
+def build_library(source: str, name: str, link: list[str] | None = None) -> ctypes.CDLL | None:
+    """Compile ``source`` (once; cached in :func:`cache_dir` under ``name`` and a hash of everything that goes
+    into it) and load it; None when no C compiler builds it.  A compiler that rejects the AVX intrinsics gets
+    a second try with ``-DP2P_PORTABLE``.  ``link``: linker flags after the source, e.g. ``["-ljpeg"]``."""
     cc = _compiler()
     if cc is None:
         return None
-    key = hashlib.sha256("\0".join([C_SOURCE, *cc, *_CFLAGS, platform.machine(), sys.platform]).encode()).hexdigest()[:16]
-    name = f"lab-bins-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
-    lib_path = cache_dir() / name
+    link = link or []
+    key = hashlib.sha256("\0".join([source, *cc, *_CFLAGS, *link, platform.machine(), sys.platform]).encode()).hexdigest()[:16]
+    file_name = f"{name}-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
+    lib_path = cache_dir() / file_name
     if not lib_path.exists():
         try:
             build = Path(tempfile.mkdtemp(prefix="p2p-eval-color-"))  # also the home of the library if the cache is read-only
-            src = build / "lab_bins.c"
-            src.write_text(C_SOURCE)
-            out = build / name
+            src = build / f"{name}.c"
+            src.write_text(source)
+            out = build / file_name
             for extra in ([], ["-DP2P_PORTABLE"]):  # a compiler without the AVX intrinsics builds the portable loop
-                done = subprocess.run([*cc, *_CFLAGS, *extra, "-o", str(out), str(src)], capture_output=True, timeout=120)
+                done = subprocess.run([*cc, *_CFLAGS, *extra, "-o", str(out), str(src), *link], capture_output=True,
+                                      timeout=120)
                 if done.returncode == 0:
                     break
             else:
+                shutil.rmtree(build, ignore_errors=True)
                 return None
         except (OSError, subprocess.SubprocessError):
             return None
@@ -462,8 +467,15 @@ def _build_kernel() -> ctypes.CDLL | None:
         except OSError:
             lib_path = out
     try:
-        lib = ctypes.CDLL(str(lib_path))
+        return ctypes.CDLL(str(lib_path))
     except OSError:
+        return None
+
+
+def _build_kernel() -> ctypes.CDLL | None:
+    """The colour loop (:data:`C_SOURCE`), built and loaded, with its prototypes; None without a C compiler."""
+    lib = build_library(C_SOURCE, "lab-bins")
+    if lib is None:
         return None
     ptr, ssize, long_ = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_long
     lib.p2p_colour_count.argtypes = [ptr, long_, long_, long_, ssize, ssize, ssize, ssize, ptr, ssize, ssize, ssize,
@@ -601,6 +613,37 @@ class ColourCounts:
                                  mbase, mn, mh, mw, c.cc, c.dirty, c.big, c.bigmark, mark)
             self._pending += take * per_image
             start += take
+
+    def add_jpeg(self, data: bytes, half: str | None = None, size: int | None = None,
+                 lib: ctypes.CDLL | None = None) -> bool:
+        """Decode the JPEG file ``data`` and count its colours band by band while decoding
+        (:mod:`p2p_eval.metrics.jpeg_colours`; ``lib``: its library, default the checked one): the whole image,
+        or the left / right half (``half`` "A" / "B") of an AB pair, which must be ``size`` x ``size`` when
+        ``size`` is given.  False when that path does not take it (no library, CMYK, another size, an odd width
+        with a half, more pixels than a counter may take): nothing was counted, decode it and :meth:`add` it.
+        A broken file raises ValueError with libjpeg's message (rows before the damage may have been counted)."""
+        from p2p_eval.metrics import jpeg_colours as jc
+
+        lib = lib if lib is not None else jc.library()
+        if lib is None:
+            return False
+        dims = (ctypes.c_long * 2)()
+        msg = ctypes.create_string_buffer(256)
+        while True:
+            if self._counters is None:
+                self._counters = _acquire()
+            c = self._counters
+            rc = lib.p2p_jpeg_count(data, len(data), jc.HALVES[half], size or 0, size or 0, self._LIMIT - self._pending,
+                                    self._MARKED - self._pending, c.cc, c.dirty, c.big, c.bigmark, 1, dims, msg, len(msg))
+            if rc != jc.TOO_LARGE or not self._pending:
+                break
+            self.flush()
+        if rc == jc.DECODE_ERROR:
+            raise ValueError(msg.value.decode(errors="replace") or "JPEG decode error")
+        if rc != jc.COUNTED:
+            return False
+        self._pending += dims[0] * dims[1]
+        return True
 
     def flush(self) -> np.ndarray:
         """Bin counts (3, 256) of everything counted so far (the colour counters are emptied into them)."""
