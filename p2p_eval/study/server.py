@@ -58,8 +58,8 @@ CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; 
 
 def auto_workers(dialect: str) -> int:
     """``study serve --workers auto`` for a database of SQLAlchemy dialect ``dialect``: one process on SQLite
-    (more take turns at the file; one was faster: 688 vs 473 answers/s in ``reports/bench.md``), two on a
-    server database (PostgreSQL: 373 vs 326 answers/s there, the load generator on the same 2 cores), never
+    (more take turns at the file; one was faster: 658 vs 421 answers/s in ``reports/bench.md``), two on a
+    server database (PostgreSQL: 431 vs 375 answers/s there, the load generator on the same 2 cores), never
     more than the machine's CPUs."""
     if dialect == "sqlite":
         return 1
