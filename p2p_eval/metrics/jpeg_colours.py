@@ -9,7 +9,7 @@ hand, are not handled here (the caller decodes them with torchvision).  ``half``
 right half of an AB pair (libjpeg's ``jpeg_crop_scanline`` skips most of the other half's work).
 
 Before first use the library checks itself against torchvision on a few small JPEGs encoded on the spot
-(4:2:0 and 4:4:4 chroma, a grey one, odd sizes, both halves): counts must equal those of torchvision's
+(4:2:0, 4:2:2 and 4:4:4 chroma, grey ones, odd sizes, halves that end on an iMCU edge and halves that do not): counts must equal those of torchvision's
 decode, else it is not used (so another libjpeg version can never change a histogram).  Built with the
 system C compiler against ``jpeglib.h`` (Debian: ``libjpeg62-turbo-dev``, or ``libjpeg-dev``) and cached
 beside the colour table; without them, or with ``P2P_EVAL_JPEG=0``, :func:`available` is False and colour
@@ -19,6 +19,7 @@ passes decode with torchvision as before.
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 
 import numpy as np
@@ -88,8 +89,8 @@ static void count_rows(JSAMPROW *rows, long nrows, long x0, long w, uint8_t *cc,
    that may be counted; mark_limit: at most this many pixels are counted with block marks (see
    p2p_colour_count).  count 0: decode only.  dims[0], dims[1]: width and height of the region counted.
    Returns 0 counted, 1 not handled here (CMYK / YCCK, an odd width with a half, another size than wanted:
-   nothing was counted), 2 a decode error (msg; counts may be partial: the caller drops the accumulator's
-   pending counts only by flushing, so the caller decodes the file again to raise), 3 more pixels than limit. */
+   nothing was counted), 2 a decode error (libjpeg's message in msg; the rows before the damage have been
+   counted), 3 more pixels than limit (nothing counted). */
 int p2p_jpeg_count(const uint8_t *data, unsigned long size, int half, long want_w, long want_h, long limit,
                    long mark_limit, uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigmark, int count,
                    long *dims, char *msg, long msglen) {
@@ -173,6 +174,7 @@ def _self_check(lib: ctypes.CDLL) -> bool:
     """Counts of small JPEGs encoded here (4:2:0, 4:2:2 and 4:4:4 chroma, grey, odd sizes, halves that end on an
     iMCU boundary and halves that do not; whole and halves) equal those of torchvision's decode of the same bytes."""
     import torch
+    from PIL import Image
     from torchvision.io import ImageReadMode, decode_image, encode_jpeg
 
     rng = np.random.default_rng(0)
@@ -182,10 +184,6 @@ def _self_check(lib: ctypes.CDLL) -> bool:
         image = torch.from_numpy(np.clip(smooth + 128, 0, 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
         cases.append(encode_jpeg(image, quality=80).numpy().tobytes())
         cases.append(encode_jpeg(image[:1], quality=95).numpy().tobytes())  # grey
-    import io
-
-    from PIL import Image
-
     for subsampling, (h, w) in ((0, (21, 30)), (1, (24, 96))):  # 4:4:4, 4:2:2
         out = io.BytesIO()
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(out, "JPEG", subsampling=subsampling,
