@@ -269,15 +269,16 @@ def _class_masks(labels_dir: Path, stems: list[str], class_name: str) -> dict[st
 
 
 def _count_jpeg(hist: LabHistogram, path: Path, half: str | None, size: int | None) -> bool:
-    """:meth:`LabHistogram.update_jpeg` on a JPEG file (by its first bytes); False for other files, or when
-    that path does not take it."""
+    """:meth:`LabHistogram.update_jpeg` on a ``.jpg`` / ``.jpeg`` file that is a JPEG (by its first bytes); False
+    for other files, or when that path does not take it."""
+    if path.suffix.lower() not in (".jpg", ".jpeg"):
+        return False
     try:
-        with open(path, "rb") as f:
-            if f.read(3) != b"\xff\xd8\xff":
-                return False
-            data = b"\xff\xd8\xff" + f.read()
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise UserError(f"image not found: {path}") from exc
+    if not data.startswith(b"\xff\xd8\xff"):
+        return False
     try:
         return hist.update_jpeg(data, half, size)
     except ValueError as exc:
@@ -290,14 +291,17 @@ def _set_histogram(files: list[Path], name: str, half: str | None, size: int | N
     from tqdm import tqdm
 
     from p2p_eval.data.cityscapes import resize_nearest
+    from p2p_eval.metrics import jpeg_colours, lab_bins
 
+    # the JPEG path only where it can run (else each JPEG would be read twice for nothing)
+    jpeg = masks is None and lab_bins.kernel() == "c" and jpeg_colours.available()
     hist = LabHistogram()
     for start in tqdm(range(0, len(files), batch_size), desc=f"Lab {name}", unit="batch", leave=False,
                       disable=not progress):
         # each image is counted as it is decoded, while its pixels are still in the CPU cache: a JPEG band by
         # band inside libjpeg where possible, else right after the whole image is decoded (benchmarks/perf/color.py)
         for path in files[start:start + batch_size]:
-            if masks is None and _count_jpeg(hist, path, half, size):
+            if jpeg and _count_jpeg(hist, path, half, size):
                 continue
             image = load_photo(path, half, size)
             mask = None if masks is None else resize_nearest(masks[path.stem].astype(np.uint8), tuple(image.shape[1:])) > 0

@@ -72,16 +72,12 @@ static void count_rows(JSAMPROW *rows, long nrows, long x0, long w, uint8_t *cc,
             m += take;
             x += take;
             if (m == CHUNK) {
-                if (mark) count_block(cc, dirty, big, bigmark, k, m, NULL, 0, 1);
-                else count_block(cc, dirty, big, bigmark, k, m, NULL, 0, 0);
+                count_slots(cc, dirty, big, bigmark, k, m, NULL, 0, mark);
                 m = 0;
             }
         }
     }
-    if (m) {
-        if (mark) count_block(cc, dirty, big, bigmark, k, m, NULL, 0, 1);
-        else count_block(cc, dirty, big, bigmark, k, m, NULL, 0, 0);
-    }
+    if (m) count_slots(cc, dirty, big, bigmark, k, m, NULL, 0, mark);
 }
 
 /* Decode the JPEG data[0..size) and count the colours of the whole image (half 0), its left half (1) or
@@ -191,8 +187,9 @@ def _self_check(lib: ctypes.CDLL) -> bool:
         cases.append(out.getvalue())
     for data in cases:
         decoded = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        whole = decoded.permute(1, 2, 0).numpy()
         for half in (None, "A", "B"):
-            image = decoded.permute(1, 2, 0).numpy()
+            image = whole
             if half is not None:
                 if image.shape[1] % 2:
                     continue
@@ -206,13 +203,12 @@ def _self_check(lib: ctypes.CDLL) -> bool:
 
 
 def set_prototypes(lib: ctypes.CDLL) -> None:
-    """The argument and result types of the library's functions."""
+    """The argument and result types of the library's functions (the colour loop's and p2p_jpeg_count)."""
+    lab_bins.set_prototypes(lib)
     ptr, long_, int_ = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
     lib.p2p_jpeg_count.argtypes = [ptr, ctypes.c_ulong, int_, long_, long_, long_, long_, ptr, ptr, ptr, ptr, int_, ptr,
                                    ptr, long_]
     lib.p2p_jpeg_count.restype = int_
-    lib.p2p_colour_simd.argtypes = [int_]
-    lib.p2p_colour_simd.restype = int_
 
 
 def build() -> ctypes.CDLL | None:

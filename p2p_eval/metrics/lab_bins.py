@@ -314,6 +314,13 @@ static inline __attribute__((always_inline)) void count_block(uint8_t *cc, uint8
     }
 }
 
+/* count_block with the mark flag folded in at compile time (two copies of the loop, no test per pixel). */
+static void count_slots(uint8_t *cc, uint8_t *dirty, uint32_t *big, uint8_t *bigmark, const uint32_t *k, long m,
+                        const uint32_t *next, long nn, int mark) {
+    if (mark) count_block(cc, dirty, big, bigmark, k, m, next, nn, 1);
+    else count_block(cc, dirty, big, bigmark, k, m, next, nn, 0);
+}
+
 /* Slots of block b of an interleaved image (whole rows when w <= CHUNK, else CHUNK-pixel parts of a row) into k;
    the rows ROWS_AHEAD below those made are asked for.  Returns the block's pixel count. */
 static long block_slots(const uint8_t *img, long h, long w, ptrdiff_t sh, long b, uint32_t *k) {
@@ -356,8 +363,7 @@ void p2p_colour_count(const uint8_t *px, long n, long h, long w,
                 const uint32_t *cur = k[b & 1];
                 uint32_t *next = k[(b + 1) & 1];
                 long nn = b + 1 < blocks ? block_slots(img, h, w, sh, b + 1, next) : 0;
-                if (mark) count_block(cc, dirty, big, bigmark, cur, m, next, nn, 1);
-                else count_block(cc, dirty, big, bigmark, cur, m, next, nn, 0);
+                count_slots(cc, dirty, big, bigmark, cur, m, next, nn, mark);
                 m = nn;
             }
             continue;
@@ -472,11 +478,9 @@ def build_library(source: str, name: str, link: list[str] | None = None) -> ctyp
         return None
 
 
-def _build_kernel() -> ctypes.CDLL | None:
-    """The colour loop (:data:`C_SOURCE`), built and loaded, with its prototypes; None without a C compiler."""
-    lib = build_library(C_SOURCE, "lab-bins")
-    if lib is None:
-        return None
+def set_prototypes(lib: ctypes.CDLL) -> None:
+    """The argument and result types of :data:`C_SOURCE`'s functions in ``lib`` (this loop's library, or one
+    built from C_SOURCE and more)."""
     ptr, ssize, long_ = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_long
     lib.p2p_colour_count.argtypes = [ptr, long_, long_, long_, ssize, ssize, ssize, ssize, ptr, ssize, ssize, ssize,
                                      ptr, ptr, ptr, ptr, ctypes.c_int]
@@ -485,6 +489,13 @@ def _build_kernel() -> ctypes.CDLL | None:
     lib.p2p_colour_flush.restype = None
     lib.p2p_colour_simd.argtypes = [ctypes.c_int]
     lib.p2p_colour_simd.restype = ctypes.c_int
+
+
+def _build_kernel() -> ctypes.CDLL | None:
+    """The colour loop (:data:`C_SOURCE`), built and loaded, with its prototypes; None without a C compiler."""
+    lib = build_library(C_SOURCE, "lab-bins")
+    if lib is not None:
+        set_prototypes(lib)
     return lib
 
 
