@@ -14,7 +14,8 @@ def _setuptools() -> dict:
 
 
 def test_every_folder_under_the_package_is_listed() -> None:
-    on_disk = {".".join(folder.relative_to(REPO).parts) for folder in [REPO / "p2p_eval", *(REPO / "p2p_eval").rglob("*")]
+    package = REPO / "p2p_eval"
+    on_disk = {".".join(folder.relative_to(REPO).parts) for folder in [package, *package.rglob("*")]
                if folder.is_dir() and folder.name != "__pycache__"
                and any(f.is_file() and f.suffix != ".pyc" for f in folder.iterdir())}
     listed = set(_setuptools()["packages"])

@@ -72,7 +72,8 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_carries_the_package_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = [p.relative_to(REPO).as_posix() for pattern in ("tables/*.toml", "study/static/**/*", "segmentation/weights/*")
+    expected = [p.relative_to(REPO).as_posix()
+                for pattern in ("tables/*.toml", "study/static/**/*", "segmentation/weights/*")
                 for p in PACKAGE.glob(pattern) if p.is_file()]
     # the top-level generators/ goes into the wheel as p2p_eval/generators/
     expected += [f"p2p_eval/generators/{p.name}" for p in (REPO / "generators").glob("*.toml")]
