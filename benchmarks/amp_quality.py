@@ -1,6 +1,6 @@
 """Does bf16 autocast cost training quality?  fp32 and bf16 runs of the same row, same steps, scored alike.
 
-Issue 12 asks before making bf16 the CPU default: train pix2pix L1+cGAN (the ``quick`` preset's Table 1 row:
+Whether bf16 may be the CPU default: train pix2pix L1+cGAN (the ``quick`` preset's Table 1 row:
 64x64 Cityscapes, batch 1, constant LR, test-time dropout) for the same number of steps in fp32 and under
 bf16 autocast, with the same seeds, and compare
 

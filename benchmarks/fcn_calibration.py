@@ -263,8 +263,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/cityscapes")
     parser.add_argument("--segmenter", type=Path, help="segmenter to calibrate (default: the shipped one)")
-    parser.add_argument("--compare-segmenter", type=Path, help="a second segmenter scored on the same sets (e.g. the old "
-                        "64 px recipe), to compare the gaps")
+    parser.add_argument("--compare-segmenter", type=Path, help="a second segmenter scored on the same sets (e.g. one "
+                        "trained at 64 px for 3 epochs), to compare the gaps")
     parser.add_argument("--generated", action="append", default=[], metavar="NAME=DIR", help="a generated set")
     parser.add_argument("--work", type=Path, default=Path("runs/fcn_calibration"), help="where the sets are written")
     parser.add_argument("--out", type=Path, default=Path("reports/fcn_calibration"))

@@ -1,12 +1,20 @@
-"""Typed training configuration: one :class:`TrainConfig` per generator variant (``p2p_eval/generators/*.toml``).
+"""Typed training configuration: one :class:`TrainConfig` per generator variant (``generators/*.toml``).
 
-A variant file is a flat TOML table whose keys are the fields of :class:`TrainConfig`; missing keys take
-the defaults below, which are the paper's L1+cGAN setting (Isola et al. 2017, section 3 and appendix:
-U-Net, batch norm, 70x70 PatchGAN, lambda_L1 = 100, Adam 2e-4 / (0.5, 0.999), batch 1, 200 epochs,
-jitter 286 -> 256 with mirroring, dropout at test time). Command-line flags override fields
+The defaults of :class:`TrainConfig` are the paper's L1+cGAN setting for Cityscapes labels -> photo (Isola et
+al., "Image-to-Image Translation with Conditional Adversarial Networks", section 3 and appendix 6.1-6.2):
+U-Net of depth log2(size), batch norm without it in the bottleneck (the public code's fix, errata 6.3;
+``bottleneck_norm = true`` restores the paper's original), dropout on the first three decoder layers, a 70x70
+PatchGAN seeing (input, output), lambda_L1 = 100, Adam 2e-4 / (0.5, 0.999), batch 1, 200 epochs at a constant
+learning rate (the Torch code that produced the paper's tables), jitter 286 -> 256 with mirroring, dropout at
+test time, labels -> photo on pix2pix's AB files (BtoA: the photo is on the left).
+
+A variant file is a flat TOML table whose keys are fields of :class:`TrainConfig`; it sets only the fields
+that differ from these defaults (and, optionally, its ``name``), and its first line is a comment naming the
+row of the document it reproduces. Missing keys take the defaults. Command-line flags override fields
 (:func:`load_generator`); the resolved config (``num_downs`` made concrete) is what a run saves and what
-:func:`config_hash` fingerprints. The shipped variants are package data (:data:`GENERATORS_DIR`); a bare name
-such as ``l1_cgan`` means the shipped file of that name (:func:`generator_file`).
+:func:`config_hash` fingerprints. The shipped variants live in the checkout's top-level ``generators/``
+folder, which the wheel carries as ``p2p_eval/generators`` (:data:`GENERATORS_DIR`); a bare name such as
+``l1_cgan`` means the shipped file of that name (:func:`generator_file`).
 """
 
 from __future__ import annotations
@@ -36,8 +44,18 @@ DIRECTIONS = ("AtoB", "BtoA")
 #: Fields that do not change what a run computes; :func:`config_hash` ignores them.
 NON_SEMANTIC_FIELDS = ("name", "log_every")
 
-#: The shipped generator variants, one ``<name>.toml`` each (package data, so they exist in any install).
-GENERATORS_DIR = Path(__file__).resolve().parent / "generators"
+
+def _generators_dir() -> Path:
+    """The shipped variants' folder: ``p2p_eval/generators`` inside an installed wheel (setuptools maps the
+    top-level folder there), else the top-level ``generators/`` beside the package (a checkout, an editable
+    install)."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "generators"
+    return packaged if packaged.is_dir() else package.parent / "generators"
+
+
+#: The shipped generator variants, one ``<name>.toml`` each.
+GENERATORS_DIR = _generators_dir()
 
 #: Number of stride-2 convolutions of each PatchGAN (the public code's n_layers; 0 for the 1x1 PixelGAN).
 D_DOWNSAMPLINGS = {1: 0, 16: 1, 70: 3, 286: 5}

@@ -2,7 +2,7 @@
 
 synthetic street scenes -> a segmenter trained on them (the synthetic FCN-score) -> Tables 1-3 and 6 at the
 ``smoke`` preset (train every row, translate the val set, score it, colour analysis) -> one report; then the
-Modified-pix2pix table (source document 002) at the smoke preset on a tiny synthetic facade set
+table of "Modified Pix2Pix" (``modified``) at the smoke preset on a tiny synthetic facade set
 (:mod:`p2p_eval.ablation.synth_facades`) -> its report in ``REPORT/facades/``, linked from the main one
 (Table 6 and the facades add about 2-3 minutes on a 2-core CPU: 8 rows of 120 steps at 32 px).
 Every stage is skipped when its output already exists, so an interrupted demo resumes. Everything, the

@@ -22,8 +22,8 @@ median of the per-round ratios to ``public``, so that a machine that is slower f
 neighbour) slows every path alike.
 
 Also the fixed costs of a run at each size: building G, D and the optimisers, and writing one checkpoint
-(G, D, both Adam states: what resume needs), with its size.  ``--vs-eager``: only the issue's comparison
-(batch 1 at 256: ``public``, ``fp32``, ``bf16``, 5 rounds).  Prints markdown tables; ``--json OUT``
+(G, D, both Adam states: what resume needs), with its size.  ``--vs-eager``: only the comparison behind
+the bf16 default (batch 1 at 256: ``public``, ``fp32``, ``bf16``, 5 rounds).  Prints markdown tables; ``--json OUT``
 writes the figures (``make bench`` calls every ``benchmarks/perf/*.py`` with ``--json``).
 """
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256], help="image sides (default 256)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10], help="batch sizes (default 1 10)")
     parser.add_argument("--vs-eager", action="store_true",
-                        help="only the issue's comparison: batch 1 at 256, paths public, fp32 and bf16")
+                        help="only the comparison behind the bf16 default: batch 1 at 256, paths public, fp32 and bf16")
     parser.add_argument("--compile", action="store_true", help="also measure the bf16 path under torch.compile")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)

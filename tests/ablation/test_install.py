@@ -1,7 +1,8 @@
 """A real install: the wheel of this checkout, installed without its dependencies into a fresh virtualenv that
 reuses this environment's packages, works from a folder outside the checkout (``--help``, a generator name
 resolved against the packaged variants, ``ablate --table 1 --preset smoke`` on the tiny synthetic set), and
-the wheel carries the package data (generator variants, table specs, study pages, shipped segmenter files).
+the wheel carries the package data (generator variants from the top-level ``generators/``, table specs, study
+pages, shipped segmenter files).
 
 The new environment sees this one's site-packages through a plain path line in a ``.pth`` file; such a line
 does not run the ``.pth`` files inside that folder, so the checkout's editable finder stays out and
@@ -47,7 +48,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    shutil.copytree(PACKAGE, src / "p2p_eval", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("p2p_eval", "generators"):
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("wheel")
     _ok([sys.executable, "-m", "pip", "wheel", src, "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", out],
         cwd=src)
@@ -70,10 +72,13 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_carries_the_package_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = [p.relative_to(REPO).as_posix() for pattern in ("generators/*.toml", "tables/*.toml", "study/static/**/*",
-                                                               "segmentation/weights/*")
+    expected = [p.relative_to(REPO).as_posix()
+                for pattern in ("tables/*.toml", "study/static/**/*", "segmentation/weights/*")
                 for p in PACKAGE.glob(pattern) if p.is_file()]
-    assert sum(n.startswith("p2p_eval/generators/") for n in expected) == 20  # + Table 6 (3), document 002 ablations (3)
+    # the top-level generators/ goes into the wheel as p2p_eval/generators/
+    expected += [f"p2p_eval/generators/{p.name}" for p in (REPO / "generators").glob("*.toml")]
+    # Tables 1-3 (12), two extensions (ResNet-9, L1+cGAN+rec), Table 6 (3), the ablation of "Modified Pix2Pix" (3)
+    assert sum(n.startswith("p2p_eval/generators/") for n in expected) == 20
     assert sum(n.startswith("p2p_eval/tables/") for n in expected) == 5  # tables 1-3, 6, modified
     assert not sorted(set(expected) - names)
 

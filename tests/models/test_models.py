@@ -1,4 +1,4 @@
-"""Generators and discriminators (issue 6, "Models"): parameter counts of the public PyTorch code,
+"""Generators and discriminators: parameter counts of the public PyTorch code,
 the paper's layer lists, receptive fields, bias / norm / dropout / init rules."""
 
 from __future__ import annotations
