@@ -143,17 +143,13 @@ def resize_nearest(ids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) 
     return out if isinstance(ids, torch.Tensor) else out.numpy()
 
 
-def _label_kind(path: Path, image: torch.Tensor) -> str:
-    """``colour``, ``labelids`` or ``trainids``: by channel count, then file name, then the values present."""
-    if image.shape[0] >= 3:
-        return "colour"
-    stem = path.stem.lower()
-    if stem.endswith("labelids"):
-        return "labelids"
-    if stem.endswith("trainids"):
-        return "trainids"
-    values = torch.unique(image)
-    return "labelids" if bool(((values >= NUM_CLASSES) & (values < IGNORE)).any()) else "trainids"
+#: The label formats a folder of label maps can hold; ``--label-format`` states one, else :func:`label_format`
+#: decides it once for the whole folder.
+LABEL_FORMATS = ("trainids", "labelids", "color")
+#: Values each single-channel format allows: train ids 0..18 plus 255 (void); official labelIds 0..33.
+_ALLOWED = {"trainids": np.isin(np.arange(256), [*range(NUM_CLASSES), IGNORE]),
+            "labelids": np.arange(256) <= max(lab.id for lab in _LABELS)}
+_DESCRIBED = {"trainids": "train ids (0..18, 255)", "labelids": "official labelIds (0..33)"}
 
 
 def _is_palette_png(path: Path) -> bool:
@@ -165,24 +161,75 @@ def _is_palette_png(path: Path) -> bool:
         return False  # read_image reports the unreadable file
 
 
-def load_label_map(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
+def _read_label(path: Path) -> torch.Tensor:
+    return read_image(path, mode="rgb" if _is_palette_png(path) else "unchanged")
+
+
+def _outside(fmt: str, values: np.ndarray) -> list[int]:
+    return [int(v) for v in values if not _ALLOWED[fmt][v]]
+
+
+def label_format(paths: list[Path], stated: str | None = None) -> str:
+    """The one format of a folder of label maps: ``stated`` when given, else decided from every map together.
+
+    Colour maps (3-4 channels or an indexed-colour PNG) are ``color``; single-channel maps are ``labelids`` when
+    every name ends in ``labelIds``, ``trainids`` when every name ends in ``trainIds``, else the format that all
+    of their values fit (train ids when both fit). A folder that mixes colour and single-channel maps, or whose
+    values fit neither format, is refused in one line naming a file and its value.
+    """
+    if stated is not None:
+        if stated not in LABEL_FORMATS:
+            raise UserError(f"unknown label format {stated!r}; valid: {', '.join(LABEL_FORMATS)}")
+        return stated
+    return _decide_format({Path(p): _read_label(Path(p)) for p in paths})
+
+
+def _decide_format(images: dict[Path, torch.Tensor]) -> str:
+    """:func:`label_format` over label maps already read."""
+    colour = [p for p, im in images.items() if im.shape[0] >= 3]
+    if colour and len(colour) < len(images):
+        plain = next(p for p, im in images.items() if im.shape[0] < 3)
+        raise UserError(f"label maps mix colour maps ({colour[0]}) and single-channel maps ({plain}); "
+                        "give one format per folder")
+    if colour:
+        return "color"
+    stems = [p.stem.lower() for p in images]
+    for fmt, suffix in (("labelids", "labelids"), ("trainids", "trainids")):
+        if stems and all(s.endswith(suffix) for s in stems):
+            return fmt
+    values = {p: np.unique(im[0].numpy()) for p, im in images.items()}
+    bad = {fmt: [p for p, v in values.items() if _outside(fmt, v)] for fmt in _ALLOWED}
+    fmt = min(_ALLOWED, key=lambda f: len(bad[f]))  # train ids first on a tie
+    if bad[fmt]:
+        path = bad[fmt][0]
+        raise UserError(f"{path}: value {_outside(fmt, values[path])[0]} is not among the "
+                        f"{_DESCRIBED[fmt]} of the other label maps; fix the map or state --label-format")
+    return fmt
+
+
+def load_label_map(path: str | Path, size: int | tuple[int, int] | None = None,
+                   fmt: str | None = None) -> np.ndarray:
     """Read a label PNG as HxW uint8 train ids, resized with nearest neighbour when ``size`` is given.
 
-    Auto-detects: a colour map (3/4 channels or an indexed-colour PNG, nearest palette colour); an official ``*_labelIds.png``
-    (name, or any value in 19..254); otherwise a train-id PNG (values 0..18 and 255).
+    ``fmt`` is the folder's format (:func:`label_format`); without it the format is decided from this map alone.
+    A colour map is decoded by nearest palette colour; a single-channel map must hold only its format's values
+    (one line naming the file and the value otherwise).
     """
     path = Path(path)
-    image = read_image(path, mode="rgb" if _is_palette_png(path) else "unchanged")
-    kind = _label_kind(path, image)
-    if kind == "colour":
+    image = _read_label(path)
+    fmt = fmt or _decide_format({path: image})
+    if (image.shape[0] >= 3) != (fmt == "color"):
+        raise UserError(f"{path}: a {'colour' if image.shape[0] >= 3 else 'single-channel'} map in a folder of "
+                        f"{fmt} label maps; give one format per folder")
+    if fmt == "color":
         ids = colors_to_trainids(image[:3])
-    elif kind == "labelids":
-        ids = labelids_to_trainids(image[0].numpy())
     else:
-        ids = image[0].numpy()
-        bad = np.unique(ids[(ids >= NUM_CLASSES) & (ids != IGNORE)])
-        if bad.size:
-            raise UserError(f"{path}: train-id label map has values {bad.tolist()} outside 0..18 and 255")
+        raw = image[0].numpy()
+        bad = _outside(fmt, np.unique(raw))
+        if bad:
+            raise UserError(f"{path}: value {bad[0]} is not one of the {_DESCRIBED[fmt]}; fix the map or state "
+                            "--label-format")
+        ids = raw if fmt == "trainids" else labelids_to_trainids(raw)
     return ids if size is None else resize_nearest(ids, size)
 
 
@@ -239,11 +286,12 @@ def split_labels(data_dir: str | Path, split: str, size: int | tuple[int, int] |
 
     frames = ab_frames(data_dir, split)
     colour = frames[0][2] is None
+    fmt = None if colour else label_format([label for _, _, label in frames])
     out: list[tuple[str, np.ndarray]] = []
     for name, image, label in tqdm(frames, desc=f"labels {split}" + (" (colour)" if colour else ""), unit="img",
                                    leave=False, disable=not progress):
         if label is not None:
-            out.append((name, load_label_map(label, size)))
+            out.append((name, load_label_map(label, size, fmt)))
             continue
         ids = colors_to_trainids(ab_half(read_image(image), image, "B"))
         out.append((name, ids if size is None else resize_nearest(ids, size)))

@@ -223,3 +223,42 @@ def test_frame_listings(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(ab / "val_labels" / "2.png")
     with pytest.raises(UserError, match="10.png"):
         cs.ab_frames(ab, "val")
+
+
+def test_label_format_is_decided_once_for_the_folder(tmp_path: Path) -> None:
+    # frame a holds only label ids 7 (road) and 8 (sidewalk): alone it reads as train ids 7 and 8; frame b's
+    # ids 24/26 (person, car) show the folder holds official labelIds, so a's 7 is road (train id 0)
+    Image.fromarray(np.array([[7, 8]], np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.array([[24, 26]], np.uint8)).save(tmp_path / "b.png")
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    fmt = cs.label_format(paths)
+    assert fmt == "labelids"
+    assert cs.load_label_map(paths[0], fmt=fmt).tolist() == [[0, 1]]  # road, sidewalk (cityscapesscripts' table)
+    assert cs.load_label_map(paths[0]).tolist() == [[7, 8]]  # alone: train ids
+    assert cs.load_label_map(paths[0], fmt=cs.label_format(paths, stated="trainids")).tolist() == [[7, 8]]
+
+
+def test_a_value_outside_the_folders_format_is_refused_in_one_line(tmp_path: Path) -> None:
+    train = np.zeros((10, 10), np.uint8)
+    train[0, 0] = 255
+    for i in range(3):
+        Image.fromarray(train).save(tmp_path / f"{i}.png")
+    bad = train.copy()
+    bad[4:7, 4:7] = 250  # a 3x3 patch of 250 in a train-id map
+    Image.fromarray(bad).save(tmp_path / "3.png")
+    paths = sorted(tmp_path.glob("*.png"))
+    with pytest.raises(UserError, match=r"3\.png: value 250 is not among the train ids"):
+        cs.label_format(paths)
+    with pytest.raises(UserError, match=r"3\.png: value 250 is not one of the train ids"):
+        cs.load_label_map(tmp_path / "3.png", fmt="trainids")
+    with pytest.raises(UserError, match="unknown label format 'ids'"):
+        cs.label_format(paths, stated="ids")
+
+
+def test_a_folder_mixing_colour_and_id_maps_is_refused(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "b.png")
+    with pytest.raises(UserError, match="mix colour maps"):
+        cs.label_format([tmp_path / "a.png", tmp_path / "b.png"])
+    with pytest.raises(UserError, match="a colour map in a folder of trainids"):
+        cs.load_label_map(tmp_path / "b.png", fmt="trainids")
