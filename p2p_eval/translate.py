@@ -37,9 +37,15 @@ def load_run_generator(run_dir: str | Path, device: torch.device) -> tuple[torch
     """The trained generator of ``run_dir`` (from checkpoints/last.pt) and the run's config."""
     run = require_dir(run_dir, "run folder")
     cfg = load_generator(require_file(run / "config.toml", "run config (is this a p2p-eval train run?)"))
-    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    path = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
     gen = build_generator(cfg)
-    gen.load_state_dict(state["generator"])
+    try:
+        gen.load_state_dict(state["generator"])
+    except (KeyError, TypeError, RuntimeError):
+        raise UserError(f"{path} holds no generator for {run / 'config.toml'}: not a checkpoint of this p2p-eval "
+                        "train run (a segmenter or another run's file?); give the folder that p2p-eval train "
+                        "wrote") from None
     return gen.to(device), cfg
 
 
