@@ -1,34 +1,21 @@
 """Marginal color distributions in CIE Lab and their histogram intersection (the paper's Figure 7).
 
 Reference: pix2pix (Isola et al., CVPR 2017), section 4.2 "Colorfulness" and Figure 7: the marginal
-distributions of L, a and b over the generated Cityscapes photos, plotted as log probability with the
-ground truth dotted, and scored by histogram intersection against the ground truth.
+distributions of L, a and b over the generated photos, plotted as log probability with the ground truth
+dotted, and scored by histogram intersection (Swain & Ballard, "Color Indexing", 1991: ``sum_i min(p_i,
+q_i)`` of the normalised histograms, in [0, 1], higher is better) against the ground truth.
 
 Counts equal the per-image scikit-image loop (``skimage.color.rgb2lab``, D65 / 2 degree observer, then
 ``numpy.histogram`` per channel) by construction: each of the 2^24 uint8 sRGB colours is converted once by
-``rgb2lab`` and its three bin indices are kept in a table (:func:`color_table`); counting an image looks its
-pixels up in the table (``numpy.take``) and counts the bins (``numpy.bincount``).
-
-Fixed bins, one unit of the channel per bin (the resolution of the paper's plots):
-
-==========  ===============  ======  ======================================================
-channel     range            bins    values the sRGB gamut reaches (all 2^24 colours)
-==========  ===============  ======  ======================================================
-L           [0, 100]         100     [0, 100]
-a           [-128, 128]      256     [-86.18, 98.23]
-b           [-128, 128]      256     [-107.86, 94.48]
-==========  ===============  ======  ======================================================
-
-Bin ``i`` holds ``lo + i <= v < lo + i + 1``; the last bin also holds ``v == hi`` (``numpy.histogram``'s
-convention), so L = 100 (white) lands in the last L bin.  Histograms are integer bin counts, so sets of
-any size stream through :meth:`LabHistogram.update` and partial results :meth:`~LabHistogram.merge`.
-
-Histogram intersection ``sum_i min(p_i, q_i)`` of the normalised histograms (Swain & Ballard, "Color
-Indexing", 1991) is in [0, 1]; 1 means identical distributions; higher is better.
+``rgb2lab`` and its three bins kept in a table (:func:`color_table`); an image's pixels are looked up in it
+(``numpy.take``) and their bins counted (``numpy.bincount``).  One unit per bin (the paper's plots): L [0, 100]
+in 100 bins, a and b [-128, 128] in 256 (the sRGB gamut reaches a [-86.18, 98.23], b [-107.86, 94.48]); the
+last bin is closed, as in ``numpy.histogram`` (white, L = 100, is in the last L bin).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -41,7 +28,8 @@ import numpy as np
 import torch
 
 from p2p_eval.errors import UserError, file_list, unknown_name
-from p2p_eval.fsutil import atomic_write_bytes, atomic_write_text
+from p2p_eval.fsutil import atomic_write_bytes, atomic_write_text, write_json
+from p2p_eval.imageio import list_images, read_image
 
 CHANNELS = ("L", "a", "b")
 #: (low edge, high edge, number of bins) per channel; every bin is one unit wide.
@@ -56,17 +44,14 @@ def bin_edges(channel: str) -> np.ndarray:
     return np.linspace(lo, hi, n + 1)
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/p2p-eval/color`` (default ``~/.cache/p2p-eval/color``): where the table is cached."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "p2p-eval" / "color"
-
-
 def table_path() -> Path:
-    """The cached table's file; its name holds a key of the bins, scikit-image's version and the table format."""
+    """``$XDG_CACHE_HOME/p2p-eval/color/lab-bins-KEY.npy`` (default ``~/.cache``), the cached table; KEY is a
+    hash of the bins, scikit-image's version and :data:`TABLE_FORMAT`, so nothing stale is reused."""
     from importlib.metadata import version
 
     spec = json.dumps({"format": TABLE_FORMAT, "bins": BINS, "skimage": version("scikit-image")}, sort_keys=True)
-    return cache_dir() / f"lab-bins-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.npy"
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "p2p-eval" / "color"
+    return folder / f"lab-bins-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.npy"
 
 
 def build_table() -> np.ndarray:
@@ -74,8 +59,7 @@ def build_table() -> np.ndarray:
     sRGB colour, from ``skimage.color.rgb2lab`` and ``numpy.histogram``'s binning (``searchsorted`` on the edges)."""
     from skimage.color import rgb2lab
 
-    table = np.empty(1 << 24, np.uint32)
-    v = np.arange(256, dtype=np.uint8)
+    table, v = np.empty(1 << 24, np.uint32), np.arange(256, dtype=np.uint8)
     block = np.empty((16, 256, 256, 3), np.uint8)  # 16 images of 256 x 256: red by image, green by row, blue by column
     block[..., 1], block[..., 2] = v[None, :, None], v[None, None, :]
     for r0 in range(0, 256, 16):
@@ -84,10 +68,9 @@ def build_table() -> np.ndarray:
         entry = np.zeros(block.shape[:3], np.uint32)
         for k, c in enumerate(CHANNELS):
             edges = bin_edges(c)
-            idx = np.searchsorted(edges, lab[..., k], side="right") - 1
-            idx[lab[..., k] == edges[-1]] = len(edges) - 2  # the last bin is closed
-            if idx.min() < 0 or idx.max() >= len(edges) - 1:
+            if lab[..., k].min() < edges[0] or lab[..., k].max() > edges[-1]:
                 raise RuntimeError(f"sRGB colours outside the {c} bins; widen BINS")
+            idx = np.minimum(np.searchsorted(edges, lab[..., k], side="right") - 1, len(edges) - 2)  # last bin closed
             entry |= idx.astype(np.uint32) << (8 * k)
         table[r0 << 16:(r0 + 16) << 16] = entry.ravel()
     return table
@@ -96,59 +79,43 @@ def build_table() -> np.ndarray:
 @functools.cache
 def color_table() -> np.ndarray:
     """:func:`build_table`, read from :func:`table_path` when its sha256 sidecar matches, else built and cached
-    there (atomically); with a read-only cache it lives in this process only."""
+    there (atomically, with its sha256 in ``lab-bins-KEY.sha256``)."""
     path, sidecar = table_path(), table_path().with_suffix(".sha256")
-    try:
+    with contextlib.suppress(OSError, ValueError):  # missing, unreadable or damaged: build it
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() == sidecar.read_text().strip():
-            table = np.load(BytesIO(data))
-            if table.dtype == np.uint32 and table.shape == (1 << 24,):
-                return table
-    except (OSError, ValueError):
-        pass
-    table = build_table()
-    buffer = BytesIO()
+            return np.load(BytesIO(data))
+    table, buffer = build_table(), BytesIO()
     np.save(buffer, table)
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache: the table lives in this process only
         atomic_write_bytes(path, buffer.getvalue())
         atomic_write_text(sidecar, hashlib.sha256(buffer.getvalue()).hexdigest() + "\n")
-    except OSError:
-        pass
     return table
 
 
 def _planes(images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """R, G, B planes (N, H, W) of uint8 (N, H, W, 3) / (H, W, 3) numpy or uint8 (N, 3, H, W) / (3, H, W) torch."""
     if isinstance(images, torch.Tensor):
-        if images.dtype != torch.uint8 or images.ndim not in (3, 4) or images.shape[-3] != 3:
-            raise ValueError(f"expected a uint8 (N, 3, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
         a = images.detach().cpu().numpy()
-        a = a[None] if a.ndim == 3 else a
-        return a[:, 0], a[:, 1], a[:, 2]
+        images = np.moveaxis(a, -3, -1) if a.ndim in (3, 4) else a
     a = np.asarray(images)
     a = a[None] if a.ndim == 3 else a
     if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3:
-        raise ValueError(f"expected uint8 (N, H, W, 3) RGB images, got {a.dtype} {a.shape}")
+        raise ValueError(f"expected uint8 (N, H, W, 3) RGB arrays or (N, 3, H, W) tensors, got {a.dtype} {a.shape}")
     return a[..., 0], a[..., 1], a[..., 2]
 
 
 class LabHistogram:
-    """Streaming L / a / b bin counts over a set of uint8 RGB images (optionally inside masks).
-
-    ``update`` adds a batch, ``merge`` adds another accumulator's counts (other batches, processes),
-    ``compute`` returns the normalised histograms.  The state is ``counts`` (``{"L": int64 array of 100
-    bins, "a": 256, "b": 256}``) and ``images``.  The score built on it, :func:`histogram_intersection`
-    against the real set, is higher-is-better.
-    """
+    """Streaming L / a / b bin counts of uint8 RGB images (optionally inside masks): ``update`` adds a batch,
+    ``merge`` another accumulator (other batches, processes), ``compute`` gives the normalised histograms.  The
+    state is ``counts`` (``{"L": int64 array of 100 bins, "a": 256, "b": 256}``) and ``images``; the score
+    built on it, :func:`histogram_intersection` against the real set, is higher-is-better."""
 
     higher_is_better = True
 
     def __init__(self, counts: dict[str, np.ndarray] | None = None, images: int = 0) -> None:
         self.counts = counts if counts is not None else {c: np.zeros(BINS[c][2], np.int64) for c in CHANNELS}
         self.images = images
-
-    def __repr__(self) -> str:
-        return f"LabHistogram(images={self.images}, pixels={self.pixels})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LabHistogram):
@@ -165,7 +132,7 @@ class LabHistogram:
         r, g, b = _planes(images)
         key = (r.astype(np.intp) << 16) | (g.astype(np.intp) << 8) | b
         if mask is not None:
-            m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+            m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
             m = m[None] if m.ndim == 2 else m
             if m.shape != key.shape:
                 raise ValueError(f"mask shape {m.shape} does not match the images {key.shape}")
@@ -204,88 +171,56 @@ def histogram_intersection(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.minimum(p / p.sum(), q / q.sum()).sum())
 
 
-def bins_description() -> dict[str, dict[str, float | int]]:
-    """The fixed bins as JSON: ``{"L": {"min", "max", "count", "width"}, ...}``."""
-    return {c: {"min": lo, "max": hi, "count": n, "width": (hi - lo) / n} for c, (lo, hi, n) in BINS.items()}
-
-
-def intersections(real: LabHistogram, fakes: Mapping[str, LabHistogram]) -> dict[str, dict[str, float]]:
-    """``{SET: {"L": x, "a": y, "b": z}}``: every fake set's intersection with the real set."""
-    return {name: hist.intersection(real) for name, hist in fakes.items()}
-
-
-# --------------------------------------------------------------------------------------------------
-# Folders of images: the `p2p-eval color` command.
-
-
 def load_photo(path: Path, half: str | None = None, size: int | None = None) -> torch.Tensor:
     """uint8 (3, H, W) RGB of ``path`` (:func:`p2p_eval.imageio.read_image`); ``half`` A / B takes the left /
     right half of an AB image; ``size`` resizes to size x size (bilinear, antialiased)."""
     import torchvision.transforms.v2.functional as F
 
     from p2p_eval.data.aligned import ab_half
-    from p2p_eval.imageio import read_image
 
     image = read_image(path)
-    if half is not None:
-        image = ab_half(image, path, half)
+    image = image if half is None else ab_half(image, path, half)
     if size is not None and tuple(image.shape[1:]) != (size, size):
         image = F.resize(image, [size, size], antialias=True)
     return image
-
-
-def _class_masks(labels_dir: Path, stems: list[str], class_name: str) -> dict[str, np.ndarray]:
-    """Boolean masks of one Cityscapes train class, per image stem, from the label maps in ``labels_dir``."""
-    from p2p_eval.data.cityscapes import TRAIN_CLASSES, load_label_map
-    from p2p_eval.imageio import list_images
-
-    if class_name not in TRAIN_CLASSES:
-        raise unknown_name("Cityscapes class", class_name, TRAIN_CLASSES)
-    labels = {p.stem: p for p in list_images(labels_dir, "--real-labels folder")}
-    missing = [s for s in stems if s not in labels]
-    if missing:
-        raise UserError(f"{labels_dir} has no label map for {file_list(missing)}; give one label PNG per real image, same name")
-    return {s: load_label_map(labels[s]) == TRAIN_CLASSES.index(class_name) for s in stems}
 
 
 def set_histogram(files: list[Path], half: str | None = None, size: int | None = None,
                   masks: dict[str, np.ndarray] | None = None, batch_size: int = 16, progress: bool = True,
                   name: str = "images") -> LabHistogram:
     """Histogram of image files (:func:`load_photo` each, counted at once), inside ``masks[stem]`` when given
-    (resized to the image by nearest neighbour); a progress bar of ``batch_size`` images per step."""
+    (resized to the image by nearest neighbour); the progress bar moves ``batch_size`` images at a time."""
     from tqdm import tqdm
 
     from p2p_eval.data.cityscapes import resize_nearest
 
     hist = LabHistogram()
-    for start in tqdm(range(0, len(files), batch_size), desc=f"Lab {name}", unit="batch", leave=False,
-                      disable=not progress):
-        for path in files[start:start + batch_size]:
-            image = load_photo(path, half, size)
-            mask = None if masks is None else resize_nearest(masks[path.stem].astype(np.uint8), tuple(image.shape[1:])) > 0
-            hist.update(image, mask)
+    for path in tqdm(files, desc=f"Lab {name}", unit="image", leave=False, disable=not progress, miniters=batch_size):
+        image = load_photo(path, half, size)
+        mask = None if masks is None else resize_nearest(masks[path.stem].astype(np.uint8), tuple(image.shape[1:])) > 0
+        hist.update(image, mask)
     return hist
 
 
-def _fake_files(real_dir: str | Path, fakes: Mapping[str, str | Path]) -> tuple[list[Path], dict[str, list[Path]]]:
-    """The real folder's images and each fake folder's, checked: none empty, as many fakes as reals."""
-    from p2p_eval.imageio import list_images
+def _class_masks(labels_dir: str | Path | None, fakes: Mapping[str, list[Path]], stems: list[str], class_name: str) -> dict:
+    """Boolean masks of one Cityscapes train class per real image stem, from the label maps in ``labels_dir``;
+    every fake file (``fakes``: set name -> files) must have a real image of its stem."""
+    from p2p_eval.data.cityscapes import TRAIN_CLASSES, load_label_map
 
-    if not fakes:
-        raise UserError("give at least one --images folder")
-    real_files = list_images(real_dir, "--real folder")
-    if not real_files:
-        raise UserError(f"--real folder {real_dir} has no images (.png/.jpg); point it at a folder of photos")
-    fake_files: dict[str, list[Path]] = {}
-    for name, folder in fakes.items():
-        files = list_images(folder, f"--images folder ({name})")
-        if not files:
-            raise UserError(f"--images folder {folder} ({name}) has no images (.png/.jpg)")
-        if len(files) != len(real_files):
-            raise UserError(f"--images folder {folder} ({name}) has {len(files)} images but --real {real_dir} has "
-                            f"{len(real_files)}; compare the outputs of the same inputs (one image per real image)")
-        fake_files[name] = files
-    return real_files, fake_files
+    if labels_dir is None:
+        raise UserError(f"--class {class_name} needs --real-labels DIR (the label maps of the real images)")
+    if class_name not in TRAIN_CLASSES:
+        raise unknown_name("Cityscapes class", class_name, TRAIN_CLASSES)
+    labels = {p.stem: p for p in list_images(labels_dir, "--real-labels folder")}
+    missing = [s for s in stems if s not in labels]
+    if missing:
+        raise UserError(f"{labels_dir} has no label map for {file_list(missing)}; give one label PNG per real image, same name")
+    for name, files in fakes.items():
+        stray = [p.name for p in files if p.stem not in stems]
+        if stray:
+            raise UserError(f"--images {files[0].parent} ({name}) has images with no real counterpart of the same name: "
+                            f"{file_list(stray)}; with --class, file names must match the real ones")
+    return {s: load_label_map(labels[s]) == TRAIN_CLASSES.index(class_name) for s in stems}
 
 
 def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: str | Path | None = None,
@@ -296,38 +231,33 @@ def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: st
 
     ``half`` (A / B) reads the real folder as AB pairs; ``size`` resizes every image; ``class_name`` with
     ``labels_dir`` (one label map per real image, same stem) restricts both sets to that Cityscapes class,
-    the generated image of stem S using the label map of S; ``progress=False`` shows no bars.  Returns
-    ``{"intersection": {SET: {"L", "a", "b"}},
-    "bins": ..., "counts": {SET: {"L": [...], ...}}, "images": {SET: n}, "real": ..., "class": ...}``.
+    the generated image of stem S using the label map of S; ``progress=False`` shows no bars.  Returns ``{"intersection":
+    {SET: {"L", "a", "b"}}, "bins": ..., "counts": {SET: {"L": [...], ...}}, "images": {SET: n}, "real": ..., ...}``.
     """
-    from p2p_eval.fsutil import write_json
-
-    real_files, fake_files = _fake_files(real_dir, fakes)
-    masks = None
-    if class_name is not None:
-        if labels_dir is None:
-            raise UserError(f"--class {class_name} needs --real-labels DIR (the label maps of the real images)")
-        masks = _class_masks(Path(labels_dir), [p.stem for p in real_files], class_name)
-        for name, files in fake_files.items():
-            stray = [p.name for p in files if p.stem not in masks]
-            if stray:
-                raise UserError(f"--images {fakes[name]} ({name}) has images with no real counterpart of the same name: "
-                                f"{file_list(stray)}; with --class, file names must match the real ones")
-    hists = {"real": set_histogram(real_files, half, size, masks, batch_size, progress, "real")}
-    hists.update({name: set_histogram(files, None, size, masks, batch_size, progress, name)
-                  for name, files in fake_files.items()})
-    for name, hist in hists.items():
+    if not fakes:
+        raise UserError("give at least one --images folder")
+    real_files = list_images(real_dir, "--real folder")
+    fake_files = {name: list_images(folder, f"--images folder ({name})") for name, folder in fakes.items()}
+    for name, files in [("real", real_files), *fake_files.items()]:
+        where = f"--real folder {real_dir}" if files is real_files else f"--images folder {fakes[name]} ({name})"
+        if not files:
+            raise UserError(f"{where} has no images (.png/.jpg)")
+        if len(files) != len(real_files):
+            raise UserError(f"{where} has {len(files)} images but --real {real_dir} has "
+                            f"{len(real_files)}; compare the outputs of the same inputs (one image per real image)")
+    masks = None if class_name is None else _class_masks(labels_dir, fake_files, [p.stem for p in real_files], class_name)
+    real = set_histogram(real_files, half, size, masks, batch_size, progress, "real")
+    hists = {name: set_histogram(files, None, size, masks, batch_size, progress, name) for name, files in fake_files.items()}
+    for name, hist in [("real", real), *hists.items()]:
         if hist.pixels == 0:
             where = f" of class {class_name!r}" if class_name else ""
             raise UserError(f"no pixels{where} in the {name} set; pick a class that the label maps contain")
-    real = hists.pop("real")
     result = {
-        "intersection": intersections(real, hists),
-        "bins": bins_description(),
+        "intersection": {name: hist.intersection(real) for name, hist in hists.items()},
+        "bins": {c: {"min": lo, "max": hi, "count": n, "width": (hi - lo) / n} for c, (lo, hi, n) in BINS.items()},
         "counts": {name: {c: h.counts[c].tolist() for c in CHANNELS} for name, h in {"real": real, **hists}.items()},
         "images": {name: h.images for name, h in {"real": real, **hists}.items()},
-        "real": str(real_dir),
-        "fake": {name: str(folder) for name, folder in fakes.items()},
+        "real": str(real_dir), "fake": {name: str(folder) for name, folder in fakes.items()},
         "half": half, "size": size, "class": class_name,
         "colour_space": "CIE Lab, D65, 2 degree observer (skimage.color.rgb2lab)",
     }
@@ -340,8 +270,8 @@ def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: st
 
 def plot_lab_histograms(real: LabHistogram, fakes: Mapping[str, LabHistogram],
                         scores: Mapping[str, Mapping[str, float]], out: str | Path, title: str | None = None) -> Path:
-    """Figure 7 of the paper: one panel per channel, log probability against value, the real
-    distribution dotted black, one solid line per fake set, its intersection score in the legend."""
+    """Figure 7 of the paper: one panel per channel, log probability against value (empty bins left out), the
+    real distribution dotted black, one solid line per fake set, its intersection score in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,15 +279,13 @@ def plot_lab_histograms(real: LabHistogram, fakes: Mapping[str, LabHistogram],
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))
     colors = plt.get_cmap("tab10").colors
-    def log(p: np.ndarray) -> np.ndarray:  # empty bins become NaN: gaps in the plot
-        return np.log(np.where(p > 0, p, np.nan))
-
     for ax, c in zip(axes, CHANNELS):
         edges = bin_edges(c)
-        centres = (edges[:-1] + edges[1:]) / 2
-        for k, (name, hist) in enumerate(fakes.items()):
-            ax.plot(centres, log(hist.compute()[c]), color=colors[k % 10], lw=1.6, label=f"{name} ({scores[name][c]:.2f})")
-        ax.plot(centres, log(real.compute()[c]), color="black", ls=":", lw=2.0, label="ground truth")
+        sets = [(f"{name} ({scores[name][c]:.2f})", hist, {"color": colors[k % 10], "lw": 1.6})
+                for k, (name, hist) in enumerate(fakes.items())]
+        for label, hist, style in [*sets, ("ground truth", real, {"color": "black", "ls": ":", "lw": 2.0})]:
+            p = hist.compute()[c]
+            ax.plot((edges[:-1] + edges[1:]) / 2, np.log(p, out=np.full_like(p, np.nan), where=p > 0), label=label, **style)
         used = np.nonzero(real.counts[c] + sum(h.counts[c] for h in fakes.values()))[0]
         ax.set_xlim(edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, len(edges) - 1)])
         ax.set(xlabel=c, ylabel=f"log P({c})")
