@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     color_table()  # built or read from the cache once per process, before any timing
     decode: list[float] = []
-    colour: list[float] = []
+    passes: list[float] = []
     hist = set_histogram(files, "A", 256, progress=False)  # warm-up: imports and the page cache
     for _ in range(args.rounds):
         decode.append(seconds(lambda: [load_photo(p, "A", 256) for p in files]))
-        colour.append(seconds(lambda: set_histogram(files, "A", 256, progress=False)))
+        passes.append(seconds(lambda: set_histogram(files, "A", 256, progress=False)))
     photos = [load_photo(p, "A", 256).permute(1, 2, 0).numpy() for p in files]
     reference, skimage_s, differing = skimage_loop(photos)
     start = time.perf_counter()
@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     alone_s = time.perf_counter() - start
     ours = np.concatenate([hist.counts[c] for c in CHANNELS])
     equal = bool(np.array_equal(ours, reference)) and alone == hist and differing == 0
-    rate = {"decode": args.count / min(decode), "pass": args.count / min(colour),
+    rate = {"decode": args.count / min(decode), "pass": args.count / min(passes),
             "alone": args.count / alone_s, "skimage": args.count / skimage_s}
     load = os.getloadavg()[0]
     result = {"images": args.count, "size": 256, "source": f"Cityscapes val photos (A halves) 1..{args.count}",
-              "cpus": os.cpu_count(), "loadavg_1min": load, "decode_s": decode, "pass_s": colour,
+              "cpus": os.cpu_count(), "loadavg_1min": load, "decode_s": decode, "pass_s": passes,
               "images_per_s": rate, "bin_counts_equal_skimage_loop": equal, "pixels_in_another_bin": differing,
               "goal_images_per_s": GOAL,
               "summary": [

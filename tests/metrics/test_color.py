@@ -100,7 +100,7 @@ def _skimage_counts(images: np.ndarray, mask: np.ndarray | None = None) -> dict[
     return out
 
 
-def _edge_colours(count: int) -> np.ndarray:
+def _edge_colors(count: int) -> np.ndarray:
     """Colours whose L, a or b lies nearest to a bin edge (found by skimage over a colour sample), plus
     every grey (a and b within 0.005 of the edge 0), black (L = 0, the first edge) and white (L = 100, the
     closed last edge): uint8 (n, 3)."""
@@ -113,17 +113,17 @@ def _edge_colours(count: int) -> np.ndarray:
     return np.concatenate([picked, greys, [[0, 0, 0], [255, 255, 255]]]).astype(np.uint8)
 
 
-def test_edge_colours_are_near_edges() -> None:
-    lab = rgb2lab(_edge_colours(2000)[None])[0]
+def test_edge_colors_are_near_edges() -> None:
+    lab = rgb2lab(_edge_colors(2000)[None])[0]
     assert np.abs(lab[:2000] - np.round(lab[:2000])).min(axis=1).max() < 2e-3
     greys = lab[2000:2256]
     assert np.abs(greys[:, 1:]).max() < 5e-3  # a and b of greys: just above the edge 0 (white point vs matrix)
     assert lab[-2:, 0].tolist() == pytest.approx([0.0, 100.0])
 
 
-def test_counts_equal_skimage_on_edge_and_random_colours() -> None:
+def test_counts_equal_skimage_on_edge_and_random_colors() -> None:
     rng = np.random.default_rng(2)
-    edge = _edge_colours(4000)
+    edge = _edge_colors(4000)
     pixels = np.concatenate([edge, rng.integers(0, 256, (64 * 64 * 3 - len(edge), 3), dtype=np.uint8)])
     images = rng.permutation(pixels).reshape(3, 64, 64, 3)
     hist = LabHistogram()
@@ -163,7 +163,7 @@ def test_counts_with_strides_masks_and_odd_widths() -> None:
         np.testing.assert_array_equal(hist.counts[c], expected[c])
 
 
-def test_a_colour_seen_many_times_and_counts_read_between_updates() -> None:
+def test_a_color_seen_many_times_and_counts_read_between_updates() -> None:
     """A colour seen 512 and one seen 300 times among random ones; counts read between updates, after a pickle
     round trip and after merging (an empty accumulator too) all equal scikit-image's."""
     rng = np.random.default_rng(11)
@@ -195,9 +195,9 @@ def _hist(images: np.ndarray) -> LabHistogram:
 def test_table_entries_are_skimage_bins() -> None:
     """Entry r << 16 | g << 8 | b of the table holds the L / a / b bins of that colour, as numpy.histogram puts
     rgb2lab's value (edge colours, greys, black and white)."""
-    colours = _edge_colours(500)
-    lab = rgb2lab(colours[None])[0]
-    r, g, b = (colours[:, k].astype(np.int64) for k in range(3))
+    colors = _edge_colors(500)
+    lab = rgb2lab(colors[None])[0]
+    r, g, b = (colors[:, k].astype(np.int64) for k in range(3))
     entry = color.color_table()[r << 16 | g << 8 | b]
     for k, c in enumerate(CHANNELS):
         bins = np.array([np.histogram([v], bins=bin_edges(c))[0].argmax() for v in lab[:, k]])
