@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from p2p_eval.metrics.bootstrap import percentile_interval, resample_counts
+
 MSE_SCALE = 1.0 / 255.0**2
 IMAGE_METRICS = ("mse", "psnr", "ssim")
 
@@ -34,13 +36,11 @@ def target_half(direction: str) -> str:
 def mean_ci(values: list[float | None], n: int = 1000, seed: int = 0, level: float = 0.95) -> list[float | None]:
     """Percentile bootstrap interval of the mean over images (the FCN-score's resamples for the same seed);
     [None, None] when a value is missing or not finite (PSNR of an identical image)."""
-    from p2p_eval.metrics.bootstrap import _interval, _multiplicities
-
     if not values or any(v is None or not math.isfinite(v) for v in values):
         return [None, None]
     arr = np.asarray(values, dtype=np.float64)
-    counts = _multiplicities(len(arr), n, seed)
-    return _interval(counts @ arr / len(arr), level)
+    counts = resample_counts(len(arr), n, seed)
+    return percentile_interval(counts @ arr / len(arr), level)
 
 
 def score_images(fakes: str | Path, data_dir: str | Path, size: int, direction: str,

@@ -126,12 +126,12 @@ def score_arrays(conf: np.ndarray, convention: str = "nanmean") -> dict[str, np.
             pixel = np.where(total > 0, diag.sum(-1) / np.where(total > 0, total, 1), np.nan)
             acc = np.where(rows > 0, diag / np.where(rows > 0, rows, 1), np.nan)
             iou = np.where(union > 0, diag / np.where(union > 0, union, 1), np.nan)
-            class_acc, class_iou = _nanmean(acc), _nanmean(iou)
+            class_acc, class_iou = nanmean(acc), nanmean(iou)
     return {"pixel_accuracy": pixel, "class_accuracy": class_acc, "class_iou": class_iou,
             "accuracy": acc, "iou": iou, "pixels": rows}
 
 
-def _nanmean(values: np.ndarray) -> np.ndarray:
+def nanmean(values: np.ndarray) -> np.ndarray:
     """Mean over the last axis ignoring NaN; NaN (no warning) where every entry is NaN."""
     present = ~np.isnan(values)
     count = present.sum(-1)
