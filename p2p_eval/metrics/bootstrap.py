@@ -2,7 +2,7 @@
 
 The set-level scores are functions of one summed confusion matrix, so a bootstrap replicate is the
 sum of the per-image matrices of a resample of images (with replacement), scored exactly like the
-full set (:func:`p2p_eval.metrics.confusion.score_arrays`).  A resample is drawn as multiplicities
+full set (:func:`p2p_eval.confusion.score_arrays`).  A resample is drawn as multiplicities
 ``bincount(rng.integers(0, N, N))`` and all replicates are one matrix product.  The same seed gives
 the same intervals (``numpy.random.Generator(PCG64(seed))``).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2p_eval.metrics.confusion import score_arrays
+from p2p_eval.confusion import score_arrays
 
 SCORES = ("pixel_accuracy", "class_accuracy", "class_iou")
 

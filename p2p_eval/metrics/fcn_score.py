@@ -1,7 +1,7 @@
 """FCN-score (pix2pix, section 4.1): segment generated photos with a segmenter trained on real photos
 and score the predicted labels against the ground truth of the frames the photos were generated from.
 
-The scores come from one confusion matrix over the set (:mod:`p2p_eval.metrics.confusion`, which names
+The scores come from one confusion matrix over the set (:mod:`p2p_eval.confusion`, which names
 the references it matches) with 95% bootstrap intervals over images (:mod:`p2p_eval.metrics.bootstrap`).
 
 Two protocols (the differences from the original script are tabled in the README):
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from p2p_eval.errors import UserError
 from p2p_eval.metrics.bootstrap import bootstrap_ci
-from p2p_eval.metrics.confusion import CONVENTIONS, ConfusionMatrix
+from p2p_eval.confusion import CONVENTIONS, ConfusionMatrix
 from p2p_eval.segmentation.data import SegmentationPairs, default_workers, read_label, resize_photo, split_pairs
 from p2p_eval.segmentation.model import load_segmenter, logits
 

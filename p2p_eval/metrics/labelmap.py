@@ -18,8 +18,8 @@ are 20 apart); measured on 20 val frames.
 
 Scoring (:class:`LabelMapScore`, :func:`score_label_folder`): the decoded ids are resized (nearest neighbour) to
 the true label map's size and added to per-image confusion matrices
-(:func:`p2p_eval.metrics.confusion.confusion_matrices`, rows = labels, void labels ignored) with one extra
-column for void predictions, and scored with :func:`p2p_eval.metrics.confusion.score_arrays` exactly as the
+(:func:`p2p_eval.confusion.confusion_matrices`, rows = labels, void labels ignored) with one extra
+column for void predictions, and scored with :func:`p2p_eval.confusion.score_arrays` exactly as the
 FCN-score is (one matrix over the set, class means over the 19 train classes); 95% intervals are the
 FCN-score's percentile bootstrap over images (:mod:`p2p_eval.metrics.bootstrap`, same resamples for the same
 seed). With ``far="decode"`` a pixel is predicted void only when its nearest colour is a void colour (black,
@@ -43,7 +43,7 @@ from p2p_eval.data.cityscapes import _as_hwc as _hwc  # one home for "colour ima
 from p2p_eval.errors import UserError, require_dir
 from p2p_eval.imageio import list_images, read_image
 from p2p_eval.metrics.bootstrap import percentile_interval, resample_counts, resampled_sums
-from p2p_eval.metrics.confusion import confusion_matrices, nanmean, score_arrays
+from p2p_eval.confusion import confusion_matrices, nanmean, score_arrays
 
 #: RGB distance beyond which a generated pixel is "far" from every palette colour (decoded but doubtful).
 FAR_DISTANCE = 50.0

@@ -11,7 +11,7 @@ from p2p_eval.ablation.presets import PRESETS, row_config
 from p2p_eval.ablation.runner import job_state, make_job
 from p2p_eval.ablation.tables import GENERATORS_DIR
 from p2p_eval.errors import UserError
-from p2p_eval.segmentation.model import file_sha256
+from p2p_eval.fsutil import file_sha256
 
 pytestmark = pytest.mark.slow
 

@@ -133,7 +133,7 @@ def test_rescore_with_a_new_segmenter_trains_nothing(ablation: tuple[Path, Path]
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture) -> None:
     import p2p_eval.translate
-    from p2p_eval.segmentation.model import file_sha256
+    from p2p_eval.fsutil import file_sha256
 
     report, runs = ablation
     old = json.loads((report / "report.json").read_text())["tables"][1]

@@ -1,4 +1,6 @@
-"""Confusion matrices and the scores computed from them: the leaf of the FCN-score (it imports no metric).
+"""Confusion matrices and the scores computed from them: a leaf (it imports no metric and no model) below
+both the FCN-score (:mod:`p2p_eval.metrics`) and the segmenter's trainer (:mod:`p2p_eval.segmentation.train`,
+which scores its validation frames with it).
 
 References matched:
 
