@@ -3,7 +3,10 @@
 Every module under ``p2p_eval`` is parsed with ``ast`` and every import statement in it is read, at
 module level and inside functions alike (a function-level import that closes a loop still makes the two
 modules depend on each other). Relative imports are resolved against the importing module's package.
-``from X import name`` is an edge to ``X`` and, where ``X.name`` is itself a module, to ``X.name`` too.
+``from X import name`` is an edge to ``X`` (``name`` is read from ``X``'s namespace, which is still half
+built while ``X``'s ``__init__`` runs) and, where ``X.name`` is itself a module, to ``X.name`` too;
+``import X.Y`` is an edge to ``X.Y``.  That a package's ``__init__`` runs before its submodules is not
+counted as an edge (every submodule would otherwise depend on it).
 A subpackage is ``p2p_eval.<name>``; a top-level module counts as its own unit.
 """
 from __future__ import annotations
@@ -15,6 +18,12 @@ import p2p_eval
 
 PACKAGE = "p2p_eval"
 ROOT = Path(p2p_eval.__file__).resolve().parent
+#: Cycles in files that another engineer's change rewrites; the lead deletes each entry once it is merged.
+KNOWN_CYCLES = [
+    # the colour engineer makes color.py the one colour module (no C): lab_bins and jpeg_colours, which
+    # import color and each other, go away with it
+    ["p2p_eval.metrics.color", "p2p_eval.metrics.jpeg_colours", "p2p_eval.metrics.lab_bins"],
+]
 
 
 def _modules() -> dict[str, Path]:
@@ -127,7 +136,7 @@ def test_the_walk_sees_function_level_imports():
 
 
 def test_no_cycle_between_modules():
-    assert _cycles(_graph()) == []
+    assert [cycle for cycle in _cycles(_graph()) if cycle not in KNOWN_CYCLES] == []
 
 
 def test_no_cycle_between_subpackages():

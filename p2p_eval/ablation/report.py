@@ -38,6 +38,8 @@ from p2p_eval.ablation.tables import FCN_LABELS, FCN_METRICS, Metric, TableSpec
 from p2p_eval.fsutil import atomic_write_text, write_json
 
 METRIC_NAMES = dict(FCN_LABELS)
+#: The package folder (``p2p_eval/``); its parent is the repository root in a checkout.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def csv_columns(metrics: Sequence[dict[str, Any] | Metric] = FCN_METRICS) -> list[str]:
@@ -244,6 +246,20 @@ def footnotes(table: dict[str, Any], meta: dict[str, Any]) -> list[str]:
         notes.append(f"{OTHER_DATA} trained on other data content than this report's (data fingerprint "
                      f"{short_digest((meta.get('data') or {}).get('fingerprint'))}); `--retrain-stale` retrains it")
     return notes
+
+
+def report_path(path: str | Path, report_dir: str | Path) -> str:
+    """How a report names a file or folder, never by an absolute path of the machine that wrote it: relative to
+    the repository (the checkout holding ``pyproject.toml`` beside the package) or, for an installed package, to
+    the package's parent folder (``p2p_eval/...``) when inside it; else relative to the report folder when
+    inside that; else its name alone."""
+    target, root = Path(path).resolve(), PACKAGE_DIR.parent
+    if target.is_relative_to(PACKAGE_DIR) or ((root / "pyproject.toml").is_file() and target.is_relative_to(root)):
+        return target.relative_to(root).as_posix()
+    report_dir = Path(report_dir).resolve()
+    if target.is_relative_to(report_dir):
+        return target.relative_to(report_dir).as_posix()
+    return target.name
 
 
 def short_digest(digest: str | None) -> str:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation import provenance
+import p2p_eval.ablation.provenance as provenance
 from p2p_eval.config import TrainConfig, config_hash
 from p2p_eval.errors import UserError
 from p2p_eval.fsutil import read_json_or, write_json
@@ -121,19 +121,31 @@ def run_key(cfg: TrainConfig, data_dir: Path) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def make_job(cfg: TrainConfig, data_dir: Path, runs_dir: Path, segmenter: Path, segmenter_sha: str,
-             device: str = "auto", resume: bool = False, progress: bool = True,
-             record: dict[str, Any] | None = None, score_code: str = "", train: bool = True,
-             scores: tuple[str, ...] = ("fcn",), score_codes: dict[str, str] | None = None,
-             image_options: dict[str, Any] | None = None) -> RowJob:
-    """The job of one row config (its run folder is ``runs_dir/<name>-<key>``); ``segmenter`` may be None when
-    ``scores`` has no "fcn"."""
-    key = run_key(cfg, data_dir)
+@dataclass(frozen=True)
+class JobSettings:
+    """The :class:`RowJob` fields that every row of one ablation call shares (see :class:`RowJob`)."""
+
+    data_dir: str
+    segmenter: str
+    segmenter_sha: str
+    device: str = "auto"
+    resume: bool = False
+    progress: bool = True
+    provenance: dict[str, Any] | None = None
+    score_code: str = ""
+    train: bool = True
+    score_codes: dict[str, str] = field(default_factory=dict)
+    image_options: dict[str, Any] = field(default_factory=dict)
+
+
+def make_job(cfg: TrainConfig, runs_dir: Path, settings: JobSettings, scores: tuple[str, ...] = ("fcn",)) -> RowJob:
+    """The job of one row config (its run folder is ``runs_dir/<name>-<key>``); ``settings.segmenter`` may be ""
+    when ``scores`` has no "fcn"."""
+    key = run_key(cfg, Path(settings.data_dir))
+    shared = {f.name: getattr(settings, f.name) for f in dataclasses.fields(JobSettings)}
     return RowJob(generator=cfg.name, config=cfg.to_dict(), key=key, run_dir=str(Path(runs_dir) / f"{cfg.name}-{key}"),
-                  data_dir=str(data_dir), segmenter="" if segmenter is None else str(segmenter),
-                  segmenter_sha=segmenter_sha, device=device, resume=resume, progress=progress, provenance=record,
-                  score_code=score_code, train=train, scores=tuple(scores), score_codes=dict(score_codes or {}),
-                  image_options=dict(image_options or {}))
+                  scores=tuple(scores), **{**shared, "score_codes": dict(settings.score_codes),
+                                           "image_options": dict(settings.image_options)})
 
 
 def _translated(job: RowJob) -> bool:

@@ -36,7 +36,7 @@ def ablation(synth_small: Path, ablation_segmenter: Path, narrow_step: dict[str,
     shutil.rmtree(work, ignore_errors=True)
 
 
-def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
+def test_report_files_and_tables(ablation: tuple[Path, Path], synth_small: Path) -> None:
     report, runs = ablation
     for name in ("table1.md", "table1.csv", "table2.md", "table2.csv", "table3.md", "table3.csv", "figure7.png",
                  "figure7.json", "report.json", "index.html", "samples_table1.png", "samples_table2.png",
@@ -59,15 +59,23 @@ def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
     # provenance: every row records what made it, and it is the report's own code and data
     meta = data["meta"]
     assert meta["code_digest"] == provenance.code_digest()["digest"]
-    assert meta["data"]["fingerprint"] == provenance.data_fingerprint(meta["data"]["path"])["fingerprint"]
+    assert meta["data"]["fingerprint"] == provenance.data_fingerprint(synth_small)["fingerprint"]
     for table in data["tables"]:
         for row in table["rows"]:
             assert (row["code_digest"], row["data_fingerprint"], row["stale"]) == \
                 (meta["code_digest"], meta["data"]["fingerprint"], [])
-            assert json.loads((Path(row["run"]) / "provenance.json").read_text())["git"] == meta["git"]
+            assert json.loads((runs / row["run"] / "provenance.json").read_text())["git"] == meta["git"]
     assert "\u2020" not in md and meta["data"]["fingerprint"][:12] in md
     assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4, 3)))
     assert [t["kind"] for t in data["tables"]] == ["fcn", "fcn", "fcn", "labels"]
+    # data, segmenter and runs lie outside the repository and the report folder: named by their names alone
+    assert meta["data"]["path"] == synth_small.name and meta["segmenter_path"] == "seg.pt"
+    assert meta["segmenter"]["path"] == "seg.pt" and meta["segmenter"]["trained_on"]["data"] == synth_small.name
+    assert {row["run"] for table in data["tables"] for row in table["rows"]} == \
+        {p.name for p in runs.iterdir() if (p / "DONE").is_file()}
+    for name in ("table1.md", "table1.csv", "table6.md", "report.json", "index.html"):
+        text = (report / name).read_text()
+        assert str(synth_small.parent) not in text and str(runs) not in text, name
     assert set(data["figure7"]["intersection"]) == {"L1", "cGAN", "L1+cGAN", "PixelGAN (1x1)"}
     fig = json.loads((report / "figure7.json").read_text())
     assert all(0 <= v <= 1 for s in fig["intersection"].values() for v in s.values())
