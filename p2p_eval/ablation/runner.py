@@ -44,10 +44,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import p2p_eval.ablation.provenance as provenance
+from p2p_eval.ablation.scoring import score_images
 from p2p_eval.config import TrainConfig, config_hash
-from p2p_eval.errors import UserError
+from p2p_eval.device import resolve_device
+from p2p_eval.errors import UserError, require_dir, require_file
 from p2p_eval.fsutil import read_json_or, write_json
+from p2p_eval.imageio import list_images
+from p2p_eval.metrics.fcn_score import ScoreOptions, score_generated, score_real_photos
+from p2p_eval.metrics.labelmap import score_label_folder, score_true_labels
+from p2p_eval.segmentation.model import shipped_path
+from p2p_eval.train.trainer import train
+from p2p_eval.translate import translate_run
 
 
 @dataclass(frozen=True)
@@ -203,10 +213,6 @@ def set_aside(job: RowJob, runs_dir: Path) -> Path:
 
 def describe_device(device: str) -> str:
     """Readable name of the device a stage ran on (GPU model, or CPU with its core count)."""
-    import torch
-
-    from p2p_eval.device import resolve_device
-
     dev = resolve_device(device)
     if dev.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(dev)})"
@@ -238,9 +244,6 @@ def execute_job(job: RowJob) -> str:
     a job with ``train=False`` raises UserError for a run that is not trained. A run started here gets
     ``provenance.json`` (``job.provenance``) before its first step.
     """
-    from p2p_eval.train.trainer import train
-    from p2p_eval.translate import translate_run
-
     run = job.run
     if not trained(job):
         if not job.train:
@@ -270,16 +273,11 @@ def execute_job(job: RowJob) -> str:
 def _score(job: RowJob, kind: str) -> dict:
     """The score JSON of ``kind`` for the job's translations."""
     if kind == "fcn":
-        from p2p_eval.metrics.fcn_score import score_folder
-
-        return score_folder(job.fakes, job.segmenter, data_dir=job.data_dir, device=job.device, progress=job.progress)
+        return score_generated(job.fakes, job.segmenter, data_dir=job.data_dir,
+                               options=ScoreOptions(device=job.device, progress=job.progress))
     if kind == "labels":
-        from p2p_eval.metrics.labelmap import score_label_folder
-
         return score_label_folder(job.fakes, job.data_dir, progress=job.progress)
     if kind == "image":
-        from p2p_eval.ablation.scoring import score_images
-
         cfg = job.cfg
         return score_images(job.fakes, job.data_dir, cfg.size, cfg.direction, lpips=job.image_options.get("lpips"),
                             device=job.device, progress=job.progress)
@@ -306,16 +304,13 @@ def score_ground_truth(data_dir: Path, segmenter: Path, segmenter_sha: str, runs
     ``size`` (the generated images' side) first brings the photos to that resolution, so that the ground
     truth passes through the same resolution bottleneck as the rows it is compared with; None = as stored.
     """
-    from p2p_eval.metrics.fcn_score import score_folder
-
     suffix = "" if size is None else f"_at{size}"
     path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_fcn_{segmenter_sha[:12]}{suffix}.json"
     cached = _cached_score(path, score_code)
     if cached is not None:
         return cached
     tic = time.perf_counter()
-    result = score_folder(None, segmenter, data_dir=data_dir, real=True, device=device, progress=progress,
-                          real_size=size)
+    result = score_real_photos(data_dir, segmenter, size, ScoreOptions(device=device, progress=progress))
     result["seconds"] = round(time.perf_counter() - tic, 2)
     result["score_code"] = score_code
     result["data_fingerprint"] = data_fp
@@ -327,8 +322,6 @@ def score_true_labels_cached(data_dir: Path, runs_dir: Path, data_fp: str, score
                              progress: bool = True) -> dict:
     """Table 6's reference row (the true labels through ``size`` px, :func:`p2p_eval.metrics.labelmap.score_true_labels`),
     cached per data content, scoring code and size: ``RUNS/ground_truth/<fp12>_labelmap_at<size>.json``."""
-    from p2p_eval.metrics.labelmap import score_true_labels
-
     path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_labelmap_at{size}.json"
     cached = _cached_score(path, score_code)
     if cached is not None:
@@ -346,8 +339,6 @@ def resolve_segmenter(segmenter: str | Path | None) -> Path:
     """``segmenter``, or the shipped Cityscapes segmenter (19 train classes) when None; UserError when absent."""
     if segmenter is not None:
         return Path(segmenter)
-    from p2p_eval.segmentation.model import shipped_path
-
     path = shipped_path()
     if not path.is_file():
         raise UserError(f"no --segmenter given and the shipped Cityscapes segmenter {path} is missing from this "
@@ -357,9 +348,6 @@ def resolve_segmenter(segmenter: str | Path | None) -> Path:
 
 def check_inputs(data_dir: Path, segmenter: Path | None) -> None:
     """UserError naming the folder or file unless DATA has train/ and val/ images and SEG (unless None) is a file."""
-    from p2p_eval.errors import require_dir, require_file
-    from p2p_eval.imageio import list_images
-
     for split in ("train", "val"):
         folder = require_dir(Path(data_dir) / split, f"--data {split} folder")
         if not list_images(folder):

@@ -64,7 +64,7 @@ def test_rescore_and_retrain_stale_conflict(tmp_path: Path, capsys: pytest.Captu
 
 def test_missing_shipped_segmenter_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("p2p_eval.segmentation.model.shipped_path", lambda: tmp_path / "absent.safetensors")
+    monkeypatch.setattr("p2p_eval.ablation.runner.shipped_path", lambda: tmp_path / "absent.safetensors")
     code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "absent.safetensors" in err and "--segmenter" in err
 

@@ -99,8 +99,8 @@ def test_rerun_trains_nothing(ablation: tuple[Path, Path], synth_small: Path, ab
     def no_training(*args, **kwargs):
         raise AssertionError("the rerun trained a row")
 
-    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
-    monkeypatch.setattr("p2p_eval.translate.translate_run", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.train", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.translate_run", no_training)
     run_ablation("all", synth_small, ablation_segmenter, report, preset="smoke", runs_dir=runs, device="cpu",
                  overrides={"max_steps": 1}, progress=False)
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/last.pt")} == ckpts
@@ -161,8 +161,8 @@ def test_rescore_with_a_new_segmenter_trains_nothing(ablation: tuple[Path, Path]
         translated.append(Path(run).name)
         return real_translate(run, *args, **kwargs)
 
-    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
-    monkeypatch.setattr("p2p_eval.translate.translate_run", counting_translate)
+    monkeypatch.setattr("p2p_eval.ablation.runner.train", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.translate_run", counting_translate)
     try:
         out = run_ablation("2", synth_small, second_segmenter, tmp_path / "rescored", preset="smoke", runs_dir=runs,
                            device="cpu", overrides={"max_steps": 1}, rescore=True, progress=False)

@@ -126,8 +126,8 @@ def test_rerun_trains_nothing(reports: dict[str, Path], synth_small: Path, narro
     def no_training(*args, **kwargs):
         raise AssertionError("the rerun trained a row")
 
-    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
-    monkeypatch.setattr("p2p_eval.translate.translate_run", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.train", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.translate_run", no_training)
     run_ablation("6", synth_small, None, reports["runs"].parent / "again", preset="smoke", runs_dir=reports["runs"],
                  device="cpu", overrides=narrow_step, progress=False)
     assert "3 distinct runs (3 done, 0 partial, 0 new, 0 stale)" in capsys.readouterr().out
