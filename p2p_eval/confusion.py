@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from p2p_eval.data.cityscapes import TRAIN_CLASSES
+
 CONVENTIONS = ("nanmean", "original")
 _EPS = 1e-12
 
@@ -164,8 +166,6 @@ def scores_from_confusion(conf: np.ndarray | torch.Tensor, class_names: Sequence
 
 def _default_names(k: int) -> list[str]:
     if k == 19:
-        from p2p_eval.data.cityscapes import TRAIN_CLASSES
-
         return list(TRAIN_CLASSES)
     return [str(i) for i in range(k)]
 

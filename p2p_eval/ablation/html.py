@@ -5,6 +5,7 @@ the parent folder are linked, so one report folder leads to the others."""
 
 from __future__ import annotations
 
+import json
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,5 @@ def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any
 
 def refresh_index(out_dir: Path) -> Path:
     """Rewrite ``out_dir/index.html`` from its ``report.json`` (e.g. to link a report written later in a sub-folder)."""
-    import json
-
     data = json.loads((Path(out_dir) / "report.json").read_text())
     return write_index(Path(out_dir), data["tables"], data["meta"], data.get("figure7"))

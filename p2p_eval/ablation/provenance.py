@@ -19,6 +19,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Iterable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,6 @@ def score_code_digest(entries: Iterable[str] | None = None, root: Path | None = 
 
 def package_version() -> str | None:
     """The installed p2p-eval version (``importlib.metadata``), None when not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("p2p-eval")
     except PackageNotFoundError:

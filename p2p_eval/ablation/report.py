@@ -5,7 +5,7 @@ ground-truth row, provenance, time per row), a rank comparison per table and ``r
 One report path for every kind of table: the metric columns come from the table spec
 (:class:`p2p_eval.ablation.tables.Metric`: label, key in the score JSON, ``higher_is_better``, digits, ranked or
 information only), so the FCN-score tables (1-3), Table 6 (decoded label maps) and the image-metric table of
-source document 002 share the markdown, CSV, rank comparison and HTML code. A metric the source printed for some
+the Modified Pix2Pix paper share the markdown, CSV, rank comparison and HTML code. A metric the source printed for some
 rows only is ranked over those rows; orders are best first by the metric's ``higher_is_better``.
 
 Rank comparison: Kendall's tau-b (Kendall 1945, "The treatment of ties in ranking problems"; the tau-b of

@@ -40,6 +40,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,16 +307,8 @@ def score_ground_truth(data_dir: Path, segmenter: Path, segmenter_sha: str, runs
     """
     suffix = "" if size is None else f"_at{size}"
     path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_fcn_{segmenter_sha[:12]}{suffix}.json"
-    cached = _cached_score(path, score_code)
-    if cached is not None:
-        return cached
-    tic = time.perf_counter()
-    result = score_real_photos(data_dir, segmenter, size, ScoreOptions(device=device, progress=progress))
-    result["seconds"] = round(time.perf_counter() - tic, 2)
-    result["score_code"] = score_code
-    result["data_fingerprint"] = data_fp
-    write_json(path, result)
-    return result
+    return _reference_score(path, score_code, data_fp, lambda: score_real_photos(
+        data_dir, segmenter, size, ScoreOptions(device=device, progress=progress)))
 
 
 def score_true_labels_cached(data_dir: Path, runs_dir: Path, data_fp: str, score_code: str, size: int,
@@ -323,11 +316,17 @@ def score_true_labels_cached(data_dir: Path, runs_dir: Path, data_fp: str, score
     """Table 6's reference row (the true labels through ``size`` px, :func:`p2p_eval.metrics.labelmap.score_true_labels`),
     cached per data content, scoring code and size: ``RUNS/ground_truth/<fp12>_labelmap_at<size>.json``."""
     path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_labelmap_at{size}.json"
+    return _reference_score(path, score_code, data_fp, lambda: score_true_labels(data_dir, size, progress=progress))
+
+
+def _reference_score(path: Path, score_code: str, data_fp: str, compute: Callable[[], dict]) -> dict:
+    """The score cached at ``path`` when the scoring code ``score_code`` made it; else ``compute()`` with its
+    seconds, scoring code and data fingerprint, written to ``path``."""
     cached = _cached_score(path, score_code)
     if cached is not None:
         return cached
     tic = time.perf_counter()
-    result = score_true_labels(data_dir, size, progress=progress)
+    result = compute()
     result["seconds"] = round(time.perf_counter() - tic, 2)
     result["score_code"] = score_code
     result["data_fingerprint"] = data_fp

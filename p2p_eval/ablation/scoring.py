@@ -1,9 +1,10 @@
 """Scores of one row's translations for the tables that are not FCN-score tables.
 
 - ``labels`` (pix2pix Table 6, section 4.6): :func:`p2p_eval.metrics.labelmap.score_label_folder`.
-- ``image`` (source document 002, the Modified-pix2pix comparison): :func:`score_images`: MSE, PSNR and SSIM of
-  each generated photo against its real photo (:func:`p2p_eval.metrics.image.compare_folders`, 255 data range;
-  MSE reported on [0, 1] images, i.e. divided by 255^2, the document's unit: its "per-pixel accuracy" 0.0021 goes
+- ``image`` (the comparison of "Modified Pix2Pix Conditional Adversarial Networks for Image-to-Image
+  Translation"): :func:`score_images`: MSE, PSNR and SSIM of each generated photo against its real photo
+  (:func:`p2p_eval.metrics.image.compare_folders`, 255 data range; MSE reported on [0, 1] images, i.e. divided
+  by 255^2, the document's unit: its "per-pixel accuracy" 0.0021 goes
   with its PSNR 26.8 dB only on that scale), averaged over images as the document does; LPIPS the same way when
   weights are given; the Lab histogram intersections of the whole set with the real set
   (:func:`p2p_eval.metrics.color.compare_sets`, pix2pix's Figure 7 measure). 95% intervals of the per-image means:

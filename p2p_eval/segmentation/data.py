@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
 from p2p_eval.data.aligned import ab_half
 from p2p_eval.data.cityscapes import ab_frames, colors_to_trainids, load_label_map, official_frames, resize_nearest
@@ -78,8 +80,6 @@ def resize_photo(image: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (3, H, W) -> uint8 (3, size, size), bilinear with antialiasing."""
     if tuple(image.shape[-2:]) == (size, size):
         return image
-    from torchvision.transforms.v2 import functional as TF
-
     return TF.resize(image, [size, size], antialias=True)
 
 
@@ -119,8 +119,6 @@ def preload(pairs: list[Pair], size: int, cache_dir: str | Path | None = None, p
     so the arrays are cached in ``cache_dir`` under a key of the files' paths, sizes and mtimes (a changed
     file gives a new key); ``cache_dir=None`` keeps nothing.
     """
-    from tqdm.auto import tqdm
-
     key = hashlib.sha256(repr(size).encode())
     for p in pairs:
         for f in {p.photo, p.label}:

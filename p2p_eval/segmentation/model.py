@@ -20,6 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
 from torch import nn
 
 from p2p_eval.device import resolve_device
@@ -83,8 +85,6 @@ def _load_encoder_weights(model: nn.Module, path: Path) -> None:
     require_file(path, "encoder weights file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -107,8 +107,6 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     """(meta, state_dict) of a ``.pt`` or ``.safetensors`` segmenter; UserError for anything else."""
     hint = "make one with `p2p-eval segmenter train`"
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
             with safe_open(str(path), framework="pt") as fh:
                 header = fh.metadata() or {}
@@ -176,9 +174,6 @@ def load_segmenter(path: str | Path | None = None, device: str | torch.device = 
 
 def export_safetensors(checkpoint: str | Path, out: str | Path, extra_meta: dict | None = None) -> Path:
     """Write a trained ``.pt`` segmenter as fp16 safetensors (the shipped form); returns ``out``."""
-    from safetensors.torch import save
-
-
     meta, state = _read_checkpoint(require_file(checkpoint, "segmenter checkpoint"))
     meta = {**meta, **(extra_meta or {}), "weights_dtype": "float16"}
     meta.pop("sha256", None)

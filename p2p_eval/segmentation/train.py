@@ -349,7 +349,7 @@ def _label_source(pairs: list) -> str:
 
 
 def _smp_version() -> str:
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # here, not at the top: it imports timm, slow to import
 
     return str(smp.__version__)
 
