@@ -1,5 +1,7 @@
 """``run_ablation``: tables -> row configs (preset + overrides) -> runs (trained once each, resumable) ->
-translations -> scores -> report (tables, rank comparison, Figure 7, samples, index.html).
+translations -> scores -> report (tables, rank comparison, Figure 7, samples, index.html), in three steps:
+:func:`plan_ablation` (check the request, one job per distinct run, find stale runs), :func:`execute_plan`
+(train, translate and score what is not done) and :func:`write_ablation_report`.
 
 Each table's ``kind`` says how its rows are scored: FCN-score of the generated photos (Tables 1-3), the
 generated colour label maps decoded and scored against the true labels (Table 6), or image metrics against
@@ -29,7 +31,7 @@ import p2p_eval.ablation.provenance as provenance
 from p2p_eval.ablation.figures import FIGURE7_SETS, figure7, sample_grid
 from p2p_eval.ablation.html import write_index
 from p2p_eval.ablation.launchers import LAUNCHERS, run_gpus, run_local, run_submitit
-from p2p_eval.ablation.presets import get_preset, row_config
+from p2p_eval.ablation.presets import Preset, get_preset, row_config
 from p2p_eval.ablation.report import report_path, table_record, write_report_json, write_tables
 from p2p_eval.ablation.runner import (JobSettings, RowJob, check_inputs, job_state, make_job, resolve_segmenter,
                                       score_ground_truth, score_true_labels_cached, set_aside, stale_reasons, trained)
@@ -89,7 +91,7 @@ class AblationPlan:
 
     ids: list[str]
     specs: list[TableSpec]
-    preset: Any
+    preset: Preset
     data_dir: Path
     runs: Path
     segmenter: Path | None
@@ -395,7 +397,7 @@ def _meta(plan: AblationPlan, opts: AblationOptions, name: str, gt: dict, record
             "differences": _differences(rows, seg, kinds, preset, opts.overrides, n_train)}
 
 
-def _differences(rows: list[dict[str, Any]], seg: dict[str, Any], kinds: list[str], preset: Any,
+def _differences(rows: list[dict[str, Any]], seg: dict[str, Any], kinds: list[str], preset: Preset,
                  overrides: dict[str, Any] | None, n_train: int) -> str:
     """How the report's runs differ from the paper's: image size, training length, segmenter, single runs."""
     sizes = sorted({r["size"] for r in rows})
