@@ -6,8 +6,8 @@ traceback.
 
 One vocabulary across commands: ``--images`` for generated (candidate) images, ``--real`` for real
 images, ``--labels`` only for label maps, ``--names`` for the names of image sets, ``--batch-size``,
-and ``--quiet`` on every command that shows a progress bar (:func:`add_quiet`).  Old spellings stay
-as hidden aliases for one release (:func:`add_deprecated`) and print a one-line note on stderr.
+and ``--quiet`` on every command that shows a progress bar.  Old spellings stay as hidden aliases for
+one release and print a one-line note on stderr (the helpers for both are in :mod:`p2p_eval.cli_args`).
 """
 
 from __future__ import annotations
@@ -17,42 +17,9 @@ import importlib
 import pkgutil
 import sys
 import traceback
-from typing import Any
 
 from p2p_eval import commands
 from p2p_eval.errors import UserError
-
-
-class _Deprecated(argparse.Action):
-    """A hidden old spelling: stores (or appends) into the new option's dest and notes the rename on stderr."""
-
-    def __init__(self, option_strings: list[str], dest: str, new: str, append: bool = False, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, **kwargs)
-        self.new, self.append, self.noted = new, append, False
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        if not self.noted:
-            self.noted = True
-            print(f"p2p-eval: {option_string} is deprecated and will be removed in the next release; use {self.new}",
-                  file=sys.stderr)
-        if self.append:
-            values = [*(getattr(namespace, self.dest) or []), values]
-        setattr(namespace, self.dest, values)
-
-
-def add_deprecated(container: Any, old: str, new: str, dest: str, append: bool = False, **kwargs: Any) -> None:
-    """Keep ``old`` working as a hidden alias of ``new`` (same ``dest``; ``append`` for repeatable options).
-
-    ``container`` is a parser or an argument group; ``kwargs`` (``type``, ``metavar``) match the new option.
-    """
-    container.add_argument(old, dest=dest, action=_Deprecated, new=new, append=append, help=argparse.SUPPRESS,
-                           **kwargs)
-
-
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    """``--quiet``: no progress bars (the command passes ``progress=not args.quiet`` down)."""
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:

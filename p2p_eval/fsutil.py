@@ -1,7 +1,9 @@
-"""Crash-safe file writing: every write goes to a temp file in the same folder, then os.replace."""
+"""Files: crash-safe writing (every write goes to a temp file in the same folder, then ``os.replace``), JSON
+reading that tolerates a damaged marker, and the sha256 of a file's bytes."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -52,3 +54,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, as ``sha256sum FILE`` prints it (the segmenter's and the data's fingerprints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

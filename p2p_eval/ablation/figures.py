@@ -8,6 +8,12 @@ from __future__ import annotations
 from io import BytesIO
 from pathlib import Path
 
+import torchvision.transforms.v2.functional as F
+
+from p2p_eval.data.aligned import AlignedDataset
+from p2p_eval.fsutil import atomic_write_bytes
+from p2p_eval.imageio import from_unit_range, read_image
+
 #: Figure 7's sets in the paper's legend order: label -> generator variant.
 FIGURE7_SETS = {"L1": "l1", "cGAN": "cgan", "L1+cGAN": "l1_cgan", "PixelGAN (1x1)": "l1_cgan_d1"}
 SAMPLE_IMAGES = 4
@@ -34,15 +40,10 @@ def sample_grid(out: Path, data_dir: Path, direction: str, columns: list[tuple[s
                 count: int = SAMPLE_IMAGES) -> Path:
     """A PNG grid: one line per val image (the first ``count`` in natural order), columns input | each
     (label, folder of outputs) | target, every tile resized to :data:`TILE` px."""
-    import matplotlib
+    import matplotlib  # here, not at the top: matplotlib is slow to import and only the report draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torchvision.transforms.v2.functional as F
-
-    from p2p_eval.data.aligned import AlignedDataset
-    from p2p_eval.fsutil import atomic_write_bytes
-    from p2p_eval.imageio import from_unit_range, read_image
 
     data = AlignedDataset(data_dir, "val", direction=direction, size=TILE, jitter=False)
     n = min(count, len(data))

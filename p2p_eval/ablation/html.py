@@ -5,13 +5,14 @@ the parent folder are linked, so one report folder leads to the others."""
 
 from __future__ import annotations
 
+import json
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation.report import (KIND_NOTES, _ci_m, _direction, _f, _secs, _short, footnotes, has_ci,
+from p2p_eval.ablation.report import (KIND_NOTES, direction_text, fmt, fmt_seconds, footnotes, has_ci, metric_cell,
                                       paper_digits, paper_metrics, provenance_lines, reference_text, row_marks,
-                                      source_header, table_metrics, table_rows)
+                                      short_digest, source_header, table_metrics, table_rows)
 from p2p_eval.fsutil import atomic_write_text
 
 STYLE = """
@@ -30,21 +31,21 @@ def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
     body = []
     for r in table_rows(table):
         cls = ' class="gt"' if r is table.get("ground_truth") else ""
-        cells = "".join(f"<td>{escape(_ci_m(r, m))}</td>" for m in metrics)
-        cells += "".join(f'<td class="paper">{_f(r["paper"].get(m["key"]), paper_digits(table, m))}</td>' for m in papers)
+        cells = "".join(f"<td>{escape(metric_cell(r, m))}</td>" for m in metrics)
+        cells += "".join(f'<td class="paper">{fmt(r["paper"].get(m["key"]), paper_digits(table, m))}</td>' for m in papers)
         body.append(f"<tr{cls}><td>{escape(r['label'] + row_marks(r, meta))}</td>{cells}</tr>")
     notes = "".join(f'<p class="small">{escape(n)}</p>' for n in footnotes(table, meta))
     labels = {m["key"]: m["label"] for m in metrics}
     ranks = "".join(f"<tr><td>{escape(labels.get(key, key))}</td><td class=\"order\">{escape(k['ours_order'])}</td>"
                     f"<td class=\"order\">{escape(k['paper_order'])}</td>"
-                    f"<td>{_f(k['tau'], 2)}</td><td>{_f(k['p_value'], 2)}</td>"
+                    f"<td>{fmt(k['tau'], 2)}</td><td>{fmt(k['p_value'], 2)}</td>"
                     f"<td class=\"order\">{escape(k.get('all_order', k['ours_order']))}</td></tr>"
                     for key, k in table["kendall"].items())
     times = "".join(f"<tr><td>{escape(r['label'])}</td><td><code>{escape(r['generator'])}</code></td><td>{r['size']}</td>"
-                    f"<td>{r['batch_size']}</td><td>{r['steps']}</td><td>{_secs(r['seconds'].get('train'))}</td>"
-                    f"<td>{_secs(r['seconds'].get('translate'))}</td><td>{_secs(r['seconds'].get('score'))}</td>"
+                    f"<td>{r['batch_size']}</td><td>{r['steps']}</td><td>{fmt_seconds(r['seconds'].get('train'))}</td>"
+                    f"<td>{fmt_seconds(r['seconds'].get('translate'))}</td><td>{fmt_seconds(r['seconds'].get('score'))}</td>"
                     f"<td>{escape(r['device'])}</td><td>{escape(r.get('commit') or 'n/a')}</td>"
-                    f"<td><code>{_short(r.get('code_digest'))}</code></td><td><code>{_short(r.get('data_fingerprint'))}</code></td>"
+                    f"<td><code>{short_digest(r.get('code_digest'))}</code></td><td><code>{short_digest(r.get('data_fingerprint'))}</code></td>"
                     f"<td>{escape('; '.join(x for x in (r['note'], *r.get('stale', [])) if x))}</td></tr>"
                     for r in table["rows"])
     name = table["name"]
@@ -53,7 +54,7 @@ def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
               if table.get("paper_source", "the paper") != "the paper" else "")
     return f"""
 <h2 id="{name}">{escape(table['title'])}</h2>
-<p class="small">Varies: {escape(table['varies'])}. Direction: {escape(_direction(table))}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
+<p class="small">Varies: {escape(table['varies'])}. Direction: {escape(direction_text(table))}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
 {kind_note}{source}
 <table><tr><th>Row</th>{head}</tr>{''.join(body)}</table>{notes}
 <p class="small">{escape(reference_text(table))}</p>
@@ -120,7 +121,5 @@ def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any
 
 def refresh_index(out_dir: Path) -> Path:
     """Rewrite ``out_dir/index.html`` from its ``report.json`` (e.g. to link a report written later in a sub-folder)."""
-    import json
-
     data = json.loads((Path(out_dir) / "report.json").read_text())
     return write_index(Path(out_dir), data["tables"], data["meta"], data.get("figure7"))

@@ -13,12 +13,14 @@ All three call :func:`p2p_eval.ablation.runner.execute_job`; an overall progress
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import submitit
 from tqdm import tqdm
 
 from p2p_eval.ablation.runner import RowJob, execute_job, job_to_json
@@ -85,10 +87,6 @@ def run_submitit(jobs: Sequence[RowJob], folder: Path, cluster: str | None = "sl
 
     ``cluster``: "slurm" (sbatch), "local" (local processes; what the tests use) or None (auto-detect).
     """
-    import shutil
-
-    import submitit
-
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise UserError("--launcher slurm needs Slurm's sbatch on PATH; run p2p-eval ablate on the cluster's login node "
                         "(or use --launcher local)")

@@ -1,5 +1,7 @@
 """``run_ablation``: tables -> row configs (preset + overrides) -> runs (trained once each, resumable) ->
-translations -> scores -> report (tables, rank comparison, Figure 7, samples, index.html).
+translations -> scores -> report (tables, rank comparison, Figure 7, samples, index.html), in three steps:
+:func:`plan_ablation` (check the request, one job per distinct run, find stale runs), :func:`execute_plan`
+(train, translate and score what is not done) and :func:`write_ablation_report`.
 
 Each table's ``kind`` says how its rows are scored: FCN-score of the generated photos (Tables 1-3), the
 generated colour label maps decoded and scored against the true labels (Table 6), or image metrics against
@@ -14,24 +16,31 @@ Cityscapes segmenter. Staleness and ``retrain_stale`` / ``rescore``: see :mod:`p
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation import provenance
+import p2p_eval.ablation.provenance as provenance
 from p2p_eval.ablation.figures import FIGURE7_SETS, figure7, sample_grid
 from p2p_eval.ablation.html import write_index
 from p2p_eval.ablation.launchers import LAUNCHERS, run_gpus, run_local, run_submitit
-from p2p_eval.ablation.presets import get_preset, row_config
-from p2p_eval.ablation.report import table_record, write_report_json, write_tables
-from p2p_eval.ablation.runner import (RowJob, check_inputs, job_state, make_job, resolve_segmenter,
+from p2p_eval.ablation.presets import Preset, get_preset, row_config
+from p2p_eval.ablation.report import report_path, table_record, write_report_json, write_tables
+from p2p_eval.ablation.runner import (JobSettings, RowJob, check_inputs, job_state, make_job, resolve_segmenter,
                                       score_ground_truth, score_true_labels_cached, set_aside, stale_reasons, trained)
 from p2p_eval.ablation.tables import TableSpec, load_table, parse_tables
-from p2p_eval.errors import UserError, unknown_name
-from p2p_eval.fsutil import read_json_or
+from p2p_eval.errors import UserError, require_file, unknown_name
+from p2p_eval.fsutil import file_sha256, read_json_or
+from p2p_eval.imageio import list_images
+from p2p_eval.metrics.labelmap import FAR_DISTANCE, palette_share
+from p2p_eval.metrics.lpips import LPIPS_ENV, default_lin_path
 
 DEFAULT_RUNS_DIR = Path("runs")
 #: The error for a missing preset (CLI and API): a default would start 12 runs of 200 epochs on a CPU.
@@ -45,29 +54,84 @@ def git_commit() -> str | None:
     return provenance.git_commit()
 
 
+@dataclass(frozen=True)
+class AblationOptions:
+    """How :func:`run_ablation` runs (everything but the tables, the data, the segmenter and the report folder).
+
+    ``preset`` ("smoke", "quick", "paper") is required. ``launcher``: "local" (sequential, or one row per GPU
+    with ``gpus``) or "slurm" (submitit; ``slurm`` = {"partition", "time_min", "gpus_per_job", "cluster"}).
+    ``runs_dir``: where runs live (None: ``./runs``, git-ignored). ``resume`` continues unfinished runs;
+    ``retrain_stale`` retrains stale ones; ``rescore`` only translates and scores finished runs.
+    ``lpips_weights`` (else ``$P2P_EVAL_LPIPS_WEIGHTS``; ``lpips_lin``: the linear layers, default torchmetrics'
+    copy) adds LPIPS to image-metric tables. ``report_name`` defaults to the report folder's name."""
+
+    preset: str | None = None
+    launcher: str = "local"
+    gpus: Sequence[str] | None = None
+    resume: bool = False
+    overrides: dict[str, Any] | None = None
+    runs_dir: str | Path | None = None
+    device: str = "auto"
+    report_name: str | None = None
+    slurm: dict[str, Any] | None = None
+    progress: bool = True
+    retrain_stale: bool = False
+    rescore: bool = False
+    lpips_weights: str | Path | None = None
+    lpips_lin: str | Path | None = None
+
+
+@dataclass
+class AblationPlan:
+    """The tables, their rows placed on distinct runs, and the provenance they are judged against.
+
+    ``placed[i]`` holds ``(row, job, note)`` for each row of ``specs[i]``; ``jobs`` maps a run key to its job.
+    ``stale`` (key -> reasons) and ``skipped`` (keys ``--rescore`` leaves out) are settled by
+    :func:`execute_plan`."""
+
+    ids: list[str]
+    specs: list[TableSpec]
+    preset: Preset
+    data_dir: Path
+    runs: Path
+    segmenter: Path | None
+    seg_sha: str
+    now: dict[str, Any]
+    score_code: str
+    score_codes: dict[str, str]
+    jobs: dict[str, RowJob]
+    placed: list[list[tuple[Any, RowJob, str]]]
+    stale: dict[str, list[str]] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+
+
 def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: str | Path | None, out_dir: str | Path,
-                 preset: str | None = None, launcher: str = "local", gpus: Sequence[str] | None = None,
-                 resume: bool = False, overrides: dict[str, Any] | None = None, runs_dir: str | Path | None = None,
-                 device: str = "auto", report_name: str | None = None, slurm: dict[str, Any] | None = None,
-                 progress: bool = True, retrain_stale: bool = False, rescore: bool = False,
-                 lpips_weights: str | Path | None = None, lpips_lin: str | Path | None = None) -> Path:
+                 options: AblationOptions | None = None, **fields: Any) -> Path:
     """Regenerate ``tables`` ("1", "2", "3", "all" or a list) on DATA, scored by SEGMENTER (None: the shipped
-    Cityscapes segmenter); write the report to ``out_dir`` and return it. Runs live in ``runs_dir``
-    (default ``./runs``, git-ignored). ``preset`` ("smoke", "quick", "paper") is required.
+    Cityscapes segmenter); write the report to ``out_dir`` and return it. ``fields`` set fields of ``options``
+    by name (``preset="smoke", device="cpu"``; see :class:`AblationOptions`).
 
     Finished runs are reused (same config and data folder -> same run folder); a run with a checkpoint but no
     ``DONE`` is continued with ``resume=True`` and refused otherwise (as ``p2p-eval ablate --resume``). A
     stale run (made by other code or from other data content, see :mod:`p2p_eval.ablation.runner`) is
     reported and flagged, and retrained only with ``retrain_stale=True``. ``rescore=True`` only translates
     (where missing) and scores finished runs, trains nothing, and lists and skips unfinished ones.
-    ``launcher``: "local" (sequential, or one row per GPU with ``gpus``) or "slurm" (submitit; ``slurm`` =
-    {"partition", "time_min", "gpus_per_job", "cluster"}). ``segmenter`` is used (and needed) only by FCN-score
-    tables. ``lpips_weights`` (else ``$P2P_EVAL_LPIPS_WEIGHTS``; ``lpips_lin``: the linear layers, default
-    torchmetrics' copy) adds LPIPS to image-metric tables.
+    ``segmenter`` is used (and needed) only by FCN-score tables.
     """
-    if preset is None:
+    opts = dataclasses.replace(options or AblationOptions(), **fields)
+    plan = plan_ablation(tables, data_dir, segmenter, opts)
+    seconds = execute_plan(plan, opts)
+    print(f"ablation: runs finished in {seconds:.0f} s; scoring the reference rows and writing the report to "
+          f"{out_dir}", flush=True)
+    return write_ablation_report(plan, Path(out_dir), opts)
+
+
+def plan_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: str | Path | None,
+                  opts: AblationOptions) -> AblationPlan:
+    """Check the request and the inputs, resolve every row to its run job and find the stale runs."""
+    if opts.preset is None:
         raise UserError(PRESET_REQUIRED)
-    if rescore and retrain_stale:
+    if opts.rescore and opts.retrain_stale:
         raise UserError("--rescore trains nothing and --retrain-stale retrains: give one of them")
     ids = parse_tables(tables if isinstance(tables, str) else list(tables))
     specs = [load_table(t) for t in ids]
@@ -76,127 +140,153 @@ def run_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: s
         raise UserError(f"tables {', '.join(f'{s.id} ({s.data})' for s in specs)} train on different data sets; run "
                         "them in separate calls: --table all --data CITYSCAPES (Tables 1, 2, 3, 6) and --table modified "
                         "--data FACADES")
-    chosen = get_preset(preset)
-    if launcher not in LAUNCHERS:
-        raise unknown_name("launcher", launcher, LAUNCHERS)
-    fcn = any(spec.kind == "fcn" for spec in specs)
-    segmenter = resolve_segmenter(segmenter) if fcn else None
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    runs = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    chosen = get_preset(opts.preset)
+    if opts.launcher not in LAUNCHERS:
+        raise unknown_name("launcher", opts.launcher, LAUNCHERS)
+    segmenter = resolve_segmenter(segmenter) if any(spec.kind == "fcn" for spec in specs) else None
+    data_dir = Path(data_dir)
+    runs = Path(opts.runs_dir) if opts.runs_dir is not None else DEFAULT_RUNS_DIR
     check_inputs(data_dir, segmenter)
     check_data_fits(data_dir, data_kinds[0], [spec.id for spec in specs])
-    seg_sha = ""
-    if segmenter is not None:
-        from p2p_eval.segmentation.model import file_sha256
-
-        seg_sha = file_sha256(segmenter)
-    image_options = _image_options(lpips_weights, lpips_lin) if any(s.kind == "image" for s in specs) else {}
     now = provenance.current(data_dir, cache=runs / "cache" / "data_fingerprints.json")
-    score_code = provenance.score_code_digest()
-    score_codes = {"labels": provenance.score_code_digest(provenance.LABEL_SCORE_FILES),
-                   "image": provenance.score_code_digest(provenance.IMAGE_SCORE_FILES)}
+    settings = JobSettings(
+        data_dir=str(data_dir), segmenter="" if segmenter is None else str(segmenter),
+        segmenter_sha="" if segmenter is None else file_sha256(segmenter), device=opts.device, resume=opts.resume,
+        progress=opts.progress, provenance=now, score_code=provenance.score_code_digest(), train=not opts.rescore,
+        score_codes={"labels": provenance.score_code_digest(provenance.LABEL_SCORE_FILES),
+                     "image": provenance.score_code_digest(provenance.IMAGE_SCORE_FILES)},
+        image_options=(_image_options(opts.lpips_weights, opts.lpips_lin)
+                       if any(s.kind == "image" for s in specs) else {}))
     jobs: dict[str, RowJob] = {}
     keys: list[list[tuple[Any, str, str]]] = []
     for spec in specs:
         rows = []
         for row in spec.rows:
-            cfg, note = row_config(row.generator_file, chosen, overrides)
-            job = make_job(cfg, data_dir, runs, segmenter, seg_sha, device=device, resume=resume, progress=progress,
-                           record=now, score_code=score_code, train=not rescore, scores=(spec.kind,),
-                           score_codes=score_codes, image_options=image_options)
+            cfg, note = row_config(row.generator_file, chosen, opts.overrides)
+            job = make_job(cfg, runs, settings, scores=(spec.kind,))
             jobs[job.key] = jobs[job.key].with_scores((spec.kind,)) if job.key in jobs else job
             rows.append((row, job.key, note))
         keys.append(rows)
-    placed: list[list[tuple[Any, RowJob, str]]] = [[(row, jobs[key], note) for row, key, note in rows] for rows in keys]
+    placed = [[(row, jobs[key], note) for row, key, note in rows] for rows in keys]
     stale = {key: reasons for key, job in jobs.items() if (reasons := stale_reasons(job, now))}
-    if stale and retrain_stale:
-        for key in stale:
-            print(f"ablation: STALE {jobs[key].run.name} ({'; '.join(stale[key])}): moved to "
+    return AblationPlan(ids=ids, specs=specs, preset=chosen, data_dir=data_dir, runs=runs, segmenter=segmenter,
+                        seg_sha=settings.segmenter_sha, now=now, score_code=settings.score_code,
+                        score_codes=settings.score_codes, jobs=jobs, placed=placed, stale=stale)
+
+
+def execute_plan(plan: AblationPlan, opts: AblationOptions) -> float:
+    """Set stale runs aside (``retrain_stale``), refuse unfinished runs without ``resume``, skip unfinished ones
+    under ``rescore``, and train / translate / score every run that is not done with the chosen launcher;
+    returns the seconds the runs took."""
+    jobs, runs = plan.jobs, plan.runs
+    if plan.stale and opts.retrain_stale:
+        for key in plan.stale:
+            print(f"ablation: STALE {jobs[key].run.name} ({'; '.join(plan.stale[key])}): moved to "
                   f"{set_aside(jobs[key], runs)}; retraining it", flush=True)
-        stale = {}
+        plan.stale = {}
     states = {key: job_state(job) for key, job in jobs.items()}
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "partial", "new")}
-    print(f"ablation: tables {', '.join(ids)}, preset {chosen.name}: {len(jobs)} distinct runs "
-          f"({counts['done']} done, {counts['partial']} partial, {counts['new']} new, {len(stale)} stale) in {runs}; "
-          f"code {provenance.short(now['code_digest'])} ({now['git'] or 'no git checkout'}), "
+    now = plan.now
+    print(f"ablation: tables {', '.join(plan.ids)}, preset {plan.preset.name}: {len(jobs)} distinct runs "
+          f"({counts['done']} done, {counts['partial']} partial, {counts['new']} new, {len(plan.stale)} stale) in "
+          f"{runs}; code {provenance.short(now['code_digest'])} ({now['git'] or 'no git checkout'}), "
           f"data {provenance.short(now['data']['fingerprint'])}", flush=True)
-    for key, reasons in stale.items():
+    for key, reasons in plan.stale.items():
         print(f"ablation: STALE {jobs[key].run_dir}: {'; '.join(reasons)}; kept and flagged in the report "
               "(pass --retrain-stale to retrain it)", flush=True)
-    skipped: set[str] = set()
-    if rescore:
-        skipped = {key for key, job in jobs.items() if not trained(job)}
-        for key in skipped:
+    if opts.rescore:
+        plan.skipped = {key for key, job in jobs.items() if not trained(job)}
+        for key in plan.skipped:
             print(f"ablation: --rescore skips {jobs[key].run_dir} ({states[key]}: not trained; "
                   "run without --rescore to train it)", flush=True)
     else:
-        unfinished_stale = [jobs[k].run_dir for k in stale if states[k] == "partial" and not trained(jobs[k])]
+        unfinished_stale = [jobs[k].run_dir for k in plan.stale if states[k] == "partial" and not trained(jobs[k])]
         if unfinished_stale:
             raise UserError(f"stale unfinished runs: {', '.join(unfinished_stale)} (started by other code or on other "
                             "data); pass --retrain-stale to start them over with the current code")
         partial = [jobs[k].run_dir for k, s in states.items() if s == "partial" and not trained(jobs[k])]
-        if partial and not resume:
+        if partial and not opts.resume:
             raise UserError(f"unfinished runs exist: {', '.join(partial)}; pass --resume to continue them "
                             "(or delete those folders to start over)")
-    pending = [job for key, job in jobs.items() if states[key] != "done" and key not in skipped]
+    pending = [job for key, job in jobs.items() if states[key] != "done" and key not in plan.skipped]
     start = time.perf_counter()
     if pending:
-        if launcher == "slurm":
-            opts = dict(slurm or {})
-            run_submitit(pending, runs / "slurm", cluster=opts.get("cluster", "slurm"), partition=opts.get("partition"),
-                         time_min=int(opts.get("time_min") or 24 * 60), gpus_per_job=int(opts.get("gpus_per_job", 1)),
-                         progress=progress)
-        elif gpus:
-            run_gpus(pending, [str(g) for g in gpus], progress=progress)
-        else:
-            run_local(pending, progress=progress)
-    print(f"ablation: runs finished in {time.perf_counter() - start:.0f} s; scoring the reference rows and writing "
-          f"the report to {out_dir}", flush=True)
-    truths: dict[tuple[str, int], dict] = {}
+        _launch(pending, runs, opts)
+    return time.perf_counter() - start
+
+
+def _launch(pending: list[RowJob], runs: Path, opts: AblationOptions) -> None:
+    """Run ``pending`` on Slurm, one per GPU, or one after the other here."""
+    if opts.launcher == "slurm":
+        slurm = dict(opts.slurm or {})
+        run_submitit(pending, runs / "slurm", cluster=slurm.get("cluster", "slurm"), partition=slurm.get("partition"),
+                     time_min=int(slurm.get("time_min") or 24 * 60), gpus_per_job=int(slurm.get("gpus_per_job", 1)),
+                     progress=opts.progress)
+    elif opts.gpus:
+        run_gpus(pending, [str(g) for g in opts.gpus], progress=opts.progress)
+    else:
+        run_local(pending, progress=opts.progress)
+
+
+def write_ablation_report(plan: AblationPlan, out_dir: Path, opts: AblationOptions) -> Path:
+    """Score the reference rows, then write the tables, sample grids, Figure 7, ``report.json`` and
+    ``index.html`` to ``out_dir``; returns ``out_dir``."""
+    truths = _reference_rows(plan, opts)
     records = []
-    for spec, rows in zip(specs, placed):
+    for spec, rows in zip(plan.specs, plan.placed):
         side = ground_truth_size([job.cfg.size for _, job, _ in rows])
-        if spec.ground_truth_label is not None and (spec.kind, side) not in truths:
-            if spec.kind == "fcn":
-                truths[spec.kind, side] = score_ground_truth(data_dir, segmenter, seg_sha, runs, device,
-                                                             now["data"]["fingerprint"], score_code, progress=progress,
-                                                             size=side)
-            elif spec.kind == "labels":
-                truths[spec.kind, side] = score_true_labels_cached(data_dir, runs, now["data"]["fingerprint"],
-                                                                   score_codes["labels"], side, progress=progress)
-        records.append(table_record(spec, [_row_record(row, job, note, stale.get(job.key, []), job.key in skipped,
-                                                       spec.kind) for row, job, note in rows],
-                                    truths.get((spec.kind, side))))
+        records.append(table_record(spec, [_row_record(row, job, note, plan, spec.kind, out_dir)
+                                           for row, job, note in rows], truths.get((spec.kind, side))))
     gt = next((v for (kind, _), v in truths.items() if kind == "fcn"), {})
-    meta = _meta(report_name or out_dir.name, chosen, overrides, data_dir, segmenter, gt, records, launcher, gpus, now,
-                 specs)
+    meta = _meta(plan, opts, opts.report_name or out_dir.name, gt, records, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tables(out_dir, records, meta)
-    made = {key: job for key, job in jobs.items() if key not in skipped}
-    for spec, rows in zip(specs, placed):
-        sample_grid(out_dir / f"samples_{spec.name}.png", data_dir, rows[0][1].cfg.direction,
+    made = {key for key in plan.jobs if key not in plan.skipped}
+    for spec, rows in zip(plan.specs, plan.placed):
+        sample_grid(out_dir / f"samples_{spec.name}.png", plan.data_dir, rows[0][1].cfg.direction,
                     [(row.label, job.fakes) for row, job, _ in rows if job.key in made])
     fig = None
-    fcn_jobs = [job for spec, rows in zip(specs, placed) if spec.kind == "fcn" for _, job, _ in rows
+    fcn_jobs = [job for spec, rows in zip(plan.specs, plan.placed) if spec.kind == "fcn" for _, job, _ in rows
                 if job.key in made]
     if fcn_jobs:
         by_generator = {job.generator: job for job in fcn_jobs}
         first = fcn_jobs[0].cfg
         fig_size = by_generator["l1_cgan"].cfg.size if "l1_cgan" in by_generator else first.size
-        fig = figure7(data_dir, {g: j.fakes for g, j in by_generator.items() if g in FIGURE7_SETS.values()}, fig_size,
-                      first.direction, out_dir, progress=progress)
+        fig = figure7(plan.data_dir, {g: j.fakes for g, j in by_generator.items() if g in FIGURE7_SETS.values()},
+                      fig_size, first.direction, out_dir, progress=opts.progress)
     write_report_json(out_dir, records, meta, fig)
     index = write_index(out_dir, records, meta, fig)
     print(f"report: {index}", flush=True)
     return out_dir
 
 
-def _row_record(row: Any, job: RowJob, note: str, stale: list[str], skipped: bool, kind: str = "fcn") -> dict[str, Any]:
+def _reference_rows(plan: AblationPlan, opts: AblationOptions) -> dict[tuple[str, int], dict]:
+    """The reference row's score of each table kind and side: the real photos through the segmenter (FCN-score
+    tables), the true labels through the generated maps' resolution (Table 6); cached in the runs folder."""
+    truths: dict[tuple[str, int], dict] = {}
+    fingerprint = plan.now["data"]["fingerprint"]
+    for spec, rows in zip(plan.specs, plan.placed):
+        side = ground_truth_size([job.cfg.size for _, job, _ in rows])
+        if spec.ground_truth_label is None or (spec.kind, side) in truths:
+            continue
+        if spec.kind == "fcn":
+            truths[spec.kind, side] = score_ground_truth(plan.data_dir, plan.segmenter, plan.seg_sha, plan.runs,
+                                                         opts.device, fingerprint, plan.score_code,
+                                                         progress=opts.progress, size=side)
+        elif spec.kind == "labels":
+            truths[spec.kind, side] = score_true_labels_cached(plan.data_dir, plan.runs, fingerprint,
+                                                               plan.score_codes["labels"], side, progress=opts.progress)
+    return truths
+
+
+def _row_record(row: Any, job: RowJob, note: str, plan: AblationPlan, kind: str, out_dir: Path) -> dict[str, Any]:
     """What the report needs of one row: its score of ``kind``, paper numbers, config summary, times, device,
-    provenance. A row skipped by ``--rescore`` has ``result`` None."""
-    cfg = job.cfg
+    provenance, its run folder as :func:`~p2p_eval.ablation.report.report_path` names it. A row skipped by
+    ``--rescore`` has ``result`` None."""
+    cfg, stale, skipped = job.cfg, plan.stale.get(job.key, []), job.key in plan.skipped
     record = provenance.read(job.run) if job.run.is_dir() else None
-    base = {"label": row.label, "generator": row.generator, "paper": row.paper, "run": job.run_dir, "key": job.key,
+    base = {"label": row.label, "generator": row.generator, "paper": row.paper,
+            "run": report_path(job.run_dir, out_dir), "key": job.key,
             "size": cfg.size, "batch_size": cfg.batch_size, "direction": cfg.direction, "note": note, "stale": stale,
             "commit": (record or {}).get("git"), "version": (record or {}).get("version"),
             "code_digest": (record or {}).get("code_digest"),
@@ -234,8 +324,6 @@ def check_data_fits(data_dir: Path, data_kind: str, tables: Sequence[str]) -> fl
     """UserError unless DATA's label halves look like ``data_kind``'s: Cityscapes tables need label maps in the
     Cityscapes palette (their FCN-score labels and Table 6's targets); the Facades table refuses a Cityscapes-like
     set. Returns the measured share (first 8 val images)."""
-    from p2p_eval.metrics.labelmap import FAR_DISTANCE, palette_share
-
     share = palette_share(data_dir)
     which = ", ".join(tables)
     if data_kind == "cityscapes" and share < CITYSCAPES_SHARE:
@@ -253,13 +341,6 @@ def check_data_fits(data_dir: Path, data_kind: str, tables: Sequence[str]) -> fl
 def _image_options(weights: str | Path | None, lin: str | Path | None) -> dict[str, Any]:
     """LPIPS settings of the image-metric tables: {} without weights (nor ``$P2P_EVAL_LPIPS_WEIGHTS``), else the
     files and a 12-digit tag of their sha256 (the cached score's file name)."""
-    import hashlib
-    import os
-
-    from p2p_eval.errors import require_file
-    from p2p_eval.metrics.lpips import LPIPS_ENV, default_lin_path
-    from p2p_eval.segmentation.model import file_sha256
-
     value = weights if weights is not None else os.environ.get(LPIPS_ENV)
     if not value:
         return {}
@@ -283,41 +364,58 @@ _PROTOCOLS = {
 }
 
 
-def _meta(name: str, preset: Any, overrides: dict[str, Any] | None, data_dir: Path, segmenter: Path | None, gt: dict,
-          records: list[dict[str, Any]], launcher: str, gpus: Sequence[str] | None,
-          now: dict[str, Any], specs: Sequence[TableSpec] = ()) -> dict[str, Any]:
-    from p2p_eval.imageio import list_images
-
+def _meta(plan: AblationPlan, opts: AblationOptions, name: str, gt: dict, records: list[dict[str, Any]],
+          out_dir: Path) -> dict[str, Any]:
+    """The report's provenance and protocol: preset, data, segmenter, code, launcher, devices, differences from
+    the paper. Files are named as :func:`~p2p_eval.ablation.report.report_path` names them."""
     rows = [r for t in records for r in t["rows"]]
     unique = {r["run"]: r for r in rows}.values()
     total = sum(v for r in unique for v in r["seconds"].values() if v)
-    sizes = sorted({r["size"] for r in rows})
-    seen = sorted({r["images_seen"] for r in rows if r["images_seen"] is not None})
-    seg = gt.get("segmenter", {}) if segmenter is not None else {}
-    kinds = [s.kind for s in specs] or ["fcn"]
-    n_train = len(list_images(data_dir / "train"))
-    differences = [f"images {'/'.join(str(s) for s in sizes)} px (paper 256x256)" if sizes != [256] else "",
-                   f"{'/'.join(str(s) for s in seen)} training images per row (paper: 200 epochs = {200 * n_train} images here)"
-                   if preset.images_per_row is not None and not ({'epochs', 'max_steps'} & set(overrides or {})) else "",
-                   f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')} px trained by p2p-eval, "
-                   "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)" if "fcn" in kinds else "",
-                   "one training run per row (the paper also reports single runs)"]
+    seg = _portable_segmenter(gt.get("segmenter", {}), out_dir) if plan.segmenter is not None else {}
+    kinds = [s.kind for s in plan.specs] or ["fcn"]
+    n_train = len(list_images(plan.data_dir / "train"))
     protocol = []
     if "fcn" in kinds:
         protocol.append(f"FCN-score: images resized (bilinear) to the segmenter's {seg.get('input_size')}x"
                         f"{seg.get('input_size')} input, labels nearest-neighbour, void ignored, class means "
                         f"{gt.get('protocol', {}).get('means')}")
     protocol += [_PROTOCOLS[k] for k in dict.fromkeys(kinds) if k in _PROTOCOLS]
+    preset, now, gpus = plan.preset, plan.now, opts.gpus
     return {"name": name, "preset": {"name": preset.name, "description": preset.description,
                                      "overrides": preset.overrides, "images_per_row": preset.images_per_row},
-            "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
-            "data": {"path": str(data_dir), "train": n_train, "val": len(list_images(data_dir / "val")),
-                     "fingerprint": now["data"]["fingerprint"], "files": now["data"]["files"],
-                     "kind": specs[0].data if specs else "cityscapes"},
-            "segmenter": seg, "segmenter_path": "" if segmenter is None else str(segmenter),
+            "overrides": {k: v for k, v in (opts.overrides or {}).items() if v is not None},
+            "data": {"path": report_path(plan.data_dir, out_dir), "train": n_train,
+                     "val": len(list_images(plan.data_dir / "val")), "fingerprint": now["data"]["fingerprint"],
+                     "files": now["data"]["files"], "kind": plan.specs[0].data if plan.specs else "cityscapes"},
+            "segmenter": seg,
+            "segmenter_path": "" if plan.segmenter is None else report_path(plan.segmenter, out_dir),
             "protocol": "; ".join(protocol), "kinds": list(dict.fromkeys(kinds)),
             "git": now["git"], "version": now["version"], "code_digest": now["code_digest"],
             "code_files": sorted(now["code_files"]), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "launcher": launcher + (f" (GPUs {','.join(map(str, gpus))})" if gpus else ""),
+            "launcher": opts.launcher + (f" (GPUs {','.join(map(str, gpus))})" if gpus else ""),
             "devices": sorted({r["device"] for r in rows if r["device"] != "n/a"}), "total_seconds": round(total, 1),
-            "differences": "; ".join(d for d in differences if d)}
+            "differences": _differences(rows, seg, kinds, preset, opts.overrides, n_train)}
+
+
+def _differences(rows: list[dict[str, Any]], seg: dict[str, Any], kinds: list[str], preset: Preset,
+                 overrides: dict[str, Any] | None, n_train: int) -> str:
+    """How the report's runs differ from the paper's: image size, training length, segmenter, single runs."""
+    sizes = sorted({r["size"] for r in rows})
+    seen = sorted({r["images_seen"] for r in rows if r["images_seen"] is not None})
+    differences = [f"images {'/'.join(str(s) for s in sizes)} px (paper 256x256)" if sizes != [256] else "",
+                   f"{'/'.join(str(s) for s in seen)} training images per row (paper: 200 epochs = {200 * n_train} images here)"
+                   if preset.images_per_row is not None and not ({'epochs', 'max_steps'} & set(overrides or {})) else "",
+                   f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')} px trained by p2p-eval, "
+                   "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)" if "fcn" in kinds else "",
+                   "one training run per row (the paper also reports single runs)"]
+    return "; ".join(d for d in differences if d)
+
+
+def _portable_segmenter(seg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """The segmenter's score record with its file and its training data named by :func:`report_path`."""
+    seg = dict(seg)
+    if seg.get("path"):
+        seg["path"] = report_path(seg["path"], out_dir)
+    if isinstance(seg.get("trained_on"), dict) and seg["trained_on"].get("data"):
+        seg["trained_on"] = {**seg["trained_on"], "data": report_path(seg["trained_on"]["data"], out_dir)}
+    return seg

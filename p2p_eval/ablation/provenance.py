@@ -1,5 +1,5 @@
 """What made a run: a digest of the code that trains and translates, the package version and git commit, and
-a fingerprint of the data's content (design.md, "Provenance"; issue 11).
+a fingerprint of the data's content (the design card's "Provenance").
 
 - :func:`code_digest`: sha256 over the sorted ``(relative path, sha256 of the file's bytes)`` of
   :data:`CODE_FILES`, the sources whose change can change a trained generator or its translations. Per-file
@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from collections.abc import Iterable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from p2p_eval.errors import UserError
-from p2p_eval.fsutil import write_json
-from p2p_eval.segmentation.model import file_sha256 as sha256_file
+from p2p_eval.fsutil import file_sha256, write_json
 
 #: The installed package folder (``p2p_eval/``); :data:`CODE_FILES` are relative to it.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -37,9 +36,9 @@ CODE_FILES: tuple[str, ...] = ("models", "train", "translate.py", "data/aligned.
 #: Sources that turn a folder of images into an FCN-score (segmenter loading and prediction, label reading and
 #: resizing, the confusion matrix and scores).
 SCORE_FILES: tuple[str, ...] = ("metrics/fcn_score.py", "segmentation/data.py", "segmentation/model.py",
-                                "data/cityscapes.py", "imageio.py")
+                                "confusion.py", "data/cityscapes.py", "imageio.py")
 #: Sources that turn a folder of generated colour label maps into Table 6's scores.
-LABEL_SCORE_FILES: tuple[str, ...] = ("metrics/labelmap.py", "metrics/confusion.py", "metrics/bootstrap.py",
+LABEL_SCORE_FILES: tuple[str, ...] = ("metrics/labelmap.py", "confusion.py", "metrics/bootstrap.py",
                                       "data/cityscapes.py", "imageio.py")
 #: Sources that turn a folder of generated photos into the image-metric table's scores.
 IMAGE_SCORE_FILES: tuple[str, ...] = ("ablation/scoring.py", "metrics/image.py", "metrics/color.py",
@@ -65,7 +64,7 @@ def source_files(entries: Iterable[str], root: Path = PACKAGE_DIR) -> list[Path]
 def files_digest(files: Sequence[Path], root: Path) -> dict[str, Any]:
     """``{"digest": sha256 of the lines "<relative posix path> <sha256>\\n" in sorted path order,
     "files": {path: sha256}}``."""
-    per_file = {p.relative_to(root).as_posix(): sha256_file(p) for p in files}
+    per_file = {p.relative_to(root).as_posix(): file_sha256(p) for p in files}
     text = "".join(f"{name} {sha}\n" for name, sha in sorted(per_file.items()))
     return {"digest": hashlib.sha256(text.encode("utf-8")).hexdigest(), "files": per_file}
 
@@ -85,8 +84,6 @@ def score_code_digest(entries: Iterable[str] | None = None, root: Path | None = 
 
 def package_version() -> str | None:
     """The installed p2p-eval version (``importlib.metadata``), None when not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("p2p-eval")
     except PackageNotFoundError:
@@ -147,7 +144,7 @@ def data_fingerprint(data_dir: str | Path, cache: str | Path | None = None) -> d
         if isinstance(hit, list) and len(hit) == 3 and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             sha = str(hit[2])
         else:
-            sha = sha256_file(path)
+            sha = file_sha256(path)
         entries[name] = [st.st_size, st.st_mtime_ns, sha]
         lines.append(f"{name} {st.st_size} {sha}\n")
         total += st.st_size

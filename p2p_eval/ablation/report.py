@@ -5,7 +5,7 @@ ground-truth row, provenance, time per row), a rank comparison per table and ``r
 One report path for every kind of table: the metric columns come from the table spec
 (:class:`p2p_eval.ablation.tables.Metric`: label, key in the score JSON, ``higher_is_better``, digits, ranked or
 information only), so the FCN-score tables (1-3), Table 6 (decoded label maps) and the image-metric table of
-source document 002 share the markdown, CSV, rank comparison and HTML code. A metric the source printed for some
+the Modified Pix2Pix paper share the markdown, CSV, rank comparison and HTML code. A metric the source printed for some
 rows only is ranked over those rows; orders are best first by the metric's ``higher_is_better``.
 
 Rank comparison: Kendall's tau-b (Kendall 1945, "The treatment of ties in ranking problems"; the tau-b of
@@ -38,6 +38,8 @@ from p2p_eval.ablation.tables import FCN_LABELS, FCN_METRICS, Metric, TableSpec
 from p2p_eval.fsutil import atomic_write_text, write_json
 
 METRIC_NAMES = dict(FCN_LABELS)
+#: The package folder (``p2p_eval/``); its parent is the repository root in a checkout.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def csv_columns(metrics: Sequence[dict[str, Any] | Metric] = FCN_METRICS) -> list[str]:
@@ -201,19 +203,22 @@ def table_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
     return table["rows"] + ([table["ground_truth"]] if table.get("ground_truth") else [])
 
 
-def _f(x: float | None, digits: int = 3) -> str:
+def fmt(x: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, or "n/a"."""
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _ci(value: float | None, ci: list[float | None], digits: int = 3) -> str:
+def fmt_ci(value: float | None, ci: list[float | None], digits: int = 3) -> str:
+    """``value [lo, hi]``, the value alone without an interval, "n/a" without a value."""
     if value is None:
         return "n/a"
     if ci[0] is None:
-        return _f(value, digits)
-    return f"{_f(value, digits)} [{_f(ci[0], digits)}, {_f(ci[1], digits)}]"
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
 
 
-def _secs(x: float | None) -> str:
+def fmt_seconds(x: float | None) -> str:
+    """Seconds below two minutes, minutes above; "-" when unknown."""
     if x is None:
         return "-"
     return f"{x:.0f} s" if x < 120 else f"{x / 60:.1f} min"
@@ -232,23 +237,39 @@ def row_marks(row: dict[str, Any], meta: dict[str, Any]) -> str:
 def footnotes(table: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     """The footnotes of the marks used in ``table`` (see :func:`row_marks`), one line each."""
     marks = "".join(row_marks(r, meta) for r in table["rows"])
-    code = _short(meta.get("code_digest"))
+    code = short_digest(meta.get("code_digest"))
     notes = []
     if OTHER_CODE in marks:
         notes.append(f"{OTHER_CODE} made by other code than this report's (code digest {code}): its run is stale "
                      "(see its commit below); `p2p-eval ablate --retrain-stale` retrains it")
     if OTHER_DATA in marks:
         notes.append(f"{OTHER_DATA} trained on other data content than this report's (data fingerprint "
-                     f"{_short((meta.get('data') or {}).get('fingerprint'))}); `--retrain-stale` retrains it")
+                     f"{short_digest((meta.get('data') or {}).get('fingerprint'))}); `--retrain-stale` retrains it")
     return notes
 
 
-def _short(digest: str | None) -> str:
+def report_path(path: str | Path, report_dir: str | Path) -> str:
+    """How a report names a file or folder, never by an absolute path of the machine that wrote it: relative to
+    the repository (the checkout holding ``pyproject.toml`` beside the package) or, for an installed package, to
+    the package's parent folder (``p2p_eval/...``) when inside it; else relative to the report folder when
+    inside that; else its name alone."""
+    target, root = Path(path).resolve(), PACKAGE_DIR.parent
+    if target.is_relative_to(PACKAGE_DIR) or ((root / "pyproject.toml").is_file() and target.is_relative_to(root)):
+        return target.relative_to(root).as_posix()
+    report_dir = Path(report_dir).resolve()
+    if target.is_relative_to(report_dir):
+        return target.relative_to(report_dir).as_posix()
+    return target.name
+
+
+def short_digest(digest: str | None) -> str:
+    """The first 12 hex digits of a digest, or "unknown"."""
     return "unknown" if not digest else digest[:12]
 
 
-def _ci_m(r: dict[str, Any], m: dict[str, Any]) -> str:
-    return _ci(r["ours"].get(m["key"]), r["ci95"].get(m["key"]) or [None, None], m["digits"])
+def metric_cell(r: dict[str, Any], m: dict[str, Any]) -> str:
+    """A row's value of metric ``m`` with its 95% interval, as a table cell."""
+    return fmt_ci(r["ours"].get(m["key"]), r["ci95"].get(m["key"]) or [None, None], m["digits"])
 
 
 def reference_text(table: dict[str, Any]) -> str:
@@ -297,14 +318,14 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     if papers:
         head += f" {' | '.join(source_header(plabel, m) for m in papers)} |"
     lines = [f"# {table['title']}", "", f"Reproduced by p2p-eval ({meta['name']}): preset **{meta['preset']['name']}** "
-             f"({meta['preset']['description']}). Varies: {table['varies']}. Direction: {_direction(table)}.", ""]
+             f"({meta['preset']['description']}). Varies: {table['varies']}. Direction: {direction_text(table)}.", ""]
     if table.get("kind") in KIND_NOTES:
         lines += [KIND_NOTES[table["kind"]], ""]
     if table.get("paper_source", "the paper") != "the paper":
         lines += [f"Source numbers: {table['paper_source']}.", ""]
     lines += [head, "|" + "---|" * (1 + len(metrics) + len(papers))]
     for r in table_rows(table):
-        cells = [_ci_m(r, m) for m in metrics] + [_f(r["paper"].get(m["key"]), paper_digits(table, m)) for m in papers]
+        cells = [metric_cell(r, m) for m in metrics] + [fmt(r["paper"].get(m["key"]), paper_digits(table, m)) for m in papers]
         lines.append(f"| {r['label']}{row_marks(r, meta)} | {' | '.join(cells)} |")
     notes = footnotes(table, meta)
     lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else [])
@@ -317,8 +338,8 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
         k = table["kendall"].get(m["key"])
         if k is None:
             continue
-        lines.append(f"| {m['label']} | {k['ours_order']} | {k['paper_order']} | {_f(k['tau'], 2)} | "
-                     f"{_f(k['p_value'], 2)} | {k.get('all_order', k['ours_order'])} |")
+        lines.append(f"| {m['label']} | {k['ours_order']} | {k['paper_order']} | {fmt(k['tau'], 2)} | "
+                     f"{fmt(k['p_value'], 2)} | {k.get('all_order', k['ours_order'])} |")
     lines += ["", "## How it was made", "", *provenance_lines(meta), "",
               "| Row | generator | size | batch | steps | images seen | train | translate | score | device | commit | "
               "code | data | note |",
@@ -326,15 +347,16 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     for r in table["rows"]:
         s = r["seconds"]
         lines.append(f"| {r['label']}{row_marks(r, meta)} | `{r['generator']}` | {r['size']} | {r['batch_size']} | "
-                     f"{r['steps']} | {r['images_seen']} | {_secs(s.get('train'))} | {_secs(s.get('translate'))} | "
-                     f"{_secs(s.get('score'))} | {r['device']} | {r.get('commit') or 'n/a'} | "
-                     f"`{_short(r.get('code_digest'))}` | `{_short(r.get('data_fingerprint'))}` | "
+                     f"{r['steps']} | {r['images_seen']} | {fmt_seconds(s.get('train'))} | {fmt_seconds(s.get('translate'))} | "
+                     f"{fmt_seconds(s.get('score'))} | {r['device']} | {r.get('commit') or 'n/a'} | "
+                     f"`{short_digest(r.get('code_digest'))}` | `{short_digest(r.get('data_fingerprint'))}` | "
                      f"{'; '.join(x for x in (r['note'], *r.get('stale', [])) if x)} |")
     lines += ["", "Runs: " + ", ".join(f"`{r['run']}`" for r in table["rows"]), ""]
     return "\n".join(lines)
 
 
-def _direction(table: dict[str, Any]) -> str:
+def direction_text(table: dict[str, Any]) -> str:
+    """The translation directions of the table's rows, each with what it maps (e.g. "BtoA (labels -> photo)")."""
     directions = {r.get("direction", "BtoA") for r in table["rows"]}
     what = {("cityscapes", "BtoA"): "labels -> photo", ("cityscapes", "AtoB"): "photo -> labels",
             ("facades", "BtoA"): "labels -> photo", ("facades", "AtoB"): "photo -> labels"}
@@ -348,17 +370,17 @@ def provenance_lines(meta: dict[str, Any]) -> list[str]:
     data = meta["data"]
     version = f"p2p-eval {meta['version']}, " if meta.get("version") else ""
     lines = [f"- code: {version}git commit `{meta['git'] or 'none (not a git checkout)'}`, digest of the training and "
-             f"translation sources `{_short(meta.get('code_digest'))}`; created {meta['created']}; "
+             f"translation sources `{short_digest(meta.get('code_digest'))}`; created {meta['created']}; "
              f"launcher {meta['launcher']}",
              f"- preset: {meta['preset']['name']} — overrides {json.dumps(meta['preset']['overrides'])}"
              + (f"; user overrides {json.dumps(meta['overrides'])}" if meta["overrides"] else ""),
              f"- data: `{data['path']}` ({data['train']} train / {data['val']} val pairs), "
-             f"content fingerprint `{_short(data.get('fingerprint'))}`"]
+             f"content fingerprint `{short_digest(data.get('fingerprint'))}`"]
     if seg:
         lines.append(f"- segmenter: {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')}x"
                      f"{seg.get('input_size')}, sha256 `{seg.get('sha256')}` (`{meta['segmenter_path']}`)")
     lines += [f"- {'FCN-score ' if 'kinds' not in meta else ''}protocol: {meta['protocol']}",
-              f"- devices: {', '.join(meta['devices']) or 'n/a'}; total row time {_secs(meta['total_seconds'])}",
+              f"- devices: {', '.join(meta['devices']) or 'n/a'}; total row time {fmt_seconds(meta['total_seconds'])}",
               f"- differences from the paper: {meta['differences']}"]
     return lines
 

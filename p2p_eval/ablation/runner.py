@@ -40,14 +40,25 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation import provenance
+import torch
+
+import p2p_eval.ablation.provenance as provenance
+from p2p_eval.ablation.scoring import score_images
 from p2p_eval.config import TrainConfig, config_hash
-from p2p_eval.errors import UserError
+from p2p_eval.device import resolve_device
+from p2p_eval.errors import UserError, require_dir, require_file
 from p2p_eval.fsutil import read_json_or, write_json
+from p2p_eval.imageio import list_images
+from p2p_eval.metrics.fcn_score import ScoreOptions, score_generated, score_real_photos
+from p2p_eval.metrics.labelmap import score_label_folder, score_true_labels
+from p2p_eval.segmentation.model import shipped_path
+from p2p_eval.train.trainer import train
+from p2p_eval.translate import translate_run
 
 
 @dataclass(frozen=True)
@@ -121,19 +132,31 @@ def run_key(cfg: TrainConfig, data_dir: Path) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def make_job(cfg: TrainConfig, data_dir: Path, runs_dir: Path, segmenter: Path, segmenter_sha: str,
-             device: str = "auto", resume: bool = False, progress: bool = True,
-             record: dict[str, Any] | None = None, score_code: str = "", train: bool = True,
-             scores: tuple[str, ...] = ("fcn",), score_codes: dict[str, str] | None = None,
-             image_options: dict[str, Any] | None = None) -> RowJob:
-    """The job of one row config (its run folder is ``runs_dir/<name>-<key>``); ``segmenter`` may be None when
-    ``scores`` has no "fcn"."""
-    key = run_key(cfg, data_dir)
+@dataclass(frozen=True)
+class JobSettings:
+    """The :class:`RowJob` fields that every row of one ablation call shares (see :class:`RowJob`)."""
+
+    data_dir: str
+    segmenter: str
+    segmenter_sha: str
+    device: str = "auto"
+    resume: bool = False
+    progress: bool = True
+    provenance: dict[str, Any] | None = None
+    score_code: str = ""
+    train: bool = True
+    score_codes: dict[str, str] = field(default_factory=dict)
+    image_options: dict[str, Any] = field(default_factory=dict)
+
+
+def make_job(cfg: TrainConfig, runs_dir: Path, settings: JobSettings, scores: tuple[str, ...] = ("fcn",)) -> RowJob:
+    """The job of one row config (its run folder is ``runs_dir/<name>-<key>``); ``settings.segmenter`` may be ""
+    when ``scores`` has no "fcn"."""
+    key = run_key(cfg, Path(settings.data_dir))
+    shared = {f.name: getattr(settings, f.name) for f in dataclasses.fields(JobSettings)}
     return RowJob(generator=cfg.name, config=cfg.to_dict(), key=key, run_dir=str(Path(runs_dir) / f"{cfg.name}-{key}"),
-                  data_dir=str(data_dir), segmenter="" if segmenter is None else str(segmenter),
-                  segmenter_sha=segmenter_sha, device=device, resume=resume, progress=progress, provenance=record,
-                  score_code=score_code, train=train, scores=tuple(scores), score_codes=dict(score_codes or {}),
-                  image_options=dict(image_options or {}))
+                  scores=tuple(scores), **{**shared, "score_codes": dict(settings.score_codes),
+                                           "image_options": dict(settings.image_options)})
 
 
 def _translated(job: RowJob) -> bool:
@@ -191,10 +214,6 @@ def set_aside(job: RowJob, runs_dir: Path) -> Path:
 
 def describe_device(device: str) -> str:
     """Readable name of the device a stage ran on (GPU model, or CPU with its core count)."""
-    import torch
-
-    from p2p_eval.device import resolve_device
-
     dev = resolve_device(device)
     if dev.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(dev)})"
@@ -226,9 +245,6 @@ def execute_job(job: RowJob) -> str:
     a job with ``train=False`` raises UserError for a run that is not trained. A run started here gets
     ``provenance.json`` (``job.provenance``) before its first step.
     """
-    from p2p_eval.train.trainer import train
-    from p2p_eval.translate import translate_run
-
     run = job.run
     if not trained(job):
         if not job.train:
@@ -258,16 +274,11 @@ def execute_job(job: RowJob) -> str:
 def _score(job: RowJob, kind: str) -> dict:
     """The score JSON of ``kind`` for the job's translations."""
     if kind == "fcn":
-        from p2p_eval.metrics.fcn_score import score_folder
-
-        return score_folder(job.fakes, job.segmenter, data_dir=job.data_dir, device=job.device, progress=job.progress)
+        return score_generated(job.fakes, job.segmenter, data_dir=job.data_dir,
+                               options=ScoreOptions(device=job.device, progress=job.progress))
     if kind == "labels":
-        from p2p_eval.metrics.labelmap import score_label_folder
-
         return score_label_folder(job.fakes, job.data_dir, progress=job.progress)
     if kind == "image":
-        from p2p_eval.ablation.scoring import score_images
-
         cfg = job.cfg
         return score_images(job.fakes, job.data_dir, cfg.size, cfg.direction, lpips=job.image_options.get("lpips"),
                             device=job.device, progress=job.progress)
@@ -294,35 +305,28 @@ def score_ground_truth(data_dir: Path, segmenter: Path, segmenter_sha: str, runs
     ``size`` (the generated images' side) first brings the photos to that resolution, so that the ground
     truth passes through the same resolution bottleneck as the rows it is compared with; None = as stored.
     """
-    from p2p_eval.metrics.fcn_score import score_folder
-
     suffix = "" if size is None else f"_at{size}"
     path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_fcn_{segmenter_sha[:12]}{suffix}.json"
-    cached = _cached_score(path, score_code)
-    if cached is not None:
-        return cached
-    tic = time.perf_counter()
-    result = score_folder(None, segmenter, data_dir=data_dir, real=True, device=device, progress=progress,
-                          real_size=size)
-    result["seconds"] = round(time.perf_counter() - tic, 2)
-    result["score_code"] = score_code
-    result["data_fingerprint"] = data_fp
-    write_json(path, result)
-    return result
+    return _reference_score(path, score_code, data_fp, lambda: score_real_photos(
+        data_dir, segmenter, size, ScoreOptions(device=device, progress=progress)))
 
 
 def score_true_labels_cached(data_dir: Path, runs_dir: Path, data_fp: str, score_code: str, size: int,
                              progress: bool = True) -> dict:
     """Table 6's reference row (the true labels through ``size`` px, :func:`p2p_eval.metrics.labelmap.score_true_labels`),
     cached per data content, scoring code and size: ``RUNS/ground_truth/<fp12>_labelmap_at<size>.json``."""
-    from p2p_eval.metrics.labelmap import score_true_labels
-
     path = Path(runs_dir) / "ground_truth" / f"{data_fp[:12]}_labelmap_at{size}.json"
+    return _reference_score(path, score_code, data_fp, lambda: score_true_labels(data_dir, size, progress=progress))
+
+
+def _reference_score(path: Path, score_code: str, data_fp: str, compute: Callable[[], dict]) -> dict:
+    """The score cached at ``path`` when the scoring code ``score_code`` made it; else ``compute()`` with its
+    seconds, scoring code and data fingerprint, written to ``path``."""
     cached = _cached_score(path, score_code)
     if cached is not None:
         return cached
     tic = time.perf_counter()
-    result = score_true_labels(data_dir, size, progress=progress)
+    result = compute()
     result["seconds"] = round(time.perf_counter() - tic, 2)
     result["score_code"] = score_code
     result["data_fingerprint"] = data_fp
@@ -334,8 +338,6 @@ def resolve_segmenter(segmenter: str | Path | None) -> Path:
     """``segmenter``, or the shipped Cityscapes segmenter (19 train classes) when None; UserError when absent."""
     if segmenter is not None:
         return Path(segmenter)
-    from p2p_eval.segmentation.model import shipped_path
-
     path = shipped_path()
     if not path.is_file():
         raise UserError(f"no --segmenter given and the shipped Cityscapes segmenter {path} is missing from this "
@@ -345,9 +347,6 @@ def resolve_segmenter(segmenter: str | Path | None) -> Path:
 
 def check_inputs(data_dir: Path, segmenter: Path | None) -> None:
     """UserError naming the folder or file unless DATA has train/ and val/ images and SEG (unless None) is a file."""
-    from p2p_eval.errors import require_dir, require_file
-    from p2p_eval.imageio import list_images
-
     for split in ("train", "val"):
         folder = require_dir(Path(data_dir) / split, f"--data {split} folder")
         if not list_images(folder):

@@ -1,9 +1,10 @@
 """Scores of one row's translations for the tables that are not FCN-score tables.
 
 - ``labels`` (pix2pix Table 6, section 4.6): :func:`p2p_eval.metrics.labelmap.score_label_folder`.
-- ``image`` (source document 002, the Modified-pix2pix comparison): :func:`score_images`: MSE, PSNR and SSIM of
-  each generated photo against its real photo (:func:`p2p_eval.metrics.image.compare_folders`, 255 data range;
-  MSE reported on [0, 1] images, i.e. divided by 255^2, the document's unit: its "per-pixel accuracy" 0.0021 goes
+- ``image`` (the comparison of "Modified Pix2Pix Conditional Adversarial Networks for Image-to-Image
+  Translation"): :func:`score_images`: MSE, PSNR and SSIM of each generated photo against its real photo
+  (:func:`p2p_eval.metrics.image.compare_folders`, 255 data range; MSE reported on [0, 1] images, i.e. divided
+  by 255^2, the document's unit: its "per-pixel accuracy" 0.0021 goes
   with its PSNR 26.8 dB only on that scale), averaged over images as the document does; LPIPS the same way when
   weights are given; the Lab histogram intersections of the whole set with the real set
   (:func:`p2p_eval.metrics.color.compare_sets`, pix2pix's Figure 7 measure). 95% intervals of the per-image means:
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from p2p_eval.metrics.bootstrap import percentile_interval, resample_counts
+
 MSE_SCALE = 1.0 / 255.0**2
 IMAGE_METRICS = ("mse", "psnr", "ssim")
 
@@ -34,13 +37,11 @@ def target_half(direction: str) -> str:
 def mean_ci(values: list[float | None], n: int = 1000, seed: int = 0, level: float = 0.95) -> list[float | None]:
     """Percentile bootstrap interval of the mean over images (the FCN-score's resamples for the same seed);
     [None, None] when a value is missing or not finite (PSNR of an identical image)."""
-    from p2p_eval.metrics.bootstrap import _interval, _multiplicities
-
     if not values or any(v is None or not math.isfinite(v) for v in values):
         return [None, None]
     arr = np.asarray(values, dtype=np.float64)
-    counts = _multiplicities(len(arr), n, seed)
-    return _interval(counts @ arr / len(arr), level)
+    counts = resample_counts(len(arr), n, seed)
+    return percentile_interval(counts @ arr / len(arr), level)
 
 
 def score_images(fakes: str | Path, data_dir: str | Path, size: int, direction: str,

@@ -1,5 +1,5 @@
 """A tiny synthetic facade-like AB set (labels -> photo, photo on the left as in pix2pix's CMP Facades files) for
-the smoke preset of the Modified-pix2pix table (source document 002) in tests and ``make demo``.
+the smoke preset of the Modified Pix2Pix table in tests and ``make demo``.
 
 Each image is a facade: a wall with a grid of windows, a door, a cornice band and sky above, painted in the CMP
 Facades label colours on the right (wall (0, 60, 255), window (0, 120, 255), door (255, 85, 0), cornice

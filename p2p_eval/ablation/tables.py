@@ -4,8 +4,8 @@
   labels -> photo generators on Cityscapes, the paper's three scores per row and a ground-truth row.
 - Table 6 (section 4.6, ``kind = "labels"``): photo -> labels on Cityscapes, the generated colour label maps
   decoded by nearest palette colour and scored against the true labels (:mod:`p2p_eval.metrics.labelmap`).
-- ``modified`` (source document 002, ``kind = "image"``): the Modified-pix2pix comparison on CMP Facades
-  labels -> photo with full-reference image metrics.
+- ``modified`` (``kind = "image"``): the comparison of "Modified Pix2Pix Conditional Adversarial Networks for
+  Image-to-Image Translation" on CMP Facades labels -> photo with full-reference image metrics.
 
 A spec names its rows by shipped generator variant (``p2p_eval/generators/<name>.toml``), the data set it needs
 (``data``: "cityscapes" or "facades"), its metric columns (``[[metrics]]``: key, label, the key in the score

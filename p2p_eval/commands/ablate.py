@@ -1,5 +1,5 @@
-"""``p2p-eval ablate``: regenerate the paper's Tables 1-3, 6 and Figure 7, and the Modified-pix2pix comparison
-(source document 002) on Facades (train, translate, score, report)."""
+"""``p2p-eval ablate``: regenerate the paper's Tables 1-3, 6 and Figure 7, and the comparison of
+"Modified Pix2Pix Conditional Adversarial Networks for Image-to-Image Translation" on Facades (train, translate, score, report)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli import add_quiet
+from p2p_eval.cli_args import add_quiet
 
 ORDER = 10
 

@@ -74,14 +74,15 @@ def _register_train(seg_sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from p2p_eval.segmentation.model import load_segmenter
-    from p2p_eval.segmentation.train import train_segmenter
+    from p2p_eval.segmentation.train import SegmenterRecipe, SegmenterRun, train_segmenter
 
-    out = train_segmenter(args.data, args.out, epochs=args.epochs, size=args.size, device=args.device, arch=args.arch,
-                          encoder=args.encoder, encoder_weights=args.encoder_weights, batch_size=args.batch_size,
-                          lr=args.lr, crop=_crop(args.crop, args.size), scale=tuple(args.scale), rare_crop=args.rare_crop,
-                          balance=args.balance, amp=args.amp, resume=args.resume, limit=args.limit, seed=args.seed,
-                          eval_every=args.eval_every, max_epochs_this_run=args.stop_after, num_workers=args.workers,
-                          progress=not args.quiet)
+    recipe = SegmenterRecipe(epochs=args.epochs, size=args.size, arch=args.arch, encoder=args.encoder,
+                             encoder_weights=args.encoder_weights, batch_size=args.batch_size, lr=args.lr,
+                             crop=_crop(args.crop, args.size), scale=tuple(args.scale), rare_crop=args.rare_crop,
+                             balance=args.balance, amp=args.amp, limit=args.limit, seed=args.seed)
+    run = SegmenterRun(device=args.device, resume=args.resume, eval_every=args.eval_every,
+                       max_epochs_this_run=args.stop_after, num_workers=args.workers, progress=not args.quiet)
+    out = train_segmenter(args.data, args.out, recipe, run)
     if out != args.out:
         return 0
     _, meta = load_segmenter(out, "cpu")

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from p2p_eval.cli import add_deprecated, add_quiet
+from p2p_eval.cli_args import add_deprecated, add_quiet
 
 ORDER = 60
 

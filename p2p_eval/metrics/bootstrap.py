@@ -2,7 +2,7 @@
 
 The set-level scores are functions of one summed confusion matrix, so a bootstrap replicate is the
 sum of the per-image matrices of a resample of images (with replacement), scored exactly like the
-full set (:func:`p2p_eval.metrics.confusion.score_arrays`).  A resample is drawn as multiplicities
+full set (:func:`p2p_eval.confusion.score_arrays`).  A resample is drawn as multiplicities
 ``bincount(rng.integers(0, N, N))`` and all replicates are one matrix product.  The same seed gives
 the same intervals (``numpy.random.Generator(PCG64(seed))``).
 
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from p2p_eval.confusion import score_arrays
+
 SCORES = ("pixel_accuracy", "class_accuracy", "class_iou")
 
 
-def _multiplicities(n_images: int, n: int, seed: int) -> np.ndarray:
-    """(n, N) resample counts: row r says how often each image is drawn in replicate r."""
+def resample_counts(n_images: int, n: int, seed: int) -> np.ndarray:
+    """(n, N) resample counts of N images for n replicates drawn with ``seed``: row r says how often each image is drawn in replicate r."""
     rng = np.random.Generator(np.random.PCG64(seed))
     draws = rng.integers(0, n_images, size=(n, n_images))
     counts = np.zeros((n, n_images), dtype=np.float64)
@@ -27,13 +29,15 @@ def _multiplicities(n_images: int, n: int, seed: int) -> np.ndarray:
     return counts
 
 
-def _replicates(per_image: np.ndarray, counts: np.ndarray, convention: str) -> dict[str, np.ndarray]:
-    from p2p_eval.metrics.confusion import score_arrays
-
+def resampled_sums(per_image: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(n, K, K) summed confusion matrices of the n resamples ``counts`` of the (N, K, K) per-image matrices."""
     k = per_image.shape[-1]
     flat = per_image.reshape(per_image.shape[0], k * k).astype(np.float64)
-    summed = (counts @ flat).reshape(-1, k, k)
-    s = score_arrays(summed, convention)
+    return (counts @ flat).reshape(-1, k, k)
+
+
+def _replicates(per_image: np.ndarray, counts: np.ndarray, convention: str) -> dict[str, np.ndarray]:
+    s = score_arrays(resampled_sums(per_image, counts), convention)
     return {name: s[name] for name in (*SCORES, "accuracy", "iou")}
 
 
@@ -46,7 +50,8 @@ def _check(per_image: np.ndarray) -> np.ndarray:
     return per_image
 
 
-def _interval(values: np.ndarray, level: float) -> list[float | None]:
+def percentile_interval(values: np.ndarray, level: float) -> list[float | None]:
+    """The central ``level`` percentile interval of the finite replicates ``values`` ([None, None] if none)."""
     values = values[~np.isnan(values)]
     if values.size == 0:
         return [None, None]
@@ -63,8 +68,8 @@ def bootstrap_ci(per_image_confusions: np.ndarray, n: int = 1000, seed: int = 0,
     where every replicate is undefined, e.g. an all-void set).
     """
     per_image = _check(per_image_confusions)
-    reps = _replicates(per_image, _multiplicities(per_image.shape[0], n, seed), convention)
-    return {name: _interval(reps[name], level) for name in SCORES}
+    reps = _replicates(per_image, resample_counts(per_image.shape[0], n, seed), convention)
+    return {name: percentile_interval(reps[name], level) for name in SCORES}
 
 
 def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 1000, seed: int = 0,
@@ -78,9 +83,7 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 
     a, b = _check(per_image_a), _check(per_image_b)
     if a.shape != b.shape:
         raise ValueError(f"paired sets must have the same images and classes: {a.shape} vs {b.shape}")
-    from p2p_eval.metrics.confusion import score_arrays
-
-    counts = _multiplicities(a.shape[0], n, seed)
+    counts = resample_counts(a.shape[0], n, seed)
     reps_a, reps_b = _replicates(a, counts, convention), _replicates(b, counts, convention)
     full_a, full_b = score_arrays(a.sum(0), convention), score_arrays(b.sum(0), convention)
     out: dict[str, dict] = {}
@@ -93,7 +96,7 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 
             continue
         below, above = int(np.sum(diff <= 0)), int(np.sum(diff >= 0))
         p = min(1.0, 2.0 * (min(below, above) + 1) / (diff.size + 1))
-        out[name] = {"difference": None if np.isnan(observed) else observed, "ci95": _interval(diff, level),
+        out[name] = {"difference": None if np.isnan(observed) else observed, "ci95": percentile_interval(diff, level),
                      "p_value": p}
     return out
 
@@ -103,5 +106,5 @@ def per_class_ci(per_image_confusions: np.ndarray, n: int = 1000, seed: int = 0,
     """Percentile bootstrap intervals of each class's accuracy and IoU over images (same resamples as
     :func:`bootstrap_ci` for the same seed): ``{"accuracy": [[lo, hi], ...], "iou": [[lo, hi], ...]}``."""
     per_image = _check(per_image_confusions)
-    reps = _replicates(per_image, _multiplicities(per_image.shape[0], n, seed), convention)
-    return {name: [_interval(reps[name][:, k], level) for k in range(per_image.shape[-1])] for name in ("accuracy", "iou")}
+    reps = _replicates(per_image, resample_counts(per_image.shape[0], n, seed), convention)
+    return {name: [percentile_interval(reps[name][:, k], level) for k in range(per_image.shape[-1])] for name in ("accuracy", "iou")}

@@ -1,7 +1,7 @@
 """FCN-score (pix2pix, section 4.1): segment generated photos with a segmenter trained on real photos
 and score the predicted labels against the ground truth of the frames the photos were generated from.
 
-The scores come from one confusion matrix over the set (:mod:`p2p_eval.metrics.confusion`, which names
+The scores come from one confusion matrix over the set (:mod:`p2p_eval.confusion`, which names
 the references it matches) with 95% bootstrap intervals over images (:mod:`p2p_eval.metrics.bootstrap`).
 
 Two protocols (the differences from the original script are tabled in the README):
@@ -20,16 +20,24 @@ on those frames and marked ``"subset": true``.
 
 from __future__ import annotations
 
+import dataclasses
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from p2p_eval.errors import UserError
+from p2p_eval.confusion import CONVENTIONS, ConfusionMatrix
+from p2p_eval.data.cityscapes import TRAIN_CLASSES, load_label_map, trainids_to_colors
+from p2p_eval.device import resolve_device
+from p2p_eval.errors import UserError, file_list, require_dir, require_file
+from p2p_eval.fsutil import atomic_write_bytes
+from p2p_eval.imageio import list_images, read_image, write_png
 from p2p_eval.metrics.bootstrap import bootstrap_ci
-from p2p_eval.metrics.confusion import CONVENTIONS, ConfusionMatrix
 from p2p_eval.segmentation.data import SegmentationPairs, default_workers, read_label, resize_photo, split_pairs
 from p2p_eval.segmentation.model import load_segmenter, logits
 
@@ -55,9 +63,6 @@ class GeneratedPairs(torch.utils.data.Dataset):
         return len(self.names)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from p2p_eval.data.cityscapes import load_label_map
-        from p2p_eval.imageio import read_image
-
         label, size = self.labels[index], None if self.full_labels else self.size
         if isinstance(label, Path):
             ids = torch.from_numpy(np.ascontiguousarray(load_label_map(label, size)))
@@ -94,8 +99,6 @@ def match_labels(images: list[Path], labels: dict[str, Any], images_dir: Path,
     Every image needs a label (UserError listing those without); labels without an image are allowed
     (a subset of the frames is scored; the caller reports it).
     """
-    from p2p_eval.errors import file_list
-
     stems = [frame_name(p) for p in images]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
@@ -107,25 +110,43 @@ def match_labels(images: list[Path], labels: dict[str, Any], images_dir: Path,
     return [labels[stem] for stem in stems], len(labels)
 
 
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How a set is scored: device, batching, bootstrap and class-mean convention, and what is saved.
+
+    ``convention`` None is ``"original"`` under the original protocol and ``"nanmean"`` otherwise;
+    ``num_workers`` None is :func:`~p2p_eval.segmentation.data.default_workers`; ``save_predictions`` (a folder)
+    receives each prediction; ``per_image_out`` (``.npz``: names, confusions) the per-image matrices for
+    :func:`p2p_eval.metrics.bootstrap.paired_bootstrap`."""
+
+    device: str = "auto"
+    batch_size: int = 8
+    bootstrap: int = 1000
+    seed: int = 0
+    convention: str | None = None
+    num_workers: int | None = None
+    progress: bool = True
+    save_predictions: str | Path | None = None
+    per_image_out: str | Path | None = None
+
+
 def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Dataset, device: torch.device,
-                batch_size: int = 8, progress: bool = True, bootstrap: int = 1000, seed: int = 0,
-                save_predictions: str | Path | None = None, num_workers: int | None = None,
-                convention: str = "nanmean") -> tuple[dict, ConfusionMatrix]:
+                options: ScoreOptions | None = None, **fields: Any) -> tuple[dict, ConfusionMatrix]:
     """Segment ``dataset``'s images batched (workers decode ahead) and score them against its labels.
 
-    A label larger than the segmenter's input (the original protocol) gets the class scores upsampled
-    bilinearly to its size before the argmax.  Returns (scores with ``ci95`` and ``images``, the
-    ConfusionMatrix with per-image matrices).
+    ``fields`` set fields of ``options`` by name (``bootstrap=0``).  A label larger than the segmenter's input
+    (the original protocol) gets the class scores upsampled bilinearly to its size before the argmax.  Returns
+    (scores with ``ci95`` and ``images``, the ConfusionMatrix with per-image matrices).
     """
-    from tqdm.auto import tqdm
-
-    workers = default_workers() if num_workers is None else num_workers
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+    opts = dataclasses.replace(options or ScoreOptions(), **fields)
+    convention = opts.convention or "nanmean"
+    workers = default_workers() if opts.num_workers is None else opts.num_workers
+    loader = torch.utils.data.DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=workers,
                                          pin_memory=device.type == "cuda")
     cm = ConfusionMatrix(len(meta["classes"]), device=device, per_image=True, class_names=meta["classes"])
     model.eval()
     with torch.inference_mode():
-        for batch in tqdm(loader, desc="fcn-score", unit="batch", disable=not progress):
+        for batch in tqdm(loader, desc="fcn-score", unit="batch", disable=not opts.progress):
             scores = logits(model, meta, batch["image"].to(device, non_blocking=True))
             labels = batch["label"].to(device, non_blocking=True)
             if tuple(labels.shape[-2:]) != tuple(scores.shape[-2:]):
@@ -134,13 +155,13 @@ def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Da
             else:
                 pred = scores.argmax(1)
             cm.update(pred, labels)
-            if save_predictions is not None:
-                _save_predictions(Path(save_predictions), batch["name"], pred)
+            if opts.save_predictions is not None:
+                _save_predictions(Path(opts.save_predictions), batch["name"], pred)
     result = cm.compute(convention)
     n_images = len(cm.images)
-    if bootstrap and n_images:
-        result["ci95"] = {**bootstrap_ci(cm.per_image_array(), n=bootstrap, seed=seed, convention=convention),
-                          "method": "percentile bootstrap over images", "replicates": bootstrap, "seed": seed}
+    if opts.bootstrap and n_images:
+        result["ci95"] = {**bootstrap_ci(cm.per_image_array(), n=opts.bootstrap, seed=opts.seed, convention=convention),
+                          "method": "percentile bootstrap over images", "replicates": opts.bootstrap, "seed": opts.seed}
     else:
         result["ci95"] = None
     result["images"] = n_images
@@ -149,9 +170,6 @@ def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Da
 
 def _save_predictions(out: Path, names: list[str], pred: torch.Tensor) -> None:
     """OUT/NAME.png (train ids, uint8) and OUT/color/NAME.png (Cityscapes palette)."""
-    from p2p_eval.data.cityscapes import trainids_to_colors
-    from p2p_eval.imageio import write_png
-
     ids = pred.to(torch.uint8).cpu()
     for name, one in zip(names, ids):
         write_png(out / f"{name}.png", one)
@@ -161,8 +179,6 @@ def _save_predictions(out: Path, names: list[str], pred: torch.Tensor) -> None:
 def _official_labels(labels_dir: Path, frames_file: Path | None) -> dict[str, Path]:
     """Frame name -> official ``*_gtFine_labelIds.png`` under ``labels_dir`` (searched recursively); with a
     frame list (``SPLIT_frames.txt`` of ``data prepare-cityscapes``: line N names frame N), also N -> file."""
-    from p2p_eval.errors import require_file
-
     found = {p.name[: -len("_gtFine_labelIds.png")]: p for p in labels_dir.rglob("*_gtFine_labelIds.png")}
     if not found:
         raise UserError(f"--protocol original needs the official gtFine labels: no *_gtFine_labelIds.png under "
@@ -186,92 +202,115 @@ def _label_files(files: list[Path]) -> dict[str, Path]:
     return {p.stem: p for p in files}
 
 
-def score_folder(images_dir: str | Path | None, segmenter: str | Path | None = None, labels_dir: str | Path | None = None,
-                 data_dir: str | Path | None = None, real: bool = False, device: str = "auto", batch_size: int = 8,
-                 save_predictions: str | Path | None = None, seed: int = 0, bootstrap: int = 1000,
-                 convention: str | None = None, num_workers: int | None = None, progress: bool = True,
-                 per_image_out: str | Path | None = None, protocol: str = "resized",
-                 frames_file: str | Path | None = None, real_size: int | None = None) -> dict:
-    """FCN-score of a folder of generated images (or, with ``real=True``, of DATA's real val photos).
-
-    ``segmenter=None`` uses the shipped default.  Labels come from ``labels_dir`` (matched by frame name,
-    see :func:`frame_name`; an official gtFine folder is read through its ``*_gtFine_labelIds.png``) or
-    from ``data_dir``'s val split (AB layout: ``val_labels/`` or the colour B half; official layout: gtFine
-    labelIds).  ``protocol="original"`` needs official labels (``labels_dir``, searched recursively;
-    ``frames_file`` maps numbered images to frames) and defaults ``convention`` to ``"original"``.
-    ``real_size`` (with ``real=True``) first resizes the real photos to ``real_size`` x ``real_size``, the
-    resolution of the generated images they are compared with, so both pass through the same bottleneck.
-    Returns the JSON of ``p2p-eval fcn-score``.  ``per_image_out`` saves the per-image matrices (``.npz``:
-    names, confusions) for :func:`p2p_eval.metrics.bootstrap.paired_bootstrap`.
-    """
-    from p2p_eval.data.cityscapes import TRAIN_CLASSES
-    from p2p_eval.device import resolve_device
-    from p2p_eval.errors import require_dir
-    from p2p_eval.imageio import list_images
-
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-    convention = convention or ("original" if protocol == "original" else "nanmean")
-    if convention not in CONVENTIONS:
-        raise UserError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    dev = resolve_device(device)
-    model, meta = load_segmenter(segmenter, dev, classes=TRAIN_CLASSES)
-    size = int(meta["input_size"])
-    note, available = None, None
+def score_folder(images_dir: str | Path | None, segmenter: str | Path | None = None,
+                 labels_dir: str | Path | None = None, data_dir: str | Path | None = None, real: bool = False,
+                 protocol: str = "resized", frames_file: str | Path | None = None, real_size: int | None = None,
+                 **fields: Any) -> dict:
+    """The JSON of ``p2p-eval fcn-score``: with ``real=True`` :func:`score_real_photos` of DATA, else
+    :func:`score_generated` of ``images_dir``; UserError for a combination of inputs the command refuses.
+    ``fields`` are :class:`ScoreOptions` fields by name."""
     if real:
         if data_dir is None or images_dir is not None or labels_dir is not None or protocol != "resized":
             raise UserError("--real scores the real val photos of --data DIR; give --data and neither --images, "
                             "--labels nor --protocol original")
-        if real_size is not None and real_size < 1:
-            raise UserError(f"--real-size must be a positive side in pixels, got {real_size}")
-        dataset: torch.utils.data.Dataset = SegmentationPairs(split_pairs(data_dir, "val"), size, through=real_size)
-        source = {"images": f"real photos of {data_dir}/val", "labels": str(data_dir), "real": True,
-                  "through": real_size}
+        return score_real_photos(data_dir, segmenter, real_size, ScoreOptions(**fields))
+    if real_size is not None:
+        raise UserError("--real-size applies to --real (the real val photos) only")
+    if images_dir is None or (labels_dir is None) == (data_dir is None):
+        raise UserError("give --images DIR and exactly one of --labels DIR or --data DIR (or --data DIR --real)")
+    return score_generated(images_dir, segmenter, labels_dir, data_dir, protocol, frames_file, ScoreOptions(**fields))
+
+
+def score_generated(images_dir: str | Path, segmenter: str | Path | None = None, labels_dir: str | Path | None = None,
+                    data_dir: str | Path | None = None, protocol: str = "resized", frames_file: str | Path | None = None,
+                    options: ScoreOptions | None = None) -> dict:
+    """FCN-score of a folder of generated images (``segmenter`` None: the shipped default).
+
+    Labels come from ``labels_dir`` (matched by frame name, see :func:`frame_name`; an official gtFine folder is
+    read through its ``*_gtFine_labelIds.png``) or from ``data_dir``'s val split (AB layout: ``val_labels/`` or
+    the colour B half; official layout: gtFine labelIds).  ``protocol="original"`` needs official labels
+    (``labels_dir``, searched recursively; ``frames_file`` maps numbered images to frames).
+    """
+    opts = options or ScoreOptions()
+    model, meta, dev = _segmenter(segmenter, protocol, opts)
+    images = list_images(require_dir(images_dir, "--images folder"))
+    if not images:
+        raise UserError(f"no images (png/jpg) in {images_dir}")
+    images, note = pick_generated(images)
+    if protocol == "original":
+        if labels_dir is None:
+            raise UserError("--protocol original compares with the official gtFine labels at full resolution: "
+                            "give --labels CITYSCAPES/gtFine/val (and --frames SPLIT_frames.txt for numbered images)")
+        labels: dict[str, Any] = _official_labels(require_dir(labels_dir, "--labels folder"),
+                                                  None if frames_file is None else Path(frames_file))
+        where = f"the gtFine labelIds under {labels_dir}"
+    elif labels_dir is not None:
+        labels = _label_files(list_images(require_dir(labels_dir, "--labels folder")))
+        where = str(labels_dir)
     else:
-        if real_size is not None:
-            raise UserError("--real-size applies to --real (the real val photos) only")
-        if images_dir is None or (labels_dir is None) == (data_dir is None):
-            raise UserError("give --images DIR and exactly one of --labels DIR or --data DIR (or --data DIR --real)")
-        images = list_images(require_dir(images_dir, "--images folder"))
-        if not images:
-            raise UserError(f"no images (png/jpg) in {images_dir}")
-        images, note = pick_generated(images)
-        if protocol == "original":
-            if labels_dir is None:
-                raise UserError("--protocol original compares with the official gtFine labels at full resolution: "
-                                "give --labels CITYSCAPES/gtFine/val (and --frames SPLIT_frames.txt for numbered images)")
-            labels: dict[str, Any] = _official_labels(require_dir(labels_dir, "--labels folder"),
-                                                      None if frames_file is None else Path(frames_file))
-            where = f"the gtFine labelIds under {labels_dir}"
-        elif labels_dir is not None:
-            labels = _label_files(list_images(require_dir(labels_dir, "--labels folder")))
-            where = str(labels_dir)
-        else:
-            labels = {p.name: p for p in split_pairs(data_dir, "val")}
-            where = f"the val split of {data_dir}"
-        matched, available = match_labels(images, labels, Path(images_dir), where)
-        if protocol == "original":
-            available = len({p for p in labels.values()})
-        dataset = GeneratedPairs([frame_name(p) for p in images], images, matched, size,
-                                 full_labels=protocol == "original")
-        source = {"images": str(images_dir), "labels": str(labels_dir or data_dir), "real": False}
-    result, cm = score_pairs(model, meta, dataset, dev, batch_size=batch_size, progress=progress, bootstrap=bootstrap,
-                             seed=seed, save_predictions=save_predictions, num_workers=num_workers, convention=convention)
-    if per_image_out is not None:
-        import io
+        labels = {p.name: p for p in split_pairs(data_dir, "val")}
+        where = f"the val split of {data_dir}"
+    matched, available = match_labels(images, labels, Path(images_dir), where)
+    if protocol == "original":
+        available = len({p for p in labels.values()})
+    names = [frame_name(p) for p in images]
+    dataset = GeneratedPairs(names, images, matched, int(meta["input_size"]), full_labels=protocol == "original")
+    source = {"images": str(images_dir), "labels": str(labels_dir or data_dir), "real": False}
+    return _scored((model, meta, dev), dataset, names, protocol, opts, source, available, note)
 
-        from p2p_eval.fsutil import atomic_write_bytes
 
+def score_real_photos(data_dir: str | Path, segmenter: str | Path | None = None, real_size: int | None = None,
+                      options: ScoreOptions | None = None) -> dict:
+    """FCN-score of DATA's real val photos (the ground-truth row; ``segmenter`` None: the shipped default).
+
+    ``real_size`` first resizes the photos to ``real_size`` x ``real_size``, the resolution of the generated
+    images they are compared with, so both pass through the same bottleneck."""
+    opts = options or ScoreOptions()
+    model, meta, dev = _segmenter(segmenter, "resized", opts)
+    if real_size is not None and real_size < 1:
+        raise UserError(f"--real-size must be a positive side in pixels, got {real_size}")
+    pairs = split_pairs(data_dir, "val")
+    dataset = SegmentationPairs(pairs, int(meta["input_size"]), through=real_size)
+    source = {"images": f"real photos of {data_dir}/val", "labels": str(data_dir), "real": True, "through": real_size}
+    return _scored((model, meta, dev), dataset, [pair.name for pair in pairs], "resized", opts, source)
+
+
+def _segmenter(segmenter: str | Path | None, protocol: str,
+               opts: ScoreOptions) -> tuple[torch.nn.Module, dict, torch.device]:
+    """Check the protocol and options, then load the segmenter: (model, meta, device)."""
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if _convention(protocol, opts) not in CONVENTIONS:
+        raise UserError(f"unknown convention {opts.convention!r}; valid: {', '.join(CONVENTIONS)}")
+    if opts.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    dev = resolve_device(opts.device)
+    model, meta = load_segmenter(segmenter, dev, classes=TRAIN_CLASSES)
+    return model, meta, dev
+
+
+def _convention(protocol: str, opts: ScoreOptions) -> str:
+    return opts.convention or ("original" if protocol == "original" else "nanmean")
+
+
+def _scored(loaded: tuple[torch.nn.Module, dict, torch.device], dataset: torch.utils.data.Dataset, names: list[str],
+            protocol: str, opts: ScoreOptions, source: dict, available: int | None = None,
+            note: str | None = None) -> dict:
+    """The JSON of :func:`score_pairs` of ``dataset`` by the loaded segmenter, with the subset, segmenter,
+    protocol, note and source records; writes the per-image matrices of ``names`` to ``opts.per_image_out``
+    when given.  ``available``: the labelled frames the images were matched among (None: the images)."""
+    model, meta, dev = loaded
+    convention = _convention(protocol, opts)
+    result, cm = score_pairs(model, meta, dataset, dev, dataclasses.replace(opts, convention=convention))
+    if opts.per_image_out is not None:
         buf = io.BytesIO()
-        names = [_name(dataset, i) for i in range(len(dataset))]
         np.savez_compressed(buf, names=np.array(names), confusions=cm.per_image_array())
-        atomic_write_bytes(per_image_out, buf.getvalue())
+        atomic_write_bytes(opts.per_image_out, buf.getvalue())
     result["subset"] = available is not None and result["images"] < available
     result["frames_available"] = available if available is not None else result["images"]
-    result["segmenter"] = {k: meta[k] for k in ("sha256", "path", "arch", "encoder", "input_size", "epochs", "trained_on",
-                                                "val") if k in meta}
+    size = int(meta["input_size"])
+    result["segmenter"] = {k: meta[k] for k in ("sha256", "path", "arch", "encoder", "input_size", "epochs",
+                                                "trained_on", "val") if k in meta}
     result["segmenter"]["name"] = Path(meta["path"]).name
     result["protocol"] = {"name": protocol, "resolution": size,
                           "images": "resized bilinear (antialiased) to the segmenter input",
@@ -283,10 +322,6 @@ def score_folder(images_dir: str | Path | None, segmenter: str | Path | None = N
         result["note"] = note
     result["source"] = source
     return result
-
-
-def _name(dataset: torch.utils.data.Dataset, index: int) -> str:
-    return dataset.names[index] if isinstance(dataset, GeneratedPairs) else dataset.pairs[index].name
 
 
 def format_table(result: dict) -> str:

@@ -71,7 +71,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_fid_extractor(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """The feature extractor of ``path`` (TorchScript, or torchvision Inception-v3 state dict), in eval mode."""
-    from torchvision.models import inception_v3
+    from torchvision.models import inception_v3  # here: torchvision.models is slow to import, FID is rare
 
     path = require_file(path, "FID weights file")
     if is_torchscript(path):

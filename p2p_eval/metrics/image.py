@@ -8,26 +8,37 @@ References (all on uint8 RGB images, data range 255, computed in float64):
 - SSIM: Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population
   covariances, averaged over the valid (un-padded) window positions and the three channels, i.e.
   ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-  data_range=255, channel_axis=-1)``; higher is better.  These are the metrics of the "Modified Pix2Pix"
-  seed (002).
+  data_range=255, channel_axis=-1)``; higher is better.  These are the metrics of "Modified Pix2Pix
+  Conditional Adversarial Networks for Image-to-Image Translation" (Mrudula Y).
 - FID (:mod:`.fid`) and LPIPS (:mod:`.lpips`) from local weights files; LPIPS diversity = the mean LPIPS
-  over all pairs of outputs for the same input (seed 003), needing two or more fake folders.
+  over all pairs of outputs for the same input (the diversity score of the BicycleGAN line of work), needing
+  two or more fake folders.
 
 Per-image metrics pair real and fake images by file stem.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as tnf
+from tqdm import tqdm
 
+from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError, file_list, unknown_name
+from p2p_eval.fsutil import write_json
+from p2p_eval.imageio import list_images
+from p2p_eval.metrics.fid import (FID_ENV, FID_HELP, GaussianStats, features, frechet_distance, load_fid_extractor,
+                                  weights_path)
+from p2p_eval.metrics.lpips import LPIPS_ENV, LPIPS_HELP, load_lpips
 
 DATA_RANGE = 255.0
 METRICS = ("mse", "psnr", "ssim", "fid", "lpips", "lpips_diversity")
@@ -105,8 +116,6 @@ def _summary(values: dict[str, float], higher_is_better: bool) -> dict:
 
 def _matched(real: dict[str, Path], fake_dir: Path, name: str) -> dict[str, Path]:
     """The fake folder's images keyed by stem, checked to match the real stems one to one."""
-    from p2p_eval.imageio import list_images
-
     fake = {p.stem: p for p in list_images(fake_dir, f"--images folder ({name})")}
     if not fake:
         raise UserError(f"--images folder {fake_dir} ({name}) has no images (.png/.jpg)")
@@ -117,76 +126,102 @@ def _matched(real: dict[str, Path], fake_dir: Path, name: str) -> dict[str, Path
     return fake
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """How :func:`compare_folders` reads and scores the images.
+
+    ``fid_weights`` / ``lpips_weights`` (else ``$P2P_EVAL_FID_WEIGHTS`` / ``$P2P_EVAL_LPIPS_WEIGHTS``) and
+    ``lpips_lin`` are local weights files; ``half`` reads the real folder as AB pairs; ``size`` resizes every
+    image; ``json_out`` also writes the result there; ``progress=False`` shows no bar."""
+
+    fid_weights: str | Path | None = None
+    lpips_weights: str | Path | None = None
+    lpips_lin: str | Path | None = None
+    half: str | None = None
+    size: int | None = None
+    device: str = "auto"
+    batch_size: int = 16
+    json_out: str | Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class _Tally:
+    """What the batches add up to: per-image values per set and metric, FID statistics, LPIPS diversity."""
+
+    values: dict[str, dict[str, dict[str, float]]]
+    stats: dict[str, GaussianStats]
+    diversity: dict[str, float] = field(default_factory=dict)
+
+
 def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metrics: Sequence[str],
-                    fid_weights: str | Path | None = None, lpips_weights: str | Path | None = None,
-                    lpips_lin: str | Path | None = None, half: str | None = None, size: int | None = None,
-                    device: str = "auto", batch_size: int = 16, json_out: str | Path | None = None,
-                    progress: bool = True) -> dict:
+                    options: CompareOptions | None = None, **fields: Any) -> dict:
     """Metrics of each generated-image folder against the real folder (images paired by stem).
 
     Returns ``{"metrics": {SET: {name: {"mean", "per_image", ...} | FID float}}, "diversity": {...},
-    "data_range": 255, ...}``.  ``half`` reads the real folder as AB pairs, ``size`` resizes all images;
-    ``progress=False`` shows no bar.
+    "data_range": 255, ...}``.  ``fields`` set fields of ``options`` by name (:class:`CompareOptions`).
     """
-    from tqdm import tqdm
-
-    from p2p_eval.device import resolve_device
-    from p2p_eval.fsutil import write_json
-    from p2p_eval.imageio import list_images
-    from p2p_eval.metrics.color import load_photo
-    from p2p_eval.metrics.fid import FID_ENV, FID_HELP, GaussianStats, features, frechet_distance, load_fid_extractor, weights_path
-    from p2p_eval.metrics.lpips import LPIPS_ENV, LPIPS_HELP, load_lpips
-
+    opts = dataclasses.replace(options or CompareOptions(), **fields)
     metrics = list(dict.fromkeys(metrics))
     if not fakes:
         raise UserError("give at least one --images folder")
     if "lpips_diversity" in metrics and len(fakes) < 2:
         raise UserError("lpips_diversity needs two or more --images folders: outputs of the same inputs from repeated runs")
-    dev = resolve_device(device)
+    dev = resolve_device(opts.device)
     real = {p.stem: p for p in list_images(real_dir, "--real folder")}
     if not real:
         raise UserError(f"--real folder {real_dir} has no images (.png/.jpg)")
     fake = {name: _matched(real, Path(folder), name) for name, folder in fakes.items()}
-    fid_model = load_fid_extractor(weights_path(fid_weights, FID_ENV, FID_HELP), dev) if "fid" in metrics else None
-    lpips_model = (load_lpips(weights_path(lpips_weights, LPIPS_ENV, LPIPS_HELP), lpips_lin, dev)
+    fid_model = (load_fid_extractor(weights_path(opts.fid_weights, FID_ENV, FID_HELP), dev)
+                 if "fid" in metrics else None)
+    lpips_model = (load_lpips(weights_path(opts.lpips_weights, LPIPS_ENV, LPIPS_HELP), opts.lpips_lin, dev)
                    if {"lpips", "lpips_diversity"} & set(metrics) else None)
+    tally = _Tally(values={n: {m: {} for m in metrics if m in PAIRWISE or m == "lpips"} for n in fake},
+                   stats={n: GaussianStats() for n in ["real", *fake]})
     stems = list(real)
-    values: dict[str, dict[str, dict[str, float]]] = {n: {m: {} for m in metrics if m in PAIRWISE or m == "lpips"} for n in fake}
-    diversity: dict[str, float] = {}
-    stats = {n: GaussianStats() for n in ["real", *fake]}
-    for start in tqdm(range(0, len(stems), batch_size), desc="metrics", unit="batch", disable=not progress):
-        chunk = stems[start:start + batch_size]
-        r = _stack([load_photo(real[s], half, size) for s in chunk], chunk, "real")
-        outs = {n: _stack([load_photo(fake[n][s], None, size) for s in chunk], chunk, n) for n in fake}
-        for n, f in outs.items():
-            if f.shape != r.shape:
-                raise UserError(f"{n} images are {tuple(f.shape[2:])} but real ones {tuple(r.shape[2:])}; "
-                                f"use --size S to compare at one size (or --half A for AB real images)")
-            for m in values[n]:
-                per = PAIRWISE[m](r, f) if m in PAIRWISE else lpips_model(_unit(r, dev), _unit(f, dev)).cpu()
-                values[n][m].update({s: float(v) for s, v in zip(chunk, per)})
-        if fid_model is not None:
-            stats["real"].update(features(fid_model, r, dev))
-            for n, f in outs.items():
-                stats[n].update(features(fid_model, f, dev))
-        if "lpips_diversity" in metrics:
-            pair_d = [lpips_model(_unit(outs[p], dev), _unit(outs[q], dev)).cpu() for p, q in itertools.combinations(outs, 2)]
-            diversity.update({s: float(v) for s, v in zip(chunk, torch.stack(pair_d).mean(0))})
+    for start in tqdm(range(0, len(stems), opts.batch_size), desc="metrics", unit="batch", disable=not opts.progress):
+        chunk = stems[start:start + opts.batch_size]
+        _add_batch(tally, chunk, (real, fake), (fid_model, lpips_model), "lpips_diversity" in metrics, opts, dev)
     result: dict = {"metrics": {}, "real": str(real_dir), "fake": {n: str(p) for n, p in fakes.items()},
-                    "data_range": DATA_RANGE, "half": half, "size": size, "images": len(stems)}
+                    "data_range": DATA_RANGE, "half": opts.half, "size": opts.size, "images": len(stems)}
     for n in fake:
-        result["metrics"][n] = {m: _summary(v, HIGHER_IS_BETTER[m]) for m, v in values[n].items()}
+        result["metrics"][n] = {m: _summary(v, HIGHER_IS_BETTER[m]) for m, v in tally.values[n].items()}
         if fid_model is not None:
-            mu_r, s_r = stats["real"].compute()
-            mu_f, s_f = stats[n].compute()
+            mu_r, s_r = tally.stats["real"].compute()
+            mu_f, s_f = tally.stats[n].compute()
             result["metrics"][n]["fid"] = {"value": frechet_distance(mu_r, s_r, mu_f, s_f), "higher_is_better": False,
-                                           "weights": str(weights_path(fid_weights, FID_ENV, FID_HELP))}
-    if diversity:
-        result["diversity"] = {"lpips_diversity": _summary(diversity, True), "sets": list(fake),
+                                           "weights": str(weights_path(opts.fid_weights, FID_ENV, FID_HELP))}
+    if tally.diversity:
+        result["diversity"] = {"lpips_diversity": _summary(tally.diversity, True), "sets": list(fake),
                                "pairs_per_image": len(fake) * (len(fake) - 1) // 2}
-    if json_out is not None:
-        write_json(json_out, result)
+    if opts.json_out is not None:
+        write_json(opts.json_out, result)
     return result
+
+
+def _add_batch(tally: _Tally, chunk: list[str], files: tuple[dict[str, Path], dict[str, dict[str, Path]]],
+               models: tuple[torch.nn.Module | None, torch.nn.Module | None], diversity: bool, opts: CompareOptions,
+               dev: torch.device) -> None:
+    """Score the images ``chunk`` (stems) of the real folder and of every set into ``tally``."""
+    from p2p_eval.metrics.color import load_photo
+
+    (real, fake), (fid_model, lpips_model) = files, models
+    r = _stack([load_photo(real[s], opts.half, opts.size) for s in chunk], chunk, "real")
+    outs = {n: _stack([load_photo(fake[n][s], None, opts.size) for s in chunk], chunk, n) for n in fake}
+    for n, f in outs.items():
+        if f.shape != r.shape:
+            raise UserError(f"{n} images are {tuple(f.shape[2:])} but real ones {tuple(r.shape[2:])}; "
+                            f"use --size S to compare at one size (or --half A for AB real images)")
+        for m in tally.values[n]:
+            per = PAIRWISE[m](r, f) if m in PAIRWISE else lpips_model(_unit(r, dev), _unit(f, dev)).cpu()
+            tally.values[n][m].update({s: float(v) for s, v in zip(chunk, per)})
+    if fid_model is not None:
+        tally.stats["real"].update(features(fid_model, r, dev))
+        for n, f in outs.items():
+            tally.stats[n].update(features(fid_model, f, dev))
+    if diversity:
+        pair_d = [lpips_model(_unit(outs[p], dev), _unit(outs[q], dev)).cpu() for p, q in itertools.combinations(outs, 2)]
+        tally.diversity.update({s: float(v) for s, v in zip(chunk, torch.stack(pair_d).mean(0))})
 
 
 def _stack(images: list[torch.Tensor], stems: list[str], name: str) -> torch.Tensor:

@@ -18,8 +18,8 @@ are 20 apart); measured on 20 val frames.
 
 Scoring (:class:`LabelMapScore`, :func:`score_label_folder`): the decoded ids are resized (nearest neighbour) to
 the true label map's size and added to per-image confusion matrices
-(:func:`p2p_eval.metrics.confusion.confusion_matrices`, rows = labels, void labels ignored) with one extra
-column for void predictions, and scored with :func:`p2p_eval.metrics.confusion.score_arrays` exactly as the
+(:func:`p2p_eval.confusion.confusion_matrices`, rows = labels, void labels ignored) with one extra
+column for void predictions, and scored with :func:`p2p_eval.confusion.score_arrays` exactly as the
 FCN-score is (one matrix over the set, class means over the 19 train classes); 95% intervals are the
 FCN-score's percentile bootstrap over images (:mod:`p2p_eval.metrics.bootstrap`, same resamples for the same
 seed). With ``far="decode"`` a pixel is predicted void only when its nearest colour is a void colour (black,
@@ -34,10 +34,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from p2p_eval.data.cityscapes import IGNORE, NUM_CLASSES, PALETTE, VOID_COLORS, resize_nearest
+from p2p_eval.data.aligned import ab_half
+from p2p_eval.data.cityscapes import (IGNORE, NUM_CLASSES, PALETTE, TRAIN_CLASSES, VOID_COLORS, ab_frames,
+                                      resize_nearest, split_labels, trainids_to_colors)
 from p2p_eval.data.cityscapes import _as_hwc as _hwc  # one home for "colour image -> HxWx3 uint8"
-from p2p_eval.errors import UserError
+from p2p_eval.errors import UserError, require_dir
+from p2p_eval.imageio import list_images, read_image
+from p2p_eval.metrics.bootstrap import percentile_interval, resample_counts, resampled_sums
+from p2p_eval.confusion import confusion_matrices, nanmean, score_arrays
 
 #: RGB distance beyond which a generated pixel is "far" from every palette colour (decoded but doubtful).
 FAR_DISTANCE = 50.0
@@ -53,7 +59,6 @@ _IDS = np.concatenate([np.arange(NUM_CLASSES), np.full(len(VOID_COLORS), IGNORE)
 class Decoded:
     """A decoded label map: train ids (HxW uint8, 255 void), each pixel's distance to its nearest palette
     colour (HxW float32) and the far mask (distance > threshold)."""
-
     ids: np.ndarray
     distance: np.ndarray
     far: np.ndarray
@@ -92,8 +97,6 @@ def decode_label_map(rgb: np.ndarray | torch.Tensor, far_distance: float = FAR_D
 def label_confusions(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(K+1, K+1) confusion of one image: rows = true train ids (255 ignored), columns = predicted ids with void
     predictions (255) in the extra last column, so they count as misses of the labelled pixels."""
-    from p2p_eval.metrics.confusion import confusion_matrices
-
     pred = np.where(pred == IGNORE, NUM_CLASSES, pred).astype(np.int64)
     return confusion_matrices(torch.from_numpy(pred), torch.from_numpy(target.astype(np.int64)),
                               NUM_CLASSES + 1, IGNORE)[0].numpy()
@@ -102,14 +105,12 @@ def label_confusions(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 def scores_of_confusions(conf: np.ndarray, convention: str = "nanmean") -> dict[str, np.ndarray]:
     """Pixel accuracy, class accuracy and class IoU of (..., K+1, K+1) matrices; class means over the K train
     classes only (the void column is a miss, never a class)."""
-    from p2p_eval.metrics.confusion import _nanmean, score_arrays
-
     s = score_arrays(conf, convention)
     acc, iou = s["accuracy"][..., :NUM_CLASSES], s["iou"][..., :NUM_CLASSES]
     if convention == "original":
         class_acc, class_iou = np.nan_to_num(acc).mean(-1), np.nan_to_num(iou).mean(-1)
     else:
-        class_acc, class_iou = _nanmean(acc), _nanmean(iou)
+        class_acc, class_iou = nanmean(acc), nanmean(iou)
     return {"pixel_accuracy": s["pixel_accuracy"], "class_accuracy": class_acc, "class_iou": class_iou,
             "accuracy": acc, "iou": iou}
 
@@ -122,7 +123,6 @@ def _num(x: float) -> float | None:
 class LabelMapScore:
     """Accumulator over a set: ``update(generated_rgb, true_ids)`` per image, ``compute()`` -> scores, 95% CIs,
     far share. ``higher_is_better`` for the three scores; the far share is lower-is-better information."""
-
     higher_is_better = True
 
     def __init__(self, far_distance: float = FAR_DISTANCE, far: str = "decode", convention: str = "nanmean") -> None:
@@ -151,9 +151,6 @@ class LabelMapScore:
 
     def compute(self, bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
         """Scores of the summed matrix, per-class table, percentile-bootstrap intervals over images, far share."""
-        from p2p_eval.data.cityscapes import TRAIN_CLASSES
-        from p2p_eval.metrics.bootstrap import _interval, _multiplicities  # the FCN-score's resamples
-
         if not self.confusions:
             raise UserError("no label maps were scored")
         per_image = np.stack(self.confusions)
@@ -165,11 +162,9 @@ class LabelMapScore:
         result["images"] = int(per_image.shape[0])
         result["void_predicted_pixels"] = int(total[:NUM_CLASSES, NUM_CLASSES].sum())
         if bootstrap > 0:
-            counts = _multiplicities(per_image.shape[0], bootstrap, seed)
-            k = per_image.shape[-1]
-            summed = (counts @ per_image.reshape(per_image.shape[0], k * k).astype(np.float64)).reshape(-1, k, k)
-            reps = scores_of_confusions(summed, self.convention)
-            result["ci95"] = {name: _interval(reps[name], level) for name in SCORES}
+            counts = resample_counts(per_image.shape[0], bootstrap, seed)  # the FCN-score's resamples
+            reps = scores_of_confusions(resampled_sums(per_image, counts), self.convention)
+            result["ci95"] = {name: percentile_interval(reps[name], level) for name in SCORES}
         result["far_share"] = self.far_pixels / self.pixels if self.pixels else None
         result["decoding"] = {"far_distance": self.far_distance, "far": self.far, "convention": self.convention,
                               "palette": "Cityscapes train colours + void colours (p2p_eval.data.cityscapes)"}
@@ -181,12 +176,6 @@ def score_label_folder(images_dir: str | Path, data_dir: str | Path, split: str 
                        progress: bool = True) -> dict:
     """Table 6 score of a folder of generated colour label maps (``NAME.png`` for each frame NAME of DATA/SPLIT)
     against DATA's true labels (``SPLIT_labels/`` or the decoded colour B halves, at their stored size)."""
-    from tqdm import tqdm
-
-    from p2p_eval.data.cityscapes import split_labels
-    from p2p_eval.errors import require_dir
-    from p2p_eval.imageio import list_images, read_image
-
     folder = require_dir(images_dir, "generated label maps folder")
     generated = {p.stem: p for p in list_images(folder)}
     labels = split_labels(data_dir, split, progress=False)
@@ -207,12 +196,6 @@ def score_true_labels(data_dir: str | Path, size: int | None, split: str = "val"
     """The ceiling row of Table 6: the true labels through the generated maps' resolution (resized nearest to
     ``size`` x ``size`` and back), scored as a generated map would be. ``far_share`` is that of the true colour
     maps (the B halves; JPEG noise in pix2pix's files), the reference for the rows' far shares."""
-    from tqdm import tqdm
-
-    from p2p_eval.data.aligned import ab_half
-    from p2p_eval.data.cityscapes import ab_frames, split_labels, trainids_to_colors
-    from p2p_eval.imageio import read_image
-
     acc = LabelMapScore(far_distance, "decode")
     labels = split_labels(data_dir, split, progress=False)
     for name, ids in tqdm(labels, desc="true labels", unit="img", leave=False, disable=not progress):
@@ -232,9 +215,6 @@ def score_true_labels(data_dir: str | Path, size: int | None, split: str = "val"
 def palette_share(data_dir: str | Path, split: str = "val", count: int = 8, far_distance: float = FAR_DISTANCE) -> float:
     """Share of the label-half (B) pixels of the first ``count`` images of DATA/SPLIT within ``far_distance`` of a
     Cityscapes palette colour: ~0.97 on pix2pix's Cityscapes, 1.0 on the synthetic scenes, ~0.27 on CMP Facades."""
-    from p2p_eval.data.aligned import ab_half
-    from p2p_eval.imageio import list_images, read_image
-
     near = total = 0
     for image in list_images(Path(data_dir) / split)[:count]:
         dec = decode_label_map(ab_half(read_image(image), image, "B"), far_distance)

@@ -41,7 +41,7 @@ class AlexTaps(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from torchvision.models import alexnet
+        from torchvision.models import alexnet  # here: torchvision.models is slow to import, LPIPS is rare
 
         self.features = alexnet(weights=None).features
 
@@ -82,7 +82,7 @@ class LPIPS(nn.Module):
 
 def default_lin_path() -> Path | None:
     """torchmetrics' installed copy of LPIPS v0.1 ``alex.pth``, if present."""
-    import torchmetrics.functional.image as tmi
+    import torchmetrics.functional.image as tmi  # here: torchmetrics is slow to import; only its file is wanted
 
     path = Path(tmi.__file__).parent / "lpips_models" / "alex.pth"
     return path if path.is_file() else None

@@ -15,8 +15,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
+from p2p_eval.data.aligned import ab_half
+from p2p_eval.data.cityscapes import ab_frames, colors_to_trainids, load_label_map, official_frames, resize_nearest
 from p2p_eval.errors import UserError, require_dir
+from p2p_eval.fsutil import atomic_torch_save
+from p2p_eval.imageio import read_image
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,6 @@ def split_pairs(data_dir: str | Path, split: str) -> list[Pair]:
     leftImg8bit/SPLIT/CITY/F_leftImg8bit.png with gtFine/SPLIT/CITY/F_gtFine_labelIds.png
     (:func:`p2p_eval.data.cityscapes.official_frames`).
     """
-    from p2p_eval.data.cityscapes import ab_frames, official_frames
-
     data_dir = require_dir(data_dir, "data folder")
     if data_layout(data_dir) == "official":
         frames = official_frames(data_dir, split)
@@ -60,19 +64,12 @@ def split_pairs(data_dir: str | Path, split: str) -> list[Pair]:
 
 def read_photo(pair: Pair) -> torch.Tensor:
     """The photo of a frame, uint8 (3, H, W)."""
-    from p2p_eval.data.aligned import ab_half
-    from p2p_eval.imageio import read_image
-
     image = read_image(pair.photo)
     return ab_half(image, pair.photo, "A") if pair.photo_kind == "ab_left" else image
 
 
 def read_label(pair: Pair, size: int | None = None) -> torch.Tensor:
     """The train ids of a frame, uint8 (H, W), resized with nearest neighbour to ``size`` when given."""
-    from p2p_eval.data.aligned import ab_half
-    from p2p_eval.data.cityscapes import colors_to_trainids, load_label_map, resize_nearest
-    from p2p_eval.imageio import read_image
-
     if pair.label_kind == "file":
         return torch.from_numpy(np.ascontiguousarray(load_label_map(pair.label, size)))
     ids = torch.from_numpy(colors_to_trainids(ab_half(read_image(pair.label), pair.label, "B")))
@@ -83,8 +80,6 @@ def resize_photo(image: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (3, H, W) -> uint8 (3, size, size), bilinear with antialiasing."""
     if tuple(image.shape[-2:]) == (size, size):
         return image
-    from torchvision.transforms.v2 import functional as TF
-
     return TF.resize(image, [size, size], antialias=True)
 
 
@@ -124,10 +119,6 @@ def preload(pairs: list[Pair], size: int, cache_dir: str | Path | None = None, p
     so the arrays are cached in ``cache_dir`` under a key of the files' paths, sizes and mtimes (a changed
     file gives a new key); ``cache_dir=None`` keeps nothing.
     """
-    from tqdm.auto import tqdm
-
-    from p2p_eval.fsutil import atomic_torch_save
-
     key = hashlib.sha256(repr(size).encode())
     for p in pairs:
         for f in {p.photo, p.label}:

@@ -14,16 +14,19 @@ may name a local ``.pth`` / ``.safetensors`` file.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
 from torch import nn
 
+from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError, require_file, unknown_name
+from p2p_eval.fsutil import atomic_write_bytes, file_sha256
 
 FORMAT = "p2p-eval-segmenter/1"
 PARTIAL_FORMAT = "p2p-eval-segmenter-partial/1"
@@ -47,28 +50,31 @@ def shipped_card() -> Path:
     return SHIPPED_DIR / f"{SHIPPED_NAME}.md"
 
 
-def _smp_archs() -> dict[str, Callable[..., nn.Module]]:
-    import segmentation_models_pytorch as smp
+@dataclass(frozen=True)
+class Arch:
+    """A segmentation-models-pytorch architecture: its class in ``segmentation_models_pytorch`` and its name."""
 
-    return {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus, "linknet": smp.Linknet,
-            "pspnet": smp.PSPNet, "unetplusplus": smp.UnetPlusPlus}
+    smp_class: str
+    title: str
 
 
-ARCHS: MappingProxyType[str, str] = MappingProxyType({
-    "unet": "U-Net", "fpn": "Feature Pyramid Network (Kirillov et al.)", "deeplabv3plus": "DeepLabV3+",
-    "linknet": "LinkNet", "pspnet": "PSPNet", "unetplusplus": "U-Net++"})
+#: The architectures a segmenter can have, by the name ``--arch`` takes.
+ARCHS: MappingProxyType[str, Arch] = MappingProxyType({
+    "unet": Arch("Unet", "U-Net"), "fpn": Arch("FPN", "Feature Pyramid Network (Kirillov et al.)"),
+    "deeplabv3plus": Arch("DeepLabV3Plus", "DeepLabV3+"), "linknet": Arch("Linknet", "LinkNet"),
+    "pspnet": Arch("PSPNet", "PSPNet"), "unetplusplus": Arch("UnetPlusPlus", "U-Net++")})
 
 
 def build_segmenter(arch: str = DEFAULT_ARCH, encoder: str = DEFAULT_ENCODER, num_classes: int = 19,
                     encoder_weights: str | Path | None = None) -> nn.Module:
     """An untrained segmentation-models-pytorch model; ``encoder_weights`` is a local file or None (scratch)."""
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # here, not at the top: it imports timm, slow for `p2p-eval --help`
 
     if arch not in ARCHS:
         raise unknown_name("segmenter architecture", arch, ARCHS)
     if encoder not in smp.encoders.get_encoder_names():
         raise unknown_name("segmenter encoder", encoder, smp.encoders.get_encoder_names())
-    model = _smp_archs()[arch](encoder_name=encoder, encoder_weights=None, classes=num_classes)
+    model = getattr(smp, ARCHS[arch].smp_class)(encoder_name=encoder, encoder_weights=None, classes=num_classes)
     if encoder_weights is not None:
         _load_encoder_weights(model, Path(encoder_weights))
     return model
@@ -79,8 +85,6 @@ def _load_encoder_weights(model: nn.Module, path: Path) -> None:
     require_file(path, "encoder weights file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -99,21 +103,10 @@ def _load_encoder_weights(model: nn.Module, path: Path) -> None:
     model.encoder.load_state_dict({k: state[k] for k in own})
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes (the segmenter fingerprint; equals ``sha256sum``)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     """(meta, state_dict) of a ``.pt`` or ``.safetensors`` segmenter; UserError for anything else."""
     hint = "make one with `p2p-eval segmenter train`"
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
             with safe_open(str(path), framework="pt") as fh:
                 header = fh.metadata() or {}
@@ -154,8 +147,6 @@ def load_segmenter(path: str | Path | None = None, device: str | torch.device = 
     ``classes`` / ``input_size``: what the caller needs; a segmenter made for another class set or input
     size raises UserError.
     """
-    from p2p_eval.device import resolve_device
-
     if path is None:
         path = shipped_path()
         if not path.is_file():
@@ -183,10 +174,6 @@ def load_segmenter(path: str | Path | None = None, device: str | torch.device = 
 
 def export_safetensors(checkpoint: str | Path, out: str | Path, extra_meta: dict | None = None) -> Path:
     """Write a trained ``.pt`` segmenter as fp16 safetensors (the shipped form); returns ``out``."""
-    from safetensors.torch import save
-
-    from p2p_eval.fsutil import atomic_write_bytes
-
     meta, state = _read_checkpoint(require_file(checkpoint, "segmenter checkpoint"))
     meta = {**meta, **(extra_meta or {}), "weights_dtype": "float16"}
     meta.pop("sha256", None)

@@ -20,20 +20,27 @@ Recipe (the shipped segmenter's; see its model card):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from p2p_eval.confusion import ConfusionMatrix
+from p2p_eval.data.cityscapes import TRAIN_CLASSES
+from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError
-from p2p_eval.segmentation.data import data_layout, preload, split_pairs
+from p2p_eval.fsutil import atomic_torch_save, file_sha256
+from p2p_eval.segmentation.data import Pair, SegmentationPairs, data_layout, default_workers, preload, split_pairs
 from p2p_eval.segmentation.model import (DEFAULT_ARCH, DEFAULT_ENCODER, FORMAT, IGNORE, IMAGENET_MEAN, IMAGENET_STD,
-                                         PARTIAL_FORMAT, build_segmenter, file_sha256, load_segmenter, normalize)
+                                         PARTIAL_FORMAT, build_segmenter, load_segmenter, logits, normalize)
 
 
 def default_cache_dir() -> Path:
@@ -105,133 +112,224 @@ def jitter(x: torch.Tensor, gen: torch.Generator, strength: float = 0.25) -> tor
     return x.clamp(0, 1)
 
 
-def train_segmenter(data_dir: str | Path, out_path: str | Path, epochs: int = 30, size: int = 256,
-                    device: str = "auto", arch: str = DEFAULT_ARCH, encoder: str = DEFAULT_ENCODER,
-                    encoder_weights: str | Path | None = None, batch_size: int = 16, lr: float = 2e-3,
-                    crop: int | None = 160, scale: tuple[float, float] = (0.75, 1.5), rare_crop: float = 0.5,
-                    balance: float = 0.5, amp: bool = True, resume: bool = False, limit: int | None = None,
-                    seed: int = 0, eval_every: int = 5, cache_dir: str | Path | None = "default",
-                    max_epochs_this_run: int | None = None, num_workers: int | None = None,
-                    progress: bool = True) -> Path:
+@dataclass(frozen=True)
+class SegmenterRecipe:
+    """What the trained weights depend on (stored in ``OUT.partial``; a resume needs the same recipe).
+
+    ``crop=None`` trains on whole ``size`` x ``size`` frames; ``limit`` uses only the first frames of the
+    train split; ``encoder_weights`` is a local file (None: from scratch)."""
+
+    epochs: int = 30
+    size: int = 256
+    arch: str = DEFAULT_ARCH
+    encoder: str = DEFAULT_ENCODER
+    encoder_weights: str | Path | None = None
+    batch_size: int = 16
+    lr: float = 2e-3
+    crop: int | None = 160
+    scale: tuple[float, float] = (0.75, 1.5)
+    rare_crop: float = 0.5
+    balance: float = 0.5
+    amp: bool = True
+    limit: int | None = None
+    seed: int = 0
+
+    @property
+    def window(self) -> int:
+        """The side of the training crops."""
+        return self.size if self.crop is None else self.crop
+
+
+@dataclass(frozen=True)
+class SegmenterRun:
+    """How one training call runs (nothing here changes the weights).
+
+    ``resume`` continues ``OUT.partial``; ``max_epochs_this_run`` stops after that many epochs, leaving
+    ``OUT.partial`` for a later resume; ``eval_every`` epochs the first 100 val frames are scored into the
+    log; ``cache_dir`` holds the decoded frames ("default": :func:`default_cache_dir`, None: no cache);
+    ``num_workers`` decode the frames once."""
+
+    device: str = "auto"
+    resume: bool = False
+    eval_every: int = 5
+    cache_dir: str | Path | None = "default"
+    max_epochs_this_run: int | None = None
+    num_workers: int | None = None
+    progress: bool = True
+
+
+def train_segmenter(data_dir: str | Path, out_path: str | Path, recipe: SegmenterRecipe | None = None,
+                    run: SegmenterRun | None = None, **fields: Any) -> Path:
     """Train a segmenter on DATA's train split (real photos -> train ids), score it on DATA's val photos,
-    and write the one-file checkpoint ``out_path``; returns ``out_path``.
+    and write the one-file checkpoint ``out_path``; returns ``out_path`` (or ``OUT.partial`` when
+    ``run.max_epochs_this_run`` stopped it early).
 
-    ``crop=None`` trains on whole ``size`` x ``size`` frames.  ``num_workers`` decode the frames once.  ``OUT.partial`` is written after every
-    epoch; ``resume=True`` continues it (same settings required).  ``max_epochs_this_run`` stops after that
-    many epochs, leaving ``OUT.partial`` for a later ``--resume`` (a long run split over sessions).
-    ``OUT.log.jsonl`` gets one line per epoch (loss, seconds, and every ``eval_every`` epochs the val
-    scores of the first 100 val frames).
+    ``fields`` set fields of ``recipe`` or ``run`` by name (``epochs=2, device="cpu"``).  ``OUT.partial``
+    is written after every epoch; ``OUT.log.jsonl`` gets one line per epoch (loss, seconds, and every
+    ``eval_every`` epochs the val scores of the first 100 val frames).
     """
-    from tqdm.auto import tqdm
-
-    from p2p_eval.data.cityscapes import TRAIN_CLASSES
-    from p2p_eval.device import resolve_device
-    from p2p_eval.fsutil import atomic_torch_save
-
+    recipe, run = _with_fields(recipe or SegmenterRecipe(), run or SegmenterRun(), fields)
+    _check_recipe(recipe)
     data_dir, out_path = Path(data_dir), Path(out_path)
-    crop = size if crop is None else crop
+    partial = out_path.with_name(out_path.name + ".partial")
+    if run.resume and not partial.is_file() and out_path.is_file():
+        _, meta = load_segmenter(out_path, "cpu")
+        print(f"{out_path} is already trained ({meta['epochs']} epochs); nothing to resume")
+        return out_path
+    state = _TrainingState.start(data_dir, recipe, run, partial)
+    stop = recipe.epochs if run.max_epochs_this_run is None else min(recipe.epochs,
+                                                                      state.epoch + run.max_epochs_this_run)
+    bar = tqdm(total=recipe.epochs * state.steps_per_epoch, initial=state.epoch * state.steps_per_epoch,
+               desc="segmenter", unit="step", disable=not run.progress)
+    log_path = out_path.with_name(out_path.name + ".log.jsonl")
+    while state.epoch < stop:
+        record = state.train_epoch(bar, partial)
+        if run.eval_every and state.epoch % run.eval_every == 0 and state.epoch < recipe.epochs:
+            record["val100"] = val_scores(state.model, state.meta(), data_dir, state.device, limit=100, progress=False)
+        state.save_partial(partial)
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    bar.close()
+    if stop < recipe.epochs:
+        print(f"stopped after epoch {stop} of {recipe.epochs}; continue with --resume")
+        return partial
+    meta = {**state.meta(), **_provenance(data_dir, recipe, state)}
+    state.model.eval()
+    meta["val"] = val_scores(state.model, meta, data_dir, state.device, progress=run.progress)
+    weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+    atomic_torch_save({"format": FORMAT, "meta": meta, "state_dict": weights}, out_path)
+    partial.unlink(missing_ok=True)
+    return out_path
+
+
+def _with_fields(recipe: SegmenterRecipe, run: SegmenterRun,
+                 fields: dict[str, Any]) -> tuple[SegmenterRecipe, SegmenterRun]:
+    """``recipe`` and ``run`` with the named fields replaced; TypeError naming an unknown field."""
+    names = {f.name for f in dataclasses.fields(SegmenterRecipe)}
+    unknown = set(fields) - names - {f.name for f in dataclasses.fields(SegmenterRun)}
+    if unknown:
+        raise TypeError(f"train_segmenter got unknown settings: {', '.join(sorted(unknown))}")
+    return (dataclasses.replace(recipe, **{k: v for k, v in fields.items() if k in names}),
+            dataclasses.replace(run, **{k: v for k, v in fields.items() if k not in names}))
+
+
+def _check_recipe(recipe: SegmenterRecipe) -> None:
+    epochs, size, crop, scale = recipe.epochs, recipe.size, recipe.window, recipe.scale
     if epochs < 1 or size < 32 or size % 32 or crop < 32 or crop % 32 or crop > size:
         raise UserError(f"need epochs >= 1, a size that is a multiple of 32 and a crop that is a multiple of 32 "
                         f"no larger than the size (got epochs={epochs}, size={size}, crop={crop})")
     if not 0 < scale[0] <= scale[1]:
         raise UserError(f"the scale range must be 0 < low <= high, got {scale}")
-    dev = resolve_device(device)
-    pairs = split_pairs(data_dir, "train")
-    pairs = pairs[:limit] if limit else pairs
-    partial = out_path.with_name(out_path.name + ".partial")
-    log_path = out_path.with_name(out_path.name + ".log.jsonl")
-    settings = {"arch": arch, "encoder": encoder, "input_size": size, "epochs": epochs, "batch_size": batch_size,
-                "lr": lr, "seed": seed, "train_images": len(pairs), "crop": crop, "scale": list(scale),
-                "rare_crop": rare_crop, "balance": balance, "amp": amp}
-    if resume and not partial.is_file() and out_path.is_file():
-        _, meta = load_segmenter(out_path, "cpu")
-        print(f"{out_path} is already trained ({meta['epochs']} epochs); nothing to resume")
-        return out_path
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
-    photos, labels = preload(pairs, size, cache, progress=progress, num_workers=num_workers)
-    weights = class_weights(labels, len(TRAIN_CLASSES), balance)
-    torch.manual_seed(seed)
-    model = build_segmenter(arch, encoder, len(TRAIN_CLASSES), encoder_weights).to(dev)
-    model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = len(pairs) // batch_size if len(pairs) >= batch_size else 1
-    total = epochs * steps_per_epoch
-    warm = min(steps_per_epoch, total // 10 + 1)
 
-    def lr_factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(1, total - warm)))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    start_epoch, seconds = 0, 0.0
-    if resume and partial.is_file():
-        state = _read_partial(partial)
-        if state["settings"] != settings:
-            raise UserError(f"{partial} was started with other settings ({state['settings']}); "
-                            "rerun with those settings or without --resume")
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, seconds = int(state["epoch"]), float(state["seconds"])
-    norm_meta = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    loss_weights = weights.to(dev)
-    stop = epochs if max_epochs_this_run is None else min(epochs, start_epoch + max_epochs_this_run)
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc="segmenter", unit="step", disable=not progress)
-    for epoch in range(start_epoch, stop):
+def _settings(recipe: SegmenterRecipe, train_images: int) -> dict[str, Any]:
+    """The recipe as stored in ``OUT.partial`` (a resume must find the same)."""
+    return {"arch": recipe.arch, "encoder": recipe.encoder, "input_size": recipe.size, "epochs": recipe.epochs,
+            "batch_size": recipe.batch_size, "lr": recipe.lr, "seed": recipe.seed, "train_images": train_images,
+            "crop": recipe.window, "scale": list(recipe.scale), "rare_crop": recipe.rare_crop,
+            "balance": recipe.balance, "amp": recipe.amp}
+
+
+class _TrainingState:
+    """The frames in memory, the model, optimiser and schedule of one training, and the epoch it is at."""
+
+    def __init__(self, recipe: SegmenterRecipe, device: torch.device, pairs: list[Pair], photos: torch.Tensor,
+                 labels: torch.Tensor) -> None:
+        self.recipe, self.device, self.pairs, self.photos, self.labels = recipe, device, pairs, photos, labels
+        self.settings = _settings(recipe, len(pairs))
+        self.weights = class_weights(labels, len(TRAIN_CLASSES), recipe.balance)
+        torch.manual_seed(recipe.seed)
+        model = build_segmenter(recipe.arch, recipe.encoder, len(TRAIN_CLASSES), recipe.encoder_weights).to(device)
+        self.model = model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=1e-4)
+        count = len(photos)
+        self.steps_per_epoch = count // recipe.batch_size if count >= recipe.batch_size else 1
+        total = recipe.epochs * self.steps_per_epoch
+        warm = min(self.steps_per_epoch, total // 10 + 1)
+
+        def lr_factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(1, total - warm)))
+
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor)
+        self.epoch, self.seconds = 0, 0.0
+        self.norm_meta = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+    @classmethod
+    def start(cls, data_dir: Path, recipe: SegmenterRecipe, run: SegmenterRun, partial: Path) -> _TrainingState:
+        """Load the frames, build the model and, with ``run.resume``, continue from ``partial``."""
+        pairs = split_pairs(data_dir, "train")
+        pairs = pairs[:recipe.limit] if recipe.limit else pairs
+        cache = default_cache_dir() if run.cache_dir == "default" else run.cache_dir
+        photos, labels = preload(pairs, recipe.size, cache, progress=run.progress, num_workers=run.num_workers)
+        state = cls(recipe, resolve_device(run.device), pairs, photos, labels)
+        if run.resume and partial.is_file():
+            saved = _read_partial(partial)
+            if saved["settings"] != state.settings:
+                raise UserError(f"{partial} was started with other settings ({saved['settings']}); "
+                                "rerun with those settings or without --resume")
+            state.model.load_state_dict(saved["state_dict"])
+            state.opt.load_state_dict(saved["optimizer"])
+            state.sched.load_state_dict(saved["scheduler"])
+            state.epoch, state.seconds = int(saved["epoch"]), float(saved["seconds"])
+        return state
+
+    def train_epoch(self, bar: tqdm, partial: Path) -> dict[str, Any]:
+        """One epoch (all randomness from a generator seeded with (seed, epoch)); returns its log record."""
+        recipe, dev = self.recipe, self.device
         tic = time.perf_counter()
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(pairs), generator=gen)
-        model.train()
+        gen = torch.Generator().manual_seed(recipe.seed * 100_003 + self.epoch)
+        order = torch.randperm(len(self.photos), generator=gen)
+        loss_weights = self.weights.to(dev)
+        self.model.train()
         running = 0.0
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            x, y = sample_batch(photos, labels, idx, crop, scale, rare_crop, weights, gen)
+        for step in range(self.steps_per_epoch):
+            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            x, y = sample_batch(self.photos, self.labels, idx, recipe.window, recipe.scale, recipe.rare_crop,
+                                self.weights, gen)
             x = jitter(x.float() / 255.0, gen)
-            x = normalize((x * 255.0), norm_meta).to(dev).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(x)
+            x = normalize((x * 255.0), self.norm_meta).to(dev).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=recipe.amp):
+                out = self.model(x)
             loss = F.cross_entropy(out.float(), y.to(dev), weight=loss_weights, ignore_index=IGNORE)
             if not torch.isfinite(loss):
-                raise UserError(f"segmenter loss became {loss.item()} at epoch {epoch + 1}; lower --lr "
+                raise UserError(f"segmenter loss became {loss.item()} at epoch {self.epoch + 1}; lower --lr "
                                 f"(the last good state is in {partial})")
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
+            self.opt.step()
+            self.sched.step()
             running += float(loss.detach())
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        seconds += time.perf_counter() - tic
-        record = {"epoch": epoch + 1, "loss": running / steps_per_epoch, "seconds": round(seconds, 1),
-                  "lr": sched.get_last_lr()[0]}
-        if eval_every and (epoch + 1) % eval_every == 0 and epoch + 1 < epochs:
-            record["val100"] = _val_scores(model, norm_meta | {"classes": list(TRAIN_CLASSES), "input_size": size},
-                                           data_dir, dev, limit=100, progress=False)
-        atomic_torch_save({"format": PARTIAL_FORMAT, "settings": settings, "epoch": epoch + 1, "seconds": seconds,
-                           "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                           "scheduler": sched.state_dict()}, partial)
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-    bar.close()
-    if stop < epochs:
-        print(f"stopped after epoch {stop} of {epochs}; continue with --resume")
-        return partial
-    meta = {"arch": arch, "encoder": encoder, "classes": list(TRAIN_CLASSES), "input_size": size,
-            **norm_meta, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-            "recipe": {k: settings[k] for k in ("crop", "scale", "rare_crop", "balance", "amp")},
-            "encoder_weights": None if encoder_weights is None else
-            {"file": Path(encoder_weights).name, "sha256": file_sha256(encoder_weights)},
+            bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss.item():.3f}")
+        self.seconds += time.perf_counter() - tic
+        self.epoch += 1
+        return {"epoch": self.epoch, "loss": running / self.steps_per_epoch, "seconds": round(self.seconds, 1),
+                "lr": self.sched.get_last_lr()[0]}
+
+    def save_partial(self, partial: Path) -> None:
+        atomic_torch_save({"format": PARTIAL_FORMAT, "settings": self.settings, "epoch": self.epoch,
+                           "seconds": self.seconds, "state_dict": self.model.state_dict(),
+                           "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}, partial)
+
+    def meta(self) -> dict[str, Any]:
+        """What scoring needs of the model: classes, input size, normalisation."""
+        return {"arch": self.recipe.arch, "encoder": self.recipe.encoder, "classes": list(TRAIN_CLASSES),
+                "input_size": self.recipe.size, **self.norm_meta}
+
+
+def _provenance(data_dir: Path, recipe: SegmenterRecipe, state: _TrainingState) -> dict[str, Any]:
+    """The checkpoint's record of how it was made (beside :meth:`_TrainingState.meta`)."""
+    weights = recipe.encoder_weights
+    return {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr, "seed": recipe.seed,
+            "recipe": {k: state.settings[k] for k in ("crop", "scale", "rare_crop", "balance", "amp")},
+            "encoder_weights": None if weights is None else {"file": Path(weights).name,
+                                                             "sha256": file_sha256(weights)},
             "trained_on": {"data": str(data_dir.resolve()), "layout": data_layout(data_dir), "split": "train",
-                           "images": len(pairs), "labels": _label_source(pairs)},
-            "train_seconds": round(seconds, 1), "device": dev.type, "torch": str(torch.__version__),
+                           "images": len(state.pairs), "labels": _label_source(state.pairs)},
+            "train_seconds": round(state.seconds, 1), "device": state.device.type, "torch": str(torch.__version__),
             "smp": _smp_version()}
-    model.eval()
-    meta["val"] = _val_scores(model, meta, data_dir, dev, progress=progress)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"format": FORMAT, "meta": meta, "state_dict": state}, out_path)
-    partial.unlink(missing_ok=True)
-    return out_path
 
 
 def _read_partial(partial: Path) -> dict:
@@ -251,24 +349,29 @@ def _label_source(pairs: list) -> str:
 
 
 def _smp_version() -> str:
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # here, not at the top: it imports timm, slow to import
 
     return str(smp.__version__)
 
 
-def _val_scores(model: torch.nn.Module, meta: dict, data_dir: Path, device: torch.device, limit: int | None = None,
-                progress: bool = True) -> dict | None:
-    """FCN-score of DATA's real val photos (pixel / class / IoU), or None when DATA has no val split."""
-    from p2p_eval.metrics.fcn_score import score_pairs
-    from p2p_eval.segmentation.data import SegmentationPairs
-
+def val_scores(model: torch.nn.Module, meta: dict, data_dir: Path, device: torch.device, limit: int | None = None,
+               progress: bool = True, batch_size: int = 8) -> dict | None:
+    """Scores of DATA's real val photos (pixel / class / IoU, one confusion matrix over the frames, class means
+    over the classes present), or None when DATA has no val split.  The segmenter sees each photo as the
+    FCN-score's does (:class:`~p2p_eval.segmentation.data.SegmentationPairs`, :func:`logits`)."""
     try:
         pairs = split_pairs(data_dir, "val")
     except UserError:
         return None
     pairs = pairs[:limit] if limit else pairs
-    result, _ = score_pairs(model, meta, SegmentationPairs(pairs, meta["input_size"]), device,
-                            progress=progress, bootstrap=0)
+    loader = torch.utils.data.DataLoader(SegmentationPairs(pairs, meta["input_size"]), batch_size=batch_size,
+                                         num_workers=default_workers())
+    cm = ConfusionMatrix(len(meta["classes"]), device=device, class_names=meta["classes"])
+    model.eval()
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="val", unit="batch", disable=not progress):
+            cm.update(logits(model, meta, batch["image"].to(device)).argmax(1), batch["label"].to(device))
+    result = cm.compute()
     return {"split": "val", "images": len(pairs), "pixel_accuracy": result["pixel_accuracy"],
             "class_accuracy": result["class_accuracy"], "class_iou": result["class_iou"],
             "iou": {k: v["iou"] for k, v in result["per_class"].items()}}

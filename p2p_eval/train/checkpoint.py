@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 
 from p2p_eval.errors import UserError
 from p2p_eval.fsutil import atomic_torch_save
+from p2p_eval.train.loop import StepModels
 
 #: Config fields that may differ between a run and its resumption: they change neither the
 #: trajectory nor the result of a step (a run stopped by ``max_steps`` is continued by raising it).
@@ -52,26 +54,34 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, *, generator: torch.nn.Module, discriminator: torch.nn.Module | None,
-                    opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer | None,
-                    sched_g: torch.optim.lr_scheduler.LRScheduler, sched_d: torch.optim.lr_scheduler.LRScheduler | None,
-                    sampler_state: dict[str, Any], epoch: int, epoch_offset: int, step: int, config: Any,
-                    precision: str = "fp32") -> Path:
-    """Write the full training state atomically to ``path`` (``precision``: what the steps ran in, kept by resume)."""
+@dataclass(frozen=True)
+class Position:
+    """Where a run is: finished epochs, steps into the current epoch, steps in all."""
+
+    epoch: int = 0
+    epoch_offset: int = 0
+    step: int = 0
+
+
+def save_checkpoint(path: Path, models: StepModels, sched_g: torch.optim.lr_scheduler.LRScheduler,
+                    sched_d: torch.optim.lr_scheduler.LRScheduler | None, sampler_state: dict[str, Any],
+                    position: Position, precision: str = "fp32") -> Path:
+    """Write the full training state of ``models`` (with their config) atomically to ``path``
+    (``precision``: what the steps ran in, kept by resume)."""
     payload = {
         "format": 1,
-        "generator": generator.state_dict(),
-        "discriminator": discriminator.state_dict() if discriminator is not None else None,
-        "opt_g": opt_g.state_dict(),
-        "opt_d": opt_d.state_dict() if opt_d is not None else None,
+        "generator": models.generator.state_dict(),
+        "discriminator": models.discriminator.state_dict() if models.discriminator is not None else None,
+        "opt_g": models.opt_g.state_dict(),
+        "opt_d": models.opt_d.state_dict() if models.opt_d is not None else None,
         "sched_g": sched_g.state_dict(),
         "sched_d": sched_d.state_dict() if sched_d is not None else None,
         "rng": capture_rng(),
         "sampler": sampler_state,
-        "epoch": epoch,
-        "epoch_offset": epoch_offset,
-        "step": step,
-        "config": dataclasses.asdict(config),
+        "epoch": position.epoch,
+        "epoch_offset": position.epoch_offset,
+        "step": position.step,
+        "config": dataclasses.asdict(models.config),
         "precision": precision,
     }
     return atomic_torch_save(payload, path)

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
+import p2p_eval.train.objectives as objectives
+
 
 class EpochSampler(Sampler):
     """Yields ``(index, item_seed)`` for one epoch; the epoch's order is drawn by :meth:`start_epoch`."""
@@ -133,8 +135,6 @@ def autocast(device: torch.device, enabled: bool) -> Any:
 
 def train_step(m: StepModels, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """One D update then one G update on the batch ``(x, y)``; returns the detached loss terms."""
-    from p2p_eval.train import objectives
-
     cfg = m.config
     if m.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

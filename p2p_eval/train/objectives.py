@@ -6,10 +6,11 @@
 - D's objective is halved: L_D = 0.5 * (loss(D(x, y), real) + loss(D(x, G(x)), fake)).
 - G uses the non-saturating loss, maximising log D(x, G(x)): loss(D(x, G(x)), real).
 - L1: mean |y - G(x)| weighted by ``lambda_l1`` (100; 0 gives the pure (c)GAN rows of Table 1).
-- Reconstruction (seed 002, "Modified Pix2Pix", eq. 3): L_rec = mean |x - G(G(x))|, the same generator
-  applied twice with fresh dropout noise, weighted by ``lambda_rec`` (10, with lambda_l1 = 1). It needs
-  as many input as output channels, and only means something when the output domain can be read back
-  as an input (the seed's day -> night); the config refuses it when the channel counts differ.
+- Reconstruction ("Modified Pix2Pix Conditional Adversarial Networks for Image-to-Image Translation",
+  eq. 3): L_rec = mean |x - G(G(x))|, the same generator applied twice with fresh dropout noise, weighted by
+  ``lambda_rec`` (10, with lambda_l1 = 1). It needs as many input as output channels, and only means
+  something when the output domain can be read back as an input (that paper's day -> night); the config
+  refuses it when the channel counts differ.
 
 Each loss function returns ``(total, terms)``: ``terms`` maps a name to its (weighted) contribution, so
 the total is the sum of the terms other than the total itself ("D" or "G").

@@ -26,6 +26,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from p2p_eval.errors import UserError, require_dir
 from p2p_eval.fsutil import atomic_write_text
 from p2p_eval.imageio import from_unit_range, write_png
 from p2p_eval.models import build_discriminator, build_generator
-from p2p_eval.train.checkpoint import config_differences, load_checkpoint, restore_rng, save_checkpoint
+from p2p_eval.train.checkpoint import Position, config_differences, load_checkpoint, restore_rng, save_checkpoint
 from p2p_eval.train.inference import generation_mode
 from p2p_eval.train.loop import EpochSampler, SeededItems, StepModels, adam, autocast, lr_factor, train_step
 
@@ -64,7 +65,6 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
     dev = resolve_device(device)
     state = _resume_state(run, ckpt_path, cfg) if resume else _check_fresh(run, ckpt_path)
     precision = _run_precision(precision, dev, state, run)
-    amp = precision == "bf16"
     if state is not None:
         cfg_dict = dict(state["config"], max_steps=cfg.max_steps, log_every=cfg.log_every)
         cfg = TrainConfig.from_dict(cfg_dict, source=str(ckpt_path))
@@ -77,99 +77,174 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
         return run
     (run / "DONE").unlink(missing_ok=True)
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    gen = build_generator(cfg).to(dev)
-    disc = build_discriminator(cfg)
-    disc = disc.to(dev) if disc is not None else None
-    channels_last = dev.type == "cuda"
-    if channels_last:
-        gen.to(memory_format=torch.channels_last)
-        if disc is not None:
-            disc.to(memory_format=torch.channels_last)
-    opt_g = adam(gen.parameters(), cfg, dev)
-    opt_d = adam(disc.parameters(), cfg, dev) if disc is not None else None
-    factor = lr_factor(cfg.lr_schedule, cfg.epochs)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
-    sampler = EpochSampler(len(dataset), cfg.seed)
-    epoch, offset, step = 0, 0, 0
+    training = _Training.build(cfg, dev, precision, len(dataset))
     if state is not None:
-        gen.load_state_dict(state["generator"])
-        opt_g.load_state_dict(state["opt_g"])
-        sched_g.load_state_dict(state["sched_g"])
-        if disc is not None and opt_d is not None and sched_d is not None:
-            disc.load_state_dict(state["discriminator"])
-            opt_d.load_state_dict(state["opt_d"])
-            sched_d.load_state_dict(state["sched_d"])
-        sampler.load_state_dict(state["sampler"])
-        restore_rng(state["rng"])
-        epoch, offset, step = state["epoch"], state["epoch_offset"], state["step"]
-    _truncate_log(run / "log.jsonl", step)
-
+        training.restore(state)
+    _truncate_log(run / "log.jsonl", training.position.step)
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "config.toml", cfg.to_toml())
     for stale in ckpt_path.parent.glob(f".{ckpt_path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-    models = StepModels(gen, disc, opt_g, opt_d, cfg, amp=amp, channels_last=channels_last)
-    samples = _sample_batch(data_dir, cfg)
-    workers = num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0)
-
-    def checkpoint() -> None:
-        save_checkpoint(ckpt_path, generator=gen, discriminator=disc, opt_g=opt_g, opt_d=opt_d, sched_g=sched_g,
-                        sched_d=sched_d, sampler_state=sampler.state_dict(), epoch=epoch, epoch_offset=offset,
-                        step=step, config=cfg, precision=precision)
-
-    bar = tqdm(total=last_step, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step")
-    sums: dict[str, float] = {}
-    count, images, tick, saved_at = 0, 0, time.perf_counter(), time.monotonic()
+    plan = _Plan(run=run, data_dir=data_dir, last_step=last_step, steps_per_epoch=steps_per_epoch,
+                 workers=num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0),
+                 checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+                 samples=_sample_batch(data_dir, cfg))
+    bar = tqdm(total=last_step, initial=training.position.step, disable=not progress, desc=f"train {cfg.name}",
+               unit="step")
     try:
-        while step < last_step:
-            sampler.start_epoch(offset * cfg.batch_size)
-            loader = DataLoader(SeededItems(dataset), batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
-                                pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
-            for batch in loader:
-                x = batch["input"].to(dev, non_blocking=True)
-                y = batch["target"].to(dev, non_blocking=True)
-                losses = train_step(models, x, y)
-                values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))
-                step, offset = step + 1, offset + 1
-                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-                if bad:
-                    kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists() else "no checkpoint was written yet"
-                    raise UserError(f"training {cfg.name} stopped: loss {', '.join(f'{k} = {v}' for k, v in bad.items())} "
-                                    f"at step {step} (epoch {epoch + 1}); {kept}; try a lower lr or check the data in {data_dir}")
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count, images = count + 1, images + x.shape[0]
-                bar.update(1)
-                if step % cfg.log_every == 0 or step == last_step:
-                    now = time.perf_counter()
-                    record = {"step": step, "epoch": epoch + 1, "lr": opt_g.param_groups[0]["lr"], "precision": precision,
-                              "images_per_s": images / max(now - tick, 1e-9), **{k: s / count for k, s in sums.items()}}
-                    with (run / "log.jsonl").open("a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                    bar.set_postfix({k: f"{s / count:.3g}" for k, s in sums.items()})
-                    sums, count, images, tick = {}, 0, 0, now
-                if step >= last_step:
-                    break
-                if (checkpoint_every and step % checkpoint_every == 0) or time.monotonic() - saved_at > 60 * checkpoint_minutes:
-                    checkpoint()
-                    saved_at = time.monotonic()
-            if offset >= steps_per_epoch:
-                _write_samples(run / "samples" / f"epoch_{epoch + 1:03d}.png", gen, samples, cfg, dev, amp)
-                sched_g.step()
-                if sched_d is not None:
-                    sched_d.step()
-                epoch, offset = epoch + 1, 0
-                sampler.epoch_state = sampler.generator.get_state()
-            checkpoint()
-            saved_at = time.monotonic()
+        _fit(training, dataset, plan, bar)
     finally:
         bar.close()
-    (run / "DONE").write_text(f"step {step}\n")
+    (run / "DONE").write_text(f"step {training.position.step}\n")
     return run
+
+
+@dataclass
+class _Training:
+    """The models, optimisers, schedulers, data order and position of a run in progress."""
+
+    models: StepModels
+    sched_g: torch.optim.lr_scheduler.LambdaLR
+    sched_d: torch.optim.lr_scheduler.LambdaLR | None
+    sampler: EpochSampler
+    precision: str
+    device: torch.device
+    position: Position = Position()
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, dev: torch.device, precision: str, items: int) -> _Training:
+        """Fresh models and optimisers from ``cfg.seed`` (every RNG seeded first), for ``items`` training pairs."""
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        gen = build_generator(cfg).to(dev)
+        disc = build_discriminator(cfg)
+        disc = disc.to(dev) if disc is not None else None
+        channels_last = dev.type == "cuda"
+        if channels_last:
+            gen.to(memory_format=torch.channels_last)
+            if disc is not None:
+                disc.to(memory_format=torch.channels_last)
+        opt_g = adam(gen.parameters(), cfg, dev)
+        opt_d = adam(disc.parameters(), cfg, dev) if disc is not None else None
+        factor = lr_factor(cfg.lr_schedule, cfg.epochs)
+        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
+        models = StepModels(gen, disc, opt_g, opt_d, cfg, amp=precision == "bf16", channels_last=channels_last)
+        return cls(models, sched_g, sched_d, EpochSampler(items, cfg.seed), precision, dev)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state (see :func:`~p2p_eval.train.checkpoint.save_checkpoint`)."""
+        m = self.models
+        m.generator.load_state_dict(state["generator"])
+        m.opt_g.load_state_dict(state["opt_g"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        if m.discriminator is not None and m.opt_d is not None and self.sched_d is not None:
+            m.discriminator.load_state_dict(state["discriminator"])
+            m.opt_d.load_state_dict(state["opt_d"])
+            self.sched_d.load_state_dict(state["sched_d"])
+        self.sampler.load_state_dict(state["sampler"])
+        restore_rng(state["rng"])
+        self.position = Position(state["epoch"], state["epoch_offset"], state["step"])
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, self.models, self.sched_g, self.sched_d, self.sampler.state_dict(), self.position,
+                        self.precision)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a run writes, how long it goes and when it saves."""
+
+    run: Path
+    data_dir: Path
+    last_step: int
+    steps_per_epoch: int
+    workers: int
+    checkpoint_every: int | None
+    checkpoint_minutes: float
+    samples: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run / "checkpoints" / "last.pt"
+
+
+def _fit(training: _Training, dataset: AlignedDataset, plan: _Plan, bar: tqdm) -> None:
+    """Train until ``plan.last_step``: one D and one G step per batch, a log line every ``log_every`` steps, samples
+    and a scheduler step after every epoch, a checkpoint after every epoch and on the plan's schedule."""
+    cfg, dev = training.models.config, training.device
+    window = _LogWindow()
+    saved_at = time.monotonic()
+    while training.position.step < plan.last_step:
+        training.sampler.start_epoch(training.position.epoch_offset * cfg.batch_size)
+        loader = DataLoader(SeededItems(dataset), batch_size=cfg.batch_size, sampler=training.sampler,
+                            num_workers=plan.workers, pin_memory=dev.type == "cuda",
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        for batch in loader:
+            x = batch["input"].to(dev, non_blocking=True)
+            y = batch["target"].to(dev, non_blocking=True)
+            losses = train_step(training.models, x, y)
+            values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))
+            pos = training.position
+            training.position = pos = dataclasses.replace(pos, step=pos.step + 1, epoch_offset=pos.epoch_offset + 1)
+            _check_finite(values, pos, plan, cfg.name)
+            window.add(values, x.shape[0])
+            bar.update(1)
+            if pos.step % cfg.log_every == 0 or pos.step == plan.last_step:
+                window.flush(plan.run / "log.jsonl", pos, training, bar)
+            if pos.step >= plan.last_step:
+                break
+            if ((plan.checkpoint_every and pos.step % plan.checkpoint_every == 0)
+                    or time.monotonic() - saved_at > 60 * plan.checkpoint_minutes):
+                training.save(plan.checkpoint)
+                saved_at = time.monotonic()
+        pos = training.position
+        if pos.epoch_offset >= plan.steps_per_epoch:
+            _write_samples(plan.run / "samples" / f"epoch_{pos.epoch + 1:03d}.png", training.models.generator,
+                           plan.samples, cfg, dev, training.models.amp)
+            training.sched_g.step()
+            if training.sched_d is not None:
+                training.sched_d.step()
+            training.position = Position(pos.epoch + 1, 0, pos.step)
+            training.sampler.epoch_state = training.sampler.generator.get_state()
+        training.save(plan.checkpoint)
+        saved_at = time.monotonic()
+
+
+def _check_finite(values: dict[str, float], pos: Position, plan: _Plan, name: str) -> None:
+    """UserError naming the step when a loss is NaN or infinite (the last good checkpoint is kept)."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        ckpt_path = plan.checkpoint
+        kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists() else "no checkpoint was written yet"
+        raise UserError(f"training {name} stopped: loss {', '.join(f'{k} = {v}' for k, v in bad.items())} "
+                        f"at step {pos.step} (epoch {pos.epoch + 1}); {kept}; try a lower lr or check the data in "
+                        f"{plan.data_dir}")
+
+
+class _LogWindow:
+    """Loss sums and image counts since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count, self.images, self.tick = 0, 0, time.perf_counter()
+
+    def add(self, values: dict[str, float], images: int) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count, self.images = self.count + 1, self.images + images
+
+    def flush(self, path: Path, pos: Position, training: _Training, bar: tqdm) -> None:
+        """Append the window's means to the log, show them on the bar and start a new window."""
+        now = time.perf_counter()
+        record = {"step": pos.step, "epoch": pos.epoch + 1, "lr": training.models.opt_g.param_groups[0]["lr"],
+                  "precision": training.precision, "images_per_s": self.images / max(now - self.tick, 1e-9),
+                  **{k: s / self.count for k, s in self.sums.items()}}
+        with path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        bar.set_postfix({k: f"{s / self.count:.3g}" for k, s in self.sums.items()})
+        self.sums, self.count, self.images, self.tick = {}, 0, 0, now
 
 
 def _check_fresh(run: Path, ckpt_path: Path) -> None:

@@ -44,15 +44,13 @@ def test_preset_is_required_in_the_cli_and_the_api(tmp_path: Path, capsys: pytes
 
 
 def test_cli_and_api_defaults_agree() -> None:
-    import inspect
-
-    from p2p_eval.ablation import run_ablation
+    from p2p_eval.ablation.pipeline import AblationOptions
     from p2p_eval.cli import build_parser
 
     args = build_parser().parse_args(["ablate", "--data", "D", "--out", "O"])
-    api = inspect.signature(run_ablation).parameters
+    api = AblationOptions()
     for name in ("resume", "retrain_stale", "rescore", "launcher", "device", "preset"):
-        assert getattr(args, name) == api[name].default, name
+        assert getattr(args, name) == getattr(api, name), name
     assert args.resume is False and args.preset is None and args.segmenter is None
 
 
@@ -64,7 +62,7 @@ def test_rescore_and_retrain_stale_conflict(tmp_path: Path, capsys: pytest.Captu
 
 def test_missing_shipped_segmenter_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("p2p_eval.segmentation.model.shipped_path", lambda: tmp_path / "absent.safetensors")
+    monkeypatch.setattr("p2p_eval.ablation.runner.shipped_path", lambda: tmp_path / "absent.safetensors")
     code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "absent.safetensors" in err and "--segmenter" in err
 

@@ -8,17 +8,17 @@ import pytest
 
 from p2p_eval.ablation.launchers import run_gpus, run_submitit
 from p2p_eval.ablation.presets import PRESETS, row_config
-from p2p_eval.ablation.runner import job_state, make_job
+from p2p_eval.ablation.runner import JobSettings, job_state, make_job
 from p2p_eval.ablation.tables import GENERATORS_DIR
 from p2p_eval.errors import UserError
-from p2p_eval.segmentation.model import file_sha256
+from p2p_eval.fsutil import file_sha256
 
 pytestmark = pytest.mark.slow
 
 
 def _job(name: str, data: Path, runs: Path, seg: Path):
     cfg, _ = row_config(GENERATORS_DIR / f"{name}.toml", PRESETS["smoke"], {"max_steps": 1, "ngf": 8, "ndf": 8})
-    return make_job(cfg, data, runs, seg, file_sha256(seg), device="cpu", progress=False)
+    return make_job(cfg, runs, JobSettings(str(data), str(seg), file_sha256(seg), device="cpu", progress=False))
 
 
 def test_submitit_local_executor_runs_a_row(synth_small: Path, ablation_segmenter: Path, tmp_path: Path) -> None:

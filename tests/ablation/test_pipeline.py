@@ -36,7 +36,7 @@ def ablation(synth_small: Path, ablation_segmenter: Path, narrow_step: dict[str,
     shutil.rmtree(work, ignore_errors=True)
 
 
-def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
+def test_report_files_and_tables(ablation: tuple[Path, Path], synth_small: Path) -> None:
     report, runs = ablation
     for name in ("table1.md", "table1.csv", "table2.md", "table2.csv", "table3.md", "table3.csv", "figure7.png",
                  "figure7.json", "report.json", "index.html", "samples_table1.png", "samples_table2.png",
@@ -59,15 +59,23 @@ def test_report_files_and_tables(ablation: tuple[Path, Path]) -> None:
     # provenance: every row records what made it, and it is the report's own code and data
     meta = data["meta"]
     assert meta["code_digest"] == provenance.code_digest()["digest"]
-    assert meta["data"]["fingerprint"] == provenance.data_fingerprint(meta["data"]["path"])["fingerprint"]
+    assert meta["data"]["fingerprint"] == provenance.data_fingerprint(synth_small)["fingerprint"]
     for table in data["tables"]:
         for row in table["rows"]:
             assert (row["code_digest"], row["data_fingerprint"], row["stale"]) == \
                 (meta["code_digest"], meta["data"]["fingerprint"], [])
-            assert json.loads((Path(row["run"]) / "provenance.json").read_text())["git"] == meta["git"]
+            assert json.loads((runs / row["run"] / "provenance.json").read_text())["git"] == meta["git"]
     assert "\u2020" not in md and meta["data"]["fingerprint"][:12] in md
     assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4, 3)))
     assert [t["kind"] for t in data["tables"]] == ["fcn", "fcn", "fcn", "labels"]
+    # data, segmenter and runs lie outside the repository and the report folder: named by their names alone
+    assert meta["data"]["path"] == synth_small.name and meta["segmenter_path"] == "seg.pt"
+    assert meta["segmenter"]["path"] == "seg.pt" and meta["segmenter"]["trained_on"]["data"] == synth_small.name
+    assert {row["run"] for table in data["tables"] for row in table["rows"]} == \
+        {p.name for p in runs.iterdir() if (p / "DONE").is_file()}
+    for name in ("table1.md", "table1.csv", "table6.md", "report.json", "index.html"):
+        text = (report / name).read_text()
+        assert str(synth_small.parent) not in text and str(runs) not in text, name
     assert set(data["figure7"]["intersection"]) == {"L1", "cGAN", "L1+cGAN", "PixelGAN (1x1)"}
     fig = json.loads((report / "figure7.json").read_text())
     assert all(0 <= v <= 1 for s in fig["intersection"].values() for v in s.values())
@@ -91,8 +99,8 @@ def test_rerun_trains_nothing(ablation: tuple[Path, Path], synth_small: Path, ab
     def no_training(*args, **kwargs):
         raise AssertionError("the rerun trained a row")
 
-    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
-    monkeypatch.setattr("p2p_eval.translate.translate_run", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.train", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.translate_run", no_training)
     run_ablation("all", synth_small, ablation_segmenter, report, preset="smoke", runs_dir=runs, device="cpu",
                  overrides={"max_steps": 1}, progress=False)
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/last.pt")} == ckpts
@@ -133,7 +141,7 @@ def test_rescore_with_a_new_segmenter_trains_nothing(ablation: tuple[Path, Path]
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture) -> None:
     import p2p_eval.translate
-    from p2p_eval.segmentation.model import file_sha256
+    from p2p_eval.fsutil import file_sha256
 
     report, runs = ablation
     old = json.loads((report / "report.json").read_text())["tables"][1]
@@ -153,8 +161,8 @@ def test_rescore_with_a_new_segmenter_trains_nothing(ablation: tuple[Path, Path]
         translated.append(Path(run).name)
         return real_translate(run, *args, **kwargs)
 
-    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
-    monkeypatch.setattr("p2p_eval.translate.translate_run", counting_translate)
+    monkeypatch.setattr("p2p_eval.ablation.runner.train", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.translate_run", counting_translate)
     try:
         out = run_ablation("2", synth_small, second_segmenter, tmp_path / "rescored", preset="smoke", runs_dir=runs,
                            device="cpu", overrides={"max_steps": 1}, rescore=True, progress=False)

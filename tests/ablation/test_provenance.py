@@ -64,8 +64,8 @@ def test_data_fingerprint_cache_by_size_and_mtime(tmp_path: Path, monkeypatch: p
     cache = tmp_path / "cache.json"
     first = provenance.data_fingerprint(tmp_path / "d", cache)
     hashed: list[str] = []
-    real = provenance.sha256_file
-    monkeypatch.setattr(provenance, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    real = provenance.file_sha256
+    monkeypatch.setattr(provenance, "file_sha256", lambda p: hashed.append(Path(p).name) or real(p))
     assert provenance.data_fingerprint(tmp_path / "d", cache) == first and hashed == []  # all from the cache
     target = tmp_path / "d" / "train" / "2.png"
     st = target.stat()

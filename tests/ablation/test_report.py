@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+from pathlib import Path
 
 import pytest
 from scipy.stats import kendalltau, permutation_test
 
+import p2p_eval
 from p2p_eval.ablation.presets import PRESETS
-from p2p_eval.ablation.report import CSV_COLUMNS, order, rank_comparison, table_csv, table_markdown, table_record
+from p2p_eval.ablation.report import (CSV_COLUMNS, order, rank_comparison, report_path, table_csv, table_markdown,
+                                      table_record)
 from p2p_eval.ablation.tables import load_table
 
 
@@ -130,3 +133,15 @@ def test_image_metric_table_against_hand_values() -> None:
     lines = list(csv.DictReader(io.StringIO(table_csv(record, meta))))
     assert len(lines) == 5 and float(lines[1]["psnr_hi"]) == 18.0 and lines[2]["paper_psnr"] == ""
     assert "paper_lab_L" in lines[0] and "pixel" not in lines[0]
+
+
+def test_report_paths_are_never_absolute(tmp_path: Path) -> None:
+    package = Path(p2p_eval.__file__).resolve().parent
+    shipped = package / "segmentation" / "weights" / "cityscapes256.safetensors"
+    assert report_path(shipped, tmp_path) == "p2p_eval/segmentation/weights/cityscapes256.safetensors"
+    if (package.parent / "pyproject.toml").is_file():  # a checkout: the repository's own folders by their path
+        assert report_path(package.parent / "reports" / "smoke", tmp_path / "r") == "reports/smoke"
+    report = tmp_path / "report"
+    assert report_path(report / "sub" / "x.png", report) == "sub/x.png"
+    assert report_path(tmp_path / "runs" / "l1-0123456789ab", report) == "l1-0123456789ab"
+    assert report_path(str(tmp_path / "data" / "synth"), report) == "synth"

@@ -36,7 +36,7 @@ def setup(synth_small: Path, ablation_segmenter: Path, narrow_step: dict[str, in
     data = tmp_path / "data"
     shutil.copytree(synth_small, data)
     trainer = Trainer()
-    monkeypatch.setattr("p2p_eval.train.trainer.train", trainer)
+    monkeypatch.setattr("p2p_eval.ablation.runner.train", trainer)
 
     def ablate(name: str, **kwargs) -> dict:
         out = run_ablation("2", data, ablation_segmenter, tmp_path / name, preset="smoke", runs_dir=tmp_path / "runs",

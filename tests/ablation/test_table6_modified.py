@@ -56,9 +56,9 @@ def test_table6_report_and_scores(reports: dict[str, Path], synth_small: Path) -
     table = data["tables"][0]
     assert table["kind"] == "labels" and data["meta"]["segmenter"] == {} and data["figure7"] is None
     for row in table["rows"]:
-        cfg = json.loads((Path(row["run"]) / "metrics" / "labelmap.json").read_text())
+        cfg = json.loads((reports["runs"] / row["run"] / "metrics" / "labelmap.json").read_text())
         assert row["direction"] == "AtoB"
-        direct = score_label_folder(Path(row["run"]) / "translated" / "val", synth_small, progress=False)
+        direct = score_label_folder(reports["runs"] / row["run"] / "translated" / "val", synth_small, progress=False)
         for key, score in (("pixel", "pixel_accuracy"), ("class", "class_accuracy"), ("iou", "class_iou"),
                            ("far", "far_share")):
             assert row["ours"][key] == pytest.approx(direct[score]) == pytest.approx(cfg[score])
@@ -86,7 +86,7 @@ def test_modified_report_against_hand_computed_metrics(reports: dict[str, Path],
     assert table["ground_truth"] is None and len(table["rows"]) == 5
     row = table["rows"][1]  # Modified (L1+cGAN+rec)
     assert row["label"] == "Modified (L1+cGAN+rec)" and row["paper"]["psnr"] == 25.862993
-    fakes = Path(row["run"]) / "translated" / "val"
+    fakes = reports["runs"] / row["run"] / "translated" / "val"
     mse, psnr, ssim = [], [], []
     for real_file in sorted((facades / "val").iterdir()):
         real = load_photo(real_file, "A", 32).permute(1, 2, 0).numpy()
@@ -126,8 +126,8 @@ def test_rerun_trains_nothing(reports: dict[str, Path], synth_small: Path, narro
     def no_training(*args, **kwargs):
         raise AssertionError("the rerun trained a row")
 
-    monkeypatch.setattr("p2p_eval.train.trainer.train", no_training)
-    monkeypatch.setattr("p2p_eval.translate.translate_run", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.train", no_training)
+    monkeypatch.setattr("p2p_eval.ablation.runner.translate_run", no_training)
     run_ablation("6", synth_small, None, reports["runs"].parent / "again", preset="smoke", runs_dir=reports["runs"],
                  device="cpu", overrides=narrow_step, progress=False)
     assert "3 distinct runs (3 done, 0 partial, 0 new, 0 stale)" in capsys.readouterr().out

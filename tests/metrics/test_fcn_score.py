@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from p2p_eval.metrics.bootstrap import bootstrap_ci, paired_bootstrap, per_class_ci
-from p2p_eval.metrics.confusion import ConfusionMatrix, confusion_matrices, scores_from_confusion
+from p2p_eval.confusion import ConfusionMatrix, confusion_matrices, scores_from_confusion
 
 
 # --- reference: phillipi/pix2pix scripts/eval_cityscapes/util.py --------------------------------

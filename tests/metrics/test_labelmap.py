@@ -11,7 +11,7 @@ from PIL import Image
 
 from p2p_eval.data.cityscapes import IGNORE, NUM_CLASSES, PALETTE, VOID_COLORS, colors_to_trainids, trainids_to_colors
 from p2p_eval.metrics.bootstrap import bootstrap_ci
-from p2p_eval.metrics.confusion import confusion_matrices, scores_from_confusion
+from p2p_eval.confusion import confusion_matrices, scores_from_confusion
 from p2p_eval.metrics.labelmap import FAR_DISTANCE, LabelMapScore, decode_label_map
 
 

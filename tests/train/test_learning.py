@@ -1,6 +1,6 @@
 """A real learning test: L1+cGAN on the synthetic street scenes (64x64) for a few hundred steps must beat
 the best constant prediction a model could learn without looking at its input (the mean training photo),
-in fp32 and under bf16 autocast from the same seed (issue 12: bf16 must not cost quality).
+in fp32 and under bf16 autocast from the same seed (bf16 must not cost quality).
 
 Both L1 errors are computed here from the PNG files with numpy (outputs of ``translate_run`` vs the
 photo halves of the val AB files), independently of the trainer.

@@ -1,4 +1,4 @@
-"""Objectives on hand-made tensors against hand-computed numbers (issue 6, "Objectives")."""
+"""Objectives on hand-made tensors against hand-computed numbers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Confusion matrices and the scores computed from them: the leaf of the FCN-score (it imports no metric).
+"""Confusion matrices and the scores computed from them: a leaf (it imports no metric and no model) below
+both the FCN-score (:mod:`p2p_eval.metrics`) and the segmenter's trainer (:mod:`p2p_eval.segmentation.train`,
+which scores its validation frames with it).
 
 References matched:
 
@@ -22,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from p2p_eval.data.cityscapes import TRAIN_CLASSES
 
 CONVENTIONS = ("nanmean", "original")
 _EPS = 1e-12
@@ -126,12 +130,12 @@ def score_arrays(conf: np.ndarray, convention: str = "nanmean") -> dict[str, np.
             pixel = np.where(total > 0, diag.sum(-1) / np.where(total > 0, total, 1), np.nan)
             acc = np.where(rows > 0, diag / np.where(rows > 0, rows, 1), np.nan)
             iou = np.where(union > 0, diag / np.where(union > 0, union, 1), np.nan)
-            class_acc, class_iou = _nanmean(acc), _nanmean(iou)
+            class_acc, class_iou = nanmean(acc), nanmean(iou)
     return {"pixel_accuracy": pixel, "class_accuracy": class_acc, "class_iou": class_iou,
             "accuracy": acc, "iou": iou, "pixels": rows}
 
 
-def _nanmean(values: np.ndarray) -> np.ndarray:
+def nanmean(values: np.ndarray) -> np.ndarray:
     """Mean over the last axis ignoring NaN; NaN (no warning) where every entry is NaN."""
     present = ~np.isnan(values)
     count = present.sum(-1)
@@ -162,8 +166,6 @@ def scores_from_confusion(conf: np.ndarray | torch.Tensor, class_names: Sequence
 
 def _default_names(k: int) -> list[str]:
     if k == 19:
-        from p2p_eval.data.cityscapes import TRAIN_CLASSES
-
         return list(TRAIN_CLASSES)
     return [str(i) for i in range(k)]
 
