@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def one_at_a_time(model: torch.nn.Module, meta: dict, dataset, device: torch.device) -> torch.Tensor:
     """The baseline: decode one frame, segment it, add it to the matrix; no batching, no workers."""
-    from p2p_eval.metrics.confusion import ConfusionMatrix
+    from p2p_eval.confusion import ConfusionMatrix
     from p2p_eval.segmentation.model import predict
 
     cm = ConfusionMatrix(len(meta["classes"]), device=device)

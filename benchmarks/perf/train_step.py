@@ -43,7 +43,7 @@ import torch
 from p2p_eval.config import TrainConfig
 from p2p_eval.device import resolve_device, resolve_precision
 from p2p_eval.models import build_discriminator, build_generator
-from p2p_eval.train.checkpoint import save_checkpoint
+from p2p_eval.train.checkpoint import Position, save_checkpoint
 from p2p_eval.train.loop import StepModels, adam, lr_factor, train_step
 
 #: path -> (trainer's fused Adam, channels_last (None: as the trainer on this device), bf16 autocast, compile)
@@ -85,9 +85,7 @@ def fixed_costs(cfg: TrainConfig, device: torch.device) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "last.pt"
         tic = time.perf_counter()
-        save_checkpoint(path, generator=models.generator, discriminator=models.discriminator, opt_g=models.opt_g,
-                        opt_d=models.opt_d, sched_g=sched_g, sched_d=sched_d, sampler_state={}, epoch=0,
-                        epoch_offset=1, step=1, config=cfg)
+        save_checkpoint(path, models, sched_g, sched_d, {}, Position(epoch=0, epoch_offset=1, step=1))
         save_s = time.perf_counter() - tic
         megabytes = path.stat().st_size / 2**20
     return {"size": cfg.size, "build_s": build_s, "checkpoint_s": save_s, "checkpoint_mb": megabytes}

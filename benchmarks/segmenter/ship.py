@@ -28,7 +28,8 @@ def main() -> int:
     from p2p_eval.data.cityscapes import TRAIN_CLASSES
     from p2p_eval.metrics.bootstrap import per_class_ci
     from p2p_eval.metrics.fcn_score import score_folder
-    from p2p_eval.segmentation.model import export_safetensors, file_sha256, shipped_card, shipped_path
+    from p2p_eval.fsutil import file_sha256
+    from p2p_eval.segmentation.model import export_safetensors, shipped_card, shipped_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)

@@ -42,7 +42,7 @@ LABEL_SCORE_FILES: tuple[str, ...] = ("metrics/labelmap.py", "confusion.py", "me
                                       "data/cityscapes.py", "imageio.py")
 #: Sources that turn a folder of generated photos into the image-metric table's scores.
 IMAGE_SCORE_FILES: tuple[str, ...] = ("ablation/scoring.py", "metrics/image.py", "metrics/color.py",
-                                      "metrics/lab_bins.py", "metrics/lpips.py", "metrics/bootstrap.py", "imageio.py")
+                                      "metrics/lpips.py", "metrics/bootstrap.py", "imageio.py")
 #: Sub-folders of an AB data folder whose files make up its fingerprint.
 DATA_FOLDERS: tuple[str, ...] = ("train", "val", "train_labels", "val_labels")
 PROVENANCE_FILE = "provenance.json"

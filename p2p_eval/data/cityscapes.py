@@ -77,7 +77,7 @@ _TRAINID_TO_COLOR[:NUM_CLASSES] = PALETTE
 SPLITS = ("train", "val")
 
 
-def _as_hwc(rgb: np.ndarray | torch.Tensor) -> np.ndarray:
+def as_hwc(rgb: np.ndarray | torch.Tensor) -> np.ndarray:
     """A colour image as an (H, W, 3) uint8 array; accepts (3, H, W) / (4, H, W) tensors or HxWx3/4 arrays."""
     if isinstance(rgb, torch.Tensor):
         rgb = rgb.detach().cpu()
@@ -99,7 +99,7 @@ def labelids_to_trainids(arr: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def colors_to_trainids(rgb: np.ndarray | torch.Tensor) -> np.ndarray:
     """Colour label map -> HxW uint8 train ids by nearest palette colour (train + void colours; void -> 255)."""
-    img = _as_hwc(rgb)
+    img = as_hwc(rgb)
     h, w = img.shape[:2]
     flat = img.reshape(-1, 3)
     # Nearest colour over the unique colours only (a label map has few distinct colours, even after JPEG).

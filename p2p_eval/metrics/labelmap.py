@@ -37,9 +37,8 @@ import torch
 from tqdm import tqdm
 
 from p2p_eval.data.aligned import ab_half
-from p2p_eval.data.cityscapes import (IGNORE, NUM_CLASSES, PALETTE, TRAIN_CLASSES, VOID_COLORS, ab_frames,
+from p2p_eval.data.cityscapes import (IGNORE, as_hwc, NUM_CLASSES, PALETTE, TRAIN_CLASSES, VOID_COLORS, ab_frames,
                                       resize_nearest, split_labels, trainids_to_colors)
-from p2p_eval.data.cityscapes import _as_hwc as _hwc  # one home for "colour image -> HxWx3 uint8"
 from p2p_eval.errors import UserError, require_dir
 from p2p_eval.imageio import list_images, read_image
 from p2p_eval.metrics.bootstrap import percentile_interval, resample_counts, resampled_sums
@@ -76,7 +75,7 @@ def decode_label_map(rgb: np.ndarray | torch.Tensor, far_distance: float = FAR_D
     """
     if far not in FAR_MODES:
         raise UserError(f"unknown far-pixel mode {far!r}; valid: {', '.join(FAR_MODES)}")
-    img = _hwc(rgb)
+    img = as_hwc(rgb)
     h, w = img.shape[:2]
     flat = img.reshape(-1, 3).astype(np.int32)
     codes = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
