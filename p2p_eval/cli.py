@@ -19,12 +19,14 @@ import sys
 import traceback
 
 from p2p_eval import commands
+from p2p_eval.cli_args import OneLineParser
 from p2p_eval.errors import UserError
+from p2p_eval.outputs import check_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: global options plus one sub-parser per command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="p2p-eval",
         description="Reproduce and evaluate pix2pix-style image-to-image translation "
         "(Isola et al., CVPR 2017): train, translate, score (FCN-score, colour, PSNR/SSIM/FID/LPIPS), "
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
+        check_args(args)
         result = args.func(args)
     except UserError as exc:
         if args.debug:

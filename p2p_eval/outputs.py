@@ -5,7 +5,8 @@ Every command that writes declares its output options (a folder or a file) and t
 training, and no command can write over the data it reads.  Rules:
 
 - an output must not be one of the inputs, lie inside an input folder, or contain an input;
-- a folder output that already holds files needs ``--overwrite`` (where the command offers it);
+- a folder output that already holds files needs ``--overwrite`` (where the command offers it), except a folder
+  the command keeps up itself (a run or runs folder, resumed from what it holds);
 - a folder output must not be an existing file, a file output must not be an existing folder;
 - the nearest existing folder above the output must accept a new file (probed by creating one, so it also
   holds for root on a read-only file system, where permission bits say nothing).
@@ -23,11 +24,13 @@ from p2p_eval.errors import UserError
 
 @dataclass(frozen=True)
 class Output:
-    """One output option: its flag as the user types it, the path given, and whether it is a folder."""
+    """One output option: its flag as the user types it, the path given, whether it is a folder, and whether the
+    folder must be fresh (empty or new unless ``--overwrite``) or is one the command keeps up and resumes."""
 
     flag: str
     path: Path
     is_dir: bool
+    fresh: bool = True
 
 
 def _overlap(out: Path, inp: Path) -> bool:
@@ -66,7 +69,7 @@ def check_output(output: Output, inputs: Iterable[Path] = (), overwrite: bool = 
     if output.is_dir:
         if path.exists() and not path.is_dir():
             raise UserError(f"{flag} {path} is a file; {flag} needs a folder")
-        if path.is_dir() and not overwrite:
+        if path.is_dir() and output.fresh and not overwrite:
             held = sum(1 for _ in path.iterdir())
             if held:
                 raise UserError(f"{flag} {path} already holds {held} entries; choose an empty or new folder, "
@@ -84,13 +87,16 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[Path | None] = (),
             check_output(out, inputs, overwrite)
 
 
-def declare(parser, *, folders: Iterable[str] = (), files: Iterable[str] = (), inputs: Iterable[str] = ()) -> None:
-    """Mark options of ``parser`` (by dest) as output folders, output files and inputs, for :func:`check_args`.
+def declare(parser, *, folders: Iterable[str] = (), files: Iterable[str] = (), kept: Iterable[str] = (),
+            inputs: Iterable[str] = ()) -> None:
+    """Mark options of ``parser`` (by dest) as fresh output folders, output files, folders the command keeps up
+    (runs it resumes) and inputs, for :func:`check_args`.
 
     The CLI checks every declared output before it calls the command, and the table-driven test in
     ``tests/test_bad_input.py`` finds every declared output of every command the same way.
     """
-    parser.set_defaults(output_folders=tuple(folders), output_files=tuple(files), input_dests=tuple(inputs))
+    parser.set_defaults(output_folders=tuple(folders), output_files=tuple(files), kept_folders=tuple(kept),
+                        input_dests=tuple(inputs))
 
 
 def _paths(value: object) -> list[Path]:
@@ -104,5 +110,6 @@ def check_args(args) -> None:
     flag = lambda dest: "--" + dest.replace("_", "-")  # noqa: E731
     outputs = [Output(flag(d), getattr(args, d, None), True) for d in getattr(args, "output_folders", ())]
     outputs += [Output(flag(d), getattr(args, d, None), False) for d in getattr(args, "output_files", ())]
+    outputs += [Output(flag(d), getattr(args, d, None), True, False) for d in getattr(args, "kept_folders", ())]
     inputs = [p for d in getattr(args, "input_dests", ()) for p in _paths(getattr(args, d, None))]
     check_outputs(outputs, inputs, overwrite=bool(getattr(args, "overwrite", False)))

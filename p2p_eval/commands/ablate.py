@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.cli_args import positive_int
+
 ORDER = 60
 
 
@@ -41,15 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "data content; their folders are moved to RUNS/stale/)")
     p.add_argument("--rescore", action="store_true", help="only score finished runs with --segmenter (translating "
                    "where needed); trains nothing, lists and skips unfinished runs")
-    p.add_argument("--epochs", type=int, help="epochs per row (overrides the preset and drops its image budget)")
-    p.add_argument("--max-steps", type=int, help="training steps per row (overrides the preset's image budget)")
-    p.add_argument("--size", type=int, help="image side (overrides the preset; U-Net depth log2(size))")
+    p.add_argument("--epochs", type=positive_int, help="epochs per row (overrides the preset and drops its image budget)")
+    p.add_argument("--max-steps", type=positive_int, help="training steps per row (overrides the preset's image budget)")
+    p.add_argument("--size", type=positive_int, help="image side (overrides the preset; U-Net depth log2(size))")
     p.add_argument("--bottleneck-norm", action="store_true", help="the paper's batch norm in the U-Net bottleneck (errata 6.3)")
     p.add_argument("--report-name", help="name shown in the report (default the --out folder name)")
     p.add_argument("--device", default="auto", help="local launcher without --gpus: auto, cpu, cuda or cuda:N")
     p.add_argument("--slurm-partition", help="Slurm partition")
-    p.add_argument("--slurm-time", type=int, default=24 * 60, help="Slurm time limit per row in minutes (default 1440)")
-    p.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per Slurm job (default 1)")
+    p.add_argument("--slurm-time", type=positive_int, default=24 * 60, help="Slurm time limit per row in minutes (default 1440)")
+    p.add_argument("--slurm-gpus", type=positive_int, default=1, help="GPUs per Slurm job (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (training, translation, scoring, colour)")
     p.set_defaults(func=_ablate)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli_args import add_deprecated, add_quiet
+from p2p_eval.cli_args import add_deprecated, add_quiet, positive_int
 
 ORDER = 40
 
@@ -21,13 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_image_sets(parser, "folder of generated images, one per real image (repeat for several sets)")
     parser.add_argument("--plot", type=Path, help="write the Figure 7 style plot (PNG) here")
     parser.add_argument("--json", type=Path, help="write the scores, bins and bin counts (JSON) here")
-    parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first (default: as stored)")
+    parser.add_argument("--size", type=positive_int, help="resize every image to SIZE x SIZE first (default: as stored)")
     parser.add_argument("--half", choices=("A", "B"), help="the --real folder holds AB pairs: use the left (A) or right (B) half")
     parser.add_argument("--class", dest="class_name", metavar="NAME",
                         help="only pixels of this Cityscapes class (e.g. car, road); needs --real-labels")
     parser.add_argument("--real-labels", type=Path, metavar="DIR",
                         help="label maps of the real images (train ids, labelIds or colour PNGs), same file stems")
-    parser.add_argument("--batch-size", type=int, default=16,
+    parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="images per progress-bar step (default 16); each image is counted as soon as it is decoded")
     add_quiet(parser)
     parser.set_defaults(func=_color)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli_args import add_quiet
+from p2p_eval.cli_args import add_quiet, positive_int, probability
 
 ORDER = 10
 
@@ -22,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 description="Render synthetic street scenes with the 19 Cityscapes classes: "
                                 "photo | colour label pairs plus train-id label PNGs. Same seed, same bytes.")
     synth.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    synth.add_argument("--count", type=int, default=500, help="number of scenes, split into train/ and val/ (default 500)")
-    synth.add_argument("--size", type=int, default=256, help="side of each square half-image in pixels (default 256)")
+    synth.add_argument("--count", type=positive_int, default=500, help="number of scenes, split into train/ and val/ (default 500)")
+    synth.add_argument("--size", type=positive_int, default=256, help="side of each square half-image in pixels (default 256)")
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes identical files (default 0)")
-    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of scenes put in val/ (default 0.2)")
+    synth.add_argument("--val-fraction", type=probability, default=0.2, help="share of scenes put in val/ (default 0.2)")
     add_quiet(synth)
     synth.set_defaults(func=_synth)
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                "(photos bilinear, labels nearest neighbour). Frames are numbered 1..N in sorted name order.")
     prep.add_argument("--root", required=True, type=Path, help="Cityscapes root holding leftImg8bit/ and gtFine/")
     prep.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    prep.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    prep.add_argument("--size", type=positive_int, default=256, help="output side in pixels (default 256)")
     add_quiet(prep)
     prep.set_defaults(func=_prepare)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.cli_args import nonnegative_int, positive_int
+
 ORDER = 40
 
 
@@ -37,18 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-predictions", type=Path, metavar="DIR",
                         help="write each prediction as DIR/NAME.png (train ids) and DIR/color/NAME.png (palette)")
     parser.add_argument("--real", action="store_true", help="score the real val photos of --data instead of --images")
-    parser.add_argument("--real-size", type=int, metavar="N",
+    parser.add_argument("--real-size", type=positive_int, metavar="N",
                         help="with --real: first resize the photos to N x N, the resolution of the generated images "
                         "they are compared with (e.g. 64 for a 64 px generator), so both pass the same bottleneck")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the 95%% CIs; 0 = none (default 1000)")
+    parser.add_argument("--bootstrap", type=nonnegative_int, default=1000, help="bootstrap replicates for the 95%% CIs; 0 = none (default 1000)")
     parser.add_argument("--original-means", action="store_true",
                         help="average per-class scores like the original script (diag/(sum+1e-12): absent classes count 0) "
                         "instead of over the classes present")
     parser.add_argument("--per-image", type=Path, metavar="FILE.npz",
                         help="save the per-image confusion matrices (names, confusions) for a paired bootstrap between sets")
-    parser.add_argument("--workers", type=int, help="DataLoader workers decoding ahead (default: CPUs - 1, at most 8)")
+    parser.add_argument("--workers", type=nonnegative_int, help="DataLoader workers decoding ahead (default: CPUs - 1, at most 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_fcn_score)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli_args import add_quiet
+from p2p_eval.cli_args import add_quiet, positive_int
 from p2p_eval.commands.color import add_image_sets
 
 ORDER = 41
@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lpips-weights", type=Path, help="torchvision AlexNet state dict or TorchScript backbone")
     parser.add_argument("--lpips-lin", type=Path, help="LPIPS v0.1 linear layers (default: torchmetrics' installed alex.pth)")
     parser.add_argument("--half", choices=("A", "B"), help="the --real folder holds AB pairs: use the left (A) or right (B) half")
-    parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first (default: as stored)")
+    parser.add_argument("--size", type=positive_int, help="resize every image to SIZE x SIZE first (default: as stored)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
     add_quiet(parser)
     parser.set_defaults(func=_metrics)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.cli_args import nonnegative_float, nonnegative_int, positive_float, positive_int, probability
+
 ORDER = 35
 
 
@@ -42,16 +44,16 @@ def _register_train(seg_sub: argparse._SubParsersAction) -> None:
         "FCN-score); OUT.partial keeps the state after each epoch for --resume, OUT.log.jsonl the loss per epoch.")
     train.add_argument("--data", required=True, type=Path, help="data folder with train/ (and val/ for the final score)")
     train.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. seg.pt")
-    train.add_argument("--epochs", type=int, default=44, help="passes over the training frames (default 44)")
-    train.add_argument("--size", type=int, default=256, help="input size, the size of the images to score (default 256)")
-    train.add_argument("--crop", type=int,
+    train.add_argument("--epochs", type=positive_int, default=44, help="passes over the training frames (default 44)")
+    train.add_argument("--size", type=positive_int, default=256, help="input size, the size of the images to score (default 256)")
+    train.add_argument("--crop", type=positive_int,
                        help="training window side in pixels, at most --size (default: 128, or --size when smaller); "
                        "0 = whole frames")
-    train.add_argument("--scale", type=float, nargs=2, default=(0.75, 1.5), metavar=("LOW", "HIGH"),
+    train.add_argument("--scale", type=positive_float, nargs=2, default=(0.75, 1.5), metavar=("LOW", "HIGH"),
                        help="zoom range of the training windows (default 0.75 1.5)")
-    train.add_argument("--rare-crop", type=float, default=0.5,
+    train.add_argument("--rare-crop", type=probability, default=0.5,
                        help="share of windows centred on a pixel of a class drawn by class weight (default 0.5)")
-    train.add_argument("--balance", type=float, default=0.5,
+    train.add_argument("--balance", type=nonnegative_float, default=0.5,
                        help="class-weight exponent: (median freq / freq) ** BALANCE; 0 = plain cross-entropy (default 0.5)")
     train.add_argument("--no-amp", dest="amp", action="store_false", help="train in fp32 instead of bf16 autocast")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -59,14 +61,14 @@ def _register_train(seg_sub: argparse._SubParsersAction) -> None:
     train.add_argument("--encoder", default="resnet18", help="segmentation-models-pytorch encoder (default resnet18)")
     train.add_argument("--encoder-weights", type=Path, metavar="FILE",
                        help="local encoder weights (.pth/.safetensors, e.g. torchvision's ImageNet resnet18); default: from scratch")
-    train.add_argument("--batch-size", type=int, default=16, help="windows per step (default 16)")
-    train.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate, warm-up then cosine decay (default 2e-3)")
-    train.add_argument("--limit", type=int, help="train on the first N training frames only")
+    train.add_argument("--batch-size", type=positive_int, default=16, help="windows per step (default 16)")
+    train.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate, warm-up then cosine decay (default 2e-3)")
+    train.add_argument("--limit", type=positive_int, help="train on the first N training frames only")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    train.add_argument("--eval-every", type=int, default=5, help="score 100 val frames every N epochs into the log (default 5)")
-    train.add_argument("--stop-after", type=int, metavar="N",
+    train.add_argument("--eval-every", type=positive_int, default=5, help="score 100 val frames every N epochs into the log (default 5)")
+    train.add_argument("--stop-after", type=positive_int, metavar="N",
                        help="stop after N epochs of this run, leaving OUT.partial for a later --resume")
-    train.add_argument("--workers", type=int, help="processes decoding the frames once (default: CPUs - 1, at most 8)")
+    train.add_argument("--workers", type=nonnegative_int, help="processes decoding the frames once (default: CPUs - 1, at most 8)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.partial (same settings)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)

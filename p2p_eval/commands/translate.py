@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli_args import add_quiet
+from p2p_eval.cli_args import add_quiet, positive_int
 
 ORDER = 30
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="val", help="split folder to translate (default val)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument("--eval-mode", action="store_true", help="eval(): no dropout, batch-norm running averages")
-    parser.add_argument("--size", type=int, help="image side fed to the net (default the training size; a multiple "
+    parser.add_argument("--size", type=positive_int, help="image side fed to the net (default the training size; a multiple "
                         "of 2**num_downs)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add_quiet(parser)
