@@ -47,7 +47,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from p2p_eval.study.loadgen import LiveServer, run_participants, write_noise_folders  # noqa: E402
+from tests.study.loadgen import LiveServer, run_participants, write_noise_folders  # noqa: E402
 from p2p_eval.study.plan import StudySpec, create_study  # noqa: E402
 from p2p_eval.study.store import make_engine  # noqa: E402
 

@@ -46,7 +46,6 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from p2p_eval.errors import UserError
 
@@ -228,8 +227,3 @@ def hype_inf_counts(truth_fake: Sequence[bool], judged_real: Sequence[bool]) -> 
     fakes = sum(1 for f in truth_fake if f)
     return {"errors": fake_err + real_err, "trials": len(truth_fake), "fake_errors": fake_err, "fakes": fakes,
             "real_errors": real_err, "reals": len(truth_fake) - fakes}
-
-
-def params_of(protocol_params: str | None) -> dict[str, Any]:
-    """The stored protocol parameters as a dict (empty for studies without any)."""
-    return json.loads(protocol_params) if protocol_params else {}

@@ -5,8 +5,8 @@ study's *same processing* option (the default for new studies) every image, real
 resized to the same ``size x size`` (Lanczos, only when its size differs) and JPEG-encoded at the same
 quality with the same quantisation tables and 4:2:0 chroma subsampling, so that the served files differ
 only in their content: a real photo that was a JPEG and a generated image that was a lossless PNG can no
-longer be told apart by counting colours or reading the encoding.  Without it (studies made before the
-option existed) images are re-encoded as lossless PNG at their own size.
+longer be told apart by counting colours or reading the encoding.  Without it images are re-encoded as
+lossless PNG at their own size.
 
 A vigilance image is a pixelated, colour-inverted copy that any attentive participant recognises as
 broken; it goes through the same processing.

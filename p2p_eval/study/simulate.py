@@ -3,8 +3,8 @@
 A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants take the
 study through the same requests the participant page makes (``POST /api/studies/NAME/check``, ``POST
 .../sessions``, then per trial ``GET /api/s/TOKEN/trial/I``, a ``GET`` of each image, ``POST
-/api/s/TOKEN/answer`` with the page's timing fields).  The loop is :func:`p2p_eval.study.loadgen.run_participant`,
-shared with the load tests.
+/api/s/TOKEN/answer`` with the page's timing fields), through a small httpx client loop of its own
+(:func:`take_part`).
 
 Transport: the app (:func:`p2p_eval.study.server.create_app`) runs **in process** over the given database,
 reached through ``httpx.ASGITransport`` -- no port, no server to start, every request still goes through
@@ -40,7 +40,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -391,63 +390,71 @@ def study_facts(engine: Engine, name: str) -> tuple[str, str, int, list[str]]:
         return study.protocol, study.question, study.display_ms, [a.name for a in study.algorithms]
 
 
+async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: Observer, rng: np.random.Generator,
+                    truth: _Truth, images: bool) -> tuple[str, int]:
+    """One synthetic participant through the page's requests (check, start, then per trial: the trial, its
+    images when ``images``, the answer); returns (its session's algorithm, answers posted).  A refused request
+    is a UserError with the server's reply."""
+
+    async def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        r = await client.request(method, url, json=body)
+        if r.status_code != 200:
+            raise UserError(f"simulated participant {arrival['PROLIFIC_PID']} was refused by the study server: "
+                            f"{method} {url}: {r.status_code} {r.text}")
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+
+    await call("POST", f"/api/studies/{study}/check", arrival)
+    state = await call("POST", f"/api/studies/{study}/sessions", arrival)
+    token, index, answers, clock = state["session"], state["next_index"], 0, 1000.0
+    algorithm, plan = truth.of(token)
+    while index < state["total"]:
+        trial = await call("GET", f"/api/s/{token}/trial/{index}")
+        if trial["done"]:  # the server skipped the remaining trials (an image it could not serve)
+            break
+        index = trial["index"]  # later than asked when the server skipped a trial
+        for url in trial["images"] if images else []:
+            await call("GET", url)
+        kind, fake_slot, broken = plan[index]
+        shown = float(trial.get("display_ms") or state["display_ms"])
+        view = TrialView(state["protocol"], state["question"], algorithm, kind, fake_slot, broken, shown, trial)
+        value = observer.answer(view, rng)
+        timing = observer.timing(view, rng, clock)
+        clock += 2 * shown + timing["response_ms"] + 1500.0
+        index = (await call("POST", f"/api/s/{token}/answer", {"index": index, "answer": value, **timing}))["next_index"]
+        answers += 1
+    return algorithm, answers
+
+
 def simulate(engine: Engine, study: str, participants: int, population: Population, seed: int = 0,
              images: bool = True, progress: bool = True, prefix: str = "sim") -> SimulationResult:
     """Run ``participants`` synthetic participants (Prolific ids ``{prefix}-{seed}-{i}``) through study
     ``study`` over the in-process HTTP API; participant ``i`` draws from ``np.random.default_rng([seed, i])``."""
-    try:
-        import httpx
-    except ImportError:
-        raise UserError("study simulate needs httpx: pip install httpx (or the project's [test] extra)") from None
+    import httpx
     from tqdm.auto import tqdm
 
-    from p2p_eval.study.loadgen import LoadResult, run_participant
     from p2p_eval.study.server import create_app
 
     if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
         raise UserError(f"--participants {participants!r}: must be a whole number >= 1")
-    protocol, question, display_ms, algorithms = study_facts(engine, study)
+    protocol, _, _, algorithms = study_facts(engine, study)
     population.check(algorithms, protocol)
     truth = _Truth(engine)
     sessions: dict[str, int] = {alg: 0 for alg in algorithms}
     counts = {"answers": 0, "already_done": 0}
 
-    def chooser(observer: Observer, rng: np.random.Generator):  # noqa: ANN202 - loadgen.Chooser
-        clock = [1000.0]
-
-        def choose(state: dict[str, Any], trial: dict[str, Any]) -> tuple[str, dict[str, float]]:
-            algorithm, plan = truth.of(state["session"])
-            kind, fake_slot, broken = plan[trial["index"]]
-            shown = trial.get("display_ms") or trial.get("exposure_ms") or state.get("display_ms") or display_ms
-            view = TrialView(protocol, question, algorithm, kind, fake_slot, broken, float(shown), trial)
-            value = observer.answer(view, rng)
-            timing = observer.timing(view, rng, clock[0])
-            clock[0] += 2 * float(shown) + timing["response_ms"] + 1500.0
-            counts["answers"] += 1
-            return value, timing
-
-        return choose
-
     async def run() -> None:
-        app = create_app(engine)
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=create_app(engine))
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60.0) as client:
             for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant", disable=not progress):
                 pid = f"{prefix}-{seed}-{i}"
                 rng = np.random.default_rng([seed, i])
                 observer = population.draw(rng)
                 arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}"}
-                before = counts["answers"]
-                result = LoadResult()
-                try:
-                    await run_participant(client, BASE, study, pid, result, random.Random(0), images=images,
-                                          choose=chooser(observer, rng), check=True, arrival=arrival)
-                except (httpx.HTTPStatusError, RuntimeError) as exc:
-                    detail = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else str(exc)
-                    raise UserError(f"simulated participant {pid} was refused by the study server: {detail}") from None
-                if result.acks:
-                    sessions[truth.of(result.acks[0][0])[0]] += 1
-                if counts["answers"] == before:
+                algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
+                counts["answers"] += answers
+                if answers:
+                    sessions[algorithm] += 1
+                else:
                     counts["already_done"] += 1
 
     asyncio.run(run())

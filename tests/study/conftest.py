@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from p2p_eval.study.loadgen import LiveServer, write_noise_folders
+from tests.study.loadgen import LiveServer, write_noise_folders
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
 

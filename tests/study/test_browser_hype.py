@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
-from p2p_eval.study.loadgen import write_noise_folders
+from tests.study.loadgen import write_noise_folders
 from p2p_eval.study.models import Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine

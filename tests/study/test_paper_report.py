@@ -128,7 +128,7 @@ def test_text_format_is_unchanged_by_default(tmp_path: Path, image_dirs, capsys)
 
 @pytest.fixture
 def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from p2p_eval.study.loadgen import write_noise_folders
+    from tests.study.loadgen import write_noise_folders
 
     return write_noise_folders(tmp_path_factory.mktemp("paper"), count=12, side=16)
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session as DB
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import analyse, format_paper
-from p2p_eval.study.loadgen import write_noise_folders
+from tests.study.loadgen import write_noise_folders
 from p2p_eval.study.models import Session, Trial
 from p2p_eval.study.plan import create_study, load_spec
 from p2p_eval.study.simulate import FoolingPopulation, simulate
