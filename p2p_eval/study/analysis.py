@@ -15,7 +15,7 @@ left out:
   the two algorithms' participants being independent groups.
 
 For ``single`` (one image per trial), per algorithm: % correct for the real images and for the fake images
-(each a mean of per-participant rates with SE and CI), as seed 004's Table I; "labeled real" is then the
+(each a mean of per-participant rates with SE and CI), as the quick-response study's Table I; "labeled real" is then the
 share of fake images labelled real.
 
 The report also states how the images were served (the study's same-processing option), the trials the
@@ -60,18 +60,9 @@ from p2p_eval.study.store import session_factory
 N_BOOT = 2000
 
 
-def two_level_bootstrap(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap replicates of the mean per-participant rate; participant i had ``k[i]`` of ``n[i]``."""
-    k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
-    idx = rng.integers(0, len(n), size=(n_boot, len(n)))
-    draws = rng.binomial(n[idx], k[idx] / n[idx])
-    return (draws / n[idx]).mean(axis=1)
-
-
 def two_level_bootstrap_many(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """:func:`two_level_bootstrap` of many data sets at once: ``k``, ``n`` of shape (sets, participants) ->
-    replicates of shape (sets, n_boot).  Draws in the same order, so one set (shape (1, participants)) gives
-    exactly the replicates of :func:`two_level_bootstrap` with the same generator state."""
+    """Bootstrap replicates of the mean per-participant rate of many data sets at once: in set s, participant
+    i had ``k[s, i]`` of ``n[s, i]``; ``k``, ``n`` of shape (sets, participants) -> replicates (sets, n_boot)."""
     k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
     sets, people = n.shape
     idx = rng.integers(0, people, size=(sets, n_boot, people))
@@ -79,6 +70,11 @@ def two_level_bootstrap_many(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.
     nn = n[rows, idx]
     draws = rng.binomial(nn, k[rows, idx] / nn)
     return (draws / nn).mean(axis=2)
+
+
+def two_level_bootstrap(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the mean per-participant rate; participant i had ``k[i]`` of ``n[i]``."""
+    return two_level_bootstrap_many(np.asarray(k)[None], np.asarray(n)[None], n_boot, rng)[0]
 
 
 def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:

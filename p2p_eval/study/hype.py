@@ -36,7 +36,8 @@ What this module implements, and where it is a choice rather than the paper (eac
 
 HYPE-infinity (paper section 3.2): the same single-image judgement with unlimited viewing time on a balanced set
 of real and fake images; the score is the evaluator's error rate (50% = indistinguishable from real), reported
-with the error rates on fake and on real images separately.  Scoring is in :func:`hype_inf_counts`.
+with the error rates on fake and on real images separately
+(:func:`p2p_eval.study.analysis.hype_inf_scores`).
 """
 
 from __future__ import annotations
@@ -218,12 +219,3 @@ def evaluator_threshold(staircases: Sequence[StaircaseResult]) -> float | None:
     """An evaluator's HYPE-time score: the mean of the modal exposures of their staircases (None when none)."""
     modes = [s.mode for s in staircases if s.mode is not None]
     return float(sum(modes) / len(modes)) if modes else None
-
-
-def hype_inf_counts(truth_fake: Sequence[bool], judged_real: Sequence[bool]) -> dict[str, int]:
-    """HYPE-infinity counts of one evaluator: errors on fake images (judged real), on real images (judged fake)."""
-    fake_err = sum(1 for f, r in zip(truth_fake, judged_real) if f and r)
-    real_err = sum(1 for f, r in zip(truth_fake, judged_real) if not f and not r)
-    fakes = sum(1 for f in truth_fake if f)
-    return {"errors": fake_err + real_err, "trials": len(truth_fake), "fake_errors": fake_err, "fakes": fakes,
-            "real_errors": real_err, "reals": len(truth_fake) - fakes}

@@ -298,42 +298,40 @@ class PsychometricPopulation(Population):
         return {alg: {"hype_time_ms": t} for alg, t in self.threshold.items()}
 
 
+def _parse_pairs(text: str | None, what: str, unit: str, check: Any) -> dict[str, float]:
+    """``"l1=X,l1_cgan=Y"`` -> ``{"l1": X, "l1_cgan": Y}``, each value passed through ``check(value, name)``;
+    UserError naming ``what``."""
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in (text or "").split(",")):
+        alg, sep, value = (part.strip() for part in item.partition("="))
+        if not item:
+            continue
+        if not sep or not alg:
+            raise UserError(f"{what} {item!r}: write ALG={unit}, e.g. {what} l1={unit},l1_cgan={unit}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"{what} {item!r}: {value!r} is not a number (write ALG={unit})") from None
+        if alg in out:
+            raise UserError(f"{what}: {alg} given twice")
+        out[alg] = check(number, f"{what} {alg}")
+    return out
+
+
+def _check_ms(value: float, what: str) -> float:
+    if not value > 0:
+        raise UserError(f"{what} = {value}: write ALG=MS with MS > 0")
+    return value
+
+
 def parse_ms(text: str | None, what: str) -> dict[str, float]:
     """``"l1=250,l1_cgan=400"`` -> ``{"l1": 250.0, "l1_cgan": 400.0}`` (milliseconds > 0; UserError naming ``what``)."""
-    out: dict[str, float] = {}
-    for item in (text or "").split(","):
-        alg, sep, value = item.strip().partition("=")
-        if not item.strip():
-            continue
-        try:
-            ms = float(value)
-        except ValueError:
-            ms = float("nan")
-        if not sep or not alg.strip() or not ms > 0:
-            raise UserError(f"{what} {item.strip()!r}: write ALG=MS with MS > 0, e.g. {what} l1=250,l1_cgan=400")
-        out[alg.strip()] = ms
-    return out
+    return _parse_pairs(text, what, "MS", _check_ms)
 
 
 def parse_rates(text: str | None, what: str) -> dict[str, float]:
     """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}`` (UserError naming ``what``)."""
-    out: dict[str, float] = {}
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        alg, sep, value = item.partition("=")
-        alg = alg.strip()
-        if not sep or not alg:
-            raise UserError(f"{what} {item!r}: write ALG=RATE, e.g. {what} l1=0.05,l1_cgan=0.19")
-        try:
-            rate = float(value)
-        except ValueError:
-            raise UserError(f"{what} {item!r}: {value!r} is not a number") from None
-        if alg in out:
-            raise UserError(f"{what}: {alg} given twice")
-        out[alg] = check_rate(rate, f"{what} {alg}")
-    return out
+    return _parse_pairs(text, what, "RATE", check_rate)
 
 
 def parse_sd(text: str) -> float | dict[str, float]:

@@ -10,7 +10,7 @@ Requested duration per protocol: ``hype-time`` the exposure the staircase chose 
 study's ``display_ms`` for each of the two images (the larger miss counts); ``hype-inf`` none (the image stays
 until the answer: its viewing time is reported, never judged).
 
-Exclusion rule (issue 14): a trial whose measured display missed the requested duration by more than one frame
+Exclusion rule: a trial whose measured display missed the requested duration by more than one frame
 is excluded from the scores and counted in the report.  One frame is the trial's measured frame interval,
 else the median of its session's, else 1000/60 ms (a 60 Hz display, assumed; the report says which was used).
 A further 1 ms is allowed for the resolution of browsers' clocks (performance.now() is coarsened to 0.1-1 ms).

@@ -1,6 +1,6 @@
-"""The defects of issue 14's hand-run session, each reproduced and checked fixed: undecodable images (refused at
-create, skipped at serve time), partial pairing, the CLI's help / serve / missing databases, images served only
-while their trial is open (no-store, re-views counted), and databases made before the new columns existed."""
+"""Defects found in a hand-run session, each reproduced and checked fixed: undecodable images (refused at
+create, skipped at serve time), partial pairing, the CLI's help / serve / missing databases, and images served
+only while their trial is open (no-store, re-views counted)."""
 
 from __future__ import annotations
 
