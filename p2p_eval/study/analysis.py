@@ -105,7 +105,7 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
         if study is None:
             names = db.scalars(select(Study.name)).all()
             raise UserError(f"no study named {study_name!r} in this database; studies: {', '.join(names) or 'none'}")
-        rows = db.execute(
+        result = db.execute(
             select(Session.id.label("session_id"), Session.participant, Session.source, Session.assignment_id,
                    Session.hit_id, Session.external_study_id, Session.external_session_id,
                    Algorithm.name.label("algorithm"), Session.completed_at, Trial.index.label("trial_index"),
@@ -118,14 +118,8 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
                    Trial.mask_onset, Trial.mask_offset)
             .join(Session, Trial.session_id == Session.id).join(Algorithm, Session.algorithm_id == Algorithm.id)
             .join(img1, Trial.img1_id == img1.id).join(img2, Trial.img2_id == img2.id, isouter=True)
-            .where(Session.study_id == study.id).order_by(Session.id, Trial.index)).all()
-    frame = pd.DataFrame(rows, columns=["session_id", "participant", "source", "assignment_id", "hit_id",
-                                        "external_study_id", "external_session_id", "algorithm", "completed_at",
-                                        "trial_index", "kind", "image1_id", "image1_file", "image2_id",
-                                        "image2_file", "fake_slot", "broken", "answer", "correct", "judged_real",
-                                        "onset1", "offset1", "onset2", "offset2", "response_ms", "views",
-                                        "fetches1", "fetches2", "skip_reason", "answered_at", "user_agent", "screen_w", "screen_h",
-                                        "staircase", "exposure_ms", "frame_ms", "mask_onset", "mask_offset"])
+            .where(Session.study_id == study.id).order_by(Session.id, Trial.index))
+        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
     frame.insert(0, "protocol", study.protocol)
     frame.insert(0, "study", study.name)
     frame["practice"] = frame["kind"] == "practice"

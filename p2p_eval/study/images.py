@@ -152,8 +152,9 @@ def encode(path: str | Path, _mtime_ns: int | None = None, broken: bool = False,
     return buf.getvalue()
 
 
-def undecodable(paths: Iterable[Path]) -> list[str]:
-    """``"file (reason)"`` for each of ``paths`` that cannot be decoded completely."""
+def require_decodable(paths: Iterable[Path], what: str, folder: str | Path) -> None:
+    """UserError naming every file of ``paths`` that cannot be decoded completely (``what`` names the folder's
+    role)."""
     bad = []
     for path in paths:
         try:
@@ -161,12 +162,6 @@ def undecodable(paths: Iterable[Path]) -> list[str]:
         except UserError as exc:
             reason = str(exc).split(": ", 1)[-1].strip() or "unreadable"
             bad.append(f"{path.name} ({reason[:80]})")
-    return bad
-
-
-def require_decodable(paths: Iterable[Path], what: str, folder: str | Path) -> None:
-    """UserError naming every file of ``paths`` that cannot be decoded (``what`` names the folder's role)."""
-    bad = undecodable(paths)
     if bad:
         raise UserError(f"{what} {folder}: {len(bad)} image(s) cannot be decoded: {file_list(bad, limit=5)}; "
                         "replace or remove them (every image is decoded when the study is created)")

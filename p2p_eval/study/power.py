@@ -32,7 +32,7 @@ import numpy as np
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import two_level_bootstrap_many
-from p2p_eval.study.simulate import beta_params, check_rate, draw_rates
+from p2p_eval.study.simulate import beta_params, check_rate, draw_rates, parse_rates
 
 TARGET_POWER = 0.8
 CHUNK_ELEMENTS = 4_000_000  # bootstrap draws held in memory at once (x 8 bytes, a few arrays)
@@ -88,20 +88,10 @@ class PowerResult:
 
 
 def parse_fooling(text: str) -> dict[str, float]:
-    """``"0.06,0.19"`` (named by value) or ``"l1=0.06,l1_cgan=0.19"`` -> {name: rate}; UserError otherwise."""
-    out: dict[str, float] = {}
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        name, sep, value = item.rpartition("=")
-        name = name.strip() if sep else value.strip()
-        try:
-            rate = float(value)
-        except ValueError:
-            raise UserError(f"--fooling {item!r}: {value!r} is not a number (write 0.06,0.19 or l1=0.06,l1_cgan=0.19)") from None
-        if name in out:
-            raise UserError(f"--fooling: {name} given twice")
-        out[name] = check_rate(rate, f"--fooling {name}")
+    """``"0.06,0.19"`` (each rate named by its value) or ``"l1=0.06,l1_cgan=0.19"`` -> {name: rate}; UserError
+    otherwise."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    out = parse_rates(",".join(t if "=" in t else f"{t}={t}" for t in items), "--fooling")
     if not out:
         raise UserError("--fooling: give at least one rate, e.g. --fooling 0.06,0.19")
     return out

@@ -9,12 +9,12 @@ Every API answer, images included, is ``Cache-Control: no-store``: a trial's ima
 the trial is open, and a second request for one of them is counted as a re-view.
 
 Each participant request is one short SQLAlchemy Core transaction (:mod:`p2p_eval.study.service`), run by
-:class:`Database`.  On SQLite it runs on the event loop itself whenever this process's writer lock is free
-(it always is with one server process): SQLite serialises its writers anyway, and handing each transaction
-to a thread cost more than the transaction.  When the lock is taken (an admin export, another worker
-process) the request waits for it on a database thread, never on the event loop and never in SQLite's busy
-handler.  A server database (PostgreSQL) gets a small pool of threads (:data:`DB_THREADS`).  Served images
-are encoded once (:mod:`p2p_eval.study.images`), outside any transaction.
+:class:`Database`, one at a time per server process (:class:`WriterLock`).  On SQLite it runs on the event
+loop itself whenever the lock is free (it always is with one server process): SQLite serialises its writers
+anyway, and handing each transaction to a thread cost more than the transaction.  Otherwise (the lock taken
+by an admin export or another worker process; a server database, whose round trips must not hold up the
+event loop) it runs on the process's database thread.  Served images are encoded once
+(:mod:`p2p_eval.study.images`), outside any transaction.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from p2p_eval.study.plan import StudySpec, create_study, token_hash
 from p2p_eval.study.store import make_engine, parse_url, sqlite_file
 
 STATIC = Path(__file__).parent / "static"
-DB_THREADS = 4  # database threads for a server database (more only add switching between threads); SQLite gets one
 CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
 router = APIRouter()
 
@@ -68,28 +67,24 @@ class Database:
         self.catalog = service.Catalog()
         self.sqlite = engine.dialect.name == "sqlite"
         self.writer = WriterLock.for_engine(engine)
-        self.executor = ThreadPoolExecutor(max_workers=1 if self.sqlite else DB_THREADS, thread_name_prefix="study-db")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="study-db")
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(connection, catalog, *args)`` in one transaction; a refusal as its JSON response."""
-        if self.sqlite and self.writer.try_acquire():
+        if self.sqlite and self.writer.acquire(blocking=False):
             try:
                 return self._transaction(fn, args)
             finally:
                 self.writer.release()
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self._locked, fn, args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._locked, self._transaction, fn, args)
 
     async def job(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Blocking work that opens its own connections (study creation, export), under the writer lock, in a thread."""
-        return await run_in_threadpool(self._held, fn, *args)
+        return await run_in_threadpool(self._locked, fn, *args)
 
-    def _held(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
         with self.writer.held():
             return fn(*args)
-
-    def _locked(self, fn: Callable[..., Any], args: tuple) -> Any:
-        with self.writer.held():
-            return self._transaction(fn, args)
 
     def _transaction(self, fn: Callable[..., Any], args: tuple) -> Any:
         """A transaction that failed because the database dropped its connection (a server restart: pooled
@@ -108,23 +103,6 @@ class Database:
                 return JSONResponse({"detail": str(exc)}, status_code=400)
         raise AssertionError("unreachable")
 
-    async def open_connections(self) -> None:
-        """Open one pooled connection per database thread before the first participant arrives (a server
-        database), so that no participant's request waits for a connection to be set up.  Best effort: a
-        database that cannot be reached now is reported by the requests that need it."""
-        gate = threading.Barrier(DB_THREADS, timeout=30)
-
-        def hold_one() -> None:
-            try:
-                with self.engine.connect() as conn:
-                    conn.execute(select(1))
-                    gate.wait()  # all threads hold a connection at once: the pool keeps DB_THREADS of them
-            except (DBAPIError, threading.BrokenBarrierError):
-                gate.abort()
-
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self.executor, hold_one) for _ in range(DB_THREADS)))
-
     def shut_down(self) -> None:
         """Stop the database threads (the server has let every request finish by now)."""
         self.executor.shutdown(wait=False)
@@ -135,7 +113,7 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     engine = make_engine(db) if isinstance(db, str) else db
     database = Database(engine, admin_token or os.environ.get("P2P_STUDY_ADMIN_TOKEN") or None)
     app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None,
-                  on_startup=[] if database.sqlite else [database.open_connections], on_shutdown=[database.shut_down])
+                  on_shutdown=[database.shut_down])
     app.state.engine, app.state.db = engine, database
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -362,9 +340,10 @@ async def _json(request: Request) -> dict[str, Any] | Response:
 
 
 class WriterLock:
-    """Serialises this server's transactions on an SQLite file: a thread lock within the process, and across
-    its worker processes ``flock`` on ``FILE-p2plock`` (a waiting process is woken when the lock is free, where
-    SQLite's own busy handler would poll with sleeps of up to 100 ms).  Does nothing for other databases."""
+    """Serialises this server process's transactions: a thread lock (on PostgreSQL too, where one transaction at
+    a time per process gave a shorter latency tail than concurrent ones in ``benchmarks/perf/study_load.py``),
+    and on an SQLite file across worker processes ``flock`` on ``FILE-p2plock`` (a waiting process is woken when
+    the lock is free, where SQLite's own busy handler would poll with sleeps of up to 100 ms)."""
 
     def __init__(self, path: Path | None) -> None:
         self._thread = threading.Lock()
@@ -375,16 +354,16 @@ class WriterLock:
         file = sqlite_file(parse_url(engine.url.render_as_string(hide_password=False)))
         return cls(None if file is None else Path(f"{file}-p2plock"))
 
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free now; True when taken."""
-        if not self._thread.acquire(blocking=False):
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock, waiting for it when ``blocking``; True when taken."""
+        if not self._thread.acquire(blocking):
             return False
-        if self._fd is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._thread.release()
-                return False
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            self._thread.release()
+            return False
         return True
 
     def release(self) -> None:
@@ -395,14 +374,11 @@ class WriterLock:
     @contextmanager
     def held(self) -> Iterator[None]:
         """The lock, waited for."""
-        with self._thread:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if self._fd is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
 
 def _ready(path: Path, broken: bool, processing: Any) -> bool:

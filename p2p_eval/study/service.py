@@ -266,22 +266,14 @@ class Catalog:
         return path, bool(trial.broken) and slot == trial.fake_slot
 
 
-@dataclass(frozen=True)
-class _SessionRow:
-    id: int
-    study_id: int
-    next_index: int
-    total: int
-    completion_code: str
-
-
 def _session_and_trial(conn: Any, token: str, index: int) -> tuple[Any, Any]:
     """The session of ``token`` and its trial ``index`` (None when it has none), in one statement."""
     in_range = -2**31 <= index < 2**31  # beyond any trial, and beyond what the databases' INTEGER holds
     row = conn.execute(_SESSION_TRIAL, {"token": token, "idx": index if in_range else -1}).first()
     if row is None:
         raise Rejected(404, "no such session")
-    s = _SessionRow(row.s_id, row.s_study_id, row.s_next_index, row.s_total, row.s_completion_code)
+    s = SimpleNamespace(id=row.s_id, study_id=row.s_study_id, next_index=row.s_next_index, total=row.s_total,
+                        completion_code=row.s_completion_code)
     return s, (row if row.id is not None else None)
 
 

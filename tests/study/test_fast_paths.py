@@ -5,8 +5,8 @@
 - the participant's requests (check, start, trial, image, answer), driven through the HTTP API for every
   protocol, give the replies and store the rows (answers, scores, timing, views, image requests, hype-time
   exposures) that the rules give, derived by hand from the stored plan;
-- under load through the lean load-generator client, nothing is lost or duplicated; connections to a server
-  database are opened before the first request and reopened after the database dropped them.
+- under load through the lean load-generator client, nothing is lost or duplicated; a server database's
+  dropped connections are reopened.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import asyncio
 import os
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -270,46 +269,6 @@ def test_requests_after_the_database_dropped_its_connections(postgres_base, imag
             assert trial.status_code == 200
             drop_connections()  # an image (the same)
             assert client.get(trial.json()["images"][0]).status_code == 200
-
-
-@pytest.mark.postgres
-def test_server_database_connections_are_open_before_the_first_request(postgres_base, image_dirs) -> None:
-    """At startup the app opens one connection per database thread (PostgreSQL's own count of its backends),
-    so that the first participants do not wait for connections to be set up; participants' requests then
-    reuse them: no new connection is made."""
-    from fastapi.testclient import TestClient
-    from sqlalchemy import event
-
-    from p2p_eval.study.server import DB_THREADS, create_app
-
-    name = f"p2p_warm_{secrets.token_hex(4)}"
-    with _private_schema(postgres_base, image_dirs, name) as (engine, admin):
-
-        def backends() -> int:
-            with admin.begin() as conn:
-                return conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                                            (name,)).scalar()
-
-        engine.dispose()
-        # a closed connection's backend leaves pg_stat_activity a moment after the client has gone: wait for it
-        deadline = time.monotonic() + 10
-        while backends() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert backends() == 0
-        with TestClient(create_app(engine)) as client:
-            assert backends() == DB_THREADS, "one connection per database thread, before any request"
-            assert client.post("/api/studies/s1/check", json={"anon_id": "p1"}).json() == {"status": "new"}
-            made = []
-            event.listen(engine.pool, "connect", lambda *_: made.append(1))
-            for k in range(3):  # arrival, start, a trial with its images, an answer
-                arrival = {"anon_id": f"q{k}"}
-                assert client.post("/api/studies/s1/check", json=arrival).status_code == 200
-                token = client.post("/api/studies/s1/sessions", json=arrival).json()["session"]
-                trial = client.get(f"/api/s/{token}/trial/0").json()
-                assert all(client.get(url).status_code == 200 for url in trial["images"])
-                assert client.post(f"/api/s/{token}/answer", json={"index": 0, "answer": "1"}).json()["accepted"]
-            assert made == []
-            assert backends() == DB_THREADS
 
 
 def test_an_image_whose_file_left_its_folder_is_refused_and_not_counted(db_url, make_study, image_dirs, tmp_path) -> None:
