@@ -1,42 +1,31 @@
 """Analysis of a study's database: the paper's "% labeled real +- SE" (pix2pix Tables 4-5) and more.
 
 Per algorithm, over participants who completed their session and passed the vigilance rule fixed when the
-study was created (at most ``vigilance_max_errors`` failed vigilance trials), practice and vigilance trials
-left out:
+study was created (at most ``vigilance_max_errors`` failed vigilance trials), test trials only:
 
-- the rate is the mean of per-participant rates ("% of trials where the fake was judged real");
-- SE = sample standard deviation of the per-participant rates / sqrt(participants) (ddof = 1);
+- the rate is the mean of per-participant rates ("% of trials where the fake was judged real"), its SE the
+  sample standard deviation of those rates / sqrt(participants);
 - the 95% CI is the 2.5 / 97.5 percentile of a two-level bootstrap (Davison & Hinkley 1997, section 3.8):
-  participants are resampled with replacement, then each resampled participant's trials are resampled
-  with replacement.  Resampling n Bernoulli trials with k successes is drawing Binomial(n, k/n), which is
-  how it is vectorised here.  Resampling both levels adds the within-participant variance a second time,
-  so the interval is somewhat conservative when participants differ little;
+  participants are resampled with replacement, then each one's trials (drawing Binomial(n, k/n)); resampling
+  both levels counts the within-participant variance twice, so the interval is somewhat conservative;
 - pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half),
-  the two algorithms' participants being independent groups.
+  the two algorithms' participants being independent groups;
+- ``single``: % correct on the real and on the fake images (each as above), as the quick-response study's
+  Table I; "labeled real" is then the share of fake images labelled real.
 
-For ``single`` (one image per trial), per algorithm: % correct for the real images and for the fake images
-(each a mean of per-participant rates with SE and CI), as the quick-response study's Table I; "labeled real" is then the
-share of fake images labelled real.
-
-The report also states how the images were served (the study's same-processing option), the trials the
-server skipped because it could not serve an image (with the reasons), and the re-views: trials whose image
-was requested more than once (a reload, or a script fetching it again), which are kept in the rates but
-counted, so that a reader can judge them.
-
-Display timing (:mod:`p2p_eval.study.timing`): the measured display durations against the requested ones,
-per requested duration; test trials whose display missed the requested duration by more than one frame are
-left out of every score above and below, and counted.
+The report also states how the images were served, the trials the server skipped (with the reasons), the
+re-views (an image requested again while its trial was open; kept in the rates, counted) and the display
+timing (:mod:`p2p_eval.study.timing`): test trials whose display missed the requested duration by more than
+one frame are left out of every score, and counted.
 
 HYPE (Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`), per algorithm:
 
-- ``hype-time``: each included participant's threshold is the mean over their staircases of the modal exposure
-  (paper section 3.1); the score is the mean threshold over participants, SE = sd / sqrt(n), and the 95% CI the
-  2.5 / 97.5 percentiles of a bootstrap over participants (a threshold is a property of a whole staircase, so
-  trials are not resampled).  Higher = the fakes need longer exposures to be told from real ones.  The mean of
-  the last reversals (Levitt 1971) and the proportion correct (the staircase targets 79.4%) are diagnostics;
-- ``hype-inf``: the error rate (fakes judged real + reals judged fake, over all test trials; 50% =
-  indistinguishable) and separately the error rates on fake and on real images, each the mean of per-
-  participant rates with SE and the two-level bootstrap CI above (paper section 3.2 and table 2).
+- ``hype-time`` (section 3.1): a participant's threshold is the mean over their staircases of the modal
+  exposure; the score is the mean threshold over participants with SE and a bootstrap CI over participants
+  (a threshold belongs to a whole staircase, so trials are not resampled); higher = more realistic.  The
+  mean of the last reversals (Levitt 1971) and the proportion correct (target 79.4%) are diagnostics;
+- ``hype-inf`` (section 3.2, Table 2): the error rate (fakes judged real + reals judged fake over all test
+  trials; 50% = indistinguishable), and the error rates on fake and on real images, each as a rate above.
 """
 
 from __future__ import annotations

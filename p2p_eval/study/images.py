@@ -95,11 +95,6 @@ class _ByteCache:
                 _, old = self.data.popitem(last=False)
                 self.size -= len(old)
 
-    def clear(self) -> None:
-        with self.lock:
-            self.data.clear()
-            self.size = 0
-
 
 _CACHE = _ByteCache(CACHE_BYTES)
 

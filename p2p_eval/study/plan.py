@@ -3,10 +3,9 @@
 A study registers the real folder and one folder per algorithm; every participant's trial plan is drawn on
 the server from the study seed and the participant id (so it is reproducible) and stored before the first
 trial.  Protocols: ``2afc`` (real and fake side by side, pix2pix / Zhang et al.), ``sequential`` (one
-after the other, the public AMT real-vs-fake code), ``single`` (one image, real or fake 50/50), and HYPE's
-two variants (Zhou et al., NeurIPS 2019; see :mod:`p2p_eval.study.hype`): ``hype-time`` (one image, real or
-fake 50/50, shown for an exposure that adaptive staircases choose trial by trial on the server, then a noise
-mask) and ``hype-inf`` (one image, real or fake 50/50, visible until the participant answers).
+after the other, the public AMT real-vs-fake code), and one image, real or fake 50/50: ``single``, and HYPE's
+(Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`) ``hype-time`` (shown for an exposure that staircases
+choose on the server, then a noise mask) and ``hype-inf`` (visible until the participant answers).
 Practice trials come first (feedback, excluded from results); vigilance trials (a real image against an
 obviously broken one, or a broken image alone for ``single``) are mixed into the test block.
 

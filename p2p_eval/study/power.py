@@ -1,23 +1,14 @@
 """How many participants a real-vs-fake study needs, by simulation (``p2p-eval study power``).
 
-The model of a study (one algorithm per session, as pix2pix section 4.1): each algorithm has its own group
-of ``participants``; participant i's own fooling probability is drawn from a Beta distribution whose mean is
-the algorithm's rate and whose standard deviation is ``sd_between`` **on the probability scale** (the same
-draw as ``study simulate --sd-between``); the participant answers ``trials`` test trials, so their count
-of fakes judged real is Binomial(trials, p_i).
-
-Each simulated study is analysed exactly as ``study report`` analyses a real one
-(:mod:`p2p_eval.study.analysis`): the mean of per-participant rates and the 95% percentile interval of
-the two-level bootstrap (participants, then their trials; :func:`~p2p_eval.study.analysis.two_level_bootstrap_many`,
-the vectorised form of the report's bootstrap); the difference of two algorithms is the difference of their
-independent replicates, as in the report's pairwise line.  Over ``sims`` simulated studies per participant
-count this gives:
-
-- the expected CI half-width of each algorithm's rate (mean of (hi - lo) / 2) and the CI's coverage of the
-  true rate;
-- the power to tell two algorithms apart: the share of studies whose difference CI excludes 0.
-
-The Monte-Carlo standard error of a power estimate is sqrt(power (1 - power) / sims).
+The model (one algorithm per session, as pix2pix section 4.1): each algorithm has its own ``participants``;
+participant i's fooling probability is drawn from a Beta distribution with the algorithm's rate as mean and
+``sd_between`` as standard deviation on the probability scale (as ``study simulate --sd-between``), and their
+count of fakes judged real over ``trials`` test trials is Binomial(trials, p_i).  Each simulated study is
+analysed as ``study report`` analyses a real one (:mod:`p2p_eval.study.analysis`: mean of per-participant
+rates, 95% percentile interval of the two-level bootstrap, differences of independent replicates).  Over
+``sims`` studies per participant count this gives each algorithm's expected CI half-width and the CI's
+coverage of the true rate, and each pair's power: the share of studies whose difference CI excludes 0 (its
+Monte-Carlo standard error is sqrt(power (1 - power) / sims)).
 """
 
 from __future__ import annotations

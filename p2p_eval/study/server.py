@@ -103,17 +103,12 @@ class Database:
                 return JSONResponse({"detail": str(exc)}, status_code=400)
         raise AssertionError("unreachable")
 
-    def shut_down(self) -> None:
-        """Stop the database threads (the server has let every request finish by now)."""
-        self.executor.shutdown(wait=False)
-
 
 def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     """The app over database URL (or engine) ``db``; ``admin_token`` enables study creation over HTTP."""
     engine = make_engine(db) if isinstance(db, str) else db
     database = Database(engine, admin_token or os.environ.get("P2P_STUDY_ADMIN_TOKEN") or None)
-    app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None,
-                  on_shutdown=[database.shut_down])
+    app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.db = engine, database
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

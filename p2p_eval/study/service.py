@@ -35,11 +35,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.study.hype import HypeTimeParams, next_exposure
 from p2p_eval.study.images import Processing
-from p2p_eval.study.models import Image, Session, Study, Trial, utcnow
+from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial, utcnow
 from p2p_eval.study.plan import SINGLE_IMAGE, draw_plan, processing_of
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -178,27 +177,9 @@ _STORE = update(_T).where(_T.c.id == bindparam("tid")).values(
 _SKIPPED = update(_T).where(_T.c.id == bindparam("tid")).values(skip_reason=bindparam("b_reason"))
 
 
-@dataclass(frozen=True)
-class StudyView:
-    """What the hot paths need of a study (fixed once the study is created)."""
-
-    id: int
-    name: str
-    protocol: str
-    question: str
-    display_ms: int
-    redirect_url: str | None
-    processing: Processing
-    hype: HypeTimeParams | None
-    real_dir: str
-    folders: dict[int, str]  # algorithm id -> folder
-    # what draw_plan and the session's state read (the ORM Study's attribute names)
-    seed: int
-    paired: bool
-    practice: int
-    trials: int
-    vigilance: int
-    protocol_params: str | None
+class StudyView(SimpleNamespace):
+    """A study's columns (fixed once the study is created) and what the requests derive from them:
+    ``processing``, ``hype`` (its staircase, ``hype-time`` only) and ``folders`` (algorithm id -> folder)."""
 
     def redirect(self, code: str) -> str | None:
         return self.redirect_url.replace("{code}", code) if self.redirect_url else None
@@ -208,27 +189,21 @@ class Catalog:
     """Per-process cache of the fixed parts of the database: studies (by id) and image files (by id).
 
     An image's entry is its resolved path, or None when the stored path left its registered folder (served
-    as 404).  Rows are read on first use; a study made while the server runs is found
-    then."""
+    as 404).  Rows are read on first use; a study made while the server runs is found then."""
 
     def __init__(self) -> None:
         self.studies: dict[int, StudyView] = {}
         self.names: dict[str, int] = {}
         self.images: dict[int, Path | None] = {}
-        self.stems: dict[tuple[int, int | None], dict[str, int]] = {}  # (study, algorithm or None: real) -> stem -> image id
 
     def study(self, conn: Any, study_id: int) -> StudyView:
-        view = self.studies.get(study_id)
-        if view is None:
-            with OrmSession(bind=conn) as db:
-                study = db.get(Study, study_id)
-                hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
-                view = StudyView(study.id, study.name, study.protocol, study.question, study.display_ms,
-                                 study.redirect_url, processing_of(study), hype, study.real_dir,
-                                 {a.id: a.folder for a in study.algorithms}, study.seed, study.paired,
-                                 study.practice, study.trials, study.vigilance, study.protocol_params)
-            self.studies[study_id] = view
-        return view
+        if study_id not in self.studies:
+            row = conn.execute(select(Study.__table__).where(Study.id == study_id)).one()
+            folders = select(Algorithm.id, Algorithm.folder).where(Algorithm.study_id == study_id)
+            hype = HypeTimeParams.from_json(row.protocol_params) if row.protocol == "hype-time" else None
+            self.studies[study_id] = StudyView(**row._asdict(), processing=processing_of(row), hype=hype,
+                                               folders=dict(conn.execute(folders).all()))
+        return self.studies[study_id]
 
     def study_named(self, conn: Any, name: str) -> StudyView:
         """The study called ``name``; Rejected (404) when there is none."""
@@ -240,30 +215,17 @@ class Catalog:
             self.names[name] = study_id
         return self.study(conn, study_id)
 
-    def image_ids(self, conn: Any, study: StudyView, algorithm_id: int | None) -> dict[str, int]:
-        """File stem -> image id of the study's real images (``algorithm_id`` None) or of one algorithm's."""
-        key = (study.id, algorithm_id)
-        if key not in self.stems:
-            where = (_I.c.study_id == study.id) & (_I.c.algorithm_id.is_(None)) if algorithm_id is None \
-                else _I.c.algorithm_id == algorithm_id
-            self.stems[key] = {stem: i for i, stem in conn.execute(select(_I.c.id, _I.c.stem).where(where)).all()}
-        return self.stems[key]
-
-    def image(self, conn: Any, study: StudyView, image_id: int) -> Path | None:
-        if image_id in self.images:
-            return self.images[image_id]
-        row = conn.execute(_IMAGE, {"iid": image_id}).one()
-        folder = study.real_dir if row.algorithm_id is None else study.folders[row.algorithm_id]
-        path = Path(row.path).resolve()
-        found = path if path.is_relative_to(Path(folder).resolve()) else None
-        self.images[image_id] = found
-        return found
-
     def file(self, conn: Any, study: StudyView, trial: Any, slot: int) -> tuple[Path, bool]:
-        path = self.image(conn, study, trial.img1_id if slot == 1 else trial.img2_id)
-        if path is None:
+        """(file, broken?) of image ``slot`` of ``trial``."""
+        image_id = trial.img1_id if slot == 1 else trial.img2_id
+        if image_id not in self.images:
+            row = conn.execute(_IMAGE, {"iid": image_id}).one()
+            folder = study.real_dir if row.algorithm_id is None else study.folders[row.algorithm_id]
+            path = Path(row.path).resolve()
+            self.images[image_id] = path if path.is_relative_to(Path(folder).resolve()) else None
+        if self.images[image_id] is None:
             raise Rejected(404, "no such image")
-        return path, bool(trial.broken) and slot == trial.fake_slot
+        return self.images[image_id], bool(trial.broken) and slot == trial.fake_slot
 
 
 def _session_and_trial(conn: Any, token: str, index: int) -> tuple[Any, Any]:
@@ -426,8 +388,9 @@ def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> di
     conn.execute(_LOCK_STUDY, {"sid": study.id})  # serialise assignment (PostgreSQL)
     counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
     algorithm = min(study.folders, key=lambda a: (counts.get(a, 0), a))
-    plan = draw_plan(study, catalog.image_ids(conn, study, None), catalog.image_ids(conn, study, algorithm),  # type: ignore[arg-type]
-                     participant)
+    real, fake = (dict(conn.execute(select(_I.c.stem, _I.c.id).where(_I.c.study_id == study.id, where)).all())
+                  for where in (_I.c.algorithm_id.is_(None), _I.c.algorithm_id == algorithm))
+    plan = draw_plan(study, real, fake, participant)
     row = {"study_id": study.id, "algorithm_id": algorithm, "participant": participant, "source": source,
            "assignment_id": arrival.assignmentId, "hit_id": arrival.hitId, "external_study_id": arrival.STUDY_ID,
            "external_session_id": arrival.SESSION_ID, "token": secrets.token_urlsafe(32),

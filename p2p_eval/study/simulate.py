@@ -1,38 +1,26 @@
-"""Simulated participants of known behaviour over the study's real HTTP API (``p2p-eval study simulate``).
+"""Simulated participants of known behaviour over the study's HTTP API (``p2p-eval study simulate``).
 
-A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants take the
-study through the same requests the participant page makes (``POST /api/studies/NAME/check``, ``POST
-.../sessions``, then per trial ``GET /api/s/TOKEN/trial/I``, a ``GET`` of each image, ``POST
-/api/s/TOKEN/answer`` with the page's timing fields), through a small httpx client loop of its own
-(:func:`take_part`).
+A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants make the
+requests the participant page makes (check, start, then per trial the trial, each image and the answer with
+the page's timing fields), through a small httpx client of their own (:func:`take_part`).  The app
+(:func:`p2p_eval.study.server.create_app`) runs in process over the given database, reached through
+``httpx.ASGITransport``: no server to start, every request still goes through the routes, the rules and the
+database as from a browser.  Participants run one after the other, so the algorithm each is assigned and
+every answer are reproducible from ``--seed``.
 
-Transport: the app (:func:`p2p_eval.study.server.create_app`) runs **in process** over the given database,
-reached through ``httpx.ASGITransport`` -- no port, no server to start, every request still goes through
-routing, validation, the service rules and the database exactly as from a browser.  Participants run one
-after the other, so the algorithm each one is assigned ("fewest sessions so far") and every answer are
-reproducible from ``--seed``.
+A synthetic observer knows the trial as the page gets it plus the truth the server keeps (which slot holds
+the fake, whether the image is real or broken), standing in for what a human perceives.
+:class:`FoolingObserver`: with probability ``lapse`` it answers at random; otherwise it takes the fake for
+real with its algorithm's fooling probability (single-image trials: labels a real image fake with its
+false-alarm probability, by default the same, an unbiased observer); a vigilance trial it always gets right.
+So the expected "% labeled real" is ``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each
+participant draws its own probabilities from a Beta distribution with that mean and standard deviation on the
+probability scale, as :mod:`p2p_eval.study.power` does.
 
-What a synthetic observer knows: the trial as the page gets it, plus the truth the server keeps (which slot
-holds the fake, whether the image is real, whether it is a vigilance trial), read from the database -- it
-stands in for what a human perceives.  Its behaviour (:class:`FoolingObserver`):
-
-- with probability ``lapse`` it answers at random (50/50), whatever the trial;
-- otherwise, on a 2afc / sequential trial it takes the fake for the real image with its fooling probability
-  for the session's algorithm; on a single-image trial it labels a fake image real with that probability
-  and a real image fake with its false-alarm probability (default: the same as the fooling probability, an
-  unbiased observer in signal-detection terms); a vigilance trial (an obviously broken image) it always gets
-  right (lapses aside).
-
-So the expected "% labeled real" of an algorithm is ``(1 - lapse) * fooling + lapse / 2`` (what ``study
-report`` should recover).  Participants differ when ``sd_between`` > 0: each draws its own fooling (and
-false-alarm) probability from a Beta distribution with the given mean and standard deviation **on the
-probability scale**, as :mod:`p2p_eval.study.power` does.
-
-Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant; an observer
-overrides :meth:`Observer.p_fooled` (and :meth:`Observer.p_false_alarm`) as a function of the
-:class:`TrialView` -- e.g. of the exposure a HYPE-time trial asks for (a psychometric observer).
-:class:`PsychometricPopulation` is that observer for ``hype-time`` (``study simulate --threshold-ms``): its
-accuracy is a logistic function of the exposure the server asks for, with a known threshold per algorithm.
+Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant, whose
+:meth:`Observer.p_fooled` is a function of the :class:`TrialView`.  :class:`PsychometricPopulation`
+(``hype-time``, ``--threshold-ms``) is correct with a logistic function of the exposure the server asks for,
+with a known threshold per algorithm.
 """
 
 from __future__ import annotations

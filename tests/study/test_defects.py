@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import analyse, format_report
@@ -32,7 +32,7 @@ def _copy_dirs(image_dirs: dict[str, Path], root: Path) -> dict[str, Path]:
 
 
 def _trials(engine: sa.Engine, token: str) -> list[Trial]:
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         sid = db.scalar(select(Session.id).where(Session.token == token))
         return list(db.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
 
@@ -49,7 +49,7 @@ def test_create_refuses_undecodable_images_by_name(tmp_path, image_dirs) -> None
     message = str(err.value)
     assert "\n" not in message and "2 image(s) cannot be decoded" in message
     assert "3.png" in message and "4.png" in message and str(dirs["alg_a"]) in message
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         assert db.scalar(select(sa.func.count(Study.id))) == 0, "nothing registered"
     engine.dispose()
 
@@ -69,7 +69,7 @@ def test_unservable_image_is_skipped_and_recorded(tmp_path, image_dirs, db_url) 
         state = client.post("/api/studies/s/sessions", json={"PROLIFIC_PID": "p", "SESSION_ID": "x"}).json()
         token = state["session"]
         trials = _trials(engine, token)
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             files = {i.id: Path(i.path) for i in db.scalars(select(Image))}
         broken = {files[trials[1].img1_id], files[trials[3].img2_id]}
         used_elsewhere = {files[i] for t in (trials[0], trials[2]) for i in (t.img1_id, t.img2_id)}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import analyse, format_report
@@ -29,7 +29,7 @@ def start(client: Any, study: str = "s1", **ids: Any) -> dict[str, Any]:
 
 
 def stored(engine: Any, token: str) -> list[Trial]:
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         sid = db.scalar(select(Session.id).where(Session.token == token))
         return list(db.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from tests.study.loadgen import LoadResult, Pace, run_participants
 from p2p_eval.study.models import Session, Trial
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def stored_answers(db_url: str) -> dict[tuple[str, int], str]:
     engine = make_engine(db_url)
     try:
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             rows = db.execute(select(Session.token, Trial.index, Trial.answer).join(Session, Trial.session_id == Session.id)
                               .where(Trial.answer.is_not(None))).all()
     finally:
@@ -41,7 +41,7 @@ def test_hundred_participants_at_once(db_url, make_study, live_server) -> None:
     assert stored == acked, "zero lost, zero extra answers"
     engine = make_engine(db_url)
     try:
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             per_alg = db.execute(select(func.count()).select_from(Session).group_by(Session.algorithm_id)).scalars().all()
             assert sorted(per_alg) == [50, 50]
             assert db.scalar(select(func.count()).select_from(Session).where(Session.completed_at.is_not(None))) == 100
@@ -66,7 +66,7 @@ def test_two_server_processes_lose_and_duplicate_nothing(db_url, make_study) -> 
     assert stored_answers(db_url) == acked
     engine = make_engine(db_url)
     try:
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             per_alg = db.execute(select(func.count()).select_from(Session).group_by(Session.algorithm_id)).scalars().all()
     finally:
         engine.dispose()
