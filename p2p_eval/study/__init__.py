@@ -6,9 +6,9 @@ which one is fake; the first trials are practice with feedback; the result is th
 which the fake was judged real, as the mean of per-participant rates with its standard error.
 
 Modules: :mod:`models` (database tables), :mod:`store` (engines, SQLite WAL), :mod:`plan` (studies and
-trial plans), :mod:`service` (the participant rules: sessions, trials, images, answers), :mod:`images` (served image bytes),
-:mod:`server` (FastAPI app), :mod:`analysis` (statistics, reports, CSV export), :mod:`simulate` (synthetic
-participants over the HTTP API), :mod:`power` (sample size), :mod:`hype` and :mod:`timing`.
+trial plans), :mod:`service` (the participant rules), :mod:`images` (served image bytes), :mod:`server`
+(FastAPI app), :mod:`analysis` (statistics, reports, CSV export), :mod:`simulate` (synthetic participants
+over the HTTP API), :mod:`power` (sample size), :mod:`hype` (HYPE's staircase) and :mod:`timing` (display).
 """
 
 PROTOCOLS = ("2afc", "sequential", "single", "hype-time", "hype-inf")

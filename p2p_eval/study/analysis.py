@@ -81,6 +81,12 @@ def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generato
             "trials": int(n.sum())}, boot
 
 
+def _rates(trials: pd.DataFrame, column: str, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`summarise` of the participants' counts of true ``column`` over their ``trials``."""
+    per = trials.groupby("session_id")[column].agg(["sum", "count"])
+    return summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+
+
 def prob_greater(a: np.ndarray, b: np.ndarray) -> float:
     """Share of paired bootstrap replicates with a > b (ties count half)."""
     return float(np.mean(a > b) + 0.5 * np.mean(a == b))
@@ -159,13 +165,9 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
                                  "timing_excluded_trials": int(missed.sum())}
         if study.protocol in SINGLE_IMAGE:
             for group, is_fake in (("real", 0), ("fake", 1)):
-                part = main[main["fake_slot"] == is_fake].groupby("session_id")["correct"].agg(["sum", "count"])
-                entry[f"correct_{group}"], _ = summarise(part["sum"].to_numpy(), part["count"].to_numpy(), n_boot, rng)
-            fakes = main[main["fake_slot"] == 1]
-        else:
-            fakes = main
-        per = fakes.groupby("session_id")["judged_real"].agg(["sum", "count"])
-        entry["labeled_real"], boots[alg] = summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+                entry[f"correct_{group}"], _ = _rates(main[main["fake_slot"] == is_fake], "correct", n_boot, rng)
+        fakes = main[main["fake_slot"] == 1] if study.protocol in SINGLE_IMAGE else main
+        entry["labeled_real"], boots[alg] = _rates(fakes, "judged_real", n_boot, rng)
         if hype is not None:
             entry["hype_time"] = hype_time_scores(main, hype, n_boot, rng)
         elif study.protocol == "hype-inf":
@@ -215,8 +217,7 @@ def hype_inf_scores(main: pd.DataFrame, n_boot: int, rng: np.random.Generator) -
     frame = pd.DataFrame({"session_id": main["session_id"], "err": err, "fake": main["fake_slot"] == 1})
     out: dict[str, Any] = {}
     for key, part in (("error", frame), ("error_fake", frame[frame["fake"]]), ("error_real", frame[~frame["fake"]])):
-        per = part.groupby("session_id")["err"].agg(["sum", "count"])
-        out[key], _ = summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+        out[key], _ = _rates(part, "err", n_boot, rng)
     return out
 
 

@@ -49,7 +49,7 @@ class Study(Base):
     protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    algorithms: Mapped[list[Algorithm]] = relationship(back_populates="study", order_by="Algorithm.id")
+    algorithms: Mapped[list[Algorithm]] = relationship(order_by="Algorithm.id")
 
 
 class Algorithm(Base):
@@ -62,8 +62,6 @@ class Algorithm(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("study_studies.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     folder: Mapped[str] = mapped_column(Text)
-
-    study: Mapped[Study] = relationship(back_populates="algorithms")
 
 
 class Image(Base):

@@ -68,14 +68,11 @@ class PowerResult:
                 for alg in self.fooling}
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["power_target"] = TARGET_POWER
-        out["needed_for_power"] = self.needed_for_power()
-        out["needed_for_half_width"] = self.needed_for_half_width()
-        out["model"] = ("participants' rates ~ Beta(mean = fooling, sd = sd_between), probability scale; "
-                        "k ~ Binomial(trials, rate); 95% two-level percentile bootstrap as in `study report`; "
-                        "power = share of simulated studies whose difference CI excludes 0")
-        return out
+        return {**dataclasses.asdict(self), "power_target": TARGET_POWER, "needed_for_power": self.needed_for_power(),
+                "needed_for_half_width": self.needed_for_half_width(),
+                "model": "participants' rates ~ Beta(mean = fooling, sd = sd_between), probability scale; "
+                         "k ~ Binomial(trials, rate); 95% two-level percentile bootstrap as in `study report`; "
+                         "power = share of simulated studies whose difference CI excludes 0"}
 
 
 def parse_fooling(text: str) -> dict[str, float]:

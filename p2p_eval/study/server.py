@@ -54,9 +54,7 @@ def auto_workers(dialect: str) -> int:
     (more take turns at the file; one was faster in ``reports/bench.md``), two on a server database
     (PostgreSQL: more answers/s than one there, the load generator on the same 2 cores), never more than the
     machine's CPUs."""
-    if dialect == "sqlite":
-        return 1
-    return max(1, min(2, os.cpu_count() or 1))
+    return 1 if dialect == "sqlite" else max(1, min(2, os.cpu_count() or 1))
 
 
 class Database:
@@ -76,7 +74,8 @@ class Database:
                 return self._transaction(fn, args)
             finally:
                 self.writer.release()
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self._locked, self._transaction, fn, args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._locked, self._transaction, fn, args)
 
     async def job(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Blocking work that opens its own connections (study creation, export), under the writer lock, in a thread."""
@@ -116,10 +115,6 @@ def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     return app
 
 
-def _db(request: Request) -> Database:
-    return request.app.state.db
-
-
 def _answer_json(found: Any) -> Response:
     return found if isinstance(found, Response) else JSONResponse(found)
 
@@ -141,7 +136,7 @@ def favicon() -> RedirectResponse:
 
 @router.get("/api/studies/{name}")
 async def info(name: str, request: Request) -> Any:
-    return await _db(request).run(service.study_info, name)
+    return await request.app.state.db.run(service.study_info, name)
 
 
 async def _arrival(request: Request) -> service.Arrival | Response:
@@ -162,19 +157,19 @@ async def _arrival(request: Request) -> service.Arrival | Response:
 @router.post("/api/studies/{name}/check")
 async def check(name: str, request: Request) -> Any:
     found = await _arrival(request)
-    return found if isinstance(found, Response) else await _db(request).run(service.check_arrival, name, found)
+    return found if isinstance(found, Response) else await request.app.state.db.run(service.check_arrival, name, found)
 
 
 @router.post("/api/studies/{name}/sessions")
 async def start(name: str, request: Request) -> Any:
     found = await _arrival(request)
-    return found if isinstance(found, Response) else await _db(request).run(service.open_session, name, found)
+    return found if isinstance(found, Response) else await request.app.state.db.run(service.open_session, name, found)
 
 
 async def trial(request: Request) -> Response:
     """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one.
     Its images are encoded (once, outside the transaction) before the trial is opened."""
-    db, token = _db(request), request.path_params["token"]
+    db, token = request.app.state.db, request.path_params["token"]
     try:
         index = int(request.path_params["index"])
     except ValueError:
@@ -194,14 +189,12 @@ async def trial(request: Request) -> Response:
 
 
 async def image(request: Request) -> Response:
-    found = await _db(request).run(service.fetch_image, request.path_params["token"],
+    found = await request.app.state.db.run(service.fetch_image, request.path_params["token"],
                                    request.path_params["image_token"])
     if isinstance(found, Response):
         return found
     try:
-        data = cached(*found)
-        if data is None:
-            data = await run_in_threadpool(render, *found)
+        data = cached(*found) or await run_in_threadpool(render, *found)
     except UserError:
         return JSONResponse({"detail": "image unavailable: fetch the trial again"}, status_code=410)
     return Response(data, media_type=found[2].media_type, headers={"Cache-Control": "no-store"})
@@ -211,7 +204,7 @@ async def answer(request: Request) -> Response:
     body = await _json(request)
     if isinstance(body, Response):
         return body
-    return _answer_json(await _db(request).run(service.store_answer, request.path_params["token"], body))
+    return _answer_json(await request.app.state.db.run(service.store_answer, request.path_params["token"], body))
 
 
 router.add_route("/api/s/{token}/trial/{index}", trial, methods=["GET"])
@@ -226,7 +219,7 @@ def _authorized(request: Request, study: Any) -> Response | None:
     if scheme.lower() != "bearer" or not given:
         return JSONResponse({"detail": "admin token required (Authorization: Bearer TOKEN)"}, status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
-    server_token = _db(request).server_token
+    server_token = request.app.state.db.server_token
     ok = server_token is not None and hmac.compare_digest(given.encode(), server_token.encode())
     if study is not None:
         ok = ok or hmac.compare_digest(token_hash(given), study.token_sha256)
@@ -243,7 +236,7 @@ async def admin_create(request: Request) -> Any:
         return body
     try:
         spec, notes = StudySpec(**body), []
-        study, token = await _db(request).job(create_study, request.app.state.engine, spec, notes)
+        study, token = await request.app.state.db.job(create_study, request.app.state.engine, spec, notes)
     except TypeError as exc:
         return JSONResponse({"detail": f"bad study fields: {exc}"}, status_code=422)
     except UserError as exc:
@@ -267,7 +260,7 @@ def _progress(conn: Any, _catalog: Any, name: str) -> tuple[Any, dict[str, Any] 
 
 async def _admin_study(request: Request, name: str) -> tuple[Any, Any]:
     """(study row, its progress), or (None, the refusal: 401 / 403 / 404)."""
-    study, progress = await _db(request).run(_progress, name)
+    study, progress = await request.app.state.db.run(_progress, name)
     denied = _authorized(request, study)
     if denied is not None:
         return None, denied
@@ -292,8 +285,8 @@ async def export(name: str, request: Request, format: str = "csv") -> Any:  # no
         return JSONResponse({"detail": "format must be csv or json"}, status_code=422)
     engine = request.app.state.engine
     if format == "json":
-        return await _db(request).job(analyse, engine, study.name)
-    frame = await _db(request).job(trials_frame, engine, study.name)
+        return await request.app.state.db.job(analyse, engine, study.name)
+    frame = await request.app.state.db.job(trials_frame, engine, study.name)
     return Response(frame.to_csv(index=False), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{study.name}_trials.csv"'})
 

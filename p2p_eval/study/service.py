@@ -107,9 +107,7 @@ def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
     return [{"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
              "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
              "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
-             "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase, "views": 0,
-             "fetches1": 0, "fetches2": 0}
-            for i, t in enumerate(plan)]
+             "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase} for i, t in enumerate(plan)]
 
 
 @dataclass
@@ -366,9 +364,8 @@ def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> d
     Creates nothing."""
     _, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
-    if arrival.anon_id is None and not arrival.workerId and not arrival.PROLIFIC_PID:
-        return {"status": "new"}
-    existing = conn.execute(_PARTICIPANT, {"sid": study.id, "participant": participant}).first()
+    known = arrival.anon_id is not None or arrival.workerId or arrival.PROLIFIC_PID  # else a new anonymous id
+    existing = conn.execute(_PARTICIPANT, {"sid": study.id, "participant": participant}).first() if known else None
     if existing is None:
         return {"status": "new"}
     state = _resume(study, existing, arrival, shown)

@@ -178,13 +178,11 @@ class FoolingPopulation(Population):
             raise UserError(f"--false-alarm {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
         self.false_alarm = {alg: check_rate(given.get(alg, v), f"--false-alarm {alg}") for alg, v in self.fooling.items()}
         self.lapse = check_rate(lapse, "--lapse")
-        if isinstance(sd_between, Mapping):
-            unknown = sorted(set(sd_between) - set(self.fooling))
-            if unknown:
-                raise UserError(f"--sd-between {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
-            self.sd_between = {alg: float(sd_between.get(alg, 0.0)) for alg in self.fooling}
-        else:
-            self.sd_between = {alg: float(sd_between) for alg in self.fooling}
+        sd = sd_between if isinstance(sd_between, Mapping) else dict.fromkeys(self.fooling, sd_between)
+        unknown = sorted(set(sd) - set(self.fooling))
+        if unknown:
+            raise UserError(f"--sd-between {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        self.sd_between = {alg: float(sd.get(alg, 0.0)) for alg in self.fooling}
         for alg in self.fooling:  # fail now, not at the first participant
             beta_params(self.fooling[alg], self.sd_between[alg], f"--fooling {alg}")
             beta_params(self.false_alarm[alg], self.sd_between[alg], f"--false-alarm {alg}")
@@ -208,12 +206,9 @@ class FoolingPopulation(Population):
         """Per algorithm: labeled_real = (1 - lapse) f + lapse / 2; correct_fake = 1 - labeled_real;
         correct_real = (1 - lapse)(1 - false alarm) + lapse / 2 (single-image protocols)."""
         lam = self.lapse
-        out = {}
-        for alg, f in self.fooling.items():
-            real = (1 - lam) * f + lam / 2
-            out[alg] = {"labeled_real": real, "correct_fake": 1 - real,
-                        "correct_real": (1 - lam) * (1 - self.false_alarm[alg]) + lam / 2}
-        return out
+        return {alg: {"labeled_real": (1 - lam) * f + lam / 2, "correct_fake": 1 - ((1 - lam) * f + lam / 2),
+                      "correct_real": (1 - lam) * (1 - self.false_alarm[alg]) + lam / 2}
+                for alg, f in self.fooling.items()}
 
 
 class PsychometricObserver(Observer):
@@ -366,14 +361,14 @@ class _Truth:
         return self.cache[token]
 
 
-def study_facts(engine: Engine, name: str) -> tuple[str, str, int, list[str]]:
-    """(protocol, question, display_ms, algorithm names) of study ``name``; UserError listing the studies."""
+def study_facts(engine: Engine, name: str) -> tuple[str, list[str]]:
+    """(protocol, algorithm names) of study ``name``; UserError listing the studies."""
     with session_factory(engine)() as db, db.begin():
         study = db.scalar(select(Study).where(Study.name == name))
         if study is None:
             names = list(db.scalars(select(Study.name).order_by(Study.id)))
             raise UserError(f"--study {name!r}: no such study in this database; studies: {', '.join(names) or 'none'}")
-        return study.protocol, study.question, study.display_ms, [a.name for a in study.algorithms]
+        return study.protocol, [a.name for a in study.algorithms]
 
 
 async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: Observer, rng: np.random.Generator,
@@ -406,8 +401,8 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
         value = observer.answer(view, rng)
         timing = observer.timing(view, rng, clock)
         clock += 2 * shown + timing["response_ms"] + 1500.0
-        index = (await call("POST", f"/api/s/{token}/answer", {"index": index, "answer": value, **timing}))["next_index"]
-        answers += 1
+        ack = await call("POST", f"/api/s/{token}/answer", {"index": index, "answer": value, **timing})
+        index, answers = ack["next_index"], answers + 1
     return algorithm, answers
 
 
@@ -422,7 +417,7 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
 
     if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
         raise UserError(f"--participants {participants!r}: must be a whole number >= 1")
-    protocol, _, _, algorithms = study_facts(engine, study)
+    protocol, algorithms = study_facts(engine, study)
     population.check(algorithms, protocol)
     truth = _Truth(engine)
     sessions: dict[str, int] = {alg: 0 for alg in algorithms}

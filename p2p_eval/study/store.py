@@ -84,13 +84,13 @@ def open_existing(url: str) -> tuple[Engine, list[str]]:
     """
     engine = make_engine(url, create=False)
     shown = engine.url.render_as_string(hide_password=True)
-    fix = f"run `p2p-eval study create --db {shown} ...` first (or fix --db)"
     with engine.begin() as conn:
         names = list(conn.scalars(select(Study.name).order_by(Study.id))) \
             if inspect(conn).has_table(Study.__tablename__) else []
     if not names:
         engine.dispose()
-        raise UserError(f"--db {shown}: the database holds no study; {fix}")
+        raise UserError(f"--db {shown}: the database holds no study; run `p2p-eval study create --db {shown} ...` "
+                        "first (or fix --db)")
     return engine, names
 
 
@@ -101,10 +101,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
         dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" event emit BEGIN itself
         cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
+        for pragma in ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=NORMAL", "foreign_keys=ON"):
+            cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
     @event.listens_for(engine, "begin")
