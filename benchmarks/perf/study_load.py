@@ -125,6 +125,8 @@ def bench_postgres(images: dict[str, str], args: argparse.Namespace) -> tuple[di
     """:func:`bench` in a temporary schema of the PostgreSQL server; (figures or why not, note)."""
     import sqlalchemy as sa
 
+    from tests.study.conftest import schema_url
+
     url, cluster, note = postgres_url(args.postgres)
     if url is None:
         return note, note
@@ -134,7 +136,7 @@ def bench_postgres(images: dict[str, str], args: argparse.Namespace) -> tuple[di
         with admin.begin() as conn:
             conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
         try:
-            return bench(f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}", images, args), note
+            return bench(schema_url(url, schema), images, args), note
         finally:
             with admin.begin() as conn:
                 conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

@@ -217,7 +217,7 @@ def _private_schema(postgres_base: str, image_dirs: dict[str, Path], app: str) -
     connections carry ``application_name`` ``app``, so that PostgreSQL's view of them can be queried."""
     import sqlalchemy as sa
 
-    from tests.study.conftest import _postgres_url
+    from tests.study.conftest import schema_url
 
     schema = f"p2p_test_{secrets.token_hex(6)}"
     admin = sa.create_engine(postgres_base)
@@ -225,7 +225,7 @@ def _private_schema(postgres_base: str, image_dirs: dict[str, Path], app: str) -
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     engine = None
     try:
-        engine = make_engine(f"{_postgres_url(postgres_base, schema)}&application_name={app}")
+        engine = make_engine(f"{schema_url(postgres_base, schema)}&application_name={app}")
         create_study(engine, StudySpec(name="s1", real=str(image_dirs["real"]), fake={"a": str(image_dirs["alg_a"])},
                                        trials=4, practice=2))
         yield engine, admin
