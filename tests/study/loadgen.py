@@ -8,7 +8,7 @@ CPU time matters: the load benchmark runs on the server's machine, and httpx spe
 CPU per request there.
 
 Every request's latency is kept per request type (``start``, ``check``, ``trial``, ``image``, ``answer``);
-``pause`` makes a participant answer on a fixed cadence (the open-loop benchmark: 2 s between answers).
+:attr:`Pace.pause` makes a participant answer on a fixed cadence (the open-loop benchmark: 2 s between answers).
 """
 
 from __future__ import annotations
