@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from p2p_eval.cli import main  # noqa: E402
-from p2p_eval.study.loadgen import write_noise_folders  # noqa: E402
+from tests.study.loadgen import write_noise_folders  # noqa: E402
 
 TEMPLATE = REPO / "benchmarks" / "studies" / "pix2pix_maps_map2photo.toml"
 STUDY = "pix2pix_maps_map2photo"

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from p2p_eval.cli_args import add_deprecated, add_quiet
+from p2p_eval.study import PROTOCOLS
 
 ORDER = 60
 
@@ -17,7 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Real-vs-fake perceptual studies as in pix2pix section 4.1 (AMT): a web app "
                             "for MTurk / Prolific / anonymous participants and the analysis of its database.")
     study_sub = parser.add_subparsers(dest="study_command", metavar="<study command>")
+    for add in (_add_create, _add_serve, _add_report, _add_simulate, _add_power):
+        add(study_sub)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
+
+def _add_create(study_sub: argparse._SubParsersAction) -> None:
     create = study_sub.add_parser("create", help="register a study (prints its admin token and participant URL)",
                                   description="Register a study: the real folder, one folder per algorithm, the protocol. "
                                   "Settings may come from --config (TOML, same keys; the --images folders are the "
@@ -29,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--images", action="append", metavar="ALG=DIR",
                         help="an algorithm and its folder of generated images (repeat)")
     add_deprecated(create, "--fake", "--images", "images", append=True, metavar="ALG=DIR")
-    create.add_argument("--protocol", choices=["2afc", "sequential", "single", "hype-time", "hype-inf"],
+    create.add_argument("--protocol", choices=PROTOCOLS,
                         help="2afc (default): side by side; sequential: one after the other; single: one image, real "
                         "or fake 50/50; hype-time: HYPE's adaptive exposure (staircases over 100-1000 ms, noise mask; "
                         "staircase keys in --config); hype-inf: HYPE's unlimited-time real/fake judgements")
@@ -53,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--base-url", default="http://127.0.0.1:8000", help="server address for the printed URLs")
     create.set_defaults(func=_create)
 
+
+def _add_serve(study_sub: argparse._SubParsersAction) -> None:
     serve = study_sub.add_parser("serve", help="run the web app (uvicorn)",
                                  description="Serve participant pages and the API of the studies in --db (made by "
                                  "`study create`; an unknown database is refused). Study creation over HTTP is enabled "
@@ -66,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "such as PostgreSQL (more answers/s than one on 2 cores; reports/bench.md)")
     serve.set_defaults(func=_serve)
 
+
+def _add_report(study_sub: argparse._SubParsersAction) -> None:
     rep = study_sub.add_parser("report", help="%% labeled real per algorithm with SE, bootstrap CI, pairwise P(A > B)",
                                description="Analyse a study: mean of per-participant rates +- SE, 95% CI from a two-level "
                                "bootstrap, participants included / excluded; --csv exports every trial.")
@@ -81,6 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "error rates) as Markdown")
     rep.set_defaults(func=_report)
 
+
+def _add_simulate(study_sub: argparse._SubParsersAction) -> None:
     sim = study_sub.add_parser(
         "simulate", help="synthetic participants of known behaviour take the study through its HTTP API (pilot)",
         description="Pilot a study end to end: N synthetic participants take it through the same requests the "
@@ -115,6 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quiet(sim)
     sim.set_defaults(func=_simulate)
 
+
+def _add_power(study_sub: argparse._SubParsersAction) -> None:
     pw = study_sub.add_parser(
         "power", help="participants needed for a CI half-width or 80%% power, by simulation with the report's bootstrap",
         description="Sample size by simulation: for each participant count (per algorithm), simulated studies whose "
@@ -137,7 +151,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     pw.add_argument("--out", type=Path, help="folder for power.md, power.json, power.png")
     add_quiet(pw)
     pw.set_defaults(func=_power)
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -228,11 +241,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from p2p_eval.study.simulate import FoolingPopulation, format_result, parse_rates, parse_sd, simulate
-    from p2p_eval.study.store import open_existing
-
     from p2p_eval.errors import UserError
-    from p2p_eval.study.simulate import PsychometricPopulation, parse_ms
+    from p2p_eval.study.simulate import (FoolingPopulation, PsychometricPopulation, format_result, parse_ms,
+                                         parse_rates, parse_sd, simulate)
+    from p2p_eval.study.store import open_existing
 
     if (args.fooling is None) == (args.threshold_ms is None):
         raise UserError("give --fooling (2afc, sequential, single, hype-inf) or --threshold-ms (hype-time), not both")

@@ -6,6 +6,10 @@ which one is fake; the first trials are practice with feedback; the result is th
 which the fake was judged real, as the mean of per-participant rates with its standard error.
 
 Modules: :mod:`models` (database tables), :mod:`store` (engines, SQLite WAL), :mod:`plan` (studies and
-trial plans), :mod:`service` (sessions and answers), :mod:`images` (served image bytes),
-:mod:`server` (FastAPI app), :mod:`analysis` (statistics, reports, CSV export).
+trial plans), :mod:`service` (the participant rules), :mod:`images` (served image bytes), :mod:`server`
+(FastAPI app), :mod:`analysis` (statistics, reports, CSV export), :mod:`simulate` (synthetic participants
+over the HTTP API), :mod:`power` (sample size), :mod:`hype` (HYPE's staircase) and :mod:`timing` (display).
 """
+
+PROTOCOLS = ("2afc", "sequential", "single", "hype-time", "hype-inf")
+SINGLE_IMAGE = ("single", "hype-time", "hype-inf")  # one image per trial, answered "real" / "fake"

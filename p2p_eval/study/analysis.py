@@ -1,42 +1,31 @@
 """Analysis of a study's database: the paper's "% labeled real +- SE" (pix2pix Tables 4-5) and more.
 
 Per algorithm, over participants who completed their session and passed the vigilance rule fixed when the
-study was created (at most ``vigilance_max_errors`` failed vigilance trials), practice and vigilance trials
-left out:
+study was created (at most ``vigilance_max_errors`` failed vigilance trials), test trials only:
 
-- the rate is the mean of per-participant rates ("% of trials where the fake was judged real");
-- SE = sample standard deviation of the per-participant rates / sqrt(participants) (ddof = 1);
+- the rate is the mean of per-participant rates ("% of trials where the fake was judged real"), its SE the
+  sample standard deviation of those rates / sqrt(participants);
 - the 95% CI is the 2.5 / 97.5 percentile of a two-level bootstrap (Davison & Hinkley 1997, section 3.8):
-  participants are resampled with replacement, then each resampled participant's trials are resampled
-  with replacement.  Resampling n Bernoulli trials with k successes is drawing Binomial(n, k/n), which is
-  how it is vectorised here.  Resampling both levels adds the within-participant variance a second time,
-  so the interval is somewhat conservative when participants differ little;
+  participants are resampled with replacement, then each one's trials (drawing Binomial(n, k/n)); resampling
+  both levels counts the within-participant variance twice, so the interval is somewhat conservative;
 - pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half),
-  the two algorithms' participants being independent groups.
+  the two algorithms' participants being independent groups;
+- ``single``: % correct on the real and on the fake images (each as above), as the quick-response study's
+  Table I; "labeled real" is then the share of fake images labelled real.
 
-For ``single`` (one image per trial), per algorithm: % correct for the real images and for the fake images
-(each a mean of per-participant rates with SE and CI), as seed 004's Table I; "labeled real" is then the
-share of fake images labelled real.
-
-The report also states how the images were served (the study's same-processing option), the trials the
-server skipped because it could not serve an image (with the reasons), and the re-views: trials whose image
-was requested more than once (a reload, or a script fetching it again), which are kept in the rates but
-counted, so that a reader can judge them.
-
-Display timing (:mod:`p2p_eval.study.timing`): the measured display durations against the requested ones,
-per requested duration; test trials whose display missed the requested duration by more than one frame are
-left out of every score above and below, and counted.
+The report also states how the images were served, the trials the server skipped (with the reasons), the
+re-views (an image requested again while its trial was open; kept in the rates, counted) and the display
+timing (:mod:`p2p_eval.study.timing`): test trials whose display missed the requested duration by more than
+one frame are left out of every score, and counted.
 
 HYPE (Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`), per algorithm:
 
-- ``hype-time``: each included participant's threshold is the mean over their staircases of the modal exposure
-  (paper section 3.1); the score is the mean threshold over participants, SE = sd / sqrt(n), and the 95% CI the
-  2.5 / 97.5 percentiles of a bootstrap over participants (a threshold is a property of a whole staircase, so
-  trials are not resampled).  Higher = the fakes need longer exposures to be told from real ones.  The mean of
-  the last reversals (Levitt 1971) and the proportion correct (the staircase targets 79.4%) are diagnostics;
-- ``hype-inf``: the error rate (fakes judged real + reals judged fake, over all test trials; 50% =
-  indistinguishable) and separately the error rates on fake and on real images, each the mean of per-
-  participant rates with SE and the two-level bootstrap CI above (paper section 3.2 and table 2).
+- ``hype-time`` (section 3.1): a participant's threshold is the mean over their staircases of the modal
+  exposure; the score is the mean threshold over participants with SE and a bootstrap CI over participants
+  (a threshold belongs to a whole staircase, so trials are not resampled); higher = more realistic.  The
+  mean of the last reversals (Levitt 1971) and the proportion correct (target 79.4%) are diagnostics;
+- ``hype-inf`` (section 3.2, Table 2): the error rate (fakes judged real + reals judged fake over all test
+  trials; 50% = indistinguishable), and the error rates on fake and on real images, each as a rate above.
 """
 
 from __future__ import annotations
@@ -60,18 +49,9 @@ from p2p_eval.study.store import session_factory
 N_BOOT = 2000
 
 
-def two_level_bootstrap(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap replicates of the mean per-participant rate; participant i had ``k[i]`` of ``n[i]``."""
-    k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
-    idx = rng.integers(0, len(n), size=(n_boot, len(n)))
-    draws = rng.binomial(n[idx], k[idx] / n[idx])
-    return (draws / n[idx]).mean(axis=1)
-
-
 def two_level_bootstrap_many(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """:func:`two_level_bootstrap` of many data sets at once: ``k``, ``n`` of shape (sets, participants) ->
-    replicates of shape (sets, n_boot).  Draws in the same order, so one set (shape (1, participants)) gives
-    exactly the replicates of :func:`two_level_bootstrap` with the same generator state."""
+    """Bootstrap replicates of the mean per-participant rate of many data sets at once: in set s, participant
+    i had ``k[s, i]`` of ``n[s, i]``; ``k``, ``n`` of shape (sets, participants) -> replicates (sets, n_boot)."""
     k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
     sets, people = n.shape
     idx = rng.integers(0, people, size=(sets, n_boot, people))
@@ -79,6 +59,11 @@ def two_level_bootstrap_many(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.
     nn = n[rows, idx]
     draws = rng.binomial(nn, k[rows, idx] / nn)
     return (draws / nn).mean(axis=2)
+
+
+def two_level_bootstrap(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the mean per-participant rate; participant i had ``k[i]`` of ``n[i]``."""
+    return two_level_bootstrap_many(np.asarray(k)[None], np.asarray(n)[None], n_boot, rng)[0]
 
 
 def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
@@ -96,6 +81,12 @@ def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generato
             "trials": int(n.sum())}, boot
 
 
+def _rates(trials: pd.DataFrame, column: str, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`summarise` of the participants' counts of true ``column`` over their ``trials``."""
+    per = trials.groupby("session_id")[column].agg(["sum", "count"])
+    return summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+
+
 def prob_greater(a: np.ndarray, b: np.ndarray) -> float:
     """Share of paired bootstrap replicates with a > b (ties count half)."""
     return float(np.mean(a > b) + 0.5 * np.mean(a == b))
@@ -109,7 +100,7 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
         if study is None:
             names = db.scalars(select(Study.name)).all()
             raise UserError(f"no study named {study_name!r} in this database; studies: {', '.join(names) or 'none'}")
-        rows = db.execute(
+        result = db.execute(
             select(Session.id.label("session_id"), Session.participant, Session.source, Session.assignment_id,
                    Session.hit_id, Session.external_study_id, Session.external_session_id,
                    Algorithm.name.label("algorithm"), Session.completed_at, Trial.index.label("trial_index"),
@@ -122,14 +113,8 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
                    Trial.mask_onset, Trial.mask_offset)
             .join(Session, Trial.session_id == Session.id).join(Algorithm, Session.algorithm_id == Algorithm.id)
             .join(img1, Trial.img1_id == img1.id).join(img2, Trial.img2_id == img2.id, isouter=True)
-            .where(Session.study_id == study.id).order_by(Session.id, Trial.index)).all()
-    frame = pd.DataFrame(rows, columns=["session_id", "participant", "source", "assignment_id", "hit_id",
-                                        "external_study_id", "external_session_id", "algorithm", "completed_at",
-                                        "trial_index", "kind", "image1_id", "image1_file", "image2_id",
-                                        "image2_file", "fake_slot", "broken", "answer", "correct", "judged_real",
-                                        "onset1", "offset1", "onset2", "offset2", "response_ms", "views",
-                                        "fetches1", "fetches2", "skip_reason", "answered_at", "user_agent", "screen_w", "screen_h",
-                                        "staircase", "exposure_ms", "frame_ms", "mask_onset", "mask_offset"])
+            .where(Session.study_id == study.id).order_by(Session.id, Trial.index))
+        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
     frame.insert(0, "protocol", study.protocol)
     frame.insert(0, "study", study.name)
     frame["practice"] = frame["kind"] == "practice"
@@ -180,13 +165,9 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
                                  "timing_excluded_trials": int(missed.sum())}
         if study.protocol in SINGLE_IMAGE:
             for group, is_fake in (("real", 0), ("fake", 1)):
-                part = main[main["fake_slot"] == is_fake].groupby("session_id")["correct"].agg(["sum", "count"])
-                entry[f"correct_{group}"], _ = summarise(part["sum"].to_numpy(), part["count"].to_numpy(), n_boot, rng)
-            fakes = main[main["fake_slot"] == 1]
-        else:
-            fakes = main
-        per = fakes.groupby("session_id")["judged_real"].agg(["sum", "count"])
-        entry["labeled_real"], boots[alg] = summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+                entry[f"correct_{group}"], _ = _rates(main[main["fake_slot"] == is_fake], "correct", n_boot, rng)
+        fakes = main[main["fake_slot"] == 1] if study.protocol in SINGLE_IMAGE else main
+        entry["labeled_real"], boots[alg] = _rates(fakes, "judged_real", n_boot, rng)
         if hype is not None:
             entry["hype_time"] = hype_time_scores(main, hype, n_boot, rng)
         elif study.protocol == "hype-inf":
@@ -236,8 +217,7 @@ def hype_inf_scores(main: pd.DataFrame, n_boot: int, rng: np.random.Generator) -
     frame = pd.DataFrame({"session_id": main["session_id"], "err": err, "fake": main["fake_slot"] == 1})
     out: dict[str, Any] = {}
     for key, part in (("error", frame), ("error_fake", frame[frame["fake"]]), ("error_real", frame[~frame["fake"]])):
-        per = part.groupby("session_id")["err"].agg(["sum", "count"])
-        out[key], _ = summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
+        out[key], _ = _rates(part, "err", n_boot, rng)
     return out
 
 

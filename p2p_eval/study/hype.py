@@ -1,42 +1,33 @@
 """HYPE (Zhou, Gordon, Krishna, Narcomey, Fei-Fei, Bernstein, "HYPE: A Benchmark for Human eYe Perceptual
-Evaluation of Generative Models", NeurIPS 2019): the adaptive staircase of HYPE-time and the scores of both
-variants, as pure functions of the recorded answers (no database, no clock, no randomness except where a
-seeded ``random.Random`` is passed in).
+Evaluation of Generative Models", NeurIPS 2019): the adaptive staircase of HYPE-time and its scores, as pure
+functions of the recorded answers (no database, no clock; randomness only from a seeded ``random.Random``).
 
-HYPE-time (paper section 3.1).  One image at a time, real or fake; it is shown for an exposure time taken from
-a fixed ladder, then replaced by a noise mask, then the evaluator answers "real" or "fake" with no time limit.
-The exposure follows a transformed up-down staircase (Levitt 1971): after ``down_after`` (3) correct answers in
-a row the next exposure is one rung shorter, after every wrong answer it is one rung longer ("3-up/1-down" in
-the paper's words: 3 correct to make the task harder, 1 error to make it easier).  Every evaluator completes
-several staircases ("blocks") on different images; the per-block threshold is the *modal* exposure of the block
-(paper figure 3: "The modal exposure measures their perceptual threshold"), the evaluator's score is the mean of
-the block modes, and the model's HYPE-time score is the mean over evaluators with a bootstrap 95% CI.
+HYPE-time (paper section 3.1): one image at a time, real or fake, shown for an exposure from a fixed ladder,
+then a noise mask, then the evaluator answers "real" or "fake" with no time limit.  The exposure follows a
+transformed up-down staircase (Levitt 1971): after ``down_after`` (3) correct answers in a row the next
+exposure is one rung shorter, after every error one rung longer.  Every evaluator completes several
+staircases ("blocks"); a block's threshold is its *modal* exposure (paper figure 3), the evaluator's score the
+mean of the block modes, the model's score the mean over evaluators with a bootstrap 95% CI.
 
-What this module implements, and where it is a choice rather than the paper (each is a parameter of
-:class:`HypeTimeParams`, stated in every ``study report``):
+Where this is a choice rather than the paper (each a parameter of :class:`HypeTimeParams`, stated in every
+``study report``):
 
-- ladder: 100, 200, ..., 1000 ms.  The paper's range is 100-1000 ms; the 100 ms rung spacing is our choice;
-- staircases per evaluator: 3 blocks, run one after the other (``order = "blocked"``), each on its own images,
-  as the paper's blocks.  ``order = "interleaved"`` mixes the staircases trial by trial in a seeded random order
-  (the classical guard against an observer tracking the staircase, Cornsweet 1962) - an option, not HYPE;
-- start: 500 ms (the middle of the ladder) - our choice; a practice trial is shown at the start exposure,
-  with feedback, and does not move any staircase; a vigilance trial is shown at the longest exposure and does
-  not move any staircase either;
-- the run counter: a correct answer adds to the run, ``down_after`` correct in a row step down and reset the
-  run, a wrong answer steps up and resets it; at either end of the ladder the step is clamped (the run still
-  resets);
-- the target: a 3-down/1-up staircase converges on the exposure at which P(correct)^3 = 1/2, i.e. P(correct) =
-  0.5 ** (1/3) = 79.4% (Levitt 1971, table I).  The paper writes "75%"; the procedure is the same, the number
-  this module reports as the target is 79.4%;
-- block threshold: the modal exposure of the block's trials (the rung shown most often).  The paper does not say
-  how ties are broken; we take the mean of the tied rungs.  The mean of the last reversals (Levitt's estimator)
-  is reported beside it as a diagnostic only;
-- the noise mask: per-pixel uniform RGB noise, freshly drawn for every trial, shown for ``mask_ms`` (200 ms;
-  0 = no mask).  The paper shows a mask right after the image; its duration here is our choice.
+- ladder 100, 200, ..., 1000 ms (the paper's range; the 100 ms spacing is ours); start 500 ms;
+- 3 staircases per evaluator, one after the other (``order = "blocked"``, the paper's blocks), or mixed trial
+  by trial in a seeded order (``"interleaved"``, the classical guard against tracking, Cornsweet 1962);
+- practice trials are shown at the start exposure with feedback, vigilance trials at the longest; neither
+  moves a staircase;
+- a correct answer adds to the run, ``down_after`` in a row step down and reset it, an error steps up and
+  resets it; steps are clamped at both ends of the ladder (the run still resets);
+- target: a 3-down/1-up staircase converges on P(correct) = 0.5 ** (1/3) = 79.4% (Levitt 1971, table I);
+  the paper writes "75%" for the same procedure;
+- a block's mode with ties is the mean of the tied rungs (the paper does not say); the mean of the last
+  reversals (Levitt's estimator) is reported as a diagnostic only;
+- the mask is per-pixel uniform RGB noise, drawn afresh every trial, shown ``mask_ms`` (200 ms; 0 = none).
 
-HYPE-infinity (paper section 3.2): the same single-image judgement with unlimited viewing time on a balanced set
-of real and fake images; the score is the evaluator's error rate (50% = indistinguishable from real), reported
-with the error rates on fake and on real images separately.  Scoring is in :func:`hype_inf_counts`.
+HYPE-infinity (paper section 3.2): the same judgement with unlimited viewing time; the score is the error rate
+(50% = indistinguishable from real), with the error rates on fake and on real images
+(:func:`p2p_eval.study.analysis.hype_inf_scores`).
 """
 
 from __future__ import annotations
@@ -46,7 +37,6 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from p2p_eval.errors import UserError
 
@@ -219,17 +209,3 @@ def evaluator_threshold(staircases: Sequence[StaircaseResult]) -> float | None:
     """An evaluator's HYPE-time score: the mean of the modal exposures of their staircases (None when none)."""
     modes = [s.mode for s in staircases if s.mode is not None]
     return float(sum(modes) / len(modes)) if modes else None
-
-
-def hype_inf_counts(truth_fake: Sequence[bool], judged_real: Sequence[bool]) -> dict[str, int]:
-    """HYPE-infinity counts of one evaluator: errors on fake images (judged real), on real images (judged fake)."""
-    fake_err = sum(1 for f, r in zip(truth_fake, judged_real) if f and r)
-    real_err = sum(1 for f, r in zip(truth_fake, judged_real) if not f and not r)
-    fakes = sum(1 for f in truth_fake if f)
-    return {"errors": fake_err + real_err, "trials": len(truth_fake), "fake_errors": fake_err, "fakes": fakes,
-            "real_errors": real_err, "reals": len(truth_fake) - fakes}
-
-
-def params_of(protocol_params: str | None) -> dict[str, Any]:
-    """The stored protocol parameters as a dict (empty for studies without any)."""
-    return json.loads(protocol_params) if protocol_params else {}

@@ -5,8 +5,8 @@ study's *same processing* option (the default for new studies) every image, real
 resized to the same ``size x size`` (Lanczos, only when its size differs) and JPEG-encoded at the same
 quality with the same quantisation tables and 4:2:0 chroma subsampling, so that the served files differ
 only in their content: a real photo that was a JPEG and a generated image that was a lossless PNG can no
-longer be told apart by counting colours or reading the encoding.  Without it (studies made before the
-option existed) images are re-encoded as lossless PNG at their own size.
+longer be told apart by counting colours or reading the encoding.  Without it images are re-encoded as
+lossless PNG at their own size.
 
 A vigilance image is a pixelated, colour-inverted copy that any attentive participant recognises as
 broken; it goes through the same processing.
@@ -95,11 +95,6 @@ class _ByteCache:
                 _, old = self.data.popitem(last=False)
                 self.size -= len(old)
 
-    def clear(self) -> None:
-        with self.lock:
-            self.data.clear()
-            self.size = 0
-
 
 _CACHE = _ByteCache(CACHE_BYTES)
 
@@ -152,8 +147,9 @@ def encode(path: str | Path, _mtime_ns: int | None = None, broken: bool = False,
     return buf.getvalue()
 
 
-def undecodable(paths: Iterable[Path]) -> list[str]:
-    """``"file (reason)"`` for each of ``paths`` that cannot be decoded completely."""
+def require_decodable(paths: Iterable[Path], what: str, folder: str | Path) -> None:
+    """UserError naming every file of ``paths`` that cannot be decoded completely (``what`` names the folder's
+    role)."""
     bad = []
     for path in paths:
         try:
@@ -161,12 +157,6 @@ def undecodable(paths: Iterable[Path]) -> list[str]:
         except UserError as exc:
             reason = str(exc).split(": ", 1)[-1].strip() or "unreadable"
             bad.append(f"{path.name} ({reason[:80]})")
-    return bad
-
-
-def require_decodable(paths: Iterable[Path], what: str, folder: str | Path) -> None:
-    """UserError naming every file of ``paths`` that cannot be decoded (``what`` names the folder's role)."""
-    bad = undecodable(paths)
     if bad:
         raise UserError(f"{what} {folder}: {len(bad)} image(s) cannot be decoded: {file_list(bad, limit=5)}; "
                         "replace or remove them (every image is decoded when the study is created)")

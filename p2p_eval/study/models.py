@@ -3,9 +3,6 @@
 One ``Study`` has image ``Image`` rows (real ones and one set per algorithm), participant ``Session``
 rows (one per participant, enforced by a unique constraint) and each session's ``Trial`` rows (the plan,
 stored before the first trial, later filled with the answer and the measured timing).
-
-Columns added after the first release are nullable or carry a server default, so that
-:func:`p2p_eval.study.store.make_engine` can add them to an older database with ``ALTER TABLE ... ADD COLUMN``.
 """
 
 from __future__ import annotations
@@ -44,7 +41,7 @@ class Study(Base):
     redirect_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     real_dir: Mapped[str] = mapped_column(Text)
     token_sha256: Mapped[str] = mapped_column(String(64))
-    # served image processing; NULL (studies made before these columns existed) = PNG re-encoding only
+    # served image processing: False = each image re-encoded as PNG at its own size
     same_processing: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     serve_size: Mapped[int | None] = mapped_column(Integer, nullable=True)  # every image resized to size x size
     jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -52,7 +49,7 @@ class Study(Base):
     protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    algorithms: Mapped[list[Algorithm]] = relationship(back_populates="study", order_by="Algorithm.id")
+    algorithms: Mapped[list[Algorithm]] = relationship(order_by="Algorithm.id")
 
 
 class Algorithm(Base):
@@ -65,8 +62,6 @@ class Algorithm(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("study_studies.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     folder: Mapped[str] = mapped_column(Text)
-
-    study: Mapped[Study] = relationship(back_populates="algorithms")
 
 
 class Image(Base):

@@ -3,10 +3,9 @@
 A study registers the real folder and one folder per algorithm; every participant's trial plan is drawn on
 the server from the study seed and the participant id (so it is reproducible) and stored before the first
 trial.  Protocols: ``2afc`` (real and fake side by side, pix2pix / Zhang et al.), ``sequential`` (one
-after the other, the public AMT real-vs-fake code), ``single`` (one image, real or fake 50/50), and HYPE's
-two variants (Zhou et al., NeurIPS 2019; see :mod:`p2p_eval.study.hype`): ``hype-time`` (one image, real or
-fake 50/50, shown for an exposure that adaptive staircases choose trial by trial on the server, then a noise
-mask) and ``hype-inf`` (one image, real or fake 50/50, visible until the participant answers).
+after the other, the public AMT real-vs-fake code), and one image, real or fake 50/50: ``single``, and HYPE's
+(Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`) ``hype-time`` (shown for an exposure that staircases
+choose on the server, then a noise mask) and ``hype-inf`` (visible until the participant answers).
 Practice trials come first (feedback, excluded from results); vigilance trials (a real image against an
 obviously broken one, or a broken image alone for ``single``) are mixed into the test block.
 
@@ -30,17 +29,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from p2p_eval.errors import UserError, require_dir, require_file
+from p2p_eval.study import PROTOCOLS, SINGLE_IMAGE
 from p2p_eval.study.hype import HypeTimeParams, assign_staircases
 from p2p_eval.study.images import DEFAULT_QUALITY, DEFAULT_SIZE, Processing, require_decodable
 from p2p_eval.study.models import Algorithm, Image, Study
 from p2p_eval.study.store import session_factory
 
-PROTOCOLS = ("2afc", "sequential", "single", "hype-time", "hype-inf")
-SINGLE_IMAGE = ("single", "hype-time", "hype-inf")  # one image per trial, answered "real" / "fake"
 HYPE_KEYS = ("exposures_ms", "staircases", "staircase_order", "start_ms", "staircase_down", "mask_ms")
 QUESTIONS = ("fake", "real")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclasses.dataclass
@@ -167,15 +164,13 @@ def parse_fake(items: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def _sort_key(path: Path) -> tuple:
-    """Natural order of file names (2.png before 10.png), as p2p_eval.imageio.natural_key."""
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path.name))
-
-
 def list_folder(folder: str | Path, what: str) -> list[Path]:
-    """Absolute image paths directly inside ``folder`` (natural order); UserError when there are none."""
+    """Absolute image paths directly inside ``folder`` (natural order, :func:`p2p_eval.imageio.list_images`);
+    UserError when there are none."""
+    from p2p_eval.imageio import IMAGE_SUFFIXES, list_images  # imports torch: only when a study is created
+
     root = require_dir(folder, what).resolve()
-    files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_sort_key)
+    files = list_images(root, what)
     if not files:
         raise UserError(f"{what} {root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -210,10 +205,8 @@ def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, l
 
 
 def processing_of(study: Study) -> Processing:
-    """How ``study`` serves its images (studies made before the option existed: PNG)."""
-    if not study.same_processing:
-        return Processing()
-    return Processing(size=study.serve_size or DEFAULT_SIZE, quality=study.jpeg_quality or DEFAULT_QUALITY)
+    """How ``study`` serves its images."""
+    return Processing(size=study.serve_size, quality=study.jpeg_quality) if study.same_processing else Processing()
 
 
 def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None) -> tuple[Study, str]:

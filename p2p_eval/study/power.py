@@ -1,23 +1,14 @@
 """How many participants a real-vs-fake study needs, by simulation (``p2p-eval study power``).
 
-The model of a study (one algorithm per session, as pix2pix section 4.1): each algorithm has its own group
-of ``participants``; participant i's own fooling probability is drawn from a Beta distribution whose mean is
-the algorithm's rate and whose standard deviation is ``sd_between`` **on the probability scale** (the same
-draw as ``study simulate --sd-between``); the participant answers ``trials`` test trials, so their count
-of fakes judged real is Binomial(trials, p_i).
-
-Each simulated study is analysed exactly as ``study report`` analyses a real one
-(:mod:`p2p_eval.study.analysis`): the mean of per-participant rates and the 95% percentile interval of
-the two-level bootstrap (participants, then their trials; :func:`~p2p_eval.study.analysis.two_level_bootstrap_many`,
-the vectorised form of the report's bootstrap); the difference of two algorithms is the difference of their
-independent replicates, as in the report's pairwise line.  Over ``sims`` simulated studies per participant
-count this gives:
-
-- the expected CI half-width of each algorithm's rate (mean of (hi - lo) / 2) and the CI's coverage of the
-  true rate;
-- the power to tell two algorithms apart: the share of studies whose difference CI excludes 0.
-
-The Monte-Carlo standard error of a power estimate is sqrt(power (1 - power) / sims).
+The model (one algorithm per session, as pix2pix section 4.1): each algorithm has its own ``participants``;
+participant i's fooling probability is drawn from a Beta distribution with the algorithm's rate as mean and
+``sd_between`` as standard deviation on the probability scale (as ``study simulate --sd-between``), and their
+count of fakes judged real over ``trials`` test trials is Binomial(trials, p_i).  Each simulated study is
+analysed as ``study report`` analyses a real one (:mod:`p2p_eval.study.analysis`: mean of per-participant
+rates, 95% percentile interval of the two-level bootstrap, differences of independent replicates).  Over
+``sims`` studies per participant count this gives each algorithm's expected CI half-width and the CI's
+coverage of the true rate, and each pair's power: the share of studies whose difference CI excludes 0 (its
+Monte-Carlo standard error is sqrt(power (1 - power) / sims)).
 """
 
 from __future__ import annotations
@@ -32,7 +23,7 @@ import numpy as np
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import two_level_bootstrap_many
-from p2p_eval.study.simulate import beta_params, check_rate, draw_rates
+from p2p_eval.study.simulate import beta_params, check_rate, draw_rates, parse_rates
 
 TARGET_POWER = 0.8
 CHUNK_ELEMENTS = 4_000_000  # bootstrap draws held in memory at once (x 8 bytes, a few arrays)
@@ -77,31 +68,18 @@ class PowerResult:
                 for alg in self.fooling}
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["power_target"] = TARGET_POWER
-        out["needed_for_power"] = self.needed_for_power()
-        out["needed_for_half_width"] = self.needed_for_half_width()
-        out["model"] = ("participants' rates ~ Beta(mean = fooling, sd = sd_between), probability scale; "
-                        "k ~ Binomial(trials, rate); 95% two-level percentile bootstrap as in `study report`; "
-                        "power = share of simulated studies whose difference CI excludes 0")
-        return out
+        return {**dataclasses.asdict(self), "power_target": TARGET_POWER, "needed_for_power": self.needed_for_power(),
+                "needed_for_half_width": self.needed_for_half_width(),
+                "model": "participants' rates ~ Beta(mean = fooling, sd = sd_between), probability scale; "
+                         "k ~ Binomial(trials, rate); 95% two-level percentile bootstrap as in `study report`; "
+                         "power = share of simulated studies whose difference CI excludes 0"}
 
 
 def parse_fooling(text: str) -> dict[str, float]:
-    """``"0.06,0.19"`` (named by value) or ``"l1=0.06,l1_cgan=0.19"`` -> {name: rate}; UserError otherwise."""
-    out: dict[str, float] = {}
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        name, sep, value = item.rpartition("=")
-        name = name.strip() if sep else value.strip()
-        try:
-            rate = float(value)
-        except ValueError:
-            raise UserError(f"--fooling {item!r}: {value!r} is not a number (write 0.06,0.19 or l1=0.06,l1_cgan=0.19)") from None
-        if name in out:
-            raise UserError(f"--fooling: {name} given twice")
-        out[name] = check_rate(rate, f"--fooling {name}")
+    """``"0.06,0.19"`` (each rate named by its value) or ``"l1=0.06,l1_cgan=0.19"`` -> {name: rate}; UserError
+    otherwise."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    out = parse_rates(",".join(t if "=" in t else f"{t}={t}" for t in items), "--fooling")
     if not out:
         raise UserError("--fooling: give at least one rate, e.g. --fooling 0.06,0.19")
     return out

@@ -8,18 +8,13 @@ Every page carries a Content-Security-Policy that forbids inline scripts, so use
 Every API answer, images included, is ``Cache-Control: no-store``: a trial's images are served only while
 the trial is open, and a second request for one of them is counted as a re-view.
 
-Speed: the participant's requests are short transactions.  On SQLite they run on the event loop itself
-whenever this process's writer lock is free (it always is with one server process): SQLite serialises its
-writers anyway, and handing each transaction to a thread cost more than the transaction (the hand-over and
-the GIL's switching between two busy threads; ``benchmarks/perf/study_load.py``).  When the lock is taken (an
-admin export, another worker process) the request waits for it on a database thread instead, never on the
-event loop and never in SQLite's busy handler, which would give the tail of a lock convoy.  A server database
-gets a small pool of threads (:data:`DB_THREADS`).  The trial, image and answer requests use SQLAlchemy Core
-with the studies' fixed settings cached per process (:class:`p2p_eval.study.service.Catalog`), and every
-served image is encoded once (:mod:`p2p_eval.study.images`), outside any transaction.  On PostgreSQL their
-fixed statements go through psycopg's own cursor, and the trial and image requests (one write each) run in
-autocommit (:mod:`p2p_eval.study.driver`): 20-36% less server CPU per answer than through SQLAlchemy in
-two A/B runs of ``benchmarks/perf/study_load.py`` against 899ae5e.
+Each participant request is one short SQLAlchemy Core transaction (:mod:`p2p_eval.study.service`), run by
+:class:`Database`, one at a time per server process (:class:`WriterLock`).  On SQLite it runs on the event
+loop itself whenever the lock is free (it always is with one server process): SQLite serialises its writers
+anyway, and handing each transaction to a thread cost more than the transaction.  Otherwise (the lock taken
+by an admin export or another worker process; a server database, whose round trips must not hold up the
+event loop) it runs on the process's database thread.  Served images are encoded once
+(:mod:`p2p_eval.study.images`), outside any transaction.
 """
 
 from __future__ import annotations
@@ -32,278 +27,268 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session as DB
+from starlette.concurrency import run_in_threadpool
 
 from p2p_eval.errors import UserError
-from p2p_eval.study import driver, service
+from p2p_eval.study import service
 from p2p_eval.study.images import cached, render
 from p2p_eval.study.models import Algorithm, Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study, token_hash
-from p2p_eval.study.store import make_engine, session_factory
+from p2p_eval.study.store import make_engine, parse_url, sqlite_file
 
 STATIC = Path(__file__).parent / "static"
-DB_THREADS = 4  # database threads for a server database (more only add switching between threads); SQLite gets one
 CSP = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors *; form-action *"
+router = APIRouter()
 
 
 def auto_workers(dialect: str) -> int:
     """``study serve --workers auto`` for a database of SQLAlchemy dialect ``dialect``: one process on SQLite
-    (more take turns at the file; one was faster: 658 vs 421 answers/s in ``reports/bench.md``), two on a
-    server database (PostgreSQL: 431 vs 375 answers/s there, the load generator on the same 2 cores), never
-    more than the machine's CPUs."""
-    if dialect == "sqlite":
-        return 1
-    return max(1, min(2, os.cpu_count() or 1))
+    (more take turns at the file; one was faster in ``reports/bench.md``), two on a server database
+    (PostgreSQL: more answers/s than one there, the load generator on the same 2 cores), never more than the
+    machine's CPUs."""
+    return 1 if dialect == "sqlite" else max(1, min(2, os.cpu_count() or 1))
+
+
+class Database:
+    """Runs the app's calls on its database (see the module docstring for where each runs)."""
+
+    def __init__(self, engine: Engine, server_token: str | None) -> None:
+        self.engine, self.server_token = engine, server_token
+        self.catalog = service.Catalog()
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.writer = WriterLock.for_engine(engine)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="study-db")
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(connection, catalog, *args)`` in one transaction; a refusal as its JSON response."""
+        if self.sqlite and self.writer.acquire(blocking=False):
+            try:
+                return self._transaction(fn, args)
+            finally:
+                self.writer.release()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._locked, self._transaction, fn, args)
+
+    async def job(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Blocking work that opens its own connections (study creation, export), under the writer lock, in a thread."""
+        return await run_in_threadpool(self._locked, fn, *args)
+
+    def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self.writer.held():
+            return fn(*args)
+
+    def _transaction(self, fn: Callable[..., Any], args: tuple) -> Any:
+        """A transaction that failed because the database dropped its connection (a server restart: pooled
+        connections are not pinged before use, which would cost a round trip per request) rolled back; it
+        runs once more, on a new connection."""
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn, self.catalog, *args)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+            except service.Rejected as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+            except UserError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=400)
+        raise AssertionError("unreachable")
 
 
 def create_app(db: str | Engine, admin_token: str | None = None) -> FastAPI:
     """The app over database URL (or engine) ``db``; ``admin_token`` enables study creation over HTTP."""
     engine = make_engine(db) if isinstance(db, str) else db
-    factory = session_factory(engine)
-    server_token = admin_token or os.environ.get("P2P_STUDY_ADMIN_TOKEN") or None
-    sqlite = engine.dialect.name == "sqlite"
-    executor = ThreadPoolExecutor(max_workers=1 if sqlite else DB_THREADS, thread_name_prefix="study-db")
-    catalog = service.Catalog()
-    held = driver.ThreadConnections(engine, driver.Statements(engine, service.HOT_STATEMENTS)) \
-        if driver.supports(engine) else None
-    app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None,
-                  on_startup=[] if sqlite else [partial(_open_connections, engine, executor)],
-                  on_shutdown=[partial(_shut_down, executor, held)])
-    app.state.engine = engine
-    app.state.catalog = catalog
-
-    writer = WriterLock.for_engine(engine)
-
-    @contextmanager
-    def transaction() -> Iterator[DB]:
-        with writer.held(), factory() as db, db.begin():
-            yield db
-
-    def call(fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(db, *args)`` in one ORM transaction (the writer lock held by the caller); a refusal as its JSON response."""
-
-        def once() -> Any:
-            with factory() as db, db.begin():
-                return fn(db, *args)
-
-        return _answered(once)
-
-    def core(fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(connection, catalog, *args)`` in one Core transaction (the writer lock held by the caller); a
-        refusal as its JSON response.  On PostgreSQL on the database thread's own connection, as the hot
-        requests: a burst of arrivals then opens no new connection."""
-
-        def once() -> Any:
-            if held is not None:
-                with held.transaction() as fast:
-                    return fn(fast.sqlalchemy, catalog, *args)
-            with engine.begin() as conn:
-                return fn(conn, catalog, *args)
-
-        return _answered(once)
-
-    def hot(fn: Callable[..., Any], *args: Any, autocommit: bool = False) -> Any:
-        """:func:`core` for the participant's hot requests: on PostgreSQL their fixed statements go through
-        psycopg on the database thread's own connection (:mod:`p2p_eval.study.driver`), and with ``autocommit``
-        (requests that write one statement) without ``BEGIN`` and ``COMMIT``."""
-        if held is None:
-            return core(fn, *args)
-
-        def once() -> Any:
-            with held.transaction(autocommit) as conn:
-                return fn(conn, catalog, *args)
-
-        return _answered(once)
-
-    def locked(run: Callable[..., Any], *args: Any) -> Any:
-        with writer.held():
-            return run(*args)
-
-    async def db_job(run: Callable[..., Any], *args: Any) -> Any:
-        """``run`` (:func:`call` or :func:`core`) with ``args``: on the event loop when SQLite's writer lock
-        is free at once, else on a database thread (which waits for the lock)."""
-        if sqlite and writer.try_acquire():
-            try:
-                return run(*args)
-            finally:
-                writer.release()
-        return await asyncio.get_running_loop().run_in_executor(executor, locked, run, *args)
-
-    def answer_json(found: Any) -> Response:
-        return found if isinstance(found, Response) else JSONResponse(found)
-
+    database = Database(engine, admin_token or os.environ.get("P2P_STUDY_ADMIN_TOKEN") or None)
+    app = FastAPI(title="p2p-eval perceptual study", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine, app.state.db = engine, database
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    def root() -> Response:
-        return Response("p2p-eval perceptual study server: participants open /s/STUDY_NAME\n", media_type="text/plain")
-
-    @app.get("/s/{name}", include_in_schema=False)
-    def page(name: str) -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/api/studies/{name}")
-    async def info(name: str) -> Any:
-        return await db_job(call, service.study_info, name)
-
-    async def arrival(request: Request) -> service.Arrival | Response:
-        body = await _json(request)
-        if isinstance(body, Response):
-            return body
-        fields = {k: body.get(k) for k in service.Arrival.__dataclass_fields__}
-        for key in ("screen_w", "screen_h"):
-            fields[key] = fields[key] if isinstance(fields[key], int) and not isinstance(fields[key], bool) else None
-        for key, value in fields.items():
-            if key not in ("screen_w", "screen_h") and value is not None and not isinstance(value, str):
-                return JSONResponse({"detail": f"{key} must be a string"}, status_code=422)
-        fields["user_agent"] = request.headers.get("user-agent")
-        return service.Arrival(**fields)
-
-    async def on_arrival(name: str, request: Request, action: Any) -> Any:
-        """Parse the participant's arrival, then run ``action`` on (name, arrival) through ``core``."""
-        found = await arrival(request)
-        if isinstance(found, Response):
-            return found
-        return await db_job(core, action, name, found)
-
-    @app.post("/api/studies/{name}/check")
-    async def check(name: str, request: Request) -> Any:
-        return await on_arrival(name, request, service.check_arrival)
-
-    @app.post("/api/studies/{name}/sessions")
-    async def start(name: str, request: Request) -> Any:
-        return await on_arrival(name, request, service.open_session)
-
-    async def trial(request: Request) -> Response:
-        """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one.
-        Its images are encoded (once, outside the transaction) before the trial is opened."""
-        token = request.path_params["token"]
-        try:
-            index = int(request.path_params["index"])
-        except ValueError:
-            return JSONResponse({"detail": "the trial index must be an integer"}, status_code=422)
-        while True:
-            found = await db_job(partial(hot, autocommit=True), service.open_trial, token, index, _ready)
-            if not isinstance(found, service.TrialFiles):
-                return answer_json(found)
-            try:
-                for path, broken in found.files:
-                    await run_in_threadpool(render, path, broken, found.processing)
-            except UserError as exc:
-                moved = await db_job(call, service.skip_trial, token, index, str(exc))
-                if isinstance(moved, Response) or moved["done"]:
-                    return answer_json(moved)
-                index = moved["next_index"]
-
-    async def image(request: Request) -> Response:
-        found = await db_job(partial(hot, autocommit=True), service.fetch_image, request.path_params["token"],
-                             request.path_params["image_token"])
-        if isinstance(found, Response):
-            return found
-        try:
-            data = cached(*found)
-            if data is None:
-                data = await run_in_threadpool(render, *found)
-        except UserError:
-            return JSONResponse({"detail": "image unavailable: fetch the trial again"}, status_code=410)
-        return Response(data, media_type=found[2].media_type, headers={"Cache-Control": "no-store"})
-
-    async def answer(request: Request) -> Response:
-        body = await _json(request)
-        if isinstance(body, Response):
-            return body
-        return answer_json(await db_job(hot, service.store_answer, request.path_params["token"], body))
-
-    app.add_route("/api/s/{token}/trial/{index}", trial, methods=["GET"])
-    app.add_route("/api/s/{token}/img/{image_token}", image, methods=["GET"])
-    app.add_route("/api/s/{token}/answer", answer, methods=["POST"])
-
-    def authorized(request: Request, study: Study | None) -> Response | None:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            return JSONResponse({"detail": "admin token required (Authorization: Bearer TOKEN)"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
-        ok = server_token is not None and hmac.compare_digest(given.encode(), server_token.encode())
-        if study is not None:
-            ok = ok or hmac.compare_digest(token_hash(given), study.token_sha256)
-        return None if ok else JSONResponse({"detail": "wrong admin token"}, status_code=403)
-
-    @app.post("/api/admin/studies")
-    async def admin_create(request: Request) -> Any:
-        denied = authorized(request, None)
-        if denied is not None:
-            return denied
-        body = await _json(request)
-        if isinstance(body, Response):
-            return body
-        try:
-            spec, notes = StudySpec(**body), []
-            study, token = await _threaded(locked, create_study, engine, spec, notes)
-        except TypeError as exc:
-            return JSONResponse({"detail": f"bad study fields: {exc}"}, status_code=422)
-        except UserError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=400)
-        return {"name": study.name, "admin_token": token, "participant_path": f"/s/{study.name}", "notes": notes}
-
-    def admin_study(request: Request, name: str) -> tuple[Study | None, Response | None]:
-        with transaction() as db:
-            study = db.scalar(select(Study).where(Study.name == name))
-        denied = authorized(request, study)
-        if denied is not None:
-            return None, denied
-        if study is None:
-            return None, JSONResponse({"detail": "no such study"}, status_code=404)
-        return study, None
-
-    @app.get("/api/admin/studies/{name}/progress")
-    def progress(name: str, request: Request) -> Any:
-        study, denied = admin_study(request, name)
-        if denied is not None:
-            return denied
-        with transaction() as db:
-            rows = db.execute(
-                select(Algorithm.name, func.count(Session.id), func.count(Session.completed_at))
-                .join(Session, Session.algorithm_id == Algorithm.id, isouter=True)
-                .where(Algorithm.study_id == study.id).group_by(Algorithm.name)).all()
-            answers = db.scalar(select(func.count(Trial.id)).join(Session, Trial.session_id == Session.id)
-                                .where(Session.study_id == study.id, Trial.answer.is_not(None)))
-        return {"study": study.name, "answers": answers,
-                "algorithms": {alg: {"sessions": n, "completed": c} for alg, n, c in rows}}
-
-    @app.get("/api/admin/studies/{name}/export")
-    def export(name: str, request: Request, format: str = "csv") -> Any:  # noqa: A002 - query parameter name
-        from p2p_eval.study.analysis import analyse, trials_frame
-
-        study, denied = admin_study(request, name)
-        if denied is not None:
-            return denied
-        if format not in ("csv", "json"):
-            return JSONResponse({"detail": "format must be csv or json"}, status_code=422)
-        with writer.held():  # every transaction of this process on an SQLite file holds the writer lock
-            if format == "json":
-                return analyse(engine, study.name)
-            frame = trials_frame(engine, study.name)
-        csv = frame.to_csv(index=False)
-        return Response(csv, media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{study.name}_trials.csv"'})
-
-    @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> RedirectResponse:
-        return RedirectResponse("/static/favicon.svg")
-
+    app.include_router(router)
     return app
+
+
+def _answer_json(found: Any) -> Response:
+    return found if isinstance(found, Response) else JSONResponse(found)
+
+
+@router.get("/", include_in_schema=False)
+def root() -> Response:
+    return Response("p2p-eval perceptual study server: participants open /s/STUDY_NAME\n", media_type="text/plain")
+
+
+@router.get("/s/{name}", include_in_schema=False)
+def page(name: str) -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> RedirectResponse:
+    return RedirectResponse("/static/favicon.svg")
+
+
+@router.get("/api/studies/{name}")
+async def info(name: str, request: Request) -> Any:
+    return await request.app.state.db.run(service.study_info, name)
+
+
+async def _arrival(request: Request) -> service.Arrival | Response:
+    """The participant's arrival from the request body (and its User-Agent), or a 422 response."""
+    body = await _json(request)
+    if isinstance(body, Response):
+        return body
+    fields = {k: body.get(k) for k in service.Arrival.__dataclass_fields__}
+    for key in ("screen_w", "screen_h"):
+        fields[key] = fields[key] if isinstance(fields[key], int) and not isinstance(fields[key], bool) else None
+    for key, value in fields.items():
+        if key not in ("screen_w", "screen_h") and value is not None and not isinstance(value, str):
+            return JSONResponse({"detail": f"{key} must be a string"}, status_code=422)
+    fields["user_agent"] = request.headers.get("user-agent")
+    return service.Arrival(**fields)
+
+
+@router.post("/api/studies/{name}/check")
+async def check(name: str, request: Request) -> Any:
+    found = await _arrival(request)
+    return found if isinstance(found, Response) else await request.app.state.db.run(service.check_arrival, name, found)
+
+
+@router.post("/api/studies/{name}/sessions")
+async def start(name: str, request: Request) -> Any:
+    found = await _arrival(request)
+    return found if isinstance(found, Response) else await request.app.state.db.run(service.open_session, name, found)
+
+
+async def trial(request: Request) -> Response:
+    """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one.
+    Its images are encoded (once, outside the transaction) before the trial is opened."""
+    db, token = request.app.state.db, request.path_params["token"]
+    try:
+        index = int(request.path_params["index"])
+    except ValueError:
+        return JSONResponse({"detail": "the trial index must be an integer"}, status_code=422)
+    while True:
+        found = await db.run(service.open_trial, token, index, _ready)
+        if not isinstance(found, service.TrialFiles):
+            return _answer_json(found)
+        try:
+            for path, broken in found.files:
+                await run_in_threadpool(render, path, broken, found.processing)
+        except UserError as exc:
+            moved = await db.run(service.skip_trial, token, index, str(exc))
+            if isinstance(moved, Response) or moved["done"]:
+                return _answer_json(moved)
+            index = moved["next_index"]
+
+
+async def image(request: Request) -> Response:
+    found = await request.app.state.db.run(service.fetch_image, request.path_params["token"],
+                                   request.path_params["image_token"])
+    if isinstance(found, Response):
+        return found
+    try:
+        data = cached(*found) or await run_in_threadpool(render, *found)
+    except UserError:
+        return JSONResponse({"detail": "image unavailable: fetch the trial again"}, status_code=410)
+    return Response(data, media_type=found[2].media_type, headers={"Cache-Control": "no-store"})
+
+
+async def answer(request: Request) -> Response:
+    body = await _json(request)
+    if isinstance(body, Response):
+        return body
+    return _answer_json(await request.app.state.db.run(service.store_answer, request.path_params["token"], body))
+
+
+router.add_route("/api/s/{token}/trial/{index}", trial, methods=["GET"])
+router.add_route("/api/s/{token}/img/{image_token}", image, methods=["GET"])
+router.add_route("/api/s/{token}/answer", answer, methods=["POST"])
+
+
+def _authorized(request: Request, study: Any) -> Response | None:
+    """None when the request carries the server token or ``study``'s admin token, else its 401 / 403."""
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return JSONResponse({"detail": "admin token required (Authorization: Bearer TOKEN)"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+    server_token = request.app.state.db.server_token
+    ok = server_token is not None and hmac.compare_digest(given.encode(), server_token.encode())
+    if study is not None:
+        ok = ok or hmac.compare_digest(token_hash(given), study.token_sha256)
+    return None if ok else JSONResponse({"detail": "wrong admin token"}, status_code=403)
+
+
+@router.post("/api/admin/studies")
+async def admin_create(request: Request) -> Any:
+    denied = _authorized(request, None)
+    if denied is not None:
+        return denied
+    body = await _json(request)
+    if isinstance(body, Response):
+        return body
+    try:
+        spec, notes = StudySpec(**body), []
+        study, token = await request.app.state.db.job(create_study, request.app.state.engine, spec, notes)
+    except TypeError as exc:
+        return JSONResponse({"detail": f"bad study fields: {exc}"}, status_code=422)
+    except UserError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+    return {"name": study.name, "admin_token": token, "participant_path": f"/s/{study.name}", "notes": notes}
+
+
+def _progress(conn: Any, _catalog: Any, name: str) -> tuple[Any, dict[str, Any] | None]:
+    """(study row or None, its progress: answers, sessions and completed sessions per algorithm)."""
+    study = conn.execute(select(Study.__table__).where(Study.name == name)).first()
+    if study is None:
+        return None, None
+    rows = conn.execute(select(Algorithm.name, func.count(Session.id), func.count(Session.completed_at))
+                        .join(Session, Session.algorithm_id == Algorithm.id, isouter=True)
+                        .where(Algorithm.study_id == study.id).group_by(Algorithm.name)).all()
+    answers = conn.scalar(select(func.count(Trial.id)).join(Session, Trial.session_id == Session.id)
+                          .where(Session.study_id == study.id, Trial.answer.is_not(None)))
+    return study, {"study": study.name, "answers": answers,
+                   "algorithms": {alg: {"sessions": n, "completed": c} for alg, n, c in rows}}
+
+
+async def _admin_study(request: Request, name: str) -> tuple[Any, Any]:
+    """(study row, its progress), or (None, the refusal: 401 / 403 / 404)."""
+    study, progress = await request.app.state.db.run(_progress, name)
+    denied = _authorized(request, study)
+    if denied is not None:
+        return None, denied
+    if study is None:
+        return None, JSONResponse({"detail": "no such study"}, status_code=404)
+    return study, progress
+
+
+@router.get("/api/admin/studies/{name}/progress")
+async def progress(name: str, request: Request) -> Any:
+    return (await _admin_study(request, name))[1]
+
+
+@router.get("/api/admin/studies/{name}/export")
+async def export(name: str, request: Request, format: str = "csv") -> Any:  # noqa: A002 - query parameter name
+    from p2p_eval.study.analysis import analyse, trials_frame
+
+    study, denied = await _admin_study(request, name)
+    if study is None:
+        return denied
+    if format not in ("csv", "json"):
+        return JSONResponse({"detail": "format must be csv or json"}, status_code=422)
+    engine = request.app.state.engine
+    if format == "json":
+        return await request.app.state.db.job(analyse, engine, study.name)
+    frame = await request.app.state.db.job(trials_frame, engine, study.name)
+    return Response(frame.to_csv(index=False), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{study.name}_trials.csv"'})
 
 
 class SecurityHeaders:
@@ -331,49 +316,6 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _shut_down(executor: ThreadPoolExecutor, held: driver.ThreadConnections | None) -> None:
-    """Stop the database threads; their connections go back to the pool.  The server (uvicorn) has let every
-    request finish by now, so the threads are idle."""
-    executor.shutdown(wait=held is not None)
-    if held is not None:
-        held.close()
-
-
-async def _open_connections(engine: Engine, executor: ThreadPoolExecutor) -> None:
-    """Open one pooled connection per database thread before the first participant arrives (a server
-    database), so that no participant's request waits for a connection to be set up.  Best effort: a database
-    that cannot be reached now is reported by the requests that need it."""
-    gate = threading.Barrier(DB_THREADS, timeout=30)
-
-    def hold_one() -> None:
-        try:
-            with engine.connect() as conn:
-                conn.execute(select(1))
-                gate.wait()  # all threads hold a connection at once: the pool keeps DB_THREADS of them
-        except (DBAPIError, threading.BrokenBarrierError):
-            gate.abort()
-
-    loop = asyncio.get_running_loop()
-    await asyncio.gather(*(loop.run_in_executor(executor, hold_one) for _ in range(DB_THREADS)))
-
-
-def _answered(transaction: Callable[[], Any]) -> Any:
-    """Run ``transaction``; a refusal as its JSON response.  A transaction that failed because the database
-    dropped its connection (a server restart: pooled connections are not pinged before use, which would
-    cost a round trip per request) rolled back; it runs once more, on a new connection."""
-    for attempt in (1, 2):
-        try:
-            return transaction()
-        except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
-        except service.Rejected as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-        except UserError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=400)
-    raise AssertionError("unreachable")
-
-
 async def _json(request: Request) -> dict[str, Any] | Response:
     """The request's JSON object body, or a 422 response."""
     try:
@@ -385,15 +327,11 @@ async def _json(request: Request) -> dict[str, Any] | Response:
     return body
 
 
-async def _threaded(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking work in the thread pool."""
-    return await run_in_threadpool(fn, *args)
-
-
 class WriterLock:
-    """Serialises this server's transactions on an SQLite file: a thread lock within the process, and across
-    its worker processes ``flock`` on ``FILE-p2plock`` (a waiting process is woken when the lock is free, where
-    SQLite's own busy handler would poll with sleeps of up to 100 ms).  Does nothing for other databases."""
+    """Serialises this server process's transactions: a thread lock (on PostgreSQL too, where one transaction at
+    a time per process gave a shorter latency tail than concurrent ones in ``benchmarks/perf/study_load.py``),
+    and on an SQLite file across worker processes ``flock`` on ``FILE-p2plock`` (a waiting process is woken when
+    the lock is free, where SQLite's own busy handler would poll with sleeps of up to 100 ms)."""
 
     def __init__(self, path: Path | None) -> None:
         self._thread = threading.Lock()
@@ -401,21 +339,19 @@ class WriterLock:
 
     @classmethod
     def for_engine(cls, engine: Engine) -> WriterLock:
-        from p2p_eval.study.store import _parse, _sqlite_file
-
-        file = _sqlite_file(_parse(engine.url.render_as_string(hide_password=False)))
+        file = sqlite_file(parse_url(engine.url.render_as_string(hide_password=False)))
         return cls(None if file is None else Path(f"{file}-p2plock"))
 
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free now; True when taken."""
-        if not self._thread.acquire(blocking=False):
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock, waiting for it when ``blocking``; True when taken."""
+        if not self._thread.acquire(blocking):
             return False
-        if self._fd is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._thread.release()
-                return False
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            self._thread.release()
+            return False
         return True
 
     def release(self) -> None:
@@ -426,14 +362,11 @@ class WriterLock:
     @contextmanager
     def held(self) -> Iterator[None]:
         """The lock, waited for."""
-        with self._thread:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if self._fd is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
 
 def _ready(path: Path, broken: bool, processing: Any) -> bool:

@@ -15,6 +15,11 @@
   answers already stored for the trial's staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored with
   the trial; a reload reopens the same trial with the same exposure, and a resumed session continues every
   staircase exactly where it stood.
+
+Every function takes a SQLAlchemy Core connection inside the request's transaction and a :class:`Catalog`:
+a study's settings and an image's file are fixed when the study is created, so they are read once per
+server process; what changes (a session's position, a trial's answer and counters) is read and written in
+one short transaction per request.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DB
 
 from p2p_eval.study.hype import HypeTimeParams, next_exposure
 from p2p_eval.study.images import Processing
@@ -79,100 +84,17 @@ class Arrival:
         return "anon", f"anon:{anon}", anon
 
 
-def _study(db: DB, name: str) -> Study:
-    study = db.scalar(select(Study).where(Study.name == name))
-    if study is None:
-        raise Rejected(404, "no such study")
-    return study
-
-
-def study_info(db: DB, name: str) -> dict[str, Any]:
-    """What the participant page needs before a session exists (no algorithm names)."""
-    study = _study(db, name)
-    mask = HypeTimeParams.from_json(study.protocol_params).mask_ms if study.protocol == "hype-time" else 0
-    return {"name": study.name, "protocol": study.protocol, "question": study.question,
-            "display_ms": study.display_ms, "mask_ms": mask, "practice": study.practice,
-            "total": study.practice + study.trials + study.vigilance}
-
-
-def _state(study: Study, s: Session, shown_id: str, resumed: bool = False) -> dict[str, Any]:
+def _state(study: StudyView, s: Any, shown_id: str, resumed: bool = False) -> dict[str, Any]:
+    """The session's reply to an arrival (``s``: a session row)."""
     done = s.next_index >= s.total
     return {"session": s.token, "participant": shown_id, "source": s.source, "protocol": study.protocol,
             "question": study.question, "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
             "next_index": s.next_index, "done": done, "resumed": resumed and 0 < s.next_index < s.total,
             "completion_code": s.completion_code if done else None,
-            "redirect_url": _redirect(study, s) if done else None}
+            "redirect_url": study.redirect(s.completion_code) if done else None}
 
 
-def _redirect(study: Study, s: Session) -> str | None:
-    if not study.redirect_url:
-        return None
-    return study.redirect_url.replace("{code}", s.completion_code)
-
-
-def check_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Before the instructions: ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the progress of the
-    participant's existing session; raises Rejected (409) for a second session of the same participant.
-    Creates nothing."""
-    _, participant, shown = arrival.identity()
-    study = _study(db, name)
-    if arrival.anon_id is None and not arrival.workerId and not arrival.PROLIFIC_PID:
-        return {"status": "new"}
-    existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
-    if existing is None:
-        return {"status": "new"}
-    state = _resume(study, existing, arrival, shown)
-    return {"status": "done" if state["done"] else "resume", "next_index": state["next_index"],
-            "total": state["total"], "practice": study.practice}
-
-
-def start_session(db: DB, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Create the participant's session (plan stored in the same transaction) or resume it."""
-    source, participant, shown = arrival.identity()
-    study = _study(db, name)
-    existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
-    if existing is not None:
-        return _resume(study, existing, arrival, shown)
-    db.scalar(select(Study.id).where(Study.id == study.id).with_for_update())  # serialise assignment (PostgreSQL)
-    counts = dict(db.execute(select(Session.algorithm_id, func.count()).where(Session.study_id == study.id)
-                             .group_by(Session.algorithm_id)).all())
-    algorithm = min(study.algorithms, key=lambda a: (counts.get(a.id, 0), a.id))
-    real = {stem: i for i, stem in db.execute(select(Image.id, Image.stem).where(
-        Image.study_id == study.id, Image.algorithm_id.is_(None))).all()}
-    fake = {stem: i for i, stem in db.execute(select(Image.id, Image.stem).where(
-        Image.algorithm_id == algorithm.id)).all()}
-    plan = draw_plan(study, real, fake, participant)
-    session = Session(study_id=study.id, algorithm_id=algorithm.id, participant=participant, source=source,
-                      assignment_id=arrival.assignmentId, hit_id=arrival.hitId, external_study_id=arrival.STUDY_ID,
-                      external_session_id=arrival.SESSION_ID, token=secrets.token_urlsafe(32),
-                      completion_code=secrets.token_hex(6).upper(), total=len(plan), next_index=0,
-                      user_agent=(arrival.user_agent or "")[:500] or None, screen_w=arrival.screen_w,
-                      screen_h=arrival.screen_h)
-    try:
-        with db.begin_nested():
-            db.add(session)
-            db.flush()
-            # one multi-row INSERT (Core): the ORM's unit of work for a plan's rows took most of a start
-            db.connection().execute(insert(Trial.__table__), _plan_rows(session.id, plan))
-    except IntegrityError:  # the same participant arrived twice at once: the other request won
-        existing = db.scalar(select(Session).where(Session.study_id == study.id, Session.participant == participant))
-        if existing is None:
-            raise
-        return _resume(study, existing, arrival, shown)
-    return _state(study, session, shown)
-
-
-def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
-    """The trial rows of a session's plan, each image with a fresh random token (one multi-row INSERT)."""
-    return [{"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
-             "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
-             "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
-             "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase, "views": 0,
-             "fetches1": 0, "fetches2": 0}
-            for i, t in enumerate(plan)]
-
-
-def _resume(study: Study, s: Session, arrival: Arrival, shown: str) -> dict[str, Any]:
+def _resume(study: StudyView, s: Any, arrival: Arrival, shown: str) -> dict[str, Any]:
     """A reload resumes; a new assignment / Prolific session by the same participant is refused."""
     if (s.source == "mturk" and s.assignment_id != arrival.assignmentId) or \
             (s.source == "prolific" and s.external_session_id != arrival.SESSION_ID):
@@ -180,11 +102,12 @@ def _resume(study: Study, s: Session, arrival: Arrival, shown: str) -> dict[str,
     return _state(study, s, shown, resumed=True)
 
 
-def _session(db: DB, token: str) -> Session:
-    s = db.scalar(select(Session).where(Session.token == token))
-    if s is None:
-        raise Rejected(404, "no such session")
-    return s
+def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
+    """The trial rows of a session's plan, each image with a fresh random token (one multi-row INSERT)."""
+    return [{"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
+             "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
+             "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
+             "fake_slot": t.fake_slot, "broken": t.broken, "staircase": t.staircase} for i, t in enumerate(plan)]
 
 
 @dataclass
@@ -196,105 +119,8 @@ class TrialFiles:
     processing: Processing
 
 
-def _next(db: DB, token: str, index: int) -> tuple[Session, Trial]:
-    s = _session(db, token)
-    if index != s.next_index:
-        raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
-    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == index))
-    if trial is None:
-        raise Rejected(404, "no such trial (the session is complete)")
-    return s, trial
-
-
-def trial_files(db: DB, token: str, index: int) -> TrialFiles:
-    """The image files of the next trial (read only)."""
-    s, trial = _next(db, token, index)
-    study = db.get(Study, s.study_id)
-    slots = [1, 2] if trial.img2_id is not None else [1]
-    return TrialFiles(index, [_file(db, trial, slot) for slot in slots], processing_of(study))
-
-
-def exposure_for(db: DB, study: Study, trial: Trial) -> int:
-    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest,
-    a test trial where its staircase stands after the answered test trials of the same staircase before it."""
-    params = HypeTimeParams.from_json(study.protocol_params)
-    if trial.kind == "practice":
-        return params.start_ms
-    if trial.kind != "main" or trial.staircase is None:
-        return params.exposures_ms[-1]
-    answers = db.scalars(select(Trial.correct).where(
-        Trial.session_id == trial.session_id, Trial.staircase == trial.staircase, Trial.kind == "main",
-        Trial.index < trial.index, Trial.answer.is_not(None)).order_by(Trial.index)).all()
-    return next_exposure(params, [bool(c) for c in answers])
-
-
-def get_trial(db: DB, token: str, index: int, base: str = "") -> dict[str, Any]:
-    """Open the next trial: its image URLs and how long to show them; only the next unanswered trial can be
-    fetched.  ``display_ms`` is None for ``hype-inf`` (the image stays until the answer); for ``hype-time`` it is
-    the staircase's exposure, chosen (and stored) when the trial is first opened, and ``mask_ms`` the mask's."""
-    s, trial = _next(db, token, index)
-    study = db.get(Study, s.study_id)
-    trial.views += 1
-    tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
-    display: int | None = study.display_ms
-    mask = 0
-    if study.protocol == "hype-time":
-        if trial.exposure_ms is None:
-            trial.exposure_ms = exposure_for(db, study, trial)
-        display, mask = trial.exposure_ms, HypeTimeParams.from_json(study.protocol_params).mask_ms
-    elif study.protocol == "hype-inf":
-        display = None
-    return {"index": index, "practice": trial.kind == "practice", "total": s.total, "done": False,
-            "images": [f"{base}/api/s/{token}/img/{t}" for t in tokens], "display_ms": display, "mask_ms": mask}
-
-
-def skip_trial(db: DB, token: str, index: int, reason: str) -> dict[str, Any]:
-    """Skip the next trial (the server cannot serve one of its images): store why and move on.
-
-    Returns the new position (``next_index``, ``done`` and, when done, the completion code and redirect)."""
-    s, trial = _next(db, token, index)
-    study = db.get(Study, s.study_id)
-    done = index + 1 >= s.total
-    swapped = db.execute(update(Session).where(Session.id == s.id, Session.next_index == index)
-                         .values(next_index=index + 1, completed_at=utcnow() if done else None)
-                         .execution_options(synchronize_session=False)).rowcount
-    if swapped != 1:  # a concurrent request moved on first
-        raise Rejected(409, f"trial {index} is not the next trial any more")
-    trial.skip_reason = reason[:1000]
-    return {"index": index, "skipped": True, "next_index": index + 1, "total": s.total, "done": done,
-            "completion_code": s.completion_code if done else None,
-            "redirect_url": _redirect(study, s) if done else None}
-
-
-def _file(db: DB, trial: Trial, slot: int) -> tuple[Path, bool]:
-    """(file, broken?) of ``slot`` of ``trial``; 404 when the stored path left its registered folder."""
-    image = db.get(Image, trial.img1_id if slot == 1 else trial.img2_id)
-    broken = trial.broken and slot == trial.fake_slot
-    folder = db.get(Study, image.study_id).real_dir if image.algorithm_id is None else db.get(Algorithm, image.algorithm_id).folder
-    path = Path(image.path).resolve()
-    if not path.is_relative_to(Path(folder).resolve()):
-        raise Rejected(404, "no such image")
-    return path, broken
-
-
-def image_file(db: DB, token: str, image_token: str) -> tuple[Path, bool, Processing]:
-    """(file, broken?, processing) of an image of the caller's open trial (served, not yet answered); 404 for
-    anything else.  Counts the request: a second request for the same image is a re-view."""
-    s = _session(db, token)
-    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == s.next_index,
-                                          or_(Trial.img1_token == image_token, Trial.img2_token == image_token)))
-    if trial is None or trial.answer is not None or trial.skip_reason is not None or not trial.views:
-        raise Rejected(404, "no such image (images are served only while their trial is open)")
-    slot = 1 if trial.img1_token == image_token else 2
-    column = Trial.fetches1 if slot == 1 else Trial.fetches2
-    db.execute(update(Trial).where(Trial.id == trial.id).values({column: column + 1})
-               .execution_options(synchronize_session=False))
-    path, broken = _file(db, trial, slot)
-    return path, broken, processing_of(db.get(Study, s.study_id))
-
-
-def _score(study: Study | StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
-    """(correct, judged_real) of an answer to ``trial`` (an ORM Trial or a Core row; only ``fake_slot`` is read).
+def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
+    """(correct, judged_real) of an answer to ``trial`` (only ``fake_slot`` is read).
 
     judged_real: the fake image was judged real (2afc / sequential), or the image was labelled real (single-image
     protocols)."""
@@ -306,20 +132,6 @@ def _score(study: Study | StudyView, trial: Any, answer: str) -> tuple[bool, boo
     return not judged_real, judged_real
 
 
-def _ack(study: Study, s: Session, trial: Trial) -> dict[str, Any]:
-    """The acknowledgement of an answered trial; a pure function of stored data (same on every retry)."""
-    done = trial.index + 1 >= s.total
-    ack: dict[str, Any] = {"index": trial.index, "answer": trial.answer, "accepted": True,
-                           "next_index": trial.index + 1, "done": done, "feedback": None,
-                           "completion_code": s.completion_code if done else None,
-                           "redirect_url": _redirect(study, s) if done else None}
-    if trial.kind == "practice":
-        single = study.protocol in SINGLE_IMAGE
-        truth = ("fake" if trial.fake_slot else "real") if single else trial.fake_slot
-        ack["feedback"] = {"correct": trial.correct, "truth" if single else "fake_slot": truth}
-    return ack
-
-
 def _timing(payload: dict[str, Any], key: str) -> float | None:
     value = payload.get(key)
     if value is None:
@@ -328,52 +140,6 @@ def _timing(payload: dict[str, Any], key: str) -> float | None:
         raise Rejected(422, f"{key} must be a finite number of milliseconds >= 0")
     return float(value)
 
-
-def answer(db: DB, token: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Store the answer to the next trial; idempotent for the same answer, 409 for anything out of turn."""
-    s = _session(db, token)
-    study = db.get(Study, s.study_id)
-    index, value = payload.get("index"), payload.get("answer")
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise Rejected(422, "index must be an integer")
-    valid = ("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")
-    if not isinstance(value, str) or value not in valid:
-        raise Rejected(422, f"answer must be one of {', '.join(valid)}")
-    trial = db.scalar(select(Trial).where(Trial.session_id == s.id, Trial.index == index))
-    if trial is None:
-        raise Rejected(404, "no such trial")
-    if trial.answer is not None:
-        if trial.answer != value:
-            raise Rejected(409, f"trial {index} was already answered differently")
-        return _ack(study, s, trial)
-    if index != s.next_index:
-        raise Rejected(409, f"trial {index} is not the next trial (expected {s.next_index})")
-    if study.protocol == "hype-time" and trial.exposure_ms is None:
-        raise Rejected(409, f"trial {index} has not been opened (fetch it first: its exposure is chosen then)")
-    times = {k: _timing(payload, k) for k in ("onset1", "offset1", "onset2", "offset2", "response_ms", "frame_ms",
-                                              "mask_onset", "mask_offset")}
-    done = index + 1 >= s.total
-    swapped = db.execute(update(Session).where(Session.id == s.id, Session.next_index == index)
-                         .values(next_index=index + 1, completed_at=utcnow() if done else None)
-                         .execution_options(synchronize_session=False)).rowcount
-    if swapped != 1:  # a concurrent request for the same trial won the race and has committed (PostgreSQL)
-        db.refresh(trial)
-        if trial.answer == value:
-            return _ack(study, s, trial)
-        raise Rejected(409, f"trial {index} was already answered differently")
-    correct, judged_real = _score(study, trial, value)
-    trial.answer, trial.correct, trial.judged_real, trial.answered_at = value, correct, judged_real, utcnow()
-    for key, t in times.items():
-        setattr(trial, key, t)
-    return _ack(study, s, trial)
-
-
-# --- The participant's hot paths (trial, image, answer) in SQLAlchemy Core -----------------------------------
-#
-# The same rules as the ORM functions above (``get_trial``, ``image_file``, ``answer``), with fewer statements
-# and no ORM unit of work: a study's settings and an image's file are fixed when the study is created, so they
-# are read once per server process (:class:`Catalog`); what changes (a session's position, a trial's answer and
-# counters) is read and written in one short transaction per request.
 
 _S, _T, _I = Session.__table__, Trial.__table__, Image.__table__
 _SESSION = select(_S.c.id, _S.c.study_id, _S.c.next_index, _S.c.total, _S.c.completion_code)
@@ -406,32 +172,12 @@ _ADVANCE = (update(_S).where(_S.c.id == bindparam("sid"), _S.c.next_index == bin
 _STORE = update(_T).where(_T.c.id == bindparam("tid")).values(
     answer=bindparam("b_answer"), correct=bindparam("b_correct"), judged_real=bindparam("b_judged_real"),
     answered_at=bindparam("b_answered_at"), **{k: bindparam(f"b_{k}") for k in _TIMES})
-#: what the trial, image and answer requests run on every call (compiled once for psycopg: :mod:`p2p_eval.study.driver`)
-HOT_STATEMENTS = (_SESSION_EXISTS, _SESSION_TRIAL, _TRIAL_BY_ID, _OPEN_IMAGE, _IMAGE, _VIEWED, _VIEWED_AT,
-                  _FETCHED[1], _FETCHED[2], _ADVANCE, _STORE)
+_SKIPPED = update(_T).where(_T.c.id == bindparam("tid")).values(skip_reason=bindparam("b_reason"))
 
 
-@dataclass(frozen=True)
-class StudyView:
-    """What the hot paths need of a study (fixed once the study is created)."""
-
-    id: int
-    name: str
-    protocol: str
-    question: str
-    display_ms: int
-    redirect_url: str | None
-    processing: Processing
-    hype: HypeTimeParams | None
-    real_dir: str
-    folders: dict[int, str]  # algorithm id -> folder
-    # what draw_plan and the session's state read (the ORM Study's attribute names)
-    seed: int
-    paired: bool
-    practice: int
-    trials: int
-    vigilance: int
-    protocol_params: str | None
+class StudyView(SimpleNamespace):
+    """A study's columns (fixed once the study is created) and what the requests derive from them:
+    ``processing``, ``hype`` (its staircase, ``hype-time`` only) and ``folders`` (algorithm id -> folder)."""
 
     def redirect(self, code: str) -> str | None:
         return self.redirect_url.replace("{code}", code) if self.redirect_url else None
@@ -441,27 +187,21 @@ class Catalog:
     """Per-process cache of the fixed parts of the database: studies (by id) and image files (by id).
 
     An image's entry is its resolved path, or None when the stored path left its registered folder (served
-    as 404, as :func:`_file` does).  Rows are read on first use; a study made while the server runs is found
-    then."""
+    as 404).  Rows are read on first use; a study made while the server runs is found then."""
 
     def __init__(self) -> None:
         self.studies: dict[int, StudyView] = {}
         self.names: dict[str, int] = {}
         self.images: dict[int, Path | None] = {}
-        self.stems: dict[tuple[int, int | None], dict[str, int]] = {}  # (study, algorithm or None: real) -> stem -> image id
 
     def study(self, conn: Any, study_id: int) -> StudyView:
-        view = self.studies.get(study_id)
-        if view is None:
-            with DB(bind=getattr(conn, "sqlalchemy", conn)) as db:  # a DriverConnection's own SQLAlchemy connection
-                study = db.get(Study, study_id)
-                hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
-                view = StudyView(study.id, study.name, study.protocol, study.question, study.display_ms,
-                                 study.redirect_url, processing_of(study), hype, study.real_dir,
-                                 {a.id: a.folder for a in study.algorithms}, study.seed, study.paired,
-                                 study.practice, study.trials, study.vigilance, study.protocol_params)
-            self.studies[study_id] = view
-        return view
+        if study_id not in self.studies:
+            row = conn.execute(select(Study.__table__).where(Study.id == study_id)).one()
+            folders = select(Algorithm.id, Algorithm.folder).where(Algorithm.study_id == study_id)
+            hype = HypeTimeParams.from_json(row.protocol_params) if row.protocol == "hype-time" else None
+            self.studies[study_id] = StudyView(**row._asdict(), processing=processing_of(row), hype=hype,
+                                               folders=dict(conn.execute(folders).all()))
+        return self.studies[study_id]
 
     def study_named(self, conn: Any, name: str) -> StudyView:
         """The study called ``name``; Rejected (404) when there is none."""
@@ -473,39 +213,17 @@ class Catalog:
             self.names[name] = study_id
         return self.study(conn, study_id)
 
-    def image_ids(self, conn: Any, study: StudyView, algorithm_id: int | None) -> dict[str, int]:
-        """File stem -> image id of the study's real images (``algorithm_id`` None) or of one algorithm's."""
-        key = (study.id, algorithm_id)
-        if key not in self.stems:
-            where = (_I.c.study_id == study.id) & (_I.c.algorithm_id.is_(None)) if algorithm_id is None \
-                else _I.c.algorithm_id == algorithm_id
-            self.stems[key] = {stem: i for i, stem in conn.execute(select(_I.c.id, _I.c.stem).where(where)).all()}
-        return self.stems[key]
-
-    def image(self, conn: Any, study: StudyView, image_id: int) -> Path | None:
-        if image_id in self.images:
-            return self.images[image_id]
-        row = conn.execute(_IMAGE, {"iid": image_id}).one()
-        folder = study.real_dir if row.algorithm_id is None else study.folders[row.algorithm_id]
-        path = Path(row.path).resolve()
-        found = path if path.is_relative_to(Path(folder).resolve()) else None
-        self.images[image_id] = found
-        return found
-
     def file(self, conn: Any, study: StudyView, trial: Any, slot: int) -> tuple[Path, bool]:
-        path = self.image(conn, study, trial.img1_id if slot == 1 else trial.img2_id)
-        if path is None:
+        """(file, broken?) of image ``slot`` of ``trial``."""
+        image_id = trial.img1_id if slot == 1 else trial.img2_id
+        if image_id not in self.images:
+            row = conn.execute(_IMAGE, {"iid": image_id}).one()
+            folder = study.real_dir if row.algorithm_id is None else study.folders[row.algorithm_id]
+            path = Path(row.path).resolve()
+            self.images[image_id] = path if path.is_relative_to(Path(folder).resolve()) else None
+        if self.images[image_id] is None:
             raise Rejected(404, "no such image")
-        return path, bool(trial.broken) and slot == trial.fake_slot
-
-
-@dataclass(frozen=True)
-class _SessionRow:
-    id: int
-    study_id: int
-    next_index: int
-    total: int
-    completion_code: str
+        return self.images[image_id], bool(trial.broken) and slot == trial.fake_slot
 
 
 def _session_and_trial(conn: Any, token: str, index: int) -> tuple[Any, Any]:
@@ -514,7 +232,8 @@ def _session_and_trial(conn: Any, token: str, index: int) -> tuple[Any, Any]:
     row = conn.execute(_SESSION_TRIAL, {"token": token, "idx": index if in_range else -1}).first()
     if row is None:
         raise Rejected(404, "no such session")
-    s = _SessionRow(row.s_id, row.s_study_id, row.s_next_index, row.s_total, row.s_completion_code)
+    s = SimpleNamespace(id=row.s_id, study_id=row.s_study_id, next_index=row.s_next_index, total=row.s_total,
+                        completion_code=row.s_completion_code)
     return s, (row if row.id is not None else None)
 
 
@@ -529,9 +248,13 @@ def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
 
 def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
                ready: Callable[[Path, bool, Processing], bool]) -> dict[str, Any] | TrialFiles:
-    """:func:`get_trial` when ``ready(file, broken, processing)`` holds for each of the trial's images (their
-    served bytes are at hand); otherwise nothing is written and the trial's :class:`TrialFiles` are returned,
-    for the caller to render them outside the transaction and ask again."""
+    """Open the next trial: its image URLs and how long to show them; only the next unanswered trial can be
+    opened.  ``display_ms`` is None for ``hype-inf`` (the image stays until the answer); for ``hype-time`` it is
+    the staircase's exposure, chosen (and stored) when the trial is first opened, and ``mask_ms`` the mask's.
+
+    Only when ``ready(file, broken, processing)`` holds for each of the trial's images (their served bytes are
+    at hand); otherwise nothing is written and the trial's :class:`TrialFiles` are returned, for the caller to
+    render them outside the transaction and ask again."""
     s, trial = _next_row(conn, token, index)
     study = catalog.study(conn, s.study_id)
     slots = [1, 2] if trial.img2_id is not None else [1]
@@ -558,7 +281,8 @@ def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
 
 
 def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
-    """:func:`exposure_for` over a Core connection."""
+    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest,
+    a test trial where its staircase stands after the answered test trials of the same staircase before it."""
     if trial.kind == "practice":
         return params.start_ms
     if trial.kind != "main" or trial.staircase is None:
@@ -570,7 +294,8 @@ def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
 
 
 def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tuple[Path, bool, Processing]:
-    """:func:`image_file` over a Core connection: the open trial's image, its request counted."""
+    """(file, broken?, processing) of an image of the caller's open trial (served, not yet answered); 404 for
+    anything else.  Counts the request: a second request for the same image is a re-view."""
     row = conn.execute(_OPEN_IMAGE, {"token": token, "itok": image_token}).first()
     if row is None or row.answer is not None or row.skip_reason is not None or not row.views:
         if row is None and conn.execute(_SESSION_EXISTS, {"token": token}).first() is None:
@@ -584,7 +309,7 @@ def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tu
 
 
 def _ack_row(study: StudyView, s: Any, trial: Any, value: str, correct: bool | None) -> dict[str, Any]:
-    """:func:`_ack` from rows."""
+    """The acknowledgement of an answered trial; a pure function of stored data (same on every retry)."""
     done = trial.index + 1 >= s.total
     ack: dict[str, Any] = {"index": trial.index, "answer": value, "accepted": True,
                            "next_index": trial.index + 1, "done": done, "feedback": None,
@@ -598,7 +323,7 @@ def _ack_row(study: StudyView, s: Any, trial: Any, value: str, correct: bool | N
 
 
 def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """:func:`answer` over a Core connection: the same checks, the same stored row, the same acknowledgement."""
+    """Store the answer to the next trial; idempotent for the same answer, 409 for anything out of turn."""
     index, value = payload.get("index"), payload.get("answer")
     valid_index = isinstance(index, int) and not isinstance(index, bool)
     s, trial = _session_and_trial(conn, token, index if valid_index else -1)
@@ -634,33 +359,35 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
 
 
 def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """:func:`check_session` over a Core connection."""
+    """Before the instructions: ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the progress of the
+    participant's existing session; raises Rejected (409) for a second session of the same participant.
+    Creates nothing."""
     _, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
-    if arrival.anon_id is None and not arrival.workerId and not arrival.PROLIFIC_PID:
-        return {"status": "new"}
-    existing = conn.execute(_PARTICIPANT, {"sid": study.id, "participant": participant}).first()
+    known = arrival.anon_id is not None or arrival.workerId or arrival.PROLIFIC_PID  # else a new anonymous id
+    existing = conn.execute(_PARTICIPANT, {"sid": study.id, "participant": participant}).first() if known else None
     if existing is None:
         return {"status": "new"}
-    state = _resume(study, existing, arrival, shown)  # type: ignore[arg-type]
+    state = _resume(study, existing, arrival, shown)
     return {"status": "done" if state["done"] else "resume", "next_index": state["next_index"],
             "total": state["total"], "practice": study.practice}
 
 
 def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """:func:`start_session` over a Core connection: the same algorithm, plan, stored rows and reply, with the
-    study's settings and image ids read once per process (:class:`Catalog`) and the plan in one INSERT."""
+    """Create the participant's session, testing the algorithm with the fewest sessions so far, with its plan
+    (one INSERT) in the same transaction; or resume it."""
     source, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     key = {"sid": study.id, "participant": participant}
     existing = conn.execute(_PARTICIPANT, key).first()
     if existing is not None:
-        return _resume(study, existing, arrival, shown)  # type: ignore[arg-type]
+        return _resume(study, existing, arrival, shown)
     conn.execute(_LOCK_STUDY, {"sid": study.id})  # serialise assignment (PostgreSQL)
     counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
     algorithm = min(study.folders, key=lambda a: (counts.get(a, 0), a))
-    plan = draw_plan(study, catalog.image_ids(conn, study, None), catalog.image_ids(conn, study, algorithm),  # type: ignore[arg-type]
-                     participant)
+    real, fake = (dict(conn.execute(select(_I.c.stem, _I.c.id).where(_I.c.study_id == study.id, where)).all())
+                  for where in (_I.c.algorithm_id.is_(None), _I.c.algorithm_id == algorithm))
+    plan = draw_plan(study, real, fake, participant)
     row = {"study_id": study.id, "algorithm_id": algorithm, "participant": participant, "source": source,
            "assignment_id": arrival.assignmentId, "hit_id": arrival.hitId, "external_study_id": arrival.STUDY_ID,
            "external_session_id": arrival.SESSION_ID, "token": secrets.token_urlsafe(32),
@@ -675,27 +402,30 @@ def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> di
         existing = conn.execute(_PARTICIPANT, key).first()
         if existing is None:
             raise
-        return _resume(study, existing, arrival, shown)  # type: ignore[arg-type]
-    return _state(study, _NewSession(**row), shown)  # type: ignore[arg-type]
+        return _resume(study, existing, arrival, shown)
+    return _state(study, SimpleNamespace(**row), shown)
 
 
-@dataclass(frozen=True)
-class _NewSession:
-    """The columns of a session row just inserted that :func:`_state` reads."""
+def study_info(conn: Any, catalog: Catalog, name: str) -> dict[str, Any]:
+    """What the participant page needs before a session exists (no algorithm names)."""
+    study = catalog.study_named(conn, name)
+    return {"name": study.name, "protocol": study.protocol, "question": study.question,
+            "display_ms": study.display_ms, "mask_ms": study.hype.mask_ms if study.hype else 0,
+            "practice": study.practice, "total": study.practice + study.trials + study.vigilance}
 
-    study_id: int
-    algorithm_id: int
-    participant: str
-    source: str
-    assignment_id: str | None
-    hit_id: str | None
-    external_study_id: str | None
-    external_session_id: str | None
-    token: str
-    completion_code: str
-    total: int
-    next_index: int
-    user_agent: str | None
-    screen_w: int | None
-    screen_h: int | None
 
+def skip_trial(conn: Any, catalog: Catalog, token: str, index: int, reason: str) -> dict[str, Any]:
+    """Skip the next trial (the server cannot serve one of its images): store why and move on.
+
+    Returns the new position (``next_index``, ``done`` and, when done, the completion code and redirect)."""
+    s, trial = _next_row(conn, token, index)
+    study = catalog.study(conn, s.study_id)
+    done = index + 1 >= s.total
+    swapped = conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1,
+                                      "b_completed": utcnow() if done else None}).rowcount
+    if swapped != 1:  # a concurrent request moved on first
+        raise Rejected(409, f"trial {index} is not the next trial any more")
+    conn.execute(_SKIPPED, {"tid": trial.id, "b_reason": reason[:1000]})
+    return {"index": index, "skipped": True, "next_index": index + 1, "total": s.total, "done": done,
+            "completion_code": s.completion_code if done else None,
+            "redirect_url": study.redirect(s.completion_code) if done else None}

@@ -1,38 +1,26 @@
-"""Simulated participants of known behaviour over the study's real HTTP API (``p2p-eval study simulate``).
+"""Simulated participants of known behaviour over the study's HTTP API (``p2p-eval study simulate``).
 
-A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants take the
-study through the same requests the participant page makes (``POST /api/studies/NAME/check``, ``POST
-.../sessions``, then per trial ``GET /api/s/TOKEN/trial/I``, a ``GET`` of each image, ``POST
-/api/s/TOKEN/answer`` with the page's timing fields).  The loop is :func:`p2p_eval.study.loadgen.run_participant`,
-shared with the load tests.
+A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants make the
+requests the participant page makes (check, start, then per trial the trial, each image and the answer with
+the page's timing fields), through a small httpx client of their own (:func:`take_part`).  The app
+(:func:`p2p_eval.study.server.create_app`) runs in process over the given database, reached through
+``httpx.ASGITransport``: no server to start, every request still goes through the routes, the rules and the
+database as from a browser.  Participants run one after the other, so the algorithm each is assigned and
+every answer are reproducible from ``--seed``.
 
-Transport: the app (:func:`p2p_eval.study.server.create_app`) runs **in process** over the given database,
-reached through ``httpx.ASGITransport`` -- no port, no server to start, every request still goes through
-routing, validation, the service rules and the database exactly as from a browser.  Participants run one
-after the other, so the algorithm each one is assigned ("fewest sessions so far") and every answer are
-reproducible from ``--seed``.
+A synthetic observer knows the trial as the page gets it plus the truth the server keeps (which slot holds
+the fake, whether the image is real or broken), standing in for what a human perceives.
+:class:`FoolingObserver`: with probability ``lapse`` it answers at random; otherwise it takes the fake for
+real with its algorithm's fooling probability (single-image trials: labels a real image fake with its
+false-alarm probability, by default the same, an unbiased observer); a vigilance trial it always gets right.
+So the expected "% labeled real" is ``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each
+participant draws its own probabilities from a Beta distribution with that mean and standard deviation on the
+probability scale, as :mod:`p2p_eval.study.power` does.
 
-What a synthetic observer knows: the trial as the page gets it, plus the truth the server keeps (which slot
-holds the fake, whether the image is real, whether it is a vigilance trial), read from the database -- it
-stands in for what a human perceives.  Its behaviour (:class:`FoolingObserver`):
-
-- with probability ``lapse`` it answers at random (50/50), whatever the trial;
-- otherwise, on a 2afc / sequential trial it takes the fake for the real image with its fooling probability
-  for the session's algorithm; on a single-image trial it labels a fake image real with that probability
-  and a real image fake with its false-alarm probability (default: the same as the fooling probability, an
-  unbiased observer in signal-detection terms); a vigilance trial (an obviously broken image) it always gets
-  right (lapses aside).
-
-So the expected "% labeled real" of an algorithm is ``(1 - lapse) * fooling + lapse / 2`` (what ``study
-report`` should recover).  Participants differ when ``sd_between`` > 0: each draws its own fooling (and
-false-alarm) probability from a Beta distribution with the given mean and standard deviation **on the
-probability scale**, as :mod:`p2p_eval.study.power` does.
-
-Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant; an observer
-overrides :meth:`Observer.p_fooled` (and :meth:`Observer.p_false_alarm`) as a function of the
-:class:`TrialView` -- e.g. of the exposure a HYPE-time trial asks for (a psychometric observer).
-:class:`PsychometricPopulation` is that observer for ``hype-time`` (``study simulate --threshold-ms``): its
-accuracy is a logistic function of the exposure the server asks for, with a known threshold per algorithm.
+Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant, whose
+:meth:`Observer.p_fooled` is a function of the :class:`TrialView`.  :class:`PsychometricPopulation`
+(``hype-time``, ``--threshold-ms``) is correct with a logistic function of the exposure the server asks for,
+with a known threshold per algorithm.
 """
 
 from __future__ import annotations
@@ -40,7 +28,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -191,13 +178,11 @@ class FoolingPopulation(Population):
             raise UserError(f"--false-alarm {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
         self.false_alarm = {alg: check_rate(given.get(alg, v), f"--false-alarm {alg}") for alg, v in self.fooling.items()}
         self.lapse = check_rate(lapse, "--lapse")
-        if isinstance(sd_between, Mapping):
-            unknown = sorted(set(sd_between) - set(self.fooling))
-            if unknown:
-                raise UserError(f"--sd-between {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
-            self.sd_between = {alg: float(sd_between.get(alg, 0.0)) for alg in self.fooling}
-        else:
-            self.sd_between = {alg: float(sd_between) for alg in self.fooling}
+        sd = sd_between if isinstance(sd_between, Mapping) else dict.fromkeys(self.fooling, sd_between)
+        unknown = sorted(set(sd) - set(self.fooling))
+        if unknown:
+            raise UserError(f"--sd-between {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        self.sd_between = {alg: float(sd.get(alg, 0.0)) for alg in self.fooling}
         for alg in self.fooling:  # fail now, not at the first participant
             beta_params(self.fooling[alg], self.sd_between[alg], f"--fooling {alg}")
             beta_params(self.false_alarm[alg], self.sd_between[alg], f"--false-alarm {alg}")
@@ -221,12 +206,9 @@ class FoolingPopulation(Population):
         """Per algorithm: labeled_real = (1 - lapse) f + lapse / 2; correct_fake = 1 - labeled_real;
         correct_real = (1 - lapse)(1 - false alarm) + lapse / 2 (single-image protocols)."""
         lam = self.lapse
-        out = {}
-        for alg, f in self.fooling.items():
-            real = (1 - lam) * f + lam / 2
-            out[alg] = {"labeled_real": real, "correct_fake": 1 - real,
-                        "correct_real": (1 - lam) * (1 - self.false_alarm[alg]) + lam / 2}
-        return out
+        return {alg: {"labeled_real": (1 - lam) * f + lam / 2, "correct_fake": 1 - ((1 - lam) * f + lam / 2),
+                      "correct_real": (1 - lam) * (1 - self.false_alarm[alg]) + lam / 2}
+                for alg, f in self.fooling.items()}
 
 
 class PsychometricObserver(Observer):
@@ -299,42 +281,40 @@ class PsychometricPopulation(Population):
         return {alg: {"hype_time_ms": t} for alg, t in self.threshold.items()}
 
 
+def _parse_pairs(text: str | None, what: str, unit: str, check: Any) -> dict[str, float]:
+    """``"l1=X,l1_cgan=Y"`` -> ``{"l1": X, "l1_cgan": Y}``, each value passed through ``check(value, name)``;
+    UserError naming ``what``."""
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in (text or "").split(",")):
+        alg, sep, value = (part.strip() for part in item.partition("="))
+        if not item:
+            continue
+        if not sep or not alg:
+            raise UserError(f"{what} {item!r}: write ALG={unit}, e.g. {what} l1={unit},l1_cgan={unit}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"{what} {item!r}: {value!r} is not a number (write ALG={unit})") from None
+        if alg in out:
+            raise UserError(f"{what}: {alg} given twice")
+        out[alg] = check(number, f"{what} {alg}")
+    return out
+
+
+def _check_ms(value: float, what: str) -> float:
+    if not value > 0:
+        raise UserError(f"{what} = {value}: write ALG=MS with MS > 0")
+    return value
+
+
 def parse_ms(text: str | None, what: str) -> dict[str, float]:
     """``"l1=250,l1_cgan=400"`` -> ``{"l1": 250.0, "l1_cgan": 400.0}`` (milliseconds > 0; UserError naming ``what``)."""
-    out: dict[str, float] = {}
-    for item in (text or "").split(","):
-        alg, sep, value = item.strip().partition("=")
-        if not item.strip():
-            continue
-        try:
-            ms = float(value)
-        except ValueError:
-            ms = float("nan")
-        if not sep or not alg.strip() or not ms > 0:
-            raise UserError(f"{what} {item.strip()!r}: write ALG=MS with MS > 0, e.g. {what} l1=250,l1_cgan=400")
-        out[alg.strip()] = ms
-    return out
+    return _parse_pairs(text, what, "MS", _check_ms)
 
 
 def parse_rates(text: str | None, what: str) -> dict[str, float]:
     """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}`` (UserError naming ``what``)."""
-    out: dict[str, float] = {}
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        alg, sep, value = item.partition("=")
-        alg = alg.strip()
-        if not sep or not alg:
-            raise UserError(f"{what} {item!r}: write ALG=RATE, e.g. {what} l1=0.05,l1_cgan=0.19")
-        try:
-            rate = float(value)
-        except ValueError:
-            raise UserError(f"{what} {item!r}: {value!r} is not a number") from None
-        if alg in out:
-            raise UserError(f"{what}: {alg} given twice")
-        out[alg] = check_rate(rate, f"{what} {alg}")
-    return out
+    return _parse_pairs(text, what, "RATE", check_rate)
 
 
 def parse_sd(text: str) -> float | dict[str, float]:
@@ -381,73 +361,81 @@ class _Truth:
         return self.cache[token]
 
 
-def study_facts(engine: Engine, name: str) -> tuple[str, str, int, list[str]]:
-    """(protocol, question, display_ms, algorithm names) of study ``name``; UserError listing the studies."""
+def study_facts(engine: Engine, name: str) -> tuple[str, list[str]]:
+    """(protocol, algorithm names) of study ``name``; UserError listing the studies."""
     with session_factory(engine)() as db, db.begin():
         study = db.scalar(select(Study).where(Study.name == name))
         if study is None:
             names = list(db.scalars(select(Study.name).order_by(Study.id)))
             raise UserError(f"--study {name!r}: no such study in this database; studies: {', '.join(names) or 'none'}")
-        return study.protocol, study.question, study.display_ms, [a.name for a in study.algorithms]
+        return study.protocol, [a.name for a in study.algorithms]
+
+
+async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: Observer, rng: np.random.Generator,
+                    truth: _Truth, images: bool) -> tuple[str, int]:
+    """One synthetic participant through the page's requests (check, start, then per trial: the trial, its
+    images when ``images``, the answer); returns (its session's algorithm, answers posted).  A refused request
+    is a UserError with the server's reply."""
+
+    async def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        r = await client.request(method, url, json=body)
+        if r.status_code != 200:
+            raise UserError(f"simulated participant {arrival['PROLIFIC_PID']} was refused by the study server: "
+                            f"{method} {url}: {r.status_code} {r.text}")
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+
+    await call("POST", f"/api/studies/{study}/check", arrival)
+    state = await call("POST", f"/api/studies/{study}/sessions", arrival)
+    token, index, answers, clock = state["session"], state["next_index"], 0, 1000.0
+    algorithm, plan = truth.of(token)
+    while index < state["total"]:
+        trial = await call("GET", f"/api/s/{token}/trial/{index}")
+        if trial["done"]:  # the server skipped the remaining trials (an image it could not serve)
+            break
+        index = trial["index"]  # later than asked when the server skipped a trial
+        for url in trial["images"] if images else []:
+            await call("GET", url)
+        kind, fake_slot, broken = plan[index]
+        shown = float(trial.get("display_ms") or state["display_ms"])
+        view = TrialView(state["protocol"], state["question"], algorithm, kind, fake_slot, broken, shown, trial)
+        value = observer.answer(view, rng)
+        timing = observer.timing(view, rng, clock)
+        clock += 2 * shown + timing["response_ms"] + 1500.0
+        ack = await call("POST", f"/api/s/{token}/answer", {"index": index, "answer": value, **timing})
+        index, answers = ack["next_index"], answers + 1
+    return algorithm, answers
 
 
 def simulate(engine: Engine, study: str, participants: int, population: Population, seed: int = 0,
              images: bool = True, progress: bool = True, prefix: str = "sim") -> SimulationResult:
     """Run ``participants`` synthetic participants (Prolific ids ``{prefix}-{seed}-{i}``) through study
     ``study`` over the in-process HTTP API; participant ``i`` draws from ``np.random.default_rng([seed, i])``."""
-    try:
-        import httpx
-    except ImportError:
-        raise UserError("study simulate needs httpx: pip install httpx (or the project's [test] extra)") from None
+    import httpx
     from tqdm.auto import tqdm
 
-    from p2p_eval.study.loadgen import LoadResult, run_participant
     from p2p_eval.study.server import create_app
 
     if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
         raise UserError(f"--participants {participants!r}: must be a whole number >= 1")
-    protocol, question, display_ms, algorithms = study_facts(engine, study)
+    protocol, algorithms = study_facts(engine, study)
     population.check(algorithms, protocol)
     truth = _Truth(engine)
     sessions: dict[str, int] = {alg: 0 for alg in algorithms}
     counts = {"answers": 0, "already_done": 0}
 
-    def chooser(observer: Observer, rng: np.random.Generator):  # noqa: ANN202 - loadgen.Chooser
-        clock = [1000.0]
-
-        def choose(state: dict[str, Any], trial: dict[str, Any]) -> tuple[str, dict[str, float]]:
-            algorithm, plan = truth.of(state["session"])
-            kind, fake_slot, broken = plan[trial["index"]]
-            shown = trial.get("display_ms") or trial.get("exposure_ms") or state.get("display_ms") or display_ms
-            view = TrialView(protocol, question, algorithm, kind, fake_slot, broken, float(shown), trial)
-            value = observer.answer(view, rng)
-            timing = observer.timing(view, rng, clock[0])
-            clock[0] += 2 * float(shown) + timing["response_ms"] + 1500.0
-            counts["answers"] += 1
-            return value, timing
-
-        return choose
-
     async def run() -> None:
-        app = create_app(engine)
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=create_app(engine))
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60.0) as client:
             for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant", disable=not progress):
                 pid = f"{prefix}-{seed}-{i}"
                 rng = np.random.default_rng([seed, i])
                 observer = population.draw(rng)
                 arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}"}
-                before = counts["answers"]
-                result = LoadResult()
-                try:
-                    await run_participant(client, BASE, study, pid, result, random.Random(0), images=images,
-                                          choose=chooser(observer, rng), check=True, arrival=arrival)
-                except (httpx.HTTPStatusError, RuntimeError) as exc:
-                    detail = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else str(exc)
-                    raise UserError(f"simulated participant {pid} was refused by the study server: {detail}") from None
-                if result.acks:
-                    sessions[truth.of(result.acks[0][0])[0]] += 1
-                if counts["answers"] == before:
+                algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
+                counts["answers"] += answers
+                if answers:
+                    sessions[algorithm] += 1
+                else:
                     counts["already_done"] += 1
 
     asyncio.run(run())

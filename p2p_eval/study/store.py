@@ -5,9 +5,6 @@ beside one writer, ``busy_timeout`` makes a waiting writer retry instead of fail
 IMMEDIATE`` (the SQLAlchemy pysqlite recipe for serializable transactions) takes the write lock at the
 start of a transaction, so two transactions never deadlock on a read-to-write lock upgrade.
 ``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a process crash (SIGKILL).
-
-Columns that the models gained after a database was made are added with ``ALTER TABLE ... ADD COLUMN``
-(they are nullable or have a server default); nothing is ever dropped or rewritten.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.schema import CreateColumn
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.models import Base, Study
@@ -26,7 +22,7 @@ from p2p_eval.study.models import Base, Study
 BUSY_TIMEOUT_MS = 30_000
 
 
-def _parse(url: str) -> URL:
+def parse_url(url: str) -> URL:
     """``url`` as a SQLAlchemy URL; a bare file path (no ``://``) is an SQLite file."""
     if "://" not in url:
         url = f"sqlite:///{url}"
@@ -37,7 +33,7 @@ def _parse(url: str) -> URL:
                         f"postgresql+psycopg://user:pass@host/db): {exc}") from None
 
 
-def _sqlite_file(parsed: URL) -> Path | None:
+def sqlite_file(parsed: URL) -> Path | None:
     """The file of an SQLite URL (None for in-memory databases and other backends)."""
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -45,13 +41,13 @@ def _sqlite_file(parsed: URL) -> Path | None:
 
 
 def make_engine(url: str, create: bool = True) -> Engine:
-    """An engine for ``url`` with the study tables created (``create``) and brought up to date; SQLite in WAL mode.
+    """An engine for ``url`` with the study tables created (``create``); SQLite in WAL mode.
 
     With ``create=False`` an SQLite file that does not exist is a UserError instead of a new empty database.
     """
-    parsed = _parse(url)
+    parsed = parse_url(url)
     shown = parsed.render_as_string(hide_password=True)
-    file = _sqlite_file(parsed)
+    file = sqlite_file(parsed)
     if file is not None:
         if not file.parent.is_dir():
             raise UserError(f"--db {shown}: folder {file.parent} does not exist (create it, or fix the path)")
@@ -64,36 +60,20 @@ def make_engine(url: str, create: bool = True) -> Engine:
             _configure_sqlite(engine)
         else:
             # no pool_pre_ping: a round trip per transaction; the server retries a transaction whose
-            # connection the database dropped instead (p2p_eval.study.server._answered)
+            # connection the database dropped instead (p2p_eval.study.server.Database)
             engine = create_engine(parsed, pool_size=20, max_overflow=20)
     except (NoSuchModuleError, ImportError) as exc:
         raise UserError(f"--db {shown}: database driver missing ({exc}); for PostgreSQL install psycopg[binary]") from None
     try:
         if create:
             Base.metadata.create_all(engine)
-        upgrade(engine)
+        else:  # connect now: a database that cannot be opened is reported here, by name
+            engine.connect().close()
     except DatabaseError as exc:  # cannot connect, not a database file, no permission
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
         raise UserError(f"--db {shown}: cannot open the database ({reason})") from None
     return engine
-
-
-def upgrade(engine: Engine) -> list[str]:
-    """Add the model columns an existing study table lacks; return them as ``table.column``."""
-    added = []
-    with engine.begin() as conn:
-        inspector = inspect(conn)
-        for table in Base.metadata.sorted_tables:
-            if not inspector.has_table(table.name):
-                continue
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have:
-                    ddl = CreateColumn(column).compile(dialect=engine.dialect)
-                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
-                    added.append(f"{table.name}.{column.name}")
-    return added
 
 
 def open_existing(url: str) -> tuple[Engine, list[str]]:
@@ -104,13 +84,13 @@ def open_existing(url: str) -> tuple[Engine, list[str]]:
     """
     engine = make_engine(url, create=False)
     shown = engine.url.render_as_string(hide_password=True)
-    fix = f"run `p2p-eval study create --db {shown} ...` first (or fix --db)"
     with engine.begin() as conn:
         names = list(conn.scalars(select(Study.name).order_by(Study.id))) \
             if inspect(conn).has_table(Study.__tablename__) else []
     if not names:
         engine.dispose()
-        raise UserError(f"--db {shown}: the database holds no study; {fix}")
+        raise UserError(f"--db {shown}: the database holds no study; run `p2p-eval study create --db {shown} ...` "
+                        "first (or fix --db)")
     return engine, names
 
 
@@ -121,10 +101,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
         dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" event emit BEGIN itself
         cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
+        for pragma in ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=NORMAL", "foreign_keys=ON"):
+            cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
     @event.listens_for(engine, "begin")

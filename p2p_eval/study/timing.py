@@ -5,17 +5,14 @@ showed and hid them (``onset``/``offset``, the ``performance.now()`` clock), so 
 ``offset - onset``: a whole number of display frames.  Before each trial the page also measures the display's
 frame interval (the median rAF delta over 500 ms) and posts it as ``frame_ms``.
 
-Requested duration per protocol: ``hype-time`` the exposure the staircase chose for the trial; ``2afc``,
-``single`` the study's ``display_ms`` (slot 1; 2afc shows both images on the same frames); ``sequential`` the
-study's ``display_ms`` for each of the two images (the larger miss counts); ``hype-inf`` none (the image stays
-until the answer: its viewing time is reported, never judged).
+Requested duration: ``hype-time`` the staircase's exposure for the trial; ``2afc``, ``single`` the study's
+``display_ms`` (slot 1; 2afc shows both images on the same frames); ``sequential`` ``display_ms`` for each of
+the two images (the larger miss counts); ``hype-inf`` none (its viewing time is reported, never judged).
 
-Exclusion rule (issue 14): a trial whose measured display missed the requested duration by more than one frame
-is excluded from the scores and counted in the report.  One frame is the trial's measured frame interval,
-else the median of its session's, else 1000/60 ms (a 60 Hz display, assumed; the report says which was used).
-A further 1 ms is allowed for the resolution of browsers' clocks (performance.now() is coarsened to 0.1-1 ms).
-Trials without timing (unanswered, or answered by a client that posts none) are "unmeasured": kept, counted.
-Mask durations (hype-time) are reported, not judged.
+Exclusion rule: a trial whose display missed the requested duration by more than one frame (the trial's
+measured frame interval, else its session's median, else 1000/60 ms, assumed; the report says which) plus
+1 ms for the browsers' coarsened clocks is excluded from the scores and counted.  Trials without timing are
+"unmeasured": kept, counted.  Mask durations (hype-time) are reported, not judged.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from p2p_eval.study.loadgen import LiveServer, write_noise_folders
+from tests.study.loadgen import LiveServer, write_noise_folders
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
 
@@ -46,7 +46,8 @@ def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_noise_folders(tmp_path_factory.mktemp("study_images"), count=12, side=32)
 
 
-def _postgres_url(base: str, schema: str) -> str:
+def schema_url(base: str, schema: str) -> str:
+    """The PostgreSQL URL ``base`` with ``schema`` as its search path."""
     sep = "&" if "?" in base else "?"
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
@@ -175,7 +176,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
-        yield _postgres_url(base, schema)
+        yield schema_url(base, schema)
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

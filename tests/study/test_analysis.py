@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.study.analysis import analyse, prob_greater, summarise, two_level_bootstrap
 from p2p_eval.study.models import Session, Trial
@@ -86,7 +86,7 @@ def test_pairwise_probability() -> None:
 
 def _answer_all(client: TestClient, token: str, judged_real_on: set[int], fail_vigilance: bool = False) -> None:
     """Answer every trial; main trials in ``judged_real_on`` (test-trial numbers) judge the fake real."""
-    with DB(client.app.state.engine) as db:
+    with OrmSession(client.app.state.engine) as db:
         sid = db.scalar(select(Session.id).where(Session.token == token))
         trials = list(db.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
     main_no = 0
@@ -106,7 +106,7 @@ def test_report_from_a_database(client, make_study) -> None:
     plans = {}
     for pid in ("p1", "p2", "p3", "p4", "p5"):
         state = client.post("/api/studies/s1/sessions", json={"PROLIFIC_PID": pid, "SESSION_ID": "x"}).json()
-        with DB(client.app.state.engine) as db:
+        with OrmSession(client.app.state.engine) as db:
             alg = db.scalar(select(Session.algorithm_id).where(Session.token == state["session"]))
         plans[pid] = (state["session"], alg)
     fooled = {"p1": {0}, "p2": {0, 1, 2}, "p3": {0, 1, 2, 3}, "p4": set(), "p5": {1}}
@@ -136,7 +136,7 @@ def test_single_protocol_report(client, make_study, image_dirs) -> None:
     wrong_on_fakes = {"p1": 2, "p2": 0}  # p1 calls 2 of its 4 fakes real; both call every real image real
     for pid, wrong in wrong_on_fakes.items():
         token = client.post("/api/studies/s1/sessions", json={"PROLIFIC_PID": pid, "SESSION_ID": "x"}).json()["session"]
-        with DB(client.app.state.engine) as db:
+        with OrmSession(client.app.state.engine) as db:
             sid = db.scalar(select(Session.id).where(Session.token == token))
             trials = list(db.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
         fakes_seen = 0

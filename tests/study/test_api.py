@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.study.models import Image, Session, Study, Trial
 from p2p_eval.study.plan import draw_plan
@@ -27,7 +27,7 @@ def start(client: Any, study: str = "s1", **ids: Any) -> dict[str, Any]:
 
 
 def plan(client: Any, token: str) -> list[Trial]:
-    with DB(client.app.state.engine) as db:
+    with OrmSession(client.app.state.engine) as db:
         sid = db.scalar(select(Session.id).where(Session.token == token))
         return list(db.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
 
@@ -83,7 +83,7 @@ def test_plan_is_reproducible_and_paired(client, make_study) -> None:
     make_study(paired=True, trials=10, practice=2, vigilance=2)
     token = start(client, PROLIFIC_PID="P1", STUDY_ID="S", SESSION_ID="X")["session"]
     trials = plan(client, token)
-    with DB(client.app.state.engine) as db:
+    with OrmSession(client.app.state.engine) as db:
         session = db.scalar(select(Session).where(Session.token == token))
         study = db.get(Study, session.study_id)
         stems = {i.id: i.stem for i in db.scalars(select(Image))}
@@ -119,7 +119,7 @@ def test_preview_mode_gets_no_session(client, make_study) -> None:
     make_study()
     r = client.post("/api/studies/s1/sessions", json={"workerId": "W", "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"})
     assert r.status_code == 403
-    with DB(client.app.state.engine) as db:
+    with OrmSession(client.app.state.engine) as db:
         assert db.scalar(select(func.count(Session.id))) == 0
 
 
@@ -147,7 +147,7 @@ def test_one_session_per_participant(client, make_study, db_url) -> None:
     anon = start(client)
     assert start(client, anon_id=anon["participant"])["session"] == anon["session"]
     assert len({first["session"], p["session"], anon["session"]}) == 3
-    with DB(client.app.state.engine) as db:  # the database itself refuses a duplicate participant
+    with OrmSession(client.app.state.engine) as db:  # the database itself refuses a duplicate participant
         s = db.scalar(select(Session).where(Session.token == first["session"]))
         dup = Session(study_id=s.study_id, algorithm_id=s.algorithm_id, participant=s.participant, source="mturk",
                       token=secrets.token_urlsafe(32), completion_code="X", total=1, next_index=0)
@@ -160,7 +160,7 @@ def test_algorithms_balanced(client, make_study) -> None:
     make_study()
     for _ in range(7):
         start(client)
-    with DB(client.app.state.engine) as db:
+    with OrmSession(client.app.state.engine) as db:
         counts = sorted(db.execute(select(func.count()).select_from(Session).group_by(Session.algorithm_id)).scalars())
     assert counts == [3, 4]
 
@@ -205,7 +205,7 @@ def test_another_sessions_trials_and_images_are_out_of_reach(client, make_study)
 def test_guessed_image_ids_are_404(client, make_study) -> None:
     make_study()
     token = start(client)["session"]
-    with DB(client.app.state.engine) as db:
+    with OrmSession(client.app.state.engine) as db:
         ids = list(db.scalars(select(Image.id)))
     for guess in [str(i) for i in ids[:5]] + [secrets.token_urlsafe(32) for _ in range(5)] + ["1.png", "real"]:
         assert client.get(f"/api/s/{token}/img/{guess}").status_code == 404

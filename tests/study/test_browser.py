@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.study.models import Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study
@@ -83,7 +83,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _stored(engine, study: str) -> tuple[Session, list[Trial]]:
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         sid = db.scalar(select(Study.id).where(Study.name == study))
         session = db.scalar(select(Session).where(Session.study_id == sid))
         trials = list(db.scalars(select(Trial).where(Trial.session_id == session.id).order_by(Trial.index)))
@@ -202,7 +202,7 @@ def test_preview_shows_instructions_only(browser, server) -> None:
     page.goto(f"{live.url}/s/look?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H")
     page.wait_for_selector("#preview-note", state="visible")
     assert not page.is_visible("#start")
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         sid = db.scalar(select(Study.id).where(Study.name == "look"))
         assert db.scalar(select(Session.id).where(Session.study_id == sid)) is None
     page.close()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
-from p2p_eval.study.loadgen import write_noise_folders
+from tests.study.loadgen import write_noise_folders
 from p2p_eval.study.models import Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
@@ -45,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, server_factory):
 
 
 def _trials(engine, study: str) -> list[Trial]:
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         sid = db.scalar(select(Study.id).where(Study.name == study))
         session = db.scalar(select(Session).where(Session.study_id == sid))
         return list(db.scalars(select(Trial).where(Trial.session_id == session.id).order_by(Trial.index)))

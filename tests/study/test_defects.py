@@ -1,6 +1,6 @@
-"""The defects of issue 14's hand-run session, each reproduced and checked fixed: undecodable images (refused at
-create, skipped at serve time), partial pairing, the CLI's help / serve / missing databases, images served only
-while their trial is open (no-store, re-views counted), and databases made before the new columns existed."""
+"""Defects found in a hand-run session, each reproduced and checked fixed: undecodable images (refused at
+create, skipped at serve time), partial pairing, the CLI's help / serve / missing databases, and images served
+only while their trial is open (no-store, re-views counted)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import analyse, format_report
 from p2p_eval.study.models import Image, Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study
-from p2p_eval.study.store import make_engine, open_existing
+from p2p_eval.study.store import make_engine
 
 
 def _copy_dirs(image_dirs: dict[str, Path], root: Path) -> dict[str, Path]:
@@ -32,7 +32,7 @@ def _copy_dirs(image_dirs: dict[str, Path], root: Path) -> dict[str, Path]:
 
 
 def _trials(engine: sa.Engine, token: str) -> list[Trial]:
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         sid = db.scalar(select(Session.id).where(Session.token == token))
         return list(db.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
 
@@ -49,7 +49,7 @@ def test_create_refuses_undecodable_images_by_name(tmp_path, image_dirs) -> None
     message = str(err.value)
     assert "\n" not in message and "2 image(s) cannot be decoded" in message
     assert "3.png" in message and "4.png" in message and str(dirs["alg_a"]) in message
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         assert db.scalar(select(sa.func.count(Study.id))) == 0, "nothing registered"
     engine.dispose()
 
@@ -69,7 +69,7 @@ def test_unservable_image_is_skipped_and_recorded(tmp_path, image_dirs, db_url) 
         state = client.post("/api/studies/s/sessions", json={"PROLIFIC_PID": "p", "SESSION_ID": "x"}).json()
         token = state["session"]
         trials = _trials(engine, token)
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             files = {i.id: Path(i.path) for i in db.scalars(select(Image))}
         broken = {files[trials[1].img1_id], files[trials[3].img2_id]}
         used_elsewhere = {files[i] for t in (trials[0], trials[2]) for i in (t.img1_id, t.img2_id)}
@@ -160,7 +160,7 @@ def test_cli_help_create_notes_and_missing_databases(tmp_path, image_dirs, capsy
 
 
 def test_serve_prints_its_urls(tmp_path, image_dirs) -> None:
-    from p2p_eval.study.loadgen import free_port
+    from tests.study.loadgen import free_port
 
     db = f"sqlite:///{tmp_path / 's.db'}"
     engine = make_engine(db)
@@ -205,25 +205,3 @@ def test_images_only_while_the_trial_is_open_and_re_views_counted(client, make_s
     assert report["re_views"] == {"trials": 1, "extra_requests": 1}
     assert "re-views (an image requested again while its trial was open; kept in the rates): 1 trials" \
         in format_report(report)
-
-
-def test_old_database_gains_the_new_columns(db_url, make_study, client) -> None:
-    """A database made before the new columns: make_engine adds them; its studies keep PNG serving."""
-    make_study(practice=0, trials=1)
-    engine = client.app.state.engine
-    with engine.begin() as conn:
-        for table, column in (("study_studies", "same_processing"), ("study_studies", "serve_size"),
-                              ("study_studies", "jpeg_quality"), ("study_trials", "fetches1"),
-                              ("study_trials", "fetches2"), ("study_trials", "skip_reason")):
-            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
-    upgraded = make_engine(db_url)
-    columns = {c["name"] for c in sa.inspect(upgraded).get_columns("study_trials")}
-    assert {"fetches1", "fetches2", "skip_reason"} <= columns
-    upgraded.dispose()
-    engine.dispose()  # the app's pool may hold connections that knew the old columns
-    token = client.post("/api/studies/s1/sessions", json={}).json()["session"]
-    url = client.get(f"/api/s/{token}/trial/0").json()["images"][0]
-    assert client.get(url).headers["content-type"] == "image/png", "an old study is served as it was"
-    existing, names = open_existing(db_url)
-    existing.dispose()
-    assert names == ["s1"]

@@ -18,10 +18,12 @@ import math
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from p2p_eval.errors import UserError
-from p2p_eval.study.hype import (HypeTimeParams, Staircase, assign_staircases, evaluator_threshold, hype_inf_counts,
+from p2p_eval.study.analysis import hype_inf_scores
+from p2p_eval.study.hype import (HypeTimeParams, Staircase, assign_staircases, evaluator_threshold,
                                  modal_exposure, next_exposure, reversal_exposures, staircase_levels, target_correct,
                                  StaircaseResult)
 
@@ -148,8 +150,12 @@ def test_modes_reversals_and_hype_inf_counts() -> None:
     assert reversal_exposures([500, 500, 400, 300, 400, 400, 300, 400]) == [300, 400, 300]
     runs = [StaircaseResult([500, 400, 400], [True] * 3), StaircaseResult([300, 300, 200], [True] * 3)]
     assert evaluator_threshold(runs) == 350
-    counts = hype_inf_counts([True, True, False, False, True], [True, False, False, True, True])
-    assert counts == {"errors": 3, "trials": 5, "fake_errors": 2, "fakes": 3, "real_errors": 1, "reals": 2}
+    # one evaluator: its fakes judged real, fake, real (2 errors of 3); its reals judged fake, real (1 error of 2)
+    trials = pd.DataFrame({"session_id": [1] * 5, "fake_slot": [1, 1, 0, 0, 1],
+                           "judged_real": [True, False, False, True, True]})
+    scores = hype_inf_scores(trials, 100, np.random.default_rng(0))
+    assert (scores["error"]["rate"], scores["error_fake"]["rate"], scores["error_real"]["rate"]) == (3 / 5, 2 / 3, 1 / 2)
+    assert (scores["error"]["trials"], scores["error_fake"]["trials"], scores["error_real"]["trials"]) == (5, 3, 2)
 
 
 def test_params_validate_and_round_trip() -> None:

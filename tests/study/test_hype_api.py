@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import analyse, format_report
@@ -29,7 +29,7 @@ def start(client: Any, study: str = "s1", **ids: Any) -> dict[str, Any]:
 
 
 def stored(engine: Any, token: str) -> list[Trial]:
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         sid = db.scalar(select(Session.id).where(Session.token == token))
         return list(db.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
 
@@ -223,25 +223,3 @@ def test_spec_checks_and_template(image_dirs, tmp_path) -> None:
         study, _ = create_study(engine, spec)
         engine.dispose()
         assert study.protocol == protocol
-
-
-def test_an_older_database_still_reports(make_study, db_url, client) -> None:
-    """A database made before the HYPE columns: they are added on open, and its studies still report."""
-    if not db_url.startswith("sqlite"):
-        pytest.skip("dropping columns to fake an older database is done on SQLite")
-    make_study(protocol="single", practice=0, trials=4)
-    token = start(client)["session"]
-    for t in stored(client.app.state.engine, token):
-        client.get(f"/api/s/{token}/trial/{t.index}")
-        client.post(f"/api/s/{token}/answer", json={"index": t.index, "answer": "real", "onset1": 0.0, "offset1": 300.0})
-    engine = make_engine(db_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE study_studies DROP COLUMN protocol_params")
-        for column in ("staircase", "exposure_ms", "frame_ms", "mask_onset", "mask_offset"):
-            conn.exec_driver_sql(f"ALTER TABLE study_trials DROP COLUMN {column}")
-    engine.dispose()
-    upgraded = make_engine(db_url)
-    result = analyse(upgraded, "s1", n_boot=100)
-    upgraded.dispose()
-    assert result["display_timing"]["judged"] == 4 and result["display_timing"]["frame_source"] == {"assumed": 4}
-    assert sum(e["included"] for e in result["algorithms"].values()) == 1

@@ -9,9 +9,9 @@ import time
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
-from p2p_eval.study.loadgen import LoadResult, run_participants
+from tests.study.loadgen import LoadResult, Pace, run_participants
 from p2p_eval.study.models import Session, Trial
 from p2p_eval.study.store import make_engine
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def stored_answers(db_url: str) -> dict[tuple[str, int], str]:
     engine = make_engine(db_url)
     try:
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             rows = db.execute(select(Session.token, Trial.index, Trial.answer).join(Session, Trial.session_id == Session.id)
                               .where(Trial.answer.is_not(None))).all()
     finally:
@@ -32,7 +32,7 @@ def stored_answers(db_url: str) -> dict[tuple[str, int], str]:
 def test_hundred_participants_at_once(db_url, make_study, live_server) -> None:
     make_study(trials=3, practice=1, vigilance=1)
     server = live_server()
-    result = asyncio.run(run_participants(server.url, "s1", 100, images=False, timeout=60))
+    result = asyncio.run(run_participants(server.url, "s1", 100, Pace(images=False), timeout=60))
     assert result.errors == [] and result.finished == 100
     assert result.elapsed < 120
     stored = stored_answers(db_url)
@@ -41,7 +41,7 @@ def test_hundred_participants_at_once(db_url, make_study, live_server) -> None:
     assert stored == acked, "zero lost, zero extra answers"
     engine = make_engine(db_url)
     try:
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             per_alg = db.execute(select(func.count()).select_from(Session).group_by(Session.algorithm_id)).scalars().all()
             assert sorted(per_alg) == [50, 50]
             assert db.scalar(select(func.count()).select_from(Session).where(Session.completed_at.is_not(None))) == 100
@@ -52,7 +52,7 @@ def test_hundred_participants_at_once(db_url, make_study, live_server) -> None:
 def test_two_server_processes_lose_and_duplicate_nothing(db_url, make_study) -> None:
     """``study serve --workers 2``: two processes share the port (and, on SQLite, take turns at the file through
     the lock beside it); every answer is stored once and the algorithms stay balanced."""
-    from p2p_eval.study.loadgen import LiveServer
+    from tests.study.loadgen import LiveServer
 
     make_study(trials=3, practice=1)
     server = LiveServer(db_url, args=("--workers", "2")).start()
@@ -66,7 +66,7 @@ def test_two_server_processes_lose_and_duplicate_nothing(db_url, make_study) -> 
     assert stored_answers(db_url) == acked
     engine = make_engine(db_url)
     try:
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             per_alg = db.execute(select(func.count()).select_from(Session).group_by(Session.algorithm_id)).scalars().all()
     finally:
         engine.dispose()
@@ -78,7 +78,7 @@ def test_sigkill_keeps_every_acknowledged_answer(db_url, make_study, live_server
     first = live_server()
     result = LoadResult()
     runner = threading.Thread(target=lambda: asyncio.run(
-        run_participants(first.url, "s1", 20, images=False, timeout=10, result=result)))
+        run_participants(first.url, "s1", 20, Pace(images=False), timeout=10, result=result)))
     runner.start()
     deadline = time.monotonic() + 60
     while len(result.acks) < 60 and time.monotonic() < deadline:
@@ -90,7 +90,7 @@ def test_sigkill_keeps_every_acknowledged_answer(db_url, make_study, live_server
     for token, index, value in result.acks:
         assert stored.get((token, index)) == value, "an acknowledged answer was lost"
     second = live_server()  # restart on the same database; everyone resumes and finishes
-    rest = asyncio.run(run_participants(second.url, "s1", 20, seed=1, images=False, timeout=30))
+    rest = asyncio.run(run_participants(second.url, "s1", 20, Pace(images=False), seed=1, timeout=30))
     assert rest.errors == [] and rest.finished == 20
     final = stored_answers(db_url)
     assert len(final) == 20 * 12

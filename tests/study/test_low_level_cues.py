@@ -59,7 +59,7 @@ def _served_pairs(db_url: str, dirs: dict[str, Path], same_processing: bool) -> 
     """(fake bytes, real bytes, content type) of every trial of one participant, fetched as the page does."""
     from fastapi.testclient import TestClient
     from sqlalchemy import select
-    from sqlalchemy.orm import Session as DB
+    from sqlalchemy.orm import Session as OrmSession
 
     from p2p_eval.study.models import Session, Trial
     from p2p_eval.study.server import create_app
@@ -71,7 +71,7 @@ def _served_pairs(db_url: str, dirs: dict[str, Path], same_processing: bool) -> 
     out = []
     with TestClient(create_app(engine)) as client:
         token = client.post(f"/api/studies/{name}/sessions", json={}).json()["session"]
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             sid = db.scalar(select(Session.id).where(Session.token == token))
             fake_slots = list(db.scalars(select(Trial.fake_slot).where(Trial.session_id == sid).order_by(Trial.index)))
         for index, fake_slot in enumerate(fake_slots):

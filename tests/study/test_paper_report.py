@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.cli import main
 from p2p_eval.study.models import Session, Trial
@@ -37,7 +37,7 @@ def _run(db: str, plan: dict[str, object]) -> None:
         with TestClient(app) as client:
             for pid, decide in plan.items():
                 token = client.post("/api/studies/s/sessions", json={"PROLIFIC_PID": pid, "SESSION_ID": "x"}).json()["session"]
-                with DB(app.state.engine) as db_session:
+                with OrmSession(app.state.engine) as db_session:
                     sid = db_session.scalar(select(Session.id).where(Session.token == token))
                     trials = list(db_session.scalars(select(Trial).where(Trial.session_id == sid).order_by(Trial.index)))
                 seen: dict[tuple[str, int], int] = {}  # answered so far, by kind and truth
@@ -128,7 +128,7 @@ def test_text_format_is_unchanged_by_default(tmp_path: Path, image_dirs, capsys)
 
 @pytest.fixture
 def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from p2p_eval.study.loadgen import write_noise_folders
+    from tests.study.loadgen import write_noise_folders
 
     return write_noise_folders(tmp_path_factory.mktemp("paper"), count=12, side=16)
 

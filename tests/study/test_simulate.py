@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import analyse
@@ -98,7 +98,7 @@ def _study(engine, image_dirs: dict[str, Path], name: str = "sim", **overrides) 
 
 
 def _stored(engine, name: str = "sim") -> list:  # noqa: ANN001
-    with DB(engine) as db:
+    with OrmSession(engine) as db:
         return db.execute(select(Algorithm.name, Trial.kind, Trial.judged_real, Trial.correct, Trial.answer,
                                  Trial.fake_slot, Trial.onset1, Trial.offset1, Trial.onset2, Trial.offset2,
                                  Trial.fetches1, Trial.fetches2, Trial.views, Trial.response_ms)

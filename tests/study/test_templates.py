@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.errors import UserError
 from p2p_eval.study.analysis import analyse, format_paper
-from p2p_eval.study.loadgen import write_noise_folders
+from tests.study.loadgen import write_noise_folders
 from p2p_eval.study.models import Session, Trial
 from p2p_eval.study.plan import create_study, load_spec
 from p2p_eval.study.simulate import FoolingPopulation, simulate
@@ -112,7 +112,7 @@ def test_quick_response_plan_is_25_real_and_25_generated_distinct_images(tmp_pat
         create_study(engine, spec)
         simulate(engine, spec.name, 3, FoolingPopulation({"pix2pix": 0.4}, false_alarm={"pix2pix": 0.28}),
                  images=False, progress=False)
-        with DB(engine) as db:
+        with OrmSession(engine) as db:
             plans = {}
             for sid, kind, fake_slot, image in db.execute(select(Session.id, Trial.kind, Trial.fake_slot, Trial.img1_id)
                                                           .join(Session, Trial.session_id == Session.id)):

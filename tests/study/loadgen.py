@@ -1,16 +1,14 @@
-"""Simulated participants over HTTP and a server subprocess, for the load tests and
-``benchmarks/perf/study_load.py``.
+"""Test and benchmark tools for the study server: participants answering at random over HTTP, a server
+subprocess, and folders of noise images; used by the load tests and ``benchmarks/perf/study_load.py``.
 
 Each participant behaves like the page: start (or resume) a session, then for each trial fetch it, fetch
-its images, answer, and keep every acknowledgement it received.  :func:`run_participant` is that loop,
-shared with ``p2p-eval study simulate`` (:mod:`p2p_eval.study.simulate`), which passes a ``choose``
-callback (synthetic observers of known behaviour); the load tests answer at random.  Uses httpx (test extra),
-or :class:`LeanClient` (a minimal keep-alive HTTP/1.1 client on asyncio streams) where the load generator's own
+its images, answer, and keep every acknowledgement it received (:func:`run_participant`).  Uses httpx, or
+:class:`LeanClient` (a minimal keep-alive HTTP/1.1 client on asyncio streams) where the load generator's own
 CPU time matters: the load benchmark runs on the server's machine, and httpx spends several times the server's
 CPU per request there.
 
 Every request's latency is kept per request type (``start``, ``check``, ``trial``, ``image``, ``answer``);
-``pause`` makes a participant answer on a fixed cadence (the open-loop benchmark: 2 s between answers).
+:attr:`Pace.pause` makes a participant answer on a fixed cadence (the open-loop benchmark: 2 s between answers).
 """
 
 from __future__ import annotations
@@ -24,17 +22,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-#: ``choose(session_state, trial) -> (answer, timing)``: the answer to a trial (``trial`` is the JSON of
-#: ``GET /api/s/TOKEN/trial/INDEX``, ``session_state`` that of ``POST /api/studies/NAME/sessions``) and the
-#: timing fields the page posts with it (onset1, offset1, onset2, offset2, response_ms).
-Chooser = Callable[[dict[str, Any], dict[str, Any]], tuple[str, dict[str, float]]]
-
 
 @dataclass
 class LoadResult:
@@ -181,19 +172,27 @@ async def _request(client, method: str, url: str, result: LoadResult, attempts: 
     raise AssertionError("unreachable")
 
 
+@dataclass
+class Pace:
+    """How a participant runs: ``images``: fetch each trial's images; ``check``: ``POST .../check`` first, as
+    the page does before its instructions; ``pause`` > 0: one trial every ``pause`` seconds (fetch, images,
+    answer), started on that cadence whatever the server's latency, after a random offset in [0, ``pause``)
+    (open loop); ``ramp``: arrive at a random moment in the first ``ramp`` seconds."""
+
+    images: bool = True
+    check: bool = False
+    pause: float = 0.0
+    ramp: float = 0.0
+
+
 async def run_participant(client, base: str, study: str, pid: str, result: LoadResult, rng: random.Random,  # noqa: ANN001
-                          images: bool = True, choose: Chooser | None = None, check: bool = False,
-                          arrival: dict[str, Any] | None = None, pause: float = 0.0, delay: float = 0.0) -> None:
-    """One participant as the page runs it: (``check``: ``POST .../check`` first, as the page does before
-    its instructions), start or resume the session, then for each trial fetch it, fetch its images
-    (``images``) and post the answer from ``choose`` (default: at random, with fixed timings).
-    ``arrival`` is the body of the start request (default: Prolific id ``pid``).  ``pause`` > 0: one trial every
-    ``pause`` seconds (fetch, images, answer), started on that cadence whatever the server's latency, after a
-    random offset in [0, ``pause``) (open loop); ``delay``: seconds to wait before arriving."""
-    if delay > 0:
-        await asyncio.sleep(delay)
-    body = arrival if arrival is not None else {"PROLIFIC_PID": pid, "SESSION_ID": "load"}
-    if check:
+                          pace: Pace) -> None:
+    """One participant (Prolific id ``pid``) as the page runs it: start or resume the session, then for each
+    trial fetch it, fetch its images and post an answer drawn at random with fixed timings."""
+    if pace.ramp > 0:
+        await asyncio.sleep(rng.random() * pace.ramp)
+    body = {"PROLIFIC_PID": pid, "SESSION_ID": "load"}
+    if pace.check:
         r = await _request(client, "POST", f"{base}/api/studies/{study}/check", result, kind="check", json=body)
         if r.status_code != 200:
             raise RuntimeError(f"check of {pid}: {r.status_code} {r.text}")
@@ -203,24 +202,21 @@ async def run_participant(client, base: str, study: str, pid: str, result: LoadR
     token, index, total = state["session"], state["next_index"], state["total"]
     choices = ("1", "2") if state["protocol"] in ("2afc", "sequential") else ("real", "fake")
     loop = asyncio.get_running_loop()
-    due = loop.time() + (rng.random() * pause if pause > 0 else 0.0)
+    due = loop.time() + (rng.random() * pace.pause if pace.pause > 0 else 0.0)
     while index < total:
-        if pause > 0:
+        if pace.pause > 0:
             await asyncio.sleep(max(0.0, due - loop.time()))
-            due += pause
+            due += pace.pause
         trial = await _request(client, "GET", f"{base}/api/s/{token}/trial/{index}", result, kind="trial")
         trial.raise_for_status()
         if trial.json()["done"]:  # the server skipped the remaining trials (an image it could not serve)
             break
         index = trial.json()["index"]  # later than asked when the server skipped a trial
-        if images:
+        if pace.images:
             for url in trial.json()["images"]:
                 (await _request(client, "GET", base + url, result, kind="image")).raise_for_status()
-        if choose is None:
-            value, timing = rng.choice(choices), {"onset1": 0.0, "offset1": 1000.0, "response_ms": 500.0}
-        else:
-            value, timing = choose(state, trial.json())
-        body = {"index": index, "answer": value, **timing}
+        value = rng.choice(choices)
+        body = {"index": index, "answer": value, "onset1": 0.0, "offset1": 1000.0, "response_ms": 500.0}
         start = time.perf_counter()
         r = await _request(client, "POST", f"{base}/api/s/{token}/answer", result, kind="answer", json=body)
         if r.status_code != 200:
@@ -231,12 +227,10 @@ async def run_participant(client, base: str, study: str, pid: str, result: LoadR
     result.finished += 1
 
 
-async def run_participants(base: str, study: str, count: int, prefix: str = "p", seed: int = 0, images: bool = True,
-                           timeout: float = 60.0, result: LoadResult | None = None, lean: bool = False,
-                           pause: float = 0.0, check: bool = False, ramp: float = 0.0) -> LoadResult:
-    """Run ``count`` participants at once (ids ``{prefix}{i}``); a participant stops at its first error.
-    ``lean``: through :class:`LeanClient` instead of httpx; ``pause``, ``check``: see :func:`run_participant`;
-    ``ramp``: each participant arrives at a random moment in the first ``ramp`` seconds."""
+async def run_participants(base: str, study: str, count: int, pace: Pace | None = None, seed: int = 0,
+                           timeout: float = 60.0, result: LoadResult | None = None, lean: bool = False) -> LoadResult:
+    """Run ``count`` participants at once (ids ``p{i}``) at ``pace``; a participant stops at its first error.
+    ``lean``: through :class:`LeanClient` instead of httpx."""
     result = result if result is not None else LoadResult()
     if lean:
         client_cm: Any = LeanClient(timeout=timeout)
@@ -248,9 +242,7 @@ async def run_participants(base: str, study: str, count: int, prefix: str = "p",
     start = time.perf_counter()
     async with client_cm as client:
         rngs = [random.Random(seed * 100_003 + i) for i in range(count)]
-        tasks = [run_participant(client, base, study, f"{prefix}{i}", result, rng, images, check=check, pause=pause,
-                                 delay=rng.random() * ramp if ramp > 0 else 0.0)
-                 for i, rng in enumerate(rngs)]
+        tasks = [run_participant(client, base, study, f"p{i}", result, rng, pace or Pace()) for i, rng in enumerate(rngs)]
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 result.errors.append(f"{type(outcome).__name__}: {outcome}")
