@@ -45,9 +45,9 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
-def _probe_writable(flag: str, path: Path) -> None:
+def _probe_writable(flag: str, path: Path, is_dir: bool) -> None:
     """Raise a UserError unless a new file can be created in the folder that will hold ``path``."""
-    base = _nearest_existing(path)
+    base = _nearest_existing(path if is_dir else path.parent)
     if not base.is_dir():
         raise UserError(f"{flag} {path}: {base} is a file, so nothing can be created below it; choose another path")
     try:
@@ -76,7 +76,7 @@ def check_output(output: Output, inputs: Iterable[Path] = (), overwrite: bool = 
                                 "or pass --overwrite to write over them")
     elif path.is_dir():
         raise UserError(f"{flag} {path} is a folder; {flag} needs a file name")
-    _probe_writable(flag, path)
+    _probe_writable(flag, path, output.is_dir)
 
 
 def check_outputs(outputs: Iterable[Output], inputs: Iterable[Path | None] = (), overwrite: bool = False) -> None:
@@ -95,8 +95,11 @@ def declare(parser, *, folders: Iterable[str] = (), files: Iterable[str] = (), k
     The CLI checks every declared output before it calls the command, and the table-driven test in
     ``tests/test_bad_input.py`` finds every declared output of every command the same way.
     """
-    parser.set_defaults(output_folders=tuple(folders), output_files=tuple(files), kept_folders=tuple(kept),
-                        input_dests=tuple(inputs))
+    shown = {a.dest: (max(a.option_strings, key=len) if a.option_strings else a.dest.upper())
+             for a in parser._actions}
+    outputs = [(d, True, True) for d in folders] + [(d, False, True) for d in files] + [(d, True, False) for d in kept]
+    parser.set_defaults(declared_outputs=tuple((shown[d], d, is_dir, fresh) for d, is_dir, fresh in outputs),
+                        declared_inputs=tuple(inputs))
 
 
 def _paths(value: object) -> list[Path]:
@@ -107,9 +110,7 @@ def _paths(value: object) -> list[Path]:
 
 def check_args(args) -> None:
     """Check the outputs declared with :func:`declare` against the inputs given on the command line."""
-    flag = lambda dest: "--" + dest.replace("_", "-")  # noqa: E731
-    outputs = [Output(flag(d), getattr(args, d, None), True) for d in getattr(args, "output_folders", ())]
-    outputs += [Output(flag(d), getattr(args, d, None), False) for d in getattr(args, "output_files", ())]
-    outputs += [Output(flag(d), getattr(args, d, None), True, False) for d in getattr(args, "kept_folders", ())]
-    inputs = [p for d in getattr(args, "input_dests", ()) for p in _paths(getattr(args, d, None))]
+    outputs = [Output(flag, getattr(args, dest), is_dir, fresh)
+               for flag, dest, is_dir, fresh in getattr(args, "declared_outputs", ())]
+    inputs = [p for d in getattr(args, "declared_inputs", ()) for p in _paths(getattr(args, d, None))]
     check_outputs(outputs, inputs, overwrite=bool(getattr(args, "overwrite", False)))

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from p2p_eval.cli_args import positive_int
+from p2p_eval.outputs import declare
 
 ORDER = 60
 
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slurm-gpus", type=positive_int, default=1, help="GPUs per Slurm job (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (training, translation, scoring, colour)")
     p.set_defaults(func=_ablate)
+    declare(p, kept=["out", "runs_dir"], inputs=["data", "segmenter"])
 
 
 def _ablate(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from p2p_eval.cli_args import add_deprecated, add_quiet, positive_int
+from p2p_eval.outputs import declare
 
 ORDER = 40
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="images per progress-bar step (default 16); each image is counted as soon as it is decoded")
     add_quiet(parser)
     parser.set_defaults(func=_color)
+    declare(parser, files=["plot", "json"], inputs=["real", "images", "real_labels"])
 
 
 def add_image_sets(parser: argparse.ArgumentParser, help_images: str) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from p2p_eval.cli_args import add_quiet, positive_int, probability
+from p2p_eval.outputs import declare
 
 ORDER = 10
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--val-fraction", type=probability, default=0.2, help="share of scenes put in val/ (default 0.2)")
     add_quiet(synth)
     synth.set_defaults(func=_synth)
+    declare(synth, kept=["out"])
 
     prep = data_sub.add_parser("prepare-cityscapes", help="official Cityscapes release -> AB pairs + train-id labels",
                                description="Read leftImg8bit/ and gtFine/*_labelIds.png under --root and write the "
@@ -38,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--size", type=positive_int, default=256, help="output side in pixels (default 256)")
     add_quiet(prep)
     prep.set_defaults(func=_prepare)
+    declare(prep, kept=["out"], inputs=["root"])
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2p_eval.outputs import declare
+
 ORDER = 1
 
 
@@ -21,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_demo)
+    declare(parser, kept=["out", "report"])
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from p2p_eval.cli_args import nonnegative_int, positive_int
+from p2p_eval.outputs import declare
 
 ORDER = 40
 
@@ -53,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=nonnegative_int, help="DataLoader workers decoding ahead (default: CPUs - 1, at most 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_fcn_score)
+    parser.add_argument("--overwrite", action="store_true", help="allow --save-predictions to write into a folder "
+                        "that already holds files")
+    declare(parser, folders=["save_predictions"], files=["json", "per_image"],
+            inputs=["images", "labels", "data", "segmenter"])
 
 
 def _fcn_score(args: argparse.Namespace) -> int:

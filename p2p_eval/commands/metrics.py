@@ -7,6 +7,7 @@ from pathlib import Path
 
 from p2p_eval.cli_args import add_quiet, positive_int
 from p2p_eval.commands.color import add_image_sets
+from p2p_eval.outputs import declare
 
 ORDER = 41
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
     add_quiet(parser)
     parser.set_defaults(func=_metrics)
+    declare(parser, files=["json"], inputs=["real", "images"])
 
 
 def _metrics(args: argparse.Namespace) -> int:

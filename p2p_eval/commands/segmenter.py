@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from p2p_eval.cli_args import nonnegative_float, nonnegative_int, positive_float, positive_int, probability
+from p2p_eval.outputs import declare
 
 ORDER = 35
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("checkpoint", type=Path, help="SEG.pt written by `p2p-eval segmenter train`")
     export.add_argument("out", type=Path, help="SEG.safetensors to write")
     export.set_defaults(func=_export)
+    declare(export, files=["out"], inputs=["checkpoint"])
     info = seg_sub.add_parser("info", help="print a segmenter's card: what it is, what it was trained on, its scores",
                               description="Print the metadata of a segmenter file (default: the shipped one) and its "
                               "real-photo val FCN-score, overall and per class; for the shipped segmenter also the path "
@@ -72,6 +74,7 @@ def _register_train(seg_sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue from OUT.partial (same settings)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)
+    declare(train, files=["out"], inputs=["data"])
 
 
 def _train(args: argparse.Namespace) -> int:

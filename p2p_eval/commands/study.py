@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from pathlib import Path
 
-from p2p_eval.cli_args import add_deprecated, add_quiet
+from p2p_eval.cli_args import (add_deprecated, add_quiet, nonnegative_float, nonnegative_int, port, positive_float,
+                               positive_int, probability)
+from p2p_eval.errors import UserError
+from p2p_eval.outputs import declare
 from p2p_eval.study import PROTOCOLS
 
 ORDER = 60
@@ -40,11 +44,11 @@ def _add_create(study_sub: argparse._SubParsersAction) -> None:
                         "or fake 50/50; hype-time: HYPE's adaptive exposure (staircases over 100-1000 ms, noise mask; "
                         "staircase keys in --config); hype-inf: HYPE's unlimited-time real/fake judgements")
     create.add_argument("--paired", action="store_true", default=None, help="real and fake from the same input (matched by file stem)")
-    create.add_argument("--trials", type=int, help="test trials per participant (default 40)")
-    create.add_argument("--practice", type=int, help="practice trials with feedback, excluded from results (default 10)")
-    create.add_argument("--display-ms", type=int, help="how long each image is shown, ms (default 1000)")
-    create.add_argument("--vigilance", type=int, help="vigilance trials (real vs an obviously broken image; default 0)")
-    create.add_argument("--vigilance-max-errors", type=int,
+    create.add_argument("--trials", type=positive_int, help="test trials per participant (default 40)")
+    create.add_argument("--practice", type=nonnegative_int, help="practice trials with feedback, excluded from results (default 10)")
+    create.add_argument("--display-ms", type=positive_int, help="how long each image is shown, ms (default 1000)")
+    create.add_argument("--vigilance", type=nonnegative_int, help="vigilance trials (real vs an obviously broken image; default 0)")
+    create.add_argument("--vigilance-max-errors", type=nonnegative_int,
                         help="exclusion rule: exclude a participant with more wrong vigilance trials than this (default 0)")
     create.add_argument("--question", choices=["fake", "real"], help="ask which image is fake (default) or real")
     create.add_argument("--seed", type=int, help="seed of the trial plans (default 0)")
@@ -54,8 +58,8 @@ def _add_create(study_sub: argparse._SubParsersAction) -> None:
     create.add_argument("--same-processing", action=argparse.BooleanOptionalAction, default=None,
                         help="serve every image, real and generated, at the same size as JPEG of the same quality, so "
                         "that file format and size cannot give the fake away (default: on)")
-    create.add_argument("--serve-size", type=int, help="with --same-processing: served size in pixels, square (default 256)")
-    create.add_argument("--jpeg-quality", type=int, help="with --same-processing: JPEG quality 1-95 (default 75)")
+    create.add_argument("--serve-size", type=positive_int, help="with --same-processing: served size in pixels, square (default 256)")
+    create.add_argument("--jpeg-quality", type=jpeg_quality, help="with --same-processing: JPEG quality 1-95 (default 75)")
     create.add_argument("--base-url", default="http://127.0.0.1:8000", help="server address for the printed URLs")
     create.set_defaults(func=_create)
 
@@ -67,7 +71,7 @@ def _add_serve(study_sub: argparse._SubParsersAction) -> None:
                                  "when P2P_STUDY_ADMIN_TOKEN is set.")
     serve.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=_workers, default="auto",
                        help="server processes sharing the port, or auto (the default): 1 on SQLite (more take turns "
                        "at the database through a lock file beside it, and one was faster), 2 on a server database "
@@ -83,13 +87,14 @@ def _add_report(study_sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--study", required=True, help="study name")
     rep.add_argument("--json", type=Path, help="write the report as JSON here")
     rep.add_argument("--csv", type=Path, help="write every trial as CSV here")
-    rep.add_argument("--bootstrap", type=int, default=2000, help="bootstrap draws (default 2000)")
+    rep.add_argument("--bootstrap", type=positive_int, default=2000, help="bootstrap draws (default 2000)")
     rep.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     rep.add_argument("--format", choices=["text", "paper"], default="text",
                      help="text (default): every count; paper: the sources' tables (pix2pix Tables 4-5 \"%% labeled "
                      "real\" mean +- SE; fooling rate for sequential; %% correct real / fake for single; HYPE threshold / "
                      "error rates) as Markdown")
     rep.set_defaults(func=_report)
+    declare(rep, files=["json", "csv"])
 
 
 def _add_simulate(study_sub: argparse._SubParsersAction) -> None:
@@ -103,21 +108,21 @@ def _add_simulate(study_sub: argparse._SubParsersAction) -> None:
         "given ones with --sd-between (Beta, probability scale). Then run `study report` on the same --db.")
     sim.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file holding the study (study create)")
     sim.add_argument("--study", required=True, help="study name")
-    sim.add_argument("--participants", type=int, required=True, help="how many synthetic participants (all algorithms together)")
+    sim.add_argument("--participants", type=positive_int, required=True, help="how many synthetic participants (all algorithms together)")
     sim.add_argument("--fooling", metavar="ALG=P,...",
                      help="per algorithm, the probability that the fake is judged real, e.g. l1=0.05,l1_cgan=0.19 "
                      "(every protocol but hype-time)")
     sim.add_argument("--threshold-ms", metavar="ALG=MS,...",
                      help="hype-time: per algorithm, the exposure at which participants are right 79.4%% of the time "
                      "(the staircase's target; logistic psychometric function of the exposure), e.g. l1=250,l1_cgan=450")
-    sim.add_argument("--spread-ms", type=float, default=80.0,
+    sim.add_argument("--spread-ms", type=nonnegative_float, default=80.0,
                      help="hype-time: scale of the logistic psychometric function, ms (default 80)")
-    sim.add_argument("--sd-between-ms", type=float, default=0.0,
+    sim.add_argument("--sd-between-ms", type=nonnegative_float, default=0.0,
                      help="hype-time: between-participant sd of the thresholds, ms (default 0)")
     sim.add_argument("--false-alarm", metavar="ALG=P,...",
                      help="single-image protocols: per algorithm, probability that a real image is labelled fake "
                      "(default: the --fooling value, an unbiased observer)")
-    sim.add_argument("--lapse", type=float, default=0.0, help="probability of a random answer on any trial (default 0)")
+    sim.add_argument("--lapse", type=probability, default=0.0, help="probability of a random answer on any trial (default 0)")
     sim.add_argument("--sd-between", default="0", metavar="SD or ALG=SD,...",
                      help="between-participant sd of the rates, probability scale (Beta): one value, or one per "
                      "algorithm (default 0: all alike)")
@@ -138,19 +143,20 @@ def _add_power(study_sub: argparse._SubParsersAction) -> None:
         "--out writes power.md, power.json and power.png (power vs participants).")
     pw.add_argument("--fooling", required=True, metavar="P,P,...",
                     help="expected rates of fakes judged real, e.g. 0.06,0.19 (or l1=0.06,l1_cgan=0.19)")
-    pw.add_argument("--trials", type=int, default=40, help="test trials per participant (default 40, the paper's)")
-    pw.add_argument("--sd-between", type=float, default=0.1,
+    pw.add_argument("--trials", type=positive_int, default=40, help="test trials per participant (default 40, the paper's)")
+    pw.add_argument("--sd-between", type=nonnegative_float, default=0.1,
                     help="sd of participants' own rates around the mean, probability scale (default 0.1)")
     pw.add_argument("--participants", default="10,20,30,40,50,60,80,100", metavar="N,N,...",
                     help="participant counts per algorithm to try (default 10,20,30,40,50,60,80,100)")
-    pw.add_argument("--half-width", type=float, metavar="X",
+    pw.add_argument("--half-width", type=positive_float, metavar="X",
                     help="also report the smallest count whose expected CI half-width is <= X (rate scale, e.g. 0.03)")
-    pw.add_argument("--sims", type=int, default=400, help="simulated studies per count (default 400)")
-    pw.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws per simulated study (default 1000)")
+    pw.add_argument("--sims", type=positive_int, default=400, help="simulated studies per count (default 400)")
+    pw.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap draws per simulated study (default 1000)")
     pw.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     pw.add_argument("--out", type=Path, help="folder for power.md, power.json, power.png")
     add_quiet(pw)
     pw.set_defaults(func=_power)
+    declare(pw, kept=["out"])
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -182,27 +188,45 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
+def jpeg_quality(text: str) -> int:
+    """``--jpeg-quality``: 1..95 (Pillow's documentation advises against values above 95)."""
+    value = positive_int(text)
+    if value > 95:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: give a JPEG quality from 1 to 95")
+    return value
+
+
 def _workers(text: str) -> int | str:
     """``--workers``: a number of processes or ``auto``."""
     if text == "auto":
         return text
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of server processes or auto") from None
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of server processes (1 or more) or auto") from None
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Bind HOST:PORT once and let it go, so that a port in use or a host that cannot be bound is one line before
+    anything claims the server is listening (uvicorn binds again right after)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or "
+                            "--host, or stop the server that holds it") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from p2p_eval.errors import UserError
-
-    if args.workers != "auto" and args.workers < 1:
-        raise UserError(f"--workers {args.workers}: give 1 or more server processes")
     from p2p_eval.study.server import auto_workers, create_app
     from p2p_eval.study.store import open_existing
 
     engine, names = open_existing(args.db)
+    _check_bind(args.host, args.port)
     if args.workers == "auto":
         args.workers = auto_workers(engine.dialect.name)
     base = f"http://{args.host}:{args.port}"
@@ -241,7 +265,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from p2p_eval.errors import UserError
     from p2p_eval.study.simulate import (FoolingPopulation, PsychometricPopulation, format_result, parse_ms,
                                          parse_rates, parse_sd, simulate)
     from p2p_eval.study.store import open_existing

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from p2p_eval.cli_args import add_deprecated, add_quiet, nonnegative_int, positive_int
 from p2p_eval.device import PRECISIONS
+from p2p_eval.outputs import declare
 
 ORDER = 20
 
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=nonnegative_int, help="DataLoader worker processes (default 0 on CPU, 4 on CUDA)")
     add_quiet(parser)
     parser.set_defaults(func=_train)
+    declare(parser, kept=["out"], inputs=["data"])
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from p2p_eval.cli_args import add_quiet, positive_int
+from p2p_eval.outputs import declare
 
 ORDER = 30
 
@@ -19,13 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", required=True, type=Path, help="run folder written by p2p-eval train")
     parser.add_argument("--data", required=True, type=Path, help="data folder holding SPLIT/ with AB pairs")
     parser.add_argument("--split", default="val", help="split folder to translate (default val)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder, new or empty (created; --overwrite to write into one holding files)")
     parser.add_argument("--eval-mode", action="store_true", help="eval(): no dropout, batch-norm running averages")
     parser.add_argument("--size", type=positive_int, help="image side fed to the net (default the training size; a multiple "
                         "of 2**num_downs)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add_quiet(parser)
     parser.set_defaults(func=_translate)
+    parser.add_argument("--overwrite", action="store_true", help="allow --out to be a folder that already holds files")
+    declare(parser, folders=["out"], inputs=["data"])
 
 
 def _translate(args: argparse.Namespace) -> int:
