@@ -15,7 +15,7 @@ def _run(args: list[str], capsys: pytest.CaptureFixture, preset: bool = True) ->
 
 
 def test_unknown_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, err = _run(["--table", "4", "--data", str(tmp_path), "--segmenter", "s.pt", "--out", str(tmp_path / "r")], capsys)
+    code, err = _run(["--table", "4", "--data", str(tmp_path / "d"), "--segmenter", "s.pt", "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "unknown table '4'; valid: 1, 2, 3, 6, all, modified" in err
 
 
@@ -35,7 +35,7 @@ def test_preset_is_required_in_the_cli_and_the_api(tmp_path: Path, capsys: pytes
     from p2p_eval.ablation import run_ablation
     from p2p_eval.errors import UserError
 
-    code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r")], capsys, preset=False)
+    code, err = _run(["--table", "1", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r")], capsys, preset=False)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--preset" in err and "smoke" in err and "quick" in err and "needs a GPU" in err
     with pytest.raises(UserError, match="choose a preset with --preset: smoke"):
@@ -55,7 +55,7 @@ def test_cli_and_api_defaults_agree() -> None:
 
 
 def test_rescore_and_retrain_stale_conflict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--rescore",
+    code, err = _run(["--table", "1", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--rescore",
                       "--retrain-stale"], capsys)
     assert code == 2 and "--rescore" in err and "--retrain-stale" in err
 
@@ -63,7 +63,7 @@ def test_rescore_and_retrain_stale_conflict(tmp_path: Path, capsys: pytest.Captu
 def test_missing_shipped_segmenter_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("p2p_eval.ablation.runner.shipped_path", lambda: tmp_path / "absent.safetensors")
-    code, err = _run(["--table", "1", "--data", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
+    code, err = _run(["--table", "1", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "absent.safetensors" in err and "--segmenter" in err
 
 
