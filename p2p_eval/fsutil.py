@@ -3,15 +3,19 @@ reading that tolerates a damaged marker, and the sha256 of a file's bytes."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from p2p_eval.errors import UserError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -25,10 +29,32 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise disk_full(path, len(data)) from None
         raise
     return path
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line to a log (a line cut short by a kill or a full disk is dropped by its reader)."""
+    path = Path(path)
+    try:
+        with path.open("a") as fh:
+            fh.write(line + "\n")
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise disk_full(path, len(line) + 1) from None
+        raise
+
+
+def disk_full(path: Path, needed: int) -> UserError:
+    """The one-line error for a write that ran out of space: what was written, what it needs, what is free."""
+    free = shutil.disk_usage(path.parent).free
+    return UserError(f"disk full while writing {path} ({needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free); "
+                     "free some space and run the command again (with --resume where it offers one: finished work "
+                     "is kept)")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -63,3 +89,16 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def torch_load(path: str | Path, what: str, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file it cannot read is one UserError line naming the
+    file, ``what`` it should be and the ``fix``, never torch's own advice (which suggests ``weights_only=False``,
+    i.e. running code from the file)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}; {fix}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        raise UserError(f"{path} is not a readable {what} ({type(exc).__name__}: a damaged file or a file of another "
+                        f"kind); {fix}") from None

@@ -30,6 +30,7 @@ from scipy import linalg
 from torch import nn
 
 from p2p_eval.errors import UserError, require_file
+from p2p_eval.fsutil import torch_load
 
 FID_ENV = "P2P_EVAL_FID_WEIGHTS"
 FID_HELP = (f"FID needs Inception-v3 weights on disk: download torchvision's "
@@ -59,10 +60,7 @@ def is_torchscript(path: Path) -> bool:
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A plain tensor state dict, loaded safely (``weights_only``); UserError naming the file otherwise."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
-        raise UserError(f"{path} is not a readable PyTorch weights file: {exc}") from exc
+    state = torch_load(path, "PyTorch weights file", "give the weights file (a state dict of tensors)")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} does not hold a state dict of tensors")

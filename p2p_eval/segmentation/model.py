@@ -26,7 +26,7 @@ from torch import nn
 
 from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError, require_file, unknown_name
-from p2p_eval.fsutil import atomic_write_bytes, file_sha256
+from p2p_eval.fsutil import atomic_write_bytes, file_sha256, torch_load
 
 FORMAT = "p2p-eval-segmenter/1"
 PARTIAL_FORMAT = "p2p-eval-segmenter-partial/1"
@@ -83,13 +83,13 @@ def build_segmenter(arch: str = DEFAULT_ARCH, encoder: str = DEFAULT_ENCODER, nu
 def _load_encoder_weights(model: nn.Module, path: Path) -> None:
     """Load an ImageNet-style state dict (e.g. torchvision's resnet18-*.pth) into the encoder."""
     require_file(path, "encoder weights file")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read encoder weights {path}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise UserError(f"cannot read encoder weights {path}: {exc}") from exc
+    else:
+        state = torch_load(path, "encoder weights file", "give an ImageNet state dict such as torchvision's resnet18")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     own = model.encoder.state_dict()
@@ -121,10 +121,7 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
         if header.get("format") != FORMAT or not isinstance(meta, dict):
             raise UserError(f"{path} is not a p2p-eval segmenter (no segmenter metadata in its header); {hint}")
         return meta, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{path} is not a readable segmenter checkpoint ({exc}); {hint}") from exc
+    ckpt = torch_load(path, "segmenter checkpoint", hint)
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, PARTIAL_FORMAT):
         raise UserError(f"{path} is not a p2p-eval segmenter checkpoint; {hint}")
     if ckpt["format"] == PARTIAL_FORMAT:

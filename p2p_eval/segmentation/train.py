@@ -37,7 +37,7 @@ from p2p_eval.confusion import ConfusionMatrix
 from p2p_eval.data.cityscapes import TRAIN_CLASSES
 from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError
-from p2p_eval.fsutil import atomic_torch_save, file_sha256
+from p2p_eval.fsutil import append_line, atomic_torch_save, file_sha256, torch_load
 from p2p_eval.segmentation.data import Pair, SegmentationPairs, data_layout, default_workers, preload, split_pairs
 from p2p_eval.segmentation.model import (DEFAULT_ARCH, DEFAULT_ENCODER, FORMAT, IGNORE, IMAGENET_MEAN, IMAGENET_STD,
                                          PARTIAL_FORMAT, build_segmenter, load_segmenter, logits, normalize)
@@ -187,8 +187,7 @@ def train_segmenter(data_dir: str | Path, out_path: str | Path, recipe: Segmente
         if run.eval_every and state.epoch % run.eval_every == 0 and state.epoch < recipe.epochs:
             record["val100"] = val_scores(state.model, state.meta(), data_dir, state.device, limit=100, progress=False)
         state.save_partial(partial)
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_line(log_path, json.dumps(record))
     bar.close()
     if stop < recipe.epochs:
         print(f"stopped after epoch {stop} of {recipe.epochs}; continue with --resume")
@@ -333,10 +332,7 @@ def _provenance(data_dir: Path, recipe: SegmenterRecipe, state: _TrainingState) 
 
 
 def _read_partial(partial: Path) -> dict:
-    try:
-        state = torch.load(partial, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{partial} is damaged ({exc}); delete it and train again without --resume") from exc
+    state = torch_load(partial, "segmenter training state", "delete it and train again without --resume")
     if not isinstance(state, dict) or state.get("format") != PARTIAL_FORMAT or "settings" not in state:
         raise UserError(f"{partial} is not a segmenter training state; delete it and train again without --resume")
     return state

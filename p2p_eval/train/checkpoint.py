@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from p2p_eval.errors import UserError
-from p2p_eval.fsutil import atomic_torch_save
+from p2p_eval.fsutil import atomic_torch_save, torch_load
 from p2p_eval.train.loop import StepModels
 
 #: Config fields that may differ between a run and its resumption: they change neither the
@@ -87,14 +87,13 @@ def save_checkpoint(path: Path, models: StepModels, sched_g: torch.optim.lr_sche
     return atomic_torch_save(payload, path)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``); a damaged file is a UserError."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError as exc:
-        raise UserError(f"checkpoint not found: {path}; train the run first (p2p-eval train)") from exc
-    except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError for damaged files
-        raise UserError(f"cannot load checkpoint {path}: {exc}; delete it and restart the run") from exc
+    state = torch_load(path, "p2p-eval training checkpoint", "give the checkpoint p2p-eval train wrote, or train "
+                       "the run first (a damaged checkpoint: delete it and restart the run)")
+    if not isinstance(state, dict) or "generator" not in state:
+        raise UserError(f"{path} is not a p2p-eval training checkpoint; give the run folder p2p-eval train wrote")
+    return state
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -39,7 +39,7 @@ from p2p_eval.config import TrainConfig
 from p2p_eval.data.aligned import AlignedDataset
 from p2p_eval.device import resolve_device, resolve_precision
 from p2p_eval.errors import UserError, require_dir
-from p2p_eval.fsutil import atomic_write_text
+from p2p_eval.fsutil import append_line, atomic_write_text
 from p2p_eval.imageio import from_unit_range, write_png
 from p2p_eval.models import build_discriminator, build_generator
 from p2p_eval.train.checkpoint import Position, config_differences, load_checkpoint, restore_rng, save_checkpoint
@@ -241,8 +241,7 @@ class _LogWindow:
         record = {"step": pos.step, "epoch": pos.epoch + 1, "lr": training.models.opt_g.param_groups[0]["lr"],
                   "precision": training.precision, "images_per_s": self.images / max(now - self.tick, 1e-9),
                   **{k: s / self.count for k, s in self.sums.items()}}
-        with path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_line(path, json.dumps(record))
         bar.set_postfix({k: f"{s / self.count:.3g}" for k, s in self.sums.items()})
         self.sums, self.count, self.images, self.tick = {}, 0, 0, now
 
