@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hmac
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -231,7 +232,7 @@ async def admin_create(request: Request) -> Any:
     denied = _authorized(request, None)
     if denied is not None:
         return denied
-    body = await _json(request)
+    body = await _json(request, ADMIN_BODY_LIMIT)
     if isinstance(body, Response):
         return body
     try:
@@ -316,11 +317,25 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _json(request: Request) -> dict[str, Any] | Response:
-    """The request's JSON object body, or a 422 response."""
+#: Largest request bodies read, in bytes: a participant's requests are a few hundred bytes; a study spec more.
+PARTICIPANT_BODY_LIMIT = 16 * 1024
+ADMIN_BODY_LIMIT = 1024 * 1024
+
+
+async def _json(request: Request, limit: int = PARTICIPANT_BODY_LIMIT) -> dict[str, Any] | Response:
+    """The request's JSON object body, a 413 response past ``limit`` bytes (read no further), or a 422 response."""
+    too_large = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return too_large
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            return too_large
     try:
-        body = await request.json()
-    except ValueError:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         return JSONResponse({"detail": "body must be JSON"}, status_code=422)
     if not isinstance(body, dict):
         return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)

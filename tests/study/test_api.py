@@ -287,3 +287,22 @@ def test_redirect_url_gets_the_code(client, make_study) -> None:
     token = start(client, PROLIFIC_PID="P", SESSION_ID="S")["session"]
     ack = answer(client, token, 0, "1").json()
     assert ack["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={ack['completion_code']}"
+
+
+def test_oversized_and_deeply_nested_bodies_are_refused(client, make_study) -> None:
+    make_study()
+    state = start(client, workerId="W9")
+    token = state["session"]
+    big = b'{"index": 0, "answer": "1", "pad": "' + b"x" * 20_000 + b'"}'
+    for url in ("/api/studies/s1/check", f"/api/s/{token}/answer"):
+        assert client.post(url, content=big, headers={"content-type": "application/json"}).status_code == 413
+    # a declared length past the limit is refused before any of the body is read
+    r = client.post("/api/studies/s1/check", content=b"{}", headers={"content-length": "300000000"})
+    assert r.status_code == 413
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = client.post(f"/api/s/{token}/answer", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 413  # 200 KB: past the limit
+    deep = b"[" * 8_000 + b"]" * 8_000  # 16,000 bytes: under the limit, deeper than the JSON parser's stack
+    r = client.post(f"/api/s/{token}/answer", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert answer(client, token, 0, "1").status_code == 200  # the session still works
