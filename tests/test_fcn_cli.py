@@ -261,3 +261,23 @@ def test_real_size_equals_scoring_photos_saved_at_that_size(synth_small: Path, s
     assert full["pixel_accuracy"] != pytest.approx(through["pixel_accuracy"], abs=1e-6)
     assert main(["fcn-score", "--images", str(small), "--data", str(synth_small), "--real-size", "16", *seg,
                  "--device", "cpu"]) != 0
+
+
+def test_a_label_map_outside_its_folders_format_is_one_line(synth_small: Path, segmenter: Path, photos: Path,
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    names = sorted(p.name for p in (synth_small / "val_labels").iterdir())
+    for name in names:
+        (labels / name).write_bytes((synth_small / "val_labels" / name).read_bytes())
+    ids = np.array(Image.open(labels / names[0]))
+    ids[:3, :3] = 250  # one 3x3 patch of 250 in a train-id map
+    Image.fromarray(ids).save(labels / names[0])
+    args = ["fcn-score", "--images", str(photos), "--labels", str(labels), "--segmenter", str(segmenter),
+            "--device", "cpu", "--bootstrap", "0"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and names[0] in err and "value 250" in err
+    assert main([*args, "--label-format", "labelids"]) == 2  # stated: 250 (and 255) are no labelIds
+    assert "is not one of the official labelIds" in capsys.readouterr().err

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", type=Path, help="folder of generated images (PNG/JPEG), named like the labels")
     labels = parser.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", type=Path, help="folder of label maps: train-id PNGs, official *_labelIds.png or colour maps")
+    parser.add_argument("--label-format", metavar="trainids|labelids|color", help="the format of every map in "
+                        "--labels (default: decided from all of them; a map with a value outside it is refused)")
     labels.add_argument("--data", type=Path, help="data folder (AB layout or official Cityscapes); its val split gives the labels")
     parser.add_argument("--segmenter", type=Path,
                         help="segmenter file (.safetensors or .pt of `p2p-eval segmenter train`); default: the shipped "
@@ -68,6 +70,7 @@ def _fcn_score(args: argparse.Namespace) -> int:
                           device=args.device, batch_size=args.batch_size, save_predictions=args.save_predictions,
                           seed=args.seed, bootstrap=args.bootstrap, num_workers=args.workers,
                           convention="original" if args.original_means else None, per_image_out=args.per_image,
+                          label_format=args.label_format,
                           protocol=args.protocol, frames_file=args.frames, progress=not args.quiet,
                           real_size=args.real_size)
     print(format_table(result))

@@ -59,9 +59,8 @@ def build_table() -> np.ndarray:
     sRGB colour, from ``skimage.color.rgb2lab`` and ``numpy.histogram``'s binning (``searchsorted`` on the edges)."""
     from skimage.color import rgb2lab
 
-    table, v = np.empty(1 << 24, np.uint32), np.arange(256, dtype=np.uint8)
-    block = np.empty((16, 256, 256, 3), np.uint8)  # 16 images of 256 x 256: red by image, green by row, blue by column
-    block[..., 1], block[..., 2] = v[None, :, None], v[None, None, :]
+    table, v, block = np.empty(1 << 24, np.uint32), np.arange(256, dtype=np.uint8), np.empty((16, 256, 256, 3), np.uint8)
+    block[..., 1], block[..., 2] = v[None, :, None], v[None, None, :]  # red by image, green by row, blue by column
     for r0 in range(0, 256, 16):
         block[..., 0] = v[r0:r0 + 16, None, None]
         lab = rgb2lab(block)
@@ -205,7 +204,7 @@ def set_histogram(files: list[Path], half: str | None = None, size: int | None =
 def _class_masks(labels_dir: str | Path | None, fakes: Mapping[str, list[Path]], stems: list[str], class_name: str) -> dict:
     """Boolean masks of one Cityscapes train class per real image stem, from the label maps in ``labels_dir``;
     every fake file (``fakes``: set name -> files) must have a real image of its stem."""
-    from p2p_eval.data.cityscapes import TRAIN_CLASSES, load_label_map
+    from p2p_eval.data.cityscapes import TRAIN_CLASSES, label_format, load_label_map
 
     if labels_dir is None:
         raise UserError(f"--class {class_name} needs --real-labels DIR (the label maps of the real images)")
@@ -220,7 +219,8 @@ def _class_masks(labels_dir: str | Path | None, fakes: Mapping[str, list[Path]],
         if stray:
             raise UserError(f"--images {files[0].parent} ({name}) has images with no real counterpart of the same name: "
                             f"{file_list(stray)}; with --class, file names must match the real ones")
-    return {s: load_label_map(labels[s]) == TRAIN_CLASSES.index(class_name) for s in stems}
+    fmt = label_format([labels[s] for s in stems])  # one format for the folder
+    return {s: load_label_map(labels[s], fmt=fmt) == TRAIN_CLASSES.index(class_name) for s in stems}
 
 
 def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: str | Path | None = None,

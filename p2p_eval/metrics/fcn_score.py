@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from p2p_eval.confusion import CONVENTIONS, ConfusionMatrix
-from p2p_eval.data.cityscapes import TRAIN_CLASSES, load_label_map, trainids_to_colors
+from p2p_eval.data.cityscapes import TRAIN_CLASSES, label_format, load_label_map, trainids_to_colors
 from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError, file_list, require_dir, require_file
 from p2p_eval.fsutil import atomic_write_bytes
@@ -55,9 +55,9 @@ class GeneratedPairs(torch.utils.data.Dataset):
     """
 
     def __init__(self, names: list[str], images: list[Path], labels: list[Any], size: int,
-                 full_labels: bool = False) -> None:
+                 full_labels: bool = False, label_format: str | None = None) -> None:
         self.names, self.images, self.labels, self.size = names, images, labels, size
-        self.full_labels = full_labels
+        self.full_labels, self.label_format = full_labels, label_format
 
     def __len__(self) -> int:
         return len(self.names)
@@ -65,7 +65,7 @@ class GeneratedPairs(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         label, size = self.labels[index], None if self.full_labels else self.size
         if isinstance(label, Path):
-            ids = torch.from_numpy(np.ascontiguousarray(load_label_map(label, size)))
+            ids = torch.from_numpy(np.ascontiguousarray(load_label_map(label, size, self.label_format)))
         else:
             ids = read_label(label, size)
         image = resize_photo(read_image(self.images[index]), self.size)
@@ -117,7 +117,8 @@ class ScoreOptions:
     ``convention`` None is ``"original"`` under the original protocol and ``"nanmean"`` otherwise;
     ``num_workers`` None is :func:`~p2p_eval.segmentation.data.default_workers`; ``save_predictions`` (a folder)
     receives each prediction; ``per_image_out`` (``.npz``: names, confusions) the per-image matrices for
-    :func:`p2p_eval.metrics.bootstrap.paired_bootstrap`."""
+    :func:`p2p_eval.metrics.bootstrap.paired_bootstrap`; ``label_format`` states the format of a ``--labels``
+    folder (None: decided from all of its maps, :func:`p2p_eval.data.cityscapes.label_format`)."""
 
     device: str = "auto"
     batch_size: int = 8
@@ -128,6 +129,7 @@ class ScoreOptions:
     progress: bool = True
     save_predictions: str | Path | None = None
     per_image_out: str | Path | None = None
+    label_format: str | None = None
 
 
 def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Dataset, device: torch.device,
@@ -254,7 +256,10 @@ def score_generated(images_dir: str | Path, segmenter: str | Path | None = None,
     if protocol == "original":
         available = len({p for p in labels.values()})
     names = [frame_name(p) for p in images]
-    dataset = GeneratedPairs(names, images, matched, int(meta["input_size"]), full_labels=protocol == "original")
+    files = [label for label in matched if isinstance(label, Path)]
+    fmt = "labelids" if protocol == "original" else (label_format(files, opts.label_format) if files else None)
+    dataset = GeneratedPairs(names, images, matched, int(meta["input_size"]), full_labels=protocol == "original",
+                             label_format=fmt)
     source = {"images": str(images_dir), "labels": str(labels_dir or data_dir), "real": False}
     return _scored((model, meta, dev), dataset, names, protocol, opts, source, available, note)
 
