@@ -23,6 +23,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def check_gpus(ids: list[str]) -> list[str]:
+    """``ids`` (``--gpus 0,1``) when each is a CUDA device of this machine; one UserError line otherwise."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for gpu in ids:
+        if not gpu.isdigit() or int(gpu) >= count:
+            have = f"GPUs 0..{count - 1}" if count else "no CUDA GPU"
+            raise UserError(f"--gpus {','.join(ids)}: {gpu!r} is not a GPU of this machine ({have}); give GPU ids "
+                            "like 0,1 or leave --gpus out to run on --device")
+    return ids
+
+
 #: Training precisions: ``auto`` (see :func:`resolve_precision`), ``fp32``, ``bf16`` (autocast, fp32 weights).
 PRECISIONS = ("auto", "fp32", "bf16")
 

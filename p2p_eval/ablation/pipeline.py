@@ -36,6 +36,7 @@ from p2p_eval.ablation.report import report_path, table_record, write_report_jso
 from p2p_eval.ablation.runner import (JobSettings, RowJob, check_inputs, job_state, make_job, resolve_segmenter,
                                       score_ground_truth, score_true_labels_cached, set_aside, stale_reasons, trained)
 from p2p_eval.ablation.tables import TableSpec, load_table, parse_tables
+from p2p_eval.device import check_gpus, resolve_device
 from p2p_eval.errors import UserError, require_file, unknown_name
 from p2p_eval.fsutil import file_sha256, read_json_or
 from p2p_eval.imageio import list_images
@@ -143,6 +144,10 @@ def plan_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: 
     chosen = get_preset(opts.preset)
     if opts.launcher not in LAUNCHERS:
         raise unknown_name("launcher", opts.launcher, LAUNCHERS)
+    if opts.gpus:
+        check_gpus(list(opts.gpus))
+    elif opts.launcher == "local":
+        resolve_device(opts.device)
     segmenter = resolve_segmenter(segmenter) if any(spec.kind == "fcn" for spec in specs) else None
     data_dir = Path(data_dir)
     runs = Path(opts.runs_dir) if opts.runs_dir is not None else DEFAULT_RUNS_DIR

@@ -56,7 +56,7 @@ from p2p_eval.fsutil import read_json_or, write_json
 from p2p_eval.imageio import list_images
 from p2p_eval.metrics.fcn_score import ScoreOptions, score_generated, score_real_photos
 from p2p_eval.metrics.labelmap import score_label_folder, score_true_labels
-from p2p_eval.segmentation.model import shipped_path
+from p2p_eval.segmentation.model import read_meta, shipped_path
 from p2p_eval.train.trainer import train
 from p2p_eval.translate import translate_run
 
@@ -346,7 +346,8 @@ def resolve_segmenter(segmenter: str | Path | None) -> Path:
 
 
 def check_inputs(data_dir: Path, segmenter: Path | None) -> None:
-    """UserError naming the folder or file unless DATA has train/ and val/ images and SEG (unless None) is a file."""
+    """UserError naming the folder or file unless DATA has train/ and val/ images and SEG (unless None) is a
+    readable segmenter."""
     for split in ("train", "val"):
         folder = require_dir(Path(data_dir) / split, f"--data {split} folder")
         if not list_images(folder):
@@ -354,3 +355,4 @@ def check_inputs(data_dir: Path, segmenter: Path | None) -> None:
                             "(make one with `p2p-eval data synth` or `p2p-eval data prepare-cityscapes`)")
     if segmenter is not None:
         require_file(segmenter, "--segmenter checkpoint (train one with `p2p-eval segmenter train`)")
+        read_meta(segmenter)  # an unreadable segmenter fails here, before any row trains

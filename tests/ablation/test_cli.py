@@ -76,3 +76,18 @@ def test_slurm_launcher_needs_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(UserError, match="sbatch"):
         run_submitit([], tmp_path, cluster="slurm")
+
+
+def test_bad_segmenter_and_gpus_fail_before_the_first_row(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for split in ("train", "val"):
+        (tmp_path / "d" / split).mkdir(parents=True)
+        (tmp_path / "d" / split / "1.png").write_bytes(b"")
+    garbage = tmp_path / "seg.pt"
+    garbage.write_bytes(b"not a segmenter")
+    code, err = _run(["--table", "1", "--data", str(tmp_path / "d"), "--segmenter", str(garbage),
+                      "--out", str(tmp_path / "r"), "--runs-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "seg.pt" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing trained
+    code, err = _run(["--table", "1", "--data", str(tmp_path / "d"), "--gpus", "x,y", "--out", str(tmp_path / "r"),
+                      "--runs-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "--gpus x,y" in err and not (tmp_path / "runs").exists()
