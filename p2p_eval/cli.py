@@ -40,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: UserError) -> str:
+    """The user's line of ``exc``.  A UserError raised in a DataLoader worker process comes back with that
+    worker's traceback in its message (torch's ExceptionWrapper re-raises it so); its last line is the original."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split("UserError: ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``p2p-eval`` console script."""
     parser = build_parser()
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"p2p-eval {args.command}: error: {exc}", file=sys.stderr)
+        print(f"p2p-eval {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and a rerun resumes it", file=sys.stderr)

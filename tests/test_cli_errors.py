@@ -51,3 +51,19 @@ def test_study_serve_auto_workers_one_on_sqlite_two_on_a_server_database(monkeyp
     assert auto_workers("postgresql") == 2
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert auto_workers("postgresql") == 1
+
+
+def test_a_corrupt_image_met_by_a_loader_worker_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from p2p_eval.imageio import write_png
+
+    for split in ("train", "val"):
+        for i in range(3):
+            write_png(tmp_path / "d" / split / f"{i}.png", torch.full((3, 32, 64), 60 * i, dtype=torch.uint8))
+    (tmp_path / "d" / "train" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code = main(["segmenter", "train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "seg.pt"), "--epochs", "1",
+                 "--size", "32", "--device", "cpu", "--workers", "1", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "1.png" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
