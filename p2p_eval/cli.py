@@ -52,7 +52,10 @@ def _one_line(exc: UserError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``p2p-eval`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error, already printed on one line (2)
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
