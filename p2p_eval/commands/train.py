@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=positive_int, help="train at S x S; a U-Net without num_downs in the file gets depth log2(S)")
     parser.add_argument("--batch-size", type=positive_int, help="images per step (overrides the file's batch_size)")
     add_deprecated(parser, "--batch", "--batch-size", "batch_size", type=positive_int)
+    parser.add_argument("--direction", metavar="AtoB|BtoA", help="which half of each AB file is the input (overrides "
+                        "the file; pix2pix's Cityscapes and Facades files put the photo in A, so labels -> photo is BtoA)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the file)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -47,7 +49,7 @@ def _train(args: argparse.Namespace) -> int:
     from p2p_eval.train.trainer import train
 
     overrides = {"epochs": args.epochs, "size": args.size, "batch_size": args.batch_size, "seed": args.seed,
-                 "max_steps": args.max_steps}
+                 "max_steps": args.max_steps, "direction": args.direction}
     cfg = load_generator(args.generator, overrides)
     run = train(cfg, args.data, args.out, device=args.device, resume=args.resume, progress=not args.quiet,
                 precision=args.precision, num_workers=args.workers)

@@ -224,3 +224,28 @@ def test_resume_keeps_the_precision_a_run_started_with(tiny_data: Path, tmp_path
               precision="bf16")
     fresh = train(tiny_config(max_steps=1, log_every=1), tiny_data, tmp_path / "auto", device="cpu", progress=False)
     assert json.loads((fresh / "log.jsonl").read_text().splitlines()[-1])["precision"] == "bf16"
+
+
+def test_cli_direction_picks_the_input_half(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from p2p_eval.imageio import write_png
+
+    for split in ("train", "val"):  # A half black (-1), B half mid-grey (about 0)
+        for i in range(2):
+            ab = torch.zeros(3, 32, 64, dtype=torch.uint8)
+            ab[:, :, 32:] = 128
+            write_png(tmp_path / "d" / split / f"{i}.png", ab)
+    l1 = {}
+    for direction in ("AtoB", "BtoA"):
+        run = tmp_path / direction
+        assert main(["train", "--generator", "l1", "--data", str(tmp_path / "d"), "--out", str(run), "--size", "32",
+                     "--max-steps", "1", "--direction", direction, "--device", "cpu", "--quiet"]) == 0
+        assert tomllib.loads((run / "config.toml").read_text())["direction"] == direction
+        record = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+        l1[direction] = next(v for k, v in record.items() if "l1" in k.lower())
+    # an untrained generator outputs about 0: near the grey target B (AtoB), about 1 away from the black target A
+    assert 2 * l1["AtoB"] < l1["BtoA"]
+    assert main(["train", "--generator", "l1", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "x"),
+                 "--direction", "up", "--device", "cpu", "--quiet"]) == 2
+    assert "direction" in capsys.readouterr().err
