@@ -47,6 +47,8 @@ def test_blog_table_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     row = table["rows"][2]
     cfg = load_generator(tmp_path / "runs" / row["run"] / "config.toml")
     assert (cfg.arch, cfg.d_arch, cfg.d_input, cfg.lambda_l2, cfg.size) == ("resnet", "global", "sum", 1.0, 32)
+    (record,) = [json.loads(line) for line in (tmp_path / "runs" / row["run"] / "log.jsonl").read_text().splitlines()]
+    assert {"G_GAN", "G_L2", "D_real", "D_fake"} <= set(record) and "G_L1" not in record  # the blog's two losses
     fakes = tmp_path / "runs" / row["run"] / "translated" / "val"
     mse, ssim = [], []
     for real_file in sorted((facades / "val").iterdir()):

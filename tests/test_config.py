@@ -114,7 +114,7 @@ def test_bare_names_resolve_to_the_shipped_variants(tmp_path: Path, monkeypatch:
         load_generator("l1_cgna")
     message = str(err.value)
     assert message.startswith("unknown generator 'l1_cgna'") and "\n" not in message
-    assert all(p.stem in message for p in shipped.glob("*.toml")) and len(list(shipped.glob("*.toml"))) == 20
+    assert all(p.stem in message for p in shipped.glob("*.toml")) and len(list(shipped.glob("*.toml"))) == 21
     with pytest.raises(UserError, match="not found"):
         generator_file("generators/l1_cgan.toml")  # a path with a folder part is a path, not a shipped name
 
