@@ -163,7 +163,9 @@ def sample_groups(folder: str | Path, name: str = "images") -> dict[str, list[Pa
 
 
 def is_sample_folder(folder: str | Path) -> bool:
-    """True when ``folder`` holds images and every one is named ``<input name>_sample<k>``."""
+    """True when ``folder`` is a folder holding images and every one is named ``<input name>_sample<k>``."""
+    if not Path(folder).is_dir():
+        return False
     stems = [p.stem for p in list_images(folder, "--images folder")]
     return bool(stems) and all(SAMPLE_STEM.fullmatch(s) for s in stems)
 
