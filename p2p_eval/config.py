@@ -8,6 +8,11 @@ PatchGAN seeing (input, output), lambda_L1 = 100, Adam 2e-4 / (0.5, 0.999), batc
 learning rate (the Torch code that produced the paper's tables), jitter 286 -> 256 with mirroring, dropout at
 test time, labels -> photo on pix2pix's AB files (BtoA: the photo is on the left).
 
+Settings for the network of the blog post "pix2pix Image Translation" (Xuehao Liu, 2019), off by default:
+``d_arch = "global"`` is its discriminator (a five-layer CNN with one output per image, see
+:mod:`p2p_eval.models.global_discriminator`), ``d_input = "sum"`` feeds that discriminator x + y instead of (x, y) stacked
+on channels, and ``lambda_l2`` weights its reconstruction term, the Euclidean distance ||y - G(x)||_2.
+
 A variant file is a flat TOML table whose keys are fields of :class:`TrainConfig`; it sets only the fields
 that differ from these defaults (and, optionally, its ``name``), and its first line is a comment naming the
 row of the document it reproduces. Missing keys take the defaults. Command-line flags override fields
@@ -38,6 +43,8 @@ DROPOUTS = ("paper", "public", "none")
 GANS = ("none", "unconditional", "conditional")
 GAN_MODES = ("vanilla", "lsgan")
 RECEPTIVE_FIELDS = (1, 16, 70, 286)
+D_ARCHS = ("patchgan", "global")
+D_INPUTS = ("concat", "sum")
 LR_SCHEDULES = ("constant", "linear")
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -80,7 +87,10 @@ class TrainConfig:
     gan_mode: str = "vanilla"
     lambda_l1: float = 100.0
     lambda_rec: float = 0.0
+    lambda_l2: float = 0.0
+    d_arch: str = "patchgan"
     d_receptive_field: int = 70
+    d_input: str = "concat"
     batch_size: int = 1
     epochs: int = 200
     lr: float = 2e-4
@@ -136,7 +146,7 @@ class TrainConfig:
 
 _INT_FIELDS = {"num_downs", "resnet_blocks", "ngf", "ndf", "input_nc", "output_nc", "d_receptive_field",
                "batch_size", "epochs", "size", "seed", "log_every", "max_steps"}
-_FLOAT_FIELDS = {"lambda_l1", "lambda_rec", "lr", "beta1", "beta2"}
+_FLOAT_FIELDS = {"lambda_l1", "lambda_rec", "lambda_l2", "lr", "beta1", "beta2"}
 _BOOL_FIELDS = {"bottleneck_norm", "jitter", "test_dropout"}
 _OPTIONAL_FIELDS = {"num_downs", "max_steps"}
 
@@ -183,6 +193,8 @@ def _validate(cfg: TrainConfig) -> None:
     _choice("gan", cfg.gan, GANS)
     _choice("gan_mode", cfg.gan_mode, GAN_MODES)
     _choice("d_receptive_field", cfg.d_receptive_field, RECEPTIVE_FIELDS)
+    _choice("d_arch", cfg.d_arch, D_ARCHS)
+    _choice("d_input", cfg.d_input, D_INPUTS)
     _choice("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
     _choice("direction", cfg.direction, DIRECTIONS)
     for key in ("resnet_blocks", "ngf", "ndf", "input_nc", "output_nc", "batch_size", "epochs", "size",
@@ -191,6 +203,7 @@ def _validate(cfg: TrainConfig) -> None:
     _at_least("seed", cfg.seed, 0)
     _at_least("lambda_l1", cfg.lambda_l1, 0.0)
     _at_least("lambda_rec", cfg.lambda_rec, 0.0)
+    _at_least("lambda_l2", cfg.lambda_l2, 0.0)
     if cfg.max_steps is not None:
         _at_least("max_steps", cfg.max_steps, 1)
     if not cfg.lr > 0:
@@ -199,8 +212,11 @@ def _validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, key)
         if not 0.0 <= value < 1.0:
             raise UserError(f"{key} must be in [0, 1), got {value}")
-    if cfg.gan == "none" and cfg.lambda_l1 == 0 and cfg.lambda_rec == 0:
-        raise UserError("no objective: gan = 'none' needs lambda_l1 > 0 or lambda_rec > 0")
+    if cfg.gan == "none" and cfg.lambda_l1 == 0 and cfg.lambda_l2 == 0 and cfg.lambda_rec == 0:
+        raise UserError("no objective: gan = 'none' needs lambda_l1, lambda_l2 or lambda_rec > 0")
+    if cfg.gan == "conditional" and cfg.d_input == "sum" and cfg.input_nc != cfg.output_nc:
+        raise UserError(f"d_input = 'sum' shows the discriminator x + y, so input_nc ({cfg.input_nc}) must equal "
+                        f"output_nc ({cfg.output_nc}); use d_input = 'concat'")
     if cfg.lambda_rec > 0 and cfg.input_nc != cfg.output_nc:
         raise UserError(
             f"lambda_rec > 0 feeds G(x) back into G, so input_nc ({cfg.input_nc}) must equal "
@@ -212,10 +228,14 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 def min_side(cfg: TrainConfig) -> int:
-    """Smallest image side the run's discriminator accepts (1 without a discriminator): n stride-2 convs
-    then two 4x4 stride-1 convs (padding 1), each of which shrinks the map by one pixel."""
+    """Smallest image side the run's discriminator accepts (1 without a discriminator). PatchGAN: n stride-2
+    convs then two 4x4 stride-1 convs (padding 1), each of which shrinks the map by one pixel. The global
+    discriminator: four stride-2 convs (side // 16) must leave a 2x2 map, as batch norm at batch 1 needs more
+    than one value per channel."""
     if cfg.gan == "none":
         return 1
+    if cfg.d_arch == "global":
+        return 32
     n = D_DOWNSAMPLINGS[cfg.d_receptive_field]
     return 1 if n == 0 else 3 * 2**n
 
@@ -239,10 +259,9 @@ def _validate_size(cfg: TrainConfig) -> None:
     if cfg.gan != "none":
         smallest = min_side(cfg)
         if cfg.size < smallest:
-            raise UserError(
-                f"the {cfg.d_receptive_field}x{cfg.d_receptive_field} discriminator needs size >= {smallest}, "
-                f"got {cfg.size}"
-            )
+            which = ("global" if cfg.d_arch == "global"
+                     else f"{cfg.d_receptive_field}x{cfg.d_receptive_field}")
+            raise UserError(f"the {which} discriminator needs size >= {smallest}, got {cfg.size}")
 
 
 def generator_names() -> list[str]:

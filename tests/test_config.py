@@ -38,7 +38,7 @@ def test_unknown_arch_lists_valid_names() -> None:
     ("field", "value"),
     [("norm", "layer"), ("dropout", "always"), ("gan", "wgan"), ("gan_mode", "hinge"), ("d_receptive_field", 32),
      ("lr_schedule", "cosine"), ("direction", "AB"), ("batch_size", 0), ("lr", 0.0), ("beta1", 1.0),
-     ("lambda_l1", -1.0), ("max_steps", 0)],
+     ("lambda_l1", -1.0), ("max_steps", 0), ("d_arch", "wide"), ("d_input", "product"), ("lambda_l2", -1.0)],
 )
 def test_bad_values_are_user_errors(field: str, value: object) -> None:
     with pytest.raises(UserError, match=field):
@@ -57,6 +57,14 @@ def test_impossible_combinations() -> None:
     with pytest.raises(UserError, match="size >= 96"):
         TrainConfig(size=64, d_receptive_field=286)
     TrainConfig(size=96, num_downs=5)  # 96 = 3 * 2**5 is fine with an explicit depth
+    # the blog post's network: x + y needs as many input as output channels; its global D needs a 2x2 last map
+    with pytest.raises(UserError, match=r"d_input = 'sum'.*input_nc \(1\) must equal output_nc \(3\)"):
+        TrainConfig(d_input="sum", input_nc=1)
+    TrainConfig(d_input="sum", input_nc=1, gan="unconditional")  # no pair, nothing summed
+    with pytest.raises(UserError, match="global discriminator needs size >= 32"):
+        TrainConfig(arch="resnet", d_arch="global", size=16)
+    TrainConfig(arch="resnet", d_arch="global", size=32)
+    TrainConfig(gan="none", lambda_l1=0.0, lambda_l2=1.0)  # the Euclidean distance alone is an objective
 
 
 def test_load_generator_with_size_override_sets_depth(tmp_path: Path) -> None:
@@ -106,7 +114,7 @@ def test_bare_names_resolve_to_the_shipped_variants(tmp_path: Path, monkeypatch:
         load_generator("l1_cgna")
     message = str(err.value)
     assert message.startswith("unknown generator 'l1_cgna'") and "\n" not in message
-    assert all(p.stem in message for p in shipped.glob("*.toml")) and len(list(shipped.glob("*.toml"))) == 20
+    assert all(p.stem in message for p in shipped.glob("*.toml")) and len(list(shipped.glob("*.toml"))) == 21
     with pytest.raises(UserError, match="not found"):
         generator_file("generators/l1_cgan.toml")  # a path with a folder part is a path, not a shipped name
 

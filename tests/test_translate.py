@@ -79,3 +79,60 @@ def test_cli_translate(tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pyte
     assert read_png(tmp_path / "o" / "2.png").shape == (48, 48, 3)
     assert main(["translate", "--run", str(tmp_path / "missing"), "--data", str(data), "--out", str(tmp_path / "x")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def _pixels(paths: list[Path]) -> list[np.ndarray]:
+    return [read_png(p) for p in paths]
+
+
+def test_samples_names_noise_and_seed(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = tiny_run
+    paths = translate_run(run, data, tmp_path / "s", device="cpu", samples=3, progress=False)
+    # inputs in the data set's order (sorted names), samples 0..2 of each input next to each other
+    assert [p.name for p in paths] == [f"{n}_sample{k}.png" for n in ("2", "10", "frankfurt_000000") for k in range(3)]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(p.name for p in paths)
+    images = _pixels(paths)
+    for i in range(0, 9, 3):  # the three samples of one input differ pairwise (own dropout masks)
+        a, b, c = images[i:i + 3]
+        assert not np.array_equal(a, b) and not np.array_equal(a, c) and not np.array_equal(b, c)
+    again = _pixels(translate_run(run, data, tmp_path / "again", device="cpu", samples=3, progress=False))
+    assert all(np.array_equal(x, y) for x, y in zip(images, again))  # same (default) seed: same files
+    seeded = [_pixels(translate_run(run, data, tmp_path / f"seed{i}", device="cpu", samples=3, seed=7, progress=False))
+              for i in range(2)]
+    assert all(np.array_equal(x, y) for x, y in zip(*seeded))  # --seed 7 twice: identical
+    assert not any(np.array_equal(x, y) for x, y in zip(images, seeded[0]))  # another seed, other masks
+
+
+def test_one_sample_keeps_the_plain_files(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = tiny_run
+    plain = translate_run(run, data, tmp_path / "plain", device="cpu", progress=False)
+    one = translate_run(run, data, tmp_path / "one", device="cpu", samples=1, seed=0, progress=False)  # run seed is 0
+    assert [p.name for p in one] == [p.name for p in plain] == ["2.png", "10.png", "frankfurt_000000.png"]
+    assert all(np.array_equal(x, y) for x, y in zip(_pixels(plain), _pixels(one)))
+    # the first sample of K = 3 is drawn first, with the masks a plain translation of the first input draws
+    three = translate_run(run, data, tmp_path / "three", device="cpu", samples=3, progress=False)
+    assert np.array_equal(read_png(three[0]), read_png(plain[0]))
+
+
+def test_samples_need_test_time_dropout(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = tiny_run
+    with pytest.raises(UserError, match="--eval-mode turns dropout off"):
+        translate_run(run, data, tmp_path / "e", device="cpu", samples=2, eval_mode=True, progress=False)
+    root = tmp_path / "nodrop"
+    cfg = TrainConfig(name="nodrop", ngf=8, size=32, num_downs=4, gan="none", dropout="none", epochs=1,
+                      max_steps=1).resolved()
+    quiet = train(cfg, data, root, device="cpu", progress=False)
+    with pytest.raises(UserError, match="has no dropout"):
+        translate_run(quiet, data, tmp_path / "n", device="cpu", samples=2, progress=False)
+    assert len(translate_run(quiet, data, tmp_path / "n1", device="cpu", progress=False)) == 3
+
+
+def test_cli_translate_samples(tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run, data = tiny_run
+    assert main(["translate", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu",
+                 "--samples", "2", "--seed", "3", "--quiet"]) == 0
+    assert "wrote 6 images (2 per input)" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "o").iterdir())[:2] == ["10_sample0.png", "10_sample1.png"]
+    for bad in (["--samples", "0"], ["--seed", "-1"]):
+        assert main(["translate", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "x"), *bad]) == 2
+        assert "out of range" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli_args import add_quiet, positive_int
+from p2p_eval.cli_args import add_quiet, nonnegative_int, positive_int
 from p2p_eval.commands.color import add_image_sets
 from p2p_eval.outputs import declare
 
@@ -21,11 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--real", type=Path, required=True, metavar="DIR", help="folder of real (target) images")
     add_image_sets(parser, "folder of generated images named like the real ones (repeat for several sets)")
     parser.add_argument("--metric", default="psnr,ssim",
-                        help="comma-separated: mse, psnr, ssim, fid, lpips, lpips_diversity (default psnr,ssim)")
+                        help="comma-separated: mse, psnr, ssim, fid, lpips, lpips_diversity, lpips-diversity (default "
+                        "psnr,ssim); a folder of samples (translate --samples K) takes fid and lpips-diversity")
     parser.add_argument("--json", type=Path, help="write means and per-image values (JSON) here")
     parser.add_argument("--fid-weights", type=Path, help="torchvision Inception-v3 state dict or TorchScript extractor")
     parser.add_argument("--lpips-weights", type=Path, help="torchvision AlexNet state dict or TorchScript backbone")
     parser.add_argument("--lpips-lin", type=Path, help="LPIPS v0.1 linear layers (default: torchmetrics' installed alex.pth)")
+    parser.add_argument("--pairs", type=positive_int, default=2000, help="lpips-diversity: random pairs of samples "
+                        "of one input (default 2000)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="lpips-diversity: seed of the pairs (default 0)")
     parser.add_argument("--half", choices=("A", "B"), help="the --real folder holds AB pairs: use the left (A) or right (B) half")
     parser.add_argument("--size", type=positive_int, help="resize every image to SIZE x SIZE first (default: as stored)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -43,7 +47,7 @@ def _metrics(args: argparse.Namespace) -> int:
     result = compare_folders(args.real, dict(zip(names, args.images)), parse_metrics(args.metric),
                              fid_weights=args.fid_weights, lpips_weights=args.lpips_weights, lpips_lin=args.lpips_lin,
                              half=args.half, size=args.size, device=args.device, batch_size=args.batch_size,
-                             json_out=args.json, progress=not args.quiet)
+                             json_out=args.json, progress=not args.quiet, pairs=args.pairs, seed=args.seed)
     print(f"{result['images']} images, data range 255")
     for name, scores in result["metrics"].items():
         parts = [f"{m} {v['value'] if m == 'fid' else v['mean']:.4f}" if (v.get("value", v.get("mean")) is not None)

@@ -3,7 +3,9 @@
 Reference: FID = ||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2)) over the feature means and
 (unbiased, ``numpy.cov``) covariances of the two sets, with the matrix square root from
 ``scipy.linalg.sqrtm`` and pytorch-fid's guard (add 1e-6 I when the product is singular, keep the real
-part).  Lower is better.  Seed 003 of this project reports FID for one-to-many translation.
+part).  Lower is better.  The one-to-many document ("Unsupervised Image-to-Image Translation Using
+Domain-Specific Variational Information Bound") reports FID over many random outputs per input: a folder of
+samples (``translate --samples K``) is scored over all its images (:func:`files_statistics`).
 
 Feature extractors (nothing is ever downloaded; constructors run with ``weights=None``):
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ import torch
 import torchvision.transforms.v2.functional as F
 from scipy import linalg
 from torch import nn
+from tqdm import tqdm
 
 from p2p_eval.errors import UserError, require_file
 from p2p_eval.fsutil import torch_load
@@ -150,3 +154,15 @@ def features(model: nn.Module, images: torch.Tensor, device: torch.device | str 
     """(N, D) features of uint8 (N, 3, H, W) images."""
     out = model(preprocess(images.to(device)))
     return out.reshape(len(images), -1)
+
+
+@torch.no_grad()
+def files_statistics(model: nn.Module, files: Sequence[Path], load: Callable[[Path], torch.Tensor], batch_size: int = 16,
+                     device: torch.device | str = "cpu", progress: bool = True, desc: str = "FID") -> GaussianStats:
+    """Feature statistics of image files, ``batch_size`` at a time; ``load(path)`` gives uint8 (3, H, W). Each image
+    is brought to the extractor's input on its own (:func:`preprocess`), so the files may differ in size."""
+    stats = GaussianStats()
+    for start in tqdm(range(0, len(files), batch_size), desc=desc, unit="batch", disable=not progress):
+        batch = torch.cat([preprocess(load(p).unsqueeze(0).to(device)) for p in files[start:start + batch_size]])
+        stats.update(model(batch).reshape(len(batch), -1))
+    return stats

@@ -38,11 +38,12 @@ from p2p_eval.fsutil import write_json
 from p2p_eval.imageio import list_images
 from p2p_eval.metrics.fid import (FID_ENV, FID_HELP, GaussianStats, features, frechet_distance, load_fid_extractor,
                                   weights_path)
-from p2p_eval.metrics.lpips import LPIPS_ENV, LPIPS_HELP, load_lpips
+from p2p_eval.metrics.lpips import LPIPS_ENV, LPIPS_HELP, is_sample_folder, load_lpips, score_samples
 
 DATA_RANGE = 255.0
-METRICS = ("mse", "psnr", "ssim", "fid", "lpips", "lpips_diversity")
-HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "fid": False, "lpips": False, "lpips_diversity": True}
+METRICS = ("mse", "psnr", "ssim", "fid", "lpips", "lpips_diversity", "lpips-diversity")
+HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "fid": False, "lpips": False, "lpips_diversity": True,
+                    "lpips-diversity": True}
 SSIM_SIGMA, SSIM_RADIUS, SSIM_K1, SSIM_K2 = 1.5, 5, 0.01, 0.03
 
 
@@ -143,6 +144,8 @@ class CompareOptions:
     batch_size: int = 16
     json_out: str | Path | None = None
     progress: bool = True
+    pairs: int = 2000
+    seed: int = 0
 
 
 @dataclass
@@ -165,6 +168,8 @@ def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metri
     metrics = list(dict.fromkeys(metrics))
     if not fakes:
         raise UserError("give at least one --images folder")
+    if "lpips-diversity" in metrics or any(is_sample_folder(folder) for folder in fakes.values()):
+        return score_samples(real_dir, fakes, metrics, opts)  # folders of samples: lpips.score_samples
     if "lpips_diversity" in metrics and len(fakes) < 2:
         raise UserError("lpips_diversity needs two or more --images folders: outputs of the same inputs from repeated runs")
     dev = resolve_device(opts.device)

@@ -1,9 +1,12 @@
 """ResNet-k generator (k = 6 or 9 residual blocks), the common alternative to the U-Net.
 
-Layout as in the blog seed (001: encoder, 9 residual blocks, decoder) and the public PyTorch code's
-``ResnetGenerator`` (Johnson et al. style): c7s1-64, d128, d256, R256 x k, u128, u64, c7s1-out, Tanh, with
-reflection padding. Convs carry no bias under batch norm except the last one; with ``dropout`` other than
-``none`` each residual block has Dropout(0.5) between its two convs (the public code's pix2pix default).
+Layout as the blog post "pix2pix Image Translation" describes it (a three-layer convolutional encoder, 9
+residual blocks, a three-layer deconvolutional decoder, m x n x 3 in and out) and as the public PyTorch code's
+``ResnetGenerator`` (Johnson et al. style) builds it: encoder c7s1-64, d128, d256; R256 x k; decoder u128, u64
+(3x3 transposed convs, stride 2) and c7s1-out with Tanh; reflection padding. Any side that is a multiple of 4
+works. Convs carry no bias under batch norm except the last one; with ``dropout`` other than ``none`` each
+residual block has Dropout(0.5) between its two convs (the public code's pix2pix default, and the noise that
+``translate --samples`` draws from).
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
 """pix2pix objectives (paper section 3.1-3.2, appendix 6.2) and the Modified-Pix2Pix reconstruction loss.
 
-- cGAN: D sees the input and an output concatenated on channels, D(x, y); unconditional GAN: D(y) alone.
+- cGAN: D sees the input and an output concatenated on channels, D(x, y), or (``d_input = "sum"``, the blog
+  post "pix2pix Image Translation": "the input of D is the sum of X and Y") their sum D(x + y); unconditional
+  GAN: D(y) alone.
 - ``gan_mode`` "vanilla": binary cross-entropy on D's logits (``BCEWithLogits``, the paper's log D);
   "lsgan": least squares (LSGAN), as the public PyTorch code's ``GANLoss``. Labels: real 1, fake 0.
 - D's objective is halved: L_D = 0.5 * (loss(D(x, y), real) + loss(D(x, G(x)), fake)).
 - G uses the non-saturating loss, maximising log D(x, G(x)): loss(D(x, G(x)), real).
 - L1: mean |y - G(x)| weighted by ``lambda_l1`` (100; 0 gives the pure (c)GAN rows of Table 1).
+- L2 (the same blog post: "the Euclidean distance between Y and Y'"): per image the Euclidean norm
+  ||y - G(x)||_2 over all its channels and pixels (not squared, not divided by the pixel count), averaged over
+  the batch, weighted by ``lambda_l2`` (its network: 1, beside the classification loss, with lambda_l1 = 0).
 - Reconstruction ("Modified Pix2Pix Conditional Adversarial Networks for Image-to-Image Translation",
   eq. 3): L_rec = mean |x - G(G(x))|, the same generator applied twice with fresh dropout noise, weighted by
   ``lambda_rec`` (10, with lambda_l1 = 1). It needs as many input as output channels, and only means
@@ -31,6 +36,13 @@ def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(output.float(), target.float())
 
 
+def l2_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each image's Euclidean distance ``sqrt(sum (output - target)^2)``; its gradient
+    at a zero difference is 0 (``torch.linalg.vector_norm``'s subgradient)."""
+    diff = (output.float() - target.float()).flatten(1)
+    return torch.linalg.vector_norm(diff, dim=1).mean()
+
+
 def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.Tensor:
     """Mean loss of D's logits against the label ``real`` (1) or fake (0): BCE-with-logits or least squares."""
     logits = logits.float()
@@ -43,10 +55,11 @@ def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.T
 
 
 def discriminator_input(cfg: TrainConfig, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """What D sees: concat(x, image) on channels for the cGAN, the image alone for the unconditional GAN."""
-    if cfg.gan == "conditional":
-        return torch.cat([x, image], dim=1)
-    return image
+    """What D sees: concat(x, image) on channels (or ``x + image`` when ``cfg.d_input == "sum"``) for the cGAN,
+    the image alone for the unconditional GAN."""
+    if cfg.gan != "conditional":
+        return image
+    return x + image if cfg.d_input == "sum" else torch.cat([x, image], dim=1)
 
 
 def discriminator_loss(cfg: TrainConfig, discriminator: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -63,10 +76,11 @@ def discriminator_loss(cfg: TrainConfig, discriminator: nn.Module, x: torch.Tens
 
 def generator_loss(cfg: TrainConfig, generator: nn.Module, discriminator: nn.Module | None, x: torch.Tensor,
                    y: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """G's total loss: non-saturating GAN term + lambda_l1 * L1 + lambda_rec * L_rec, for ``fake = G(x)``.
+    """G's total loss: non-saturating GAN term + lambda_l1 * L1 + lambda_l2 * L2 + lambda_rec * L_rec, for
+    ``fake = G(x)``.
 
-    Terms present: "G_GAN" (when ``cfg.gan`` is not "none"), "G_L1" (lambda_l1 > 0), "G_rec"
-    (lambda_rec > 0; runs ``generator`` once more on ``fake``), each weighted, and the total "G".
+    Terms present: "G_GAN" (when ``cfg.gan`` is not "none"), "G_L1" (lambda_l1 > 0), "G_L2" (lambda_l2 > 0),
+    "G_rec" (lambda_rec > 0; runs ``generator`` once more on ``fake``), each weighted, and the total "G".
     """
     terms: dict[str, torch.Tensor] = {}
     if cfg.gan != "none":
@@ -75,6 +89,8 @@ def generator_loss(cfg: TrainConfig, generator: nn.Module, discriminator: nn.Mod
         terms["G_GAN"] = gan_loss(discriminator(discriminator_input(cfg, x, fake)), True, cfg.gan_mode)
     if cfg.lambda_l1 > 0:
         terms["G_L1"] = cfg.lambda_l1 * l1_loss(fake, y)
+    if cfg.lambda_l2 > 0:
+        terms["G_L2"] = cfg.lambda_l2 * l2_loss(fake, y)
     if cfg.lambda_rec > 0:
         terms["G_rec"] = cfg.lambda_rec * l1_loss(generator(fake), x)
     total = torch.stack(list(terms.values())).sum()

@@ -270,7 +270,8 @@ def _resume_state(run: Path, ckpt_path: Path, cfg: TrainConfig) -> dict[str, Any
     if not ckpt_path.exists():
         return None
     state = load_checkpoint(ckpt_path)
-    diffs = config_differences(state["config"], dataclasses.asdict(cfg))
+    saved = {**dataclasses.asdict(TrainConfig()), **state["config"]}  # settings newer than the run: their defaults
+    diffs = config_differences(saved, dataclasses.asdict(cfg))
     if diffs:
         raise UserError(f"cannot resume {run} with a different config ({'; '.join(diffs)}); use the generator file "
                         "and flags the run was started with, or choose another --out")

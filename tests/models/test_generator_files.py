@@ -1,6 +1,6 @@
 """Every shipped generator variant (generators/*.toml) loads, names its document's row on its first line, sets only
 what differs from the paper's L1+cGAN defaults, and resolves to its row's setting (the paper's tables, "Modified
-Pix2Pix", the blog post's ResNet-9 generator)."""
+Pix2Pix", the blog post "pix2pix Image Translation": its ResNet-9 generator, and its whole network)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from p2p_eval.models import build_discriminator, build_generator
 
 NAMES = ["l1", "gan", "cgan", "l1_gan", "l1_cgan", "encdec_l1", "encdec_l1_cgan", "unet_l1_b10", "unet_l1_cgan_b10",
          "l1_cgan_d1", "l1_cgan_d16", "l1_cgan_d286", "resnet9_l1_cgan", "l1_cgan_rec",
-         "l1_photo2label", "cgan_photo2label", "l1_cgan_photo2label", "cgan_rec", "l1_rec", "l1_cgan_lambda1"]
+         "l1_photo2label", "cgan_photo2label", "l1_cgan_photo2label", "cgan_rec", "l1_rec", "l1_cgan_lambda1",
+         "blog_resnet9"]
 # name -> (arch, gan, lambda_l1, lambda_rec, d_receptive_field, batch_size), from the paper's tables and "Modified Pix2Pix"
 EXPECTED = {
     "l1": ("unet", "none", 100, 0, 70, 1),
@@ -40,6 +41,9 @@ EXPECTED = {
     "cgan_rec": ("unet", "conditional", 0, 10, 70, 1),
     "l1_rec": ("unet", "none", 1, 10, 70, 1),
     "l1_cgan_lambda1": ("unet", "conditional", 1, 0, 70, 1),
+    # The blog post's network: ResNet-9, a one-output discriminator (no receptive field of its own), no L1 (its
+    # Euclidean distance instead; see test_blog_network_file).
+    "blog_resnet9": ("resnet", "conditional", 0, 0, 70, 1),
 }
 #: Variants trained photo -> label map (pix2pix Table 6); every other one is labels -> photo.
 ATOB = {"l1_photo2label", "cgan_photo2label", "l1_cgan_photo2label"}
@@ -50,7 +54,8 @@ ATOB = {"l1_photo2label", "cgan_photo2label", "l1_cgan_photo2label"}
 PAPER_L1_CGAN = {
     "name": "l1_cgan", "arch": "unet", "num_downs": None, "resnet_blocks": 9, "ngf": 64, "ndf": 64, "input_nc": 3,
     "output_nc": 3, "norm": "batch", "bottleneck_norm": False, "dropout": "paper", "gan": "conditional",
-    "gan_mode": "vanilla", "lambda_l1": 100.0, "lambda_rec": 0.0, "d_receptive_field": 70, "batch_size": 1,
+    "gan_mode": "vanilla", "lambda_l1": 100.0, "lambda_rec": 0.0, "lambda_l2": 0.0, "d_arch": "patchgan",
+    "d_receptive_field": 70, "d_input": "concat", "batch_size": 1,
     "epochs": 200, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "lr_schedule": "constant", "size": 256, "jitter": True,
     "direction": "BtoA", "seed": 0, "test_dropout": True, "log_every": 50, "max_steps": None,
 }
@@ -94,3 +99,16 @@ def test_generator_file(name: str) -> None:
     small = load_generator(path, {"size": 128 if name == "l1_cgan_d286" else 64, "batch_size": 2})
     assert small.num_downs == (7 if name == "l1_cgan_d286" else 6)
     build_generator(small)
+
+
+def test_blog_network_file() -> None:
+    # "pix2pix Image Translation": G = 3-layer encoder + 9 residual blocks + 3-layer decoder; D a five-layer CNN with
+    # an output of size 1 that sees "the sum of X and Y"; loss = Euclidean distance between Y and Y' + classification.
+    cfg = load_generator(GENERATORS_DIR / "blog_resnet9.toml", {"size": 64})
+    assert (cfg.arch, cfg.resnet_blocks, cfg.d_arch, cfg.d_input, cfg.lambda_l1, cfg.lambda_l2, cfg.gan_mode) == (
+        "resnet", 9, "global", "sum", 0.0, 1.0, "vanilla")
+    assert "pix2pix Image Translation" in (GENERATORS_DIR / "blog_resnet9.toml").read_text().splitlines()[0]
+    torch.manual_seed(0)
+    d = build_discriminator(cfg)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert d(x + build_generator(cfg)(x)).shape == (2, 1)

@@ -190,3 +190,54 @@ def test_receptive_field_matches_gradient_support(field: int, size: int) -> None
     support = x.grad.abs().sum((0, 1)) > 0
     rows, cols = support.any(1).nonzero(), support.any(0).nonzero()
     assert rows.max() - rows.min() + 1 == field and cols.max() - cols.min() + 1 == field
+
+
+# The network of the blog post "pix2pix Image Translation": ResNet-9 G, five-layer CNN D with one output.
+def test_blog_generator_parameter_count_by_hand() -> None:
+    # Encoder: c7s1-64 7*7*3*64 + BN 2*64 = 9,536; d128 3*3*64*128 + 2*128 = 73,984; d256 3*3*128*256 + 2*256 = 295,424
+    # 9 residual blocks of two 3x3 256->256 convs with BN: 9 * 2 * (589,824 + 512) = 10,626,048
+    # Decoder: u128 3*3*256*128 + 2*128 = 295,168; u64 3*3*128*64 + 2*64 = 73,856; c7s1-3 7*7*64*3 + 3 (bias) = 9,411
+    # 9,536 + 73,984 + 295,424 + 10,626,048 + 295,168 + 73,856 + 9,411 = 11,383,427
+    g = on_meta(build_generator, arch="resnet", d_arch="global", d_input="sum")
+    assert count(g) == 11_383_427
+    kinds = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    encoder, decoder = kinds[:3], kinds[-3:]  # three layers each side of the 9 blocks (18 convs)
+    assert len(kinds) == 3 + 9 * 2 + 3 and [c.out_channels for c in encoder] == [64, 128, 256]
+    assert [type(c) for c in decoder] == [nn.ConvTranspose2d, nn.ConvTranspose2d, nn.Conv2d]
+    assert [c.out_channels for c in decoder] == [128, 64, 3]
+
+
+@pytest.mark.parametrize(("d_input", "in_channels", "params"), [("sum", 3, 2_757_953), ("concat", 6, 2_761_025)])
+def test_global_discriminator_parameter_count_by_hand(d_input: str, in_channels: int, params: int) -> None:
+    # C64: 4*4*c*64 + 64 (bias, no norm); C128: 4*4*64*128 + BN 2*128 = 131,328; C256: 4*4*128*256 + 2*256 = 524,800;
+    # C512: 4*4*256*512 + 2*512 = 2,098,176; linear 512 -> 1: 512 + 1 = 513.
+    # sum (c = 3): 3,136 + 131,328 + 524,800 + 2,098,176 + 513 = 2,757,953; concat (c = 6): + 3,072 = 2,761,025
+    d = on_meta(build_discriminator, d_arch="global", d_input=d_input)
+    assert count(d) == params
+    layers = convs(d) + [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert len(layers) == 5 and convs(d)[0].in_channels == in_channels
+    assert [c.bias is not None for c in convs(d)] == [True, False, False, False]
+
+
+def test_global_discriminator_gives_one_logit_per_image_at_any_size() -> None:
+    torch.manual_seed(0)
+    for side in (32, 64, 96):
+        cfg = TrainConfig(arch="resnet", d_arch="global", d_input="sum", size=side, ngf=8, ndf=8)
+        d = build_discriminator(cfg)
+        out = d(torch.rand(2, 3, side, side + 16))
+        assert out.shape == (2, 1)
+        out.sum().backward()
+        assert all(p.grad is not None for p in d.parameters())
+    # with batch norm at batch 1 the last map needs two values per channel: side 32 -> 2x2 works
+    build_discriminator(TrainConfig(d_arch="global", size=32, ndf=8))(torch.rand(1, 6, 32, 32))
+
+
+def test_global_discriminator_is_a_mean_then_linear() -> None:
+    # Independent: the logit is w . mean over positions of the last conv block's map + b.
+    torch.manual_seed(0)
+    d = build_discriminator(TrainConfig(d_arch="global", norm="none", ndf=4, size=64)).eval()
+    x = torch.rand(1, 6, 64, 64)
+    feats = d.features(x)
+    assert feats.shape == (1, 32, 4, 4)  # 64 / 2**4, ndf * 8 channels
+    expected = (feats.mean((2, 3)) * d.classify.weight).sum() + d.classify.bias
+    assert d(x).item() == pytest.approx(expected.item(), rel=1e-6)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from p2p_eval.config import TrainConfig
-from p2p_eval.train.objectives import discriminator_loss, gan_loss, generator_loss, l1_loss
+from p2p_eval.train.objectives import discriminator_loss, gan_loss, generator_loss, l1_loss, l2_loss
 
 LN2 = math.log(2.0)
 
@@ -133,3 +133,33 @@ def test_gradients_flow_to_the_right_nets() -> None:
     # d/dfake of 100 * mean|y - fake| at fake = 0 is -100 * sign(y) / 12 per element
     expected = -100 * torch.sign(Y) / Y.numel()
     assert torch.allclose(fake.grad, expected)
+
+
+# The blog post "pix2pix Image Translation": D sees the sum of X and Y; G's loss is the Euclidean distance + classification.
+def test_l2_is_the_euclidean_distance_per_image() -> None:
+    # y - 0 per channel: 1, -1, 0.5, 0 -> squares 2.25 per channel, 6.75 over the 3 channels; distance sqrt(6.75)
+    assert l2_loss(FAKE, Y).item() == pytest.approx(math.sqrt(6.75))
+    two = torch.cat([Y, Y])  # the second image equal to its target: distance 0, mean over the batch sqrt(6.75) / 2
+    assert l2_loss(torch.cat([FAKE, Y]), two).item() == pytest.approx(math.sqrt(6.75) / 2)
+    same = Y.clone().requires_grad_(True)
+    l2_loss(same, Y).backward()
+    assert torch.equal(same.grad, torch.zeros_like(Y))  # no NaN at a zero difference
+    fake = FAKE.clone().requires_grad_(True)
+    l2_loss(fake, Y).backward()  # d/dfake ||fake - y|| = (fake - y) / ||fake - y||
+    assert torch.allclose(fake.grad, -Y / math.sqrt(6.75))
+
+
+def test_blog_generator_loss_and_summed_discriminator_input() -> None:
+    cfg = TrainConfig(arch="resnet", d_arch="global", d_input="sum", lambda_l1=0.0, lambda_l2=1.0)
+    d = ConstantD(Y, real=0.0, fake=-2.0)
+    total, terms = generator_loss(cfg, Halve(), d, X, Y, FAKE)
+    assert set(terms) == {"G_GAN", "G_L2", "G"}
+    assert torch.equal(d.seen[0], X + FAKE) and d.seen[0].shape[1] == 3
+    assert terms["G_L2"].item() == pytest.approx(math.sqrt(6.75))
+    assert total.item() == pytest.approx(math.log(1 + math.exp(2)) + math.sqrt(6.75))
+    d = ConstantD(Y, real=0.0, fake=0.0)
+    total, _ = discriminator_loss(cfg, d, X, Y, FAKE)
+    assert torch.equal(d.seen[0], X + Y) and torch.equal(d.seen[1], X + FAKE)
+    assert total.item() == pytest.approx(LN2)  # halved BCE of logit 0 on both pairs
+    weighted = generator_loss(TrainConfig(gan="none", lambda_l1=0.0, lambda_l2=3.0), Halve(), None, X, Y, FAKE)[1]
+    assert weighted["G_L2"].item() == pytest.approx(3 * math.sqrt(6.75))

@@ -95,3 +95,15 @@ def test_sigkill_during_checkpoint_writes_leaves_loadable_checkpoint(tiny_data: 
     assert full_state(run)["step"] == step + 1
     assert not list(ckpt.parent.glob(".last.pt.*.tmp"))
     assert (run / "DONE").exists()
+
+
+def test_checkpoint_without_the_newer_settings_resumes(tiny_data: Path, tmp_path: Path, tiny_config) -> None:
+    # a run saved before the blog network's settings (lambda_l2, d_arch, d_input) existed: they take their defaults
+    run = tmp_path / "old"
+    train(tiny_config(max_steps=1), tiny_data, run, device="cpu", progress=False)
+    state = full_state(run)
+    for key in ("lambda_l2", "d_arch", "d_input"):
+        del state["config"][key]
+    torch.save(state, run / "checkpoints" / "last.pt")
+    train(tiny_config(max_steps=2), tiny_data, run, device="cpu", resume=True, progress=False)
+    assert full_state(run)["step"] == 2
