@@ -73,7 +73,7 @@ def translate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         with generation_mode(gen, eval_mode=use_eval):
-            for i in tqdm(range(len(dataset)), desc=f"translate {split}", unit="img", disable=not progress):
+            for i in tqdm(range(len(dataset)), desc=f"translate {split}", unit="img", disable=None if progress else True):
                 item = dataset[i]
                 fake = gen(item["input"].unsqueeze(0).to(dev)).float()[0].cpu()
                 if fake.shape[0] == 1:
