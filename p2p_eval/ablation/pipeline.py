@@ -64,7 +64,8 @@ class AblationOptions:
     ``runs_dir``: where runs live (None: ``./runs``, git-ignored). ``resume`` continues unfinished runs;
     ``retrain_stale`` retrains stale ones; ``rescore`` only translates and scores finished runs.
     ``lpips_weights`` (else ``$P2P_EVAL_LPIPS_WEIGHTS``; ``lpips_lin``: the linear layers, default torchmetrics'
-    copy) adds LPIPS to image-metric tables. ``report_name`` defaults to the report folder's name."""
+    copy) adds LPIPS to image-metric tables. ``report_name`` defaults to the report folder's name; ``data_name``
+    (what the data are, e.g. "synthetic street scenes") titles every table, default the data folder's name."""
 
     preset: str | None = None
     launcher: str = "local"
@@ -80,6 +81,7 @@ class AblationOptions:
     rescore: bool = False
     lpips_weights: str | Path | None = None
     lpips_lin: str | Path | None = None
+    data_name: str | None = None
 
 
 @dataclass
@@ -386,10 +388,12 @@ def _meta(plan: AblationPlan, opts: AblationOptions, name: str, gt: dict, record
                         f"{gt.get('protocol', {}).get('means')}")
     protocol += [_PROTOCOLS[k] for k in dict.fromkeys(kinds) if k in _PROTOCOLS]
     preset, now, gpus = plan.preset, plan.now, opts.gpus
+    data_path = report_path(plan.data_dir, out_dir)
     return {"name": name, "preset": {"name": preset.name, "description": preset.description,
                                      "overrides": preset.overrides, "images_per_row": preset.images_per_row},
+            "pipeline_check": preset.pipeline_check,
             "overrides": {k: v for k, v in (opts.overrides or {}).items() if v is not None},
-            "data": {"path": report_path(plan.data_dir, out_dir), "train": n_train,
+            "data": {"path": data_path, "name": opts.data_name or data_path, "train": n_train,
                      "val": len(list_images(plan.data_dir / "val")), "fingerprint": now["data"]["fingerprint"],
                      "files": now["data"]["files"], "kind": plan.specs[0].data if plan.specs else "cityscapes"},
             "segmenter": seg,
