@@ -44,16 +44,14 @@ def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
     rank_head = rank_header(table, meta)
     order = ["", "order"] if is_pipeline_check(meta) else ["", "order", "order", "", "", "order"][:len(rank_head)]
     ranks = "".join(f"<tr>{_cells(rank_cells(table, meta, label, k), classes=order)}</tr>"
-                    for label, k in rank_lines(table, meta))
+                    for label, k in rank_lines(table))
     times = "".join(f"<tr>{_cells(provenance_cells(r, meta))}</tr>" for r in table["rows"])
     name = table["name"]
     kind_note = f'<p class="small">{escape(KIND_NOTES[table["kind"]])}</p>' if table.get("kind") in KIND_NOTES else ""
     source = (f'<p class="small">Source numbers: {escape(table["paper_source"])}.</p>'
               if source_label(table) == "source" and not is_pipeline_check(meta) else "")
-    banner = banner_text(meta)
     return f"""
 <h2 id="{name}">{escape(report_title(table, meta))}</h2>
-{f'<p class="banner">{escape(banner)}</p>' if banner else ''}
 <p class="small">{escape(budget_text(table))}. Varies: {escape(table['varies'])}. Direction: {escape(direction_text(table))}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
 {kind_note}{source}
 <table><tr>{_cells(head, "th")}</tr>{''.join(body)}</table>{notes}

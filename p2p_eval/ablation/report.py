@@ -290,14 +290,14 @@ def reference_text(table: dict[str, Any]) -> str:
         return boot
     if kind == "labels":
         through = gt.get("through")
-        return (f"{gt['label']} = the true val label maps ({gt['images']} images) resized nearest-neighbour to "
-                f"{through}x{through} and back, scored as a generated map is: the ceiling a perfect generator reaches "
+        return (f"{gt['label']} = the true val label maps ({_count(gt['images'], 'image')}) resized "
+                f"nearest-neighbour to {through}x{through} and back, scored as a generated map is: the ceiling a perfect generator reaches "
                 "at the rows' resolution (the paper prints no such row). Its far-pixel share is that of the true colour "
                 f"maps themselves (JPEG noise in pix2pix's files), the reference for the rows'. {boot}")
     through = (f", first resized to {gt['through']}x{gt['through']} as the generated images are, so that both pass "
                "the same resolution bottleneck" if gt.get("through") else "")
-    return (f"Ground truth = the real val photos through the same segmenter ({gt['images']} images{through}); the "
-            f"paper's ground-truth numbers are from its {gt['paper_source']}. {boot}")
+    return (f"Ground truth = the real val photos through the same segmenter ({_count(gt['images'], 'image')}"
+            f"{through}); the paper's ground-truth numbers are from its {gt['paper_source']}. {boot}")
 
 
 #: What each kind of table measures, printed under its title.
@@ -414,7 +414,7 @@ def rank_cells(table: dict[str, Any], meta: dict[str, Any], label: str, k: dict[
             *([k.get("all_order", k["ours_order"])] if extra_rows(table) else [])]
 
 
-def rank_lines(table: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def rank_lines(table: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(metric label, rank record) of each ranked metric of the table, in column order."""
     return [(m["label"], table["kendall"][m["key"]]) for m in table_metrics(table) if m["key"] in table["kendall"]]
 
@@ -451,7 +451,7 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     rank_head = rank_header(table, meta)
     lines += [reference_text(table), "", f"## {rank_title(table, meta)}", "", _md_row(rank_head),
               "|" + "---|" * len(rank_head)]
-    lines += [_md_row(rank_cells(table, meta, label, k)) for label, k in rank_lines(table, meta)]
+    lines += [_md_row(rank_cells(table, meta, label, k)) for label, k in rank_lines(table)]
     lines += ["", "## How it was made", "", *provenance_lines(meta), "", _md_row(PROVENANCE_COLUMNS),
               "|" + "---|" * len(PROVENANCE_COLUMNS)]
     lines += [_md_row(provenance_cells(r, meta, code="`")) for r in table["rows"]]
@@ -471,8 +471,8 @@ def provenance_cells(r: dict[str, Any], meta: dict[str, Any], code: str = "") ->
     return [r["label"] + row_marks(r, meta), f"{code}{r['generator']}{code}", str(r["size"]), str(r["batch_size"]),
             str(r["steps"]), str(r["images_seen"]), fmt_seconds(s.get("train")), fmt_seconds(s.get("translate")),
             fmt_seconds(s.get("score")), r["device"], r.get("commit") or "n/a",
-            f"{code}{short_digest(r.get('code_digest'))}{code}", f"{code}{short_digest(r.get('data_fingerprint'))}{code}",
-            "; ".join(x for x in (r["note"], *r.get("stale", [])) if x)]
+            f"{code}{short_digest(r.get('code_digest'))}{code}",
+            f"{code}{short_digest(r.get('data_fingerprint'))}{code}", "; ".join(x for x in (r["note"], *r.get("stale", [])) if x)]
 
 
 def direction_text(table: dict[str, Any]) -> str:
