@@ -175,6 +175,8 @@ def test_pipeline_check_report_says_what_it_is(tmp_path: Path) -> None:
                      "256x256, 200 epochs")
     assert "> **Pipeline check, not a result: preset smoke" in md
     assert "Training per row: 12 steps at batch 10 (120 images seen)." in md
+    assert "the runs stop at a budget of 40 training images per row (max_steps = ceil(40 / batch size))" in md
+    assert "- data: synthetic street scenes (`D`, 16 train / 8 val pairs)" in md
     # no paper column and no number of the paper's (Table 3: .39 .15 .10 / ... / .42 .16 .11; ground truth .80 ...)
     assert "paper per-pixel" not in md and "Kendall" not in md and "paper's order" not in md
     assert not any(f"| {v} |" in md for v in ("0.39", "0.42", "0.80", "0.21"))
