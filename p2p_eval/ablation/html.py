@@ -55,7 +55,7 @@ def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
 <p class="small">{escape(budget_text(table))}. Varies: {escape(table['varies'])}. Direction: {escape(direction_text(table))}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
 {kind_note}{source}
 <table><tr>{_cells(head, "th")}</tr>{''.join(body)}</table>{notes}
-<p class="small">{escape(reference_text(table))}</p>
+<p class="small">{escape(reference_text(table, meta))}</p>
 <h3>{escape(rank_title(table, meta))}</h3>
 <table><tr>{_cells(rank_head, "th")}</tr>{ranks}</table>
 <h3>Samples (input | each row | target)</h3>

@@ -278,8 +278,9 @@ def metric_cell(r: dict[str, Any], m: dict[str, Any]) -> str:
     return fmt_ci(r["ours"].get(m["key"]), r["ci95"].get(m["key"]) or [None, None], m["digits"])
 
 
-def reference_text(table: dict[str, Any]) -> str:
-    """What the table's reference row is (or why there is none) and what its CIs are."""
+def reference_text(table: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
+    """What the table's reference row is (or why there is none) and what its CIs are; where the source's
+    reference numbers come from unless ``meta`` is a pipeline check's (which leaves them out)."""
     gt = table.get("ground_truth")
     kind = table.get("kind", "fcn")
     boot = "95% CIs: percentile bootstrap over images (1000 replicates)."
@@ -296,8 +297,10 @@ def reference_text(table: dict[str, Any]) -> str:
                 f"maps themselves (JPEG noise in pix2pix's files), the reference for the rows'. {boot}")
     through = (f", first resized to {gt['through']}x{gt['through']} as the generated images are, so that both pass "
                "the same resolution bottleneck" if gt.get("through") else "")
+    source = ("" if is_pipeline_check(meta or {})
+              else f" the paper's ground-truth numbers are from its {gt['paper_source']}.")
     return (f"Ground truth = the real val photos through the same segmenter ({_count(gt['images'], 'image')}"
-            f"{through}); the paper's ground-truth numbers are from its {gt['paper_source']}. {boot}")
+            f"{through});{source} {boot}")
 
 
 #: What each kind of table measures, printed under its title.
@@ -345,10 +348,9 @@ def banner_text(meta: dict[str, Any]) -> str | None:
     """The warning a pipeline-check report opens with (None for other reports)."""
     if not is_pipeline_check(meta):
         return None
-    preset = meta["preset"]
-    return (f"Pipeline check, not a result: preset {preset['name']} ({preset['description']}) on {data_name(meta)}. "
-            "These numbers show that training, translation and scoring run end to end; they are not comparable with "
-            "the paper's, which are left out here (the CSV files keep them in their paper_* columns).")
+    return (f"Pipeline check, not a result: preset {meta['preset']['name']} on {data_name(meta)}. These numbers show "
+            "that training, translation and scoring run end to end; they are not comparable with the paper's, which "
+            "are left out here (the CSV files keep them in their paper_* columns).")
 
 
 def _count(n: int, noun: str) -> str:
@@ -449,7 +451,7 @@ def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     notes = footnotes(table, meta)
     lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else [])
     rank_head = rank_header(table, meta)
-    lines += [reference_text(table), "", f"## {rank_title(table, meta)}", "", _md_row(rank_head),
+    lines += [reference_text(table, meta), "", f"## {rank_title(table, meta)}", "", _md_row(rank_head),
               "|" + "---|" * len(rank_head)]
     lines += [_md_row(rank_cells(table, meta, label, k)) for label, k in rank_lines(table)]
     lines += ["", "## How it was made", "", *provenance_lines(meta), "", _md_row(PROVENANCE_COLUMNS),

@@ -19,8 +19,8 @@ import numpy as np
 
 from p2p_eval.fsutil import atomic_write_bytes
 
-CAPTION = ("Lab colour distributions: log10 of the share of pixels per one-unit bin; ground truth dotted. Gaps: bins "
-           "with no pixels (log10 0 is undefined).")
+CAPTION = ("log10 of the share of pixels in each one-unit bin; ground truth dotted. Gaps: bins with no pixels "
+           "(log10 0 is undefined).")
 
 
 def log10_share(counts: np.ndarray) -> np.ndarray:
