@@ -130,7 +130,7 @@ def make_sets(data: Path, work: Path) -> dict[str, Path]:
     todo = [name for name, folder in sets.items() if len(list(folder.glob("*.png"))) < len(pairs)]
     if todo:
         colours = class_mean_colours(data)
-        for i in tqdm(range(len(dataset)), desc=f"making {', '.join(todo)}"):
+        for i in tqdm(range(len(dataset)), desc=f"making {', '.join(todo)}", disable=None):
             item = dataset[i]
             for name in todo:
                 image = item["image"] if name == "real" else degrade(name, item["image"], item["label"], i, colours)

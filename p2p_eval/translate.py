@@ -123,7 +123,8 @@ def translate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(cfg.seed if opts.seed is None else opts.seed)
         with generation_mode(gen, eval_mode=use_eval):
-            for i in tqdm(range(len(dataset)), desc=f"translate {opts.split}", unit="img", disable=not opts.progress):
+            for i in tqdm(range(len(dataset)), desc=f"translate {opts.split}", unit="img",
+                          disable=None if opts.progress else True):
                 item = dataset[i]
                 x = item["input"].unsqueeze(0).to(dev)
                 for k in range(opts.samples):

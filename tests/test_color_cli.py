@@ -75,6 +75,8 @@ def test_class_mask_ignores_pixels_outside_the_class(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["intersection"]["fake"] == pytest.approx({"L": 1.0, "a": 1.0, "b": 1.0}, abs=1e-9)
     assert sum(result["counts"]["real"]["L"]) == 3 * 32 * 16
+    assert json.loads(out.read_text())["source"] == {"real": str(tmp_path / "real"), "images": {"fake": str(tmp_path / "fake")},
+                                                     "real_labels": str(tmp_path / "labels")}
     assert main(args) == 0
     assert json.loads(out.read_text())["intersection"]["fake"]["a"] < 1.0
 
@@ -89,14 +91,14 @@ def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["color", "--real", str(tmp_path / "empty"), "--images", str(tmp_path / "two")]) == 2
     assert "has no images" in capsys.readouterr().err
     assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "one")]) == 2
-    assert "has 1 images but --real" in capsys.readouterr().err
+    assert f"has 1 image but --real {tmp_path / 'two'} has 2 images;" in capsys.readouterr().err
     assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "two"), "--names", "a,b"]) == 2
-    assert "--names 'a,b' must give 1 distinct names" in capsys.readouterr().err
+    assert "--names 'a,b' must give 1 name, one per --images" in capsys.readouterr().err
     # the old legend spelling --labels still lands in --names, with a one-line deprecation note
     assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "two"), "--labels", "a,b"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("p2p-eval: --labels is deprecated") and "use --names" in err[0]
-    assert "--names 'a,b' must give 1 distinct names" in err[1]
+    assert "--names 'a,b' must give 1 name, one per --images" in err[1]
     assert main(["color", "--real", str(tmp_path / "two"), "--images", str(tmp_path / "two"), "--class", "road"]) == 2
     assert "--real-labels" in capsys.readouterr().err
 
@@ -122,3 +124,13 @@ def test_grey_and_rgba_files_count_as_rgb_16_bit_is_refused(tmp_path: Path, caps
     Image.fromarray((grey.astype(np.uint16) * 257)).save(tmp_path / "deep" / "2.png")
     assert main(["color", "--real", str(tmp_path / "rgb"), "--images", str(tmp_path / "deep")]) == 2
     assert "only 8-bit images are supported" in capsys.readouterr().err
+
+
+def test_one_image_is_singular_and_bars_stay_off_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --quiet, a run whose stderr is captured (not a terminal) writes no progress bar there."""
+    for sub in ("real", "fake"):
+        (tmp_path / sub).mkdir()
+        write_png(tmp_path / sub / "1.png", torch.zeros(3, 8, 8, dtype=torch.uint8))
+    assert main(["color", "--real", str(tmp_path / "real"), "--images", str(tmp_path / "fake")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "histogram intersection with the real set (1 image)" in captured.out

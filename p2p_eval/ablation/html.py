@@ -10,9 +10,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from p2p_eval.ablation.report import (KIND_NOTES, direction_text, fmt, fmt_seconds, footnotes, has_ci, metric_cell,
-                                      paper_digits, paper_metrics, provenance_lines, reference_text, row_marks,
-                                      short_digest, source_header, table_metrics, table_rows)
+from p2p_eval.ablation.report import (KIND_NOTES, PROVENANCE_COLUMNS, banner_text, budget_text, data_name,
+                                      direction_text, footnotes, is_pipeline_check, provenance_cells, provenance_lines,
+                                      rank_cells, rank_header, rank_lines, rank_title, reference_text, report_title,
+                                      score_cells, score_header, shown_paper_metrics, source_label, table_metrics,
+                                      table_rows)
 from p2p_eval.fsutil import atomic_write_text
 
 STYLE = """
@@ -20,50 +22,45 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;paddin
 table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f2f2f2}tr.gt td{font-style:italic;background:#fafafa}
 td.paper{color:#555}td.order{text-align:left}img{max-width:100%;border:1px solid #ddd}code{font-size:12px}.small{color:#666;font-size:12px}
+.banner{border:2px solid #c60;background:#fff4e5;padding:.6em 1em;font-weight:600}
 """
 
 
+def _cells(cells: list[str], tag: str = "td", classes: list[str] | None = None) -> str:
+    """Escaped table cells; ``classes[i]`` (if any) is the class of cell i."""
+    attrs = [f' class="{c}"' if c else "" for c in (classes or [""] * len(cells))]
+    return "".join(f"<{tag}{a}>{escape(v)}</{tag}>" for v, a in zip(cells, attrs))
+
+
 def _table_html(table: dict[str, Any], meta: dict[str, Any]) -> str:
-    metrics, papers = table_metrics(table), paper_metrics(table)
-    plabel = "paper" if table.get("paper_source", "the paper") == "the paper" else "source"
-    head = "".join(f"<th>{escape(m['label'])}{' [95% CI]' if has_ci(m) else ''}</th>" for m in metrics)
-    head += "".join(f"<th>{escape(source_header(plabel, m))}</th>" for m in papers)
+    n_ours, n_paper = 1 + len(table_metrics(table)), len(shown_paper_metrics(table, meta))
+    head = score_header(table, meta)
+    classes = [""] * n_ours + ["paper"] * n_paper + ["order"] * (len(head) - n_ours - n_paper)
     body = []
     for r in table_rows(table):
         cls = ' class="gt"' if r is table.get("ground_truth") else ""
-        cells = "".join(f"<td>{escape(metric_cell(r, m))}</td>" for m in metrics)
-        cells += "".join(f'<td class="paper">{fmt(r["paper"].get(m["key"]), paper_digits(table, m))}</td>' for m in papers)
-        body.append(f"<tr{cls}><td>{escape(r['label'] + row_marks(r, meta))}</td>{cells}</tr>")
+        body.append(f"<tr{cls}>{_cells(score_cells(table, meta, r), classes=classes)}</tr>")
     notes = "".join(f'<p class="small">{escape(n)}</p>' for n in footnotes(table, meta))
-    labels = {m["key"]: m["label"] for m in metrics}
-    ranks = "".join(f"<tr><td>{escape(labels.get(key, key))}</td><td class=\"order\">{escape(k['ours_order'])}</td>"
-                    f"<td class=\"order\">{escape(k['paper_order'])}</td>"
-                    f"<td>{fmt(k['tau'], 2)}</td><td>{fmt(k['p_value'], 2)}</td>"
-                    f"<td class=\"order\">{escape(k.get('all_order', k['ours_order']))}</td></tr>"
-                    for key, k in table["kendall"].items())
-    times = "".join(f"<tr><td>{escape(r['label'])}</td><td><code>{escape(r['generator'])}</code></td><td>{r['size']}</td>"
-                    f"<td>{r['batch_size']}</td><td>{r['steps']}</td><td>{fmt_seconds(r['seconds'].get('train'))}</td>"
-                    f"<td>{fmt_seconds(r['seconds'].get('translate'))}</td><td>{fmt_seconds(r['seconds'].get('score'))}</td>"
-                    f"<td>{escape(r['device'])}</td><td>{escape(r.get('commit') or 'n/a')}</td>"
-                    f"<td><code>{short_digest(r.get('code_digest'))}</code></td><td><code>{short_digest(r.get('data_fingerprint'))}</code></td>"
-                    f"<td>{escape('; '.join(x for x in (r['note'], *r.get('stale', [])) if x))}</td></tr>"
-                    for r in table["rows"])
+    rank_head = rank_header(table, meta)
+    order = ["", "order"] if is_pipeline_check(meta) else ["", "order", "order", "", "", "order"][:len(rank_head)]
+    ranks = "".join(f"<tr>{_cells(rank_cells(table, meta, label, k), classes=order)}</tr>"
+                    for label, k in rank_lines(table))
+    times = "".join(f"<tr>{_cells(provenance_cells(r, meta))}</tr>" for r in table["rows"])
     name = table["name"]
     kind_note = f'<p class="small">{escape(KIND_NOTES[table["kind"]])}</p>' if table.get("kind") in KIND_NOTES else ""
     source = (f'<p class="small">Source numbers: {escape(table["paper_source"])}.</p>'
-              if table.get("paper_source", "the paper") != "the paper" else "")
+              if source_label(table) == "source" and not is_pipeline_check(meta) else "")
     return f"""
-<h2 id="{name}">{escape(table['title'])}</h2>
-<p class="small">Varies: {escape(table['varies'])}. Direction: {escape(direction_text(table))}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
+<h2 id="{name}">{escape(report_title(table, meta))}</h2>
+<p class="small">{escape(budget_text(table))}. Varies: {escape(table['varies'])}. Direction: {escape(direction_text(table))}. Files: <a href="{name}.md">{name}.md</a>, <a href="{name}.csv">{name}.csv</a></p>
 {kind_note}{source}
-<table><tr><th>Row</th>{head}</tr>{''.join(body)}</table>{notes}
-<p class="small">{escape(reference_text(table))}</p>
-<h3>Rank comparison</h3>
-<table><tr><th>Metric</th><th>our order (best first)</th><th>{plabel}'s order</th><th>Kendall tau-b</th><th>p</th><th>all rows, ours</th></tr>{ranks}</table>
+<table><tr>{_cells(head, "th")}</tr>{''.join(body)}</table>{notes}
+<p class="small">{escape(reference_text(table, meta))}</p>
+<h3>{escape(rank_title(table, meta))}</h3>
+<table><tr>{_cells(rank_head, "th")}</tr>{ranks}</table>
 <h3>Samples (input | each row | target)</h3>
 <img src="samples_{name}.png" alt="sample outputs of {name}">
-<details><summary>Time and provenance per row</summary><table><tr><th>Row</th><th>generator</th><th>size</th><th>batch</th>
-<th>steps</th><th>train</th><th>translate</th><th>score</th><th>device</th><th>commit</th><th>code</th><th>data</th><th>note</th></tr>
+<details><summary>Time and provenance per row</summary><table><tr>{_cells(PROVENANCE_COLUMNS, "th")}</tr>
 {times}</table></details>
 """
 
@@ -77,8 +74,9 @@ def _figure7_html(figure7: dict[str, Any] | None) -> str:
 <h2 id="figure7">Figure 7: colour distributions (Lab) of the outputs vs the real photos</h2>
 <img src="{figure7['png']}" alt="Figure 7">
 <table><tr><th>Set</th><th>L</th><th>a</th><th>b</th></tr>{rows}</table>
-<p class="small">Histogram intersection with the real val photos (1 = identical). The paper's finding (section
-4.2): L1 gives a narrower, greyer distribution than the ground truth; the cGAN and the PixelGAN push it closer. Data:
+<p class="small">Histogram intersection with the real val photos (1 = identical). The plot shows log10 of each
+one-unit bin's share of the pixels, one legend for the three panels; a bin without pixels is a gap in its line. The
+paper's finding (section 4.2): L1 gives a narrower, greyer distribution than the ground truth; the cGAN and the PixelGAN push it closer. Data:
 <a href="{figure7['json']}">{figure7['json']}</a></p>
 """
 
@@ -99,24 +97,33 @@ def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any
     toc = " · ".join(f'<a href="#{t["name"]}">{escape(t["name"])}</a>' for t in tables)
     toc += ' · <a href="#figure7">figure 7</a>' if fcn else ""
     prov = "".join(f"<li>{escape(line[2:].replace('`', ''))}</li>" for line in provenance_lines(meta))
-    titles = ", ".join(t["title"].split(":")[0] for t in tables)
-    intro = ("<p>FCN-scores of each row's translations of the val labels, scored by the segmenter below; the paper's "
-             "numbers beside them. Absolute values depend on the segmenter; compare the ordering (Kendall tau).</p>"
-             if fcn else "<p>Each row's scores with 95% intervals beside the source's numbers; compare the ordering "
-             "(Kendall tau).</p>")
+    titles = ", ".join(t["title"].split(":")[0] for t in tables) + (" and Figure 7" if fcn else "")
+    heading = f"{titles} on {data_name(meta)}, preset {meta['preset']['name']} ({meta['name']})"
+    banner = banner_text(meta)
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pix2pix ablations: {escape(meta['name'])}</title>
 <style>{STYLE}</style></head><body>
-<h1>{escape(titles)}{' and Figure 7' if fcn else ''}, regenerated ({escape(meta['name'])})</h1>
+<h1>{escape(heading)}</h1>
+{f'<p class="banner">{escape(banner)}</p>' if banner else ''}
 <p>{toc} · <a href="report.json">report.json</a></p>
 {_linked_reports(out_dir)}
-{intro}
+<p>{escape(_intro(fcn, bool(banner)))}</p>
 <ul class="small">{prov}</ul>
 {''.join(_table_html(t, meta) for t in tables)}
 {_figure7_html(figure7) if fcn else ''}
 </body></html>
 """
     return atomic_write_text(out_dir / "index.html", html)
+
+
+def _intro(fcn: bool, pipeline_check: bool) -> str:
+    """The paragraph under the heading: what the tables hold and what to compare."""
+    what = ("FCN-scores of each row's translations of the val labels, scored by the segmenter below"
+            if fcn else "Each row's scores with 95% intervals")
+    if pipeline_check:
+        return f"{what}, and the order of the rows; the paper's numbers are left out of a pipeline check."
+    return (f"{what}, beside the {'paper' if fcn else 'source'}'s numbers. Absolute values depend on the "
+            f"{'segmenter' if fcn else 'data set and protocol'}; compare the ordering (Kendall tau).")
 
 
 def refresh_index(out_dir: Path) -> Path:

@@ -32,7 +32,7 @@ LAUNCHERS = ("local", "slurm")
 
 def run_local(jobs: Sequence[RowJob], progress: bool = True) -> None:
     """Run the jobs one after another in this process."""
-    bar = tqdm(total=len(jobs), desc="ablation rows", unit="row", disable=not progress, position=0)
+    bar = tqdm(total=len(jobs), desc="ablation rows", unit="row", disable=None if progress else True, position=0)
     for i, job in enumerate(jobs, 1):
         bar.set_postfix_str(job.generator)
         print(f"[row {i}/{len(jobs)}] {job.generator} -> {job.run_dir}", flush=True)
@@ -48,7 +48,8 @@ def run_gpus(jobs: Sequence[RowJob], gpus: Sequence[str], progress: bool = True,
     queue = list(jobs)
     running: dict[str, tuple[subprocess.Popen, RowJob, object]] = {}
     failed: list[str] = []
-    bar = tqdm(total=len(jobs), desc=f"ablation rows on {len(gpus)} GPUs", unit="row", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"ablation rows on {len(gpus)} GPUs", unit="row",
+               disable=None if progress else True)
     try:
         while queue or running:
             for gpu in gpus:
@@ -99,7 +100,7 @@ def run_submitit(jobs: Sequence[RowJob], folder: Path, cluster: str | None = "sl
     submitted = [(job, executor.submit(execute_job, job)) for job in jobs]
     for job, handle in submitted:
         print(f"[submitit {handle.job_id}] {job.generator} -> {job.run_dir}", flush=True)
-    bar = tqdm(total=len(submitted), desc="ablation rows (submitit)", unit="row", disable=not progress)
+    bar = tqdm(total=len(submitted), desc="ablation rows (submitit)", unit="row", disable=None if progress else True)
     failed: list[str] = []
     pending = list(submitted)
     while pending:

@@ -64,7 +64,8 @@ class AblationOptions:
     ``runs_dir``: where runs live (None: ``./runs``, git-ignored). ``resume`` continues unfinished runs;
     ``retrain_stale`` retrains stale ones; ``rescore`` only translates and scores finished runs.
     ``lpips_weights`` (else ``$P2P_EVAL_LPIPS_WEIGHTS``; ``lpips_lin``: the linear layers, default torchmetrics'
-    copy) adds LPIPS to image-metric tables. ``report_name`` defaults to the report folder's name."""
+    copy) adds LPIPS to image-metric tables. ``report_name`` defaults to the report folder's name; ``data_name``
+    (what the data are, e.g. "synthetic street scenes") titles every table, default the data folder's name."""
 
     preset: str | None = None
     launcher: str = "local"
@@ -80,6 +81,7 @@ class AblationOptions:
     rescore: bool = False
     lpips_weights: str | Path | None = None
     lpips_lin: str | Path | None = None
+    data_name: str | None = None
 
 
 @dataclass
@@ -357,6 +359,12 @@ def _image_options(weights: str | Path | None, lin: str | Path | None) -> dict[s
     return {"lpips": {"weights": str(path), "lin": str(lin_path or "")}, "lpips_tag": tag}
 
 
+#: What each class-averaging convention of :mod:`p2p_eval.confusion` means, as the report explains it.
+MEANS = {"nanmean": "over the classes present (convention nanmean, as cityscapesscripts: accuracy over the classes "
+                    "in the labels, IoU over those in the labels or predictions)",
+         "original": "over all 19 classes, an absent class counting 0 (convention original: the original script's "
+                     "diag / (sum + 1e-12))"}
+
 _PROTOCOLS = {
     "labels": ("Table 6: generated colour label maps decoded to train ids by nearest Cityscapes palette colour "
                "(far pixels, > 50 RGB units from every colour, kept at their nearest colour and counted), resized "
@@ -381,15 +389,18 @@ def _meta(plan: AblationPlan, opts: AblationOptions, name: str, gt: dict, record
     n_train = len(list_images(plan.data_dir / "train"))
     protocol = []
     if "fcn" in kinds:
+        means = gt.get("protocol", {}).get("means")
         protocol.append(f"FCN-score: images resized (bilinear) to the segmenter's {seg.get('input_size')}x"
                         f"{seg.get('input_size')} input, labels nearest-neighbour, void ignored, class means "
-                        f"{gt.get('protocol', {}).get('means')}")
+                        f"{MEANS.get(means, means)}")
     protocol += [_PROTOCOLS[k] for k in dict.fromkeys(kinds) if k in _PROTOCOLS]
     preset, now, gpus = plan.preset, plan.now, opts.gpus
+    data_path = report_path(plan.data_dir, out_dir)
     return {"name": name, "preset": {"name": preset.name, "description": preset.description,
                                      "overrides": preset.overrides, "images_per_row": preset.images_per_row},
+            "pipeline_check": preset.pipeline_check,
             "overrides": {k: v for k, v in (opts.overrides or {}).items() if v is not None},
-            "data": {"path": report_path(plan.data_dir, out_dir), "train": n_train,
+            "data": {"path": data_path, "name": opts.data_name or data_path, "train": n_train,
                      "val": len(list_images(plan.data_dir / "val")), "fingerprint": now["data"]["fingerprint"],
                      "files": now["data"]["files"], "kind": plan.specs[0].data if plan.specs else "cityscapes"},
             "segmenter": seg,
@@ -408,7 +419,7 @@ def _differences(rows: list[dict[str, Any]], seg: dict[str, Any], kinds: list[st
     sizes = sorted({r["size"] for r in rows})
     seen = sorted({r["images_seen"] for r in rows if r["images_seen"] is not None})
     differences = [f"images {'/'.join(str(s) for s in sizes)} px (paper 256x256)" if sizes != [256] else "",
-                   f"{'/'.join(str(s) for s in seen)} training images per row (paper: 200 epochs = {200 * n_train} images here)"
+                   f"{'/'.join(str(s) for s in seen)} training image{'' if seen == [1] else 's'} per row (paper: 200 epochs = {200 * n_train} images here)"
                    if preset.images_per_row is not None and not ({'epochs', 'max_steps'} & set(overrides or {})) else "",
                    f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')} px trained by p2p-eval, "
                    "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)" if "fcn" in kinds else "",

@@ -8,7 +8,8 @@
   images (1200: 1200 steps at batch 1, 120 at batch 10), hours for Tables 1-3 and 6 on a 2-core
   CPU (reports/quick/report.json, meta.total_seconds) and minutes on a GPU.
 - ``smoke``: synthetic data at 32x32, 120 images per row; all three tables, translation and scoring
-  included, take a few minutes on a 2-core CPU.
+  included, take a few minutes on a 2-core CPU. Its reports are pipeline checks (:attr:`Preset.pipeline_check`):
+  they carry a banner saying so and leave out the paper's numbers.
 
 The budget becomes ``max_steps = ceil(images_per_row / batch_size)`` (with ``epochs`` 200, the budget is what
 stops a run); an ``epochs`` or ``max_steps`` override drops the budget, so ``--epochs N`` trains N full epochs.
@@ -32,12 +33,14 @@ from p2p_eval.errors import unknown_name
 
 @dataclass(frozen=True)
 class Preset:
-    """Overrides of every row's generator file, an optional budget of training images per row, and a note."""
+    """Overrides of every row's generator file, an optional budget of training images per row, a note, and whether
+    its reports are pipeline checks (runs too short to compare with any published number)."""
 
     name: str
     overrides: dict[str, Any]
     images_per_row: int | None
     description: str
+    pipeline_check: bool = False
 
 
 PRESETS = MappingProxyType({
@@ -49,7 +52,8 @@ PRESETS = MappingProxyType({
                     "real data at 64x64, 1200 training images per row (1200 steps at batch 1, 120 at batch 10), "
                     "otherwise the paper's settings"),
     "smoke": Preset("smoke", {"size": 32, "epochs": 200, "lr_schedule": "constant", "test_dropout": True}, 120,
-                    "synthetic data at 32x32, 120 training images per row: a pipeline check, not a result"),
+                    "synthetic data at 32x32, 120 training images per row: a pipeline check, not a result",
+                    pipeline_check=True),
 })
 
 

@@ -17,6 +17,11 @@ Provenance per row: the git commit, code digest and data fingerprint recorded by
 (:mod:`p2p_eval.ablation.provenance`); a row made by other code than the report's is marked †, one trained on
 other data content ‡, with a footnote under each table.
 
+What a report is: every table's title names the data its rows really ran on and the preset, beside the setting of
+the source's numbers; its header gives the steps each row trained. A pipeline-check preset (``smoke``) opens each
+table with a banner saying so and shows neither the paper's numbers nor the comparison with them (the CSV keeps
+them). A row's note (e.g. "trained and translated at 96x96") stands in the score table beside its scores.
+
 Absolute FCN-scores depend on the segmenter (the paper used Caffe FCN-8s on 2048x1024 labels; we use the
 segmenter given at its own input size), so the ordering of the rows is the finding to compare.
 """
@@ -167,7 +172,8 @@ def table_record(spec: TableSpec, rows: list[dict[str, Any]], ground_truth: dict
               "paper": {m.key: spec.ground_truth_paper.get(m.key) for m in metrics if m.rank},
               "paper_source": spec.ground_truth_source, "images": ground_truth.get("images"),
               "through": (ground_truth.get("source") or {}).get("through")}
-    return {"id": spec.id, "name": spec.name, "title": spec.title, "varies": spec.varies, "kind": spec.kind,
+    return {"id": spec.id, "name": spec.name, "title": spec.title, "setting": spec.setting, "varies": spec.varies,
+            "kind": spec.kind,
             "data": spec.data, "paper_source": spec.paper_source, "metrics": [dataclasses.asdict(m) for m in metrics],
             "rows": out_rows, "ground_truth": gt, "kendall": ranks}
 
@@ -272,8 +278,9 @@ def metric_cell(r: dict[str, Any], m: dict[str, Any]) -> str:
     return fmt_ci(r["ours"].get(m["key"]), r["ci95"].get(m["key"]) or [None, None], m["digits"])
 
 
-def reference_text(table: dict[str, Any]) -> str:
-    """What the table's reference row is (or why there is none) and what its CIs are."""
+def reference_text(table: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
+    """What the table's reference row is (or why there is none) and what its CIs are; where the source's
+    reference numbers come from unless ``meta`` is a pipeline check's (which leaves them out)."""
     gt = table.get("ground_truth")
     kind = table.get("kind", "fcn")
     boot = "95% CIs: percentile bootstrap over images (1000 replicates)."
@@ -284,14 +291,16 @@ def reference_text(table: dict[str, Any]) -> str:
         return boot
     if kind == "labels":
         through = gt.get("through")
-        return (f"{gt['label']} = the true val label maps ({gt['images']} images) resized nearest-neighbour to "
-                f"{through}x{through} and back, scored as a generated map is: the ceiling a perfect generator reaches "
+        return (f"{gt['label']} = the true val label maps ({_count(gt['images'], 'image')}) resized "
+                f"nearest-neighbour to {through}x{through} and back, scored as a generated map is: the ceiling a perfect generator reaches "
                 "at the rows' resolution (the paper prints no such row). Its far-pixel share is that of the true colour "
                 f"maps themselves (JPEG noise in pix2pix's files), the reference for the rows'. {boot}")
     through = (f", first resized to {gt['through']}x{gt['through']} as the generated images are, so that both pass "
                "the same resolution bottleneck" if gt.get("through") else "")
-    return (f"Ground truth = the real val photos through the same segmenter ({gt['images']} images{through}); the "
-            f"paper's ground-truth numbers are from its {gt['paper_source']}. {boot}")
+    source = ("" if is_pipeline_check(meta or {})
+              else f" the paper's ground-truth numbers are from its {gt['paper_source']}.")
+    return (f"Ground truth = the real val photos through the same segmenter ({_count(gt['images'], 'image')}"
+            f"{through});{source} {boot}")
 
 
 #: What each kind of table measures, printed under its title.
@@ -310,49 +319,162 @@ KIND_NOTES = {
 }
 
 
+def is_pipeline_check(meta: dict[str, Any]) -> bool:
+    """True for a report of a pipeline-check preset (``smoke``; records written before the flag: by its name)."""
+    return bool(meta.get("pipeline_check", (meta.get("preset") or {}).get("name") == "smoke"))
+
+
+def data_name(meta: dict[str, Any]) -> str:
+    """What the report's rows trained and were scored on: the given data name, else the data folder's name."""
+    data = meta.get("data") or {}
+    return str(data.get("name") or data.get("path") or "unnamed data")
+
+
+def source_label(table: dict[str, Any]) -> str:
+    """"paper" for the pix2pix tables, "source" for a table whose numbers come from another document."""
+    return "paper" if table.get("paper_source", "the paper") == "the paper" else "source"
+
+
+def report_title(table: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The table's title with the data and preset its rows really ran, then the setting of the source's numbers:
+    "Table 1: FCN-scores for different losses: ours on synth, preset smoke (pipeline check); the paper's on
+    Cityscapes labels -> photos, 256x256, 200 epochs"."""
+    title = f"{table['title']}: ours on {data_name(meta)}, preset {meta['preset']['name']}"
+    title += " (pipeline check)" if is_pipeline_check(meta) else ""
+    return title + (f"; the {source_label(table)}'s on {table['setting']}" if table.get("setting") else "")
+
+
+def banner_text(meta: dict[str, Any]) -> str | None:
+    """The warning a pipeline-check report opens with (None for other reports)."""
+    if not is_pipeline_check(meta):
+        return None
+    return (f"Pipeline check, not a result: preset {meta['preset']['name']} on {data_name(meta)}. These numbers show "
+            "that training, translation and scoring run end to end; they are not comparable with the paper's, which "
+            "are left out here (the CSV files keep them in their paper_* columns).")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def budget_text(table: dict[str, Any]) -> str:
+    """What each row really trained, from its run: "Training per row: 120 steps at batch 1 (120 images seen)", or
+    one such part per group of rows that trained alike."""
+    groups: dict[tuple[Any, Any], list[str]] = {}
+    for r in table["rows"]:
+        groups.setdefault((r.get("steps"), r.get("batch_size")), []).append(r["label"])
+    parts = []
+    for (steps, batch), labels in groups.items():
+        text = ("no finished run" if steps is None else
+                f"{_count(steps, 'step')} at batch {batch} ({_count(steps * batch, 'image')} seen)")
+        parts.append(text if len(groups) == 1 else f"{', '.join(labels)}: {text}")
+    return "Training per row: " + "; ".join(parts)
+
+
+def has_notes(table: dict[str, Any]) -> bool:
+    """True when some row carries a note (e.g. "trained and translated at 96x96"): the score table shows them."""
+    return any(r.get("note") for r in table["rows"])
+
+
+def shown_paper_metrics(table: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The source-number columns the score table shows: none in a pipeline check, else :func:`paper_metrics`."""
+    return [] if is_pipeline_check(meta) else paper_metrics(table)
+
+
+def score_header(table: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """The header cells of the score table: row, our metrics (with [95% CI]), source numbers, note."""
+    metrics, papers = table_metrics(table), shown_paper_metrics(table, meta)
+    return ["Row", *[m["label"] + (" [95% CI]" if has_ci(m) else "") for m in metrics],
+            *[source_header(source_label(table), m) for m in papers], *(["Note"] if has_notes(table) else [])]
+
+
+def score_cells(table: dict[str, Any], meta: dict[str, Any], r: dict[str, Any]) -> list[str]:
+    """One row of the score table (see :func:`score_header`): its scores, the source's numbers, its note."""
+    cells = [r["label"] + row_marks(r, meta), *[metric_cell(r, m) for m in table_metrics(table)],
+             *[fmt(r["paper"].get(m["key"]), paper_digits(table, m)) for m in shown_paper_metrics(table, meta)]]
+    return cells + ([r.get("note") or ""] if has_notes(table) else [])
+
+
+def extra_rows(table: dict[str, Any]) -> bool:
+    """True when some row has no source number for a ranked metric: then "all rows, ours" differs from our order."""
+    return any(k.get("n", len(table["rows"])) < len(table["rows"]) for k in table["kendall"].values())
+
+
+def rank_header(table: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """Header cells of the rank comparison; a pipeline check shows only our order, over all rows."""
+    if is_pipeline_check(meta):
+        return ["Metric", "our order (best first)"]
+    return ["Metric", "our order (best first)", f"{source_label(table)}'s order", "Kendall tau-b", "p",
+            *(["all rows, ours"] if extra_rows(table) else [])]
+
+
+def rank_cells(table: dict[str, Any], meta: dict[str, Any], label: str, k: dict[str, Any]) -> list[str]:
+    """One metric's line of the rank comparison (see :func:`rank_header`)."""
+    if is_pipeline_check(meta):
+        return [label, k.get("all_order", k["ours_order"])]
+    return [label, k["ours_order"], k["paper_order"], fmt(k["tau"], 2), fmt(k["p_value"], 2),
+            *([k.get("all_order", k["ours_order"])] if extra_rows(table) else [])]
+
+
+def rank_lines(table: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(metric label, rank record) of each ranked metric of the table, in column order."""
+    return [(m["label"], table["kendall"][m["key"]]) for m in table_metrics(table) if m["key"] in table["kendall"]]
+
+
+def rank_title(table: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The heading of the rank section."""
+    if is_pipeline_check(meta):
+        return "Our order of the rows (a pipeline check: not compared with the paper)"
+    return ("Rank comparison (the ordering is the finding; absolute numbers depend on the "
+            + ("segmenter)" if table.get("kind", "fcn") == "fcn" else "data set and protocol)"))
+
+
+def _md_row(cells: list[str]) -> str:
+    return f"| {' | '.join(cells)} |"
+
+
 def table_markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
-    """``tableN.md``: scores with CIs beside the source's, reference row, rank comparison, provenance, times."""
-    metrics, papers = table_metrics(table), paper_metrics(table)
-    plabel = "paper" if table.get("paper_source", "the paper") == "the paper" else "source"
-    head = f"| Row | {' | '.join(m['label'] + (' [95% CI]' if has_ci(m) else '') for m in metrics)} |"
-    if papers:
-        head += f" {' | '.join(source_header(plabel, m) for m in papers)} |"
-    lines = [f"# {table['title']}", "", f"Reproduced by p2p-eval ({meta['name']}): preset **{meta['preset']['name']}** "
-             f"({meta['preset']['description']}). Varies: {table['varies']}. Direction: {direction_text(table)}.", ""]
+    """``tableN.md``: title with data and preset, a pipeline-check banner where due, scores with CIs beside the
+    source's, reference row, rank comparison, provenance and times."""
+    banner = banner_text(meta)
+    lines = [f"# {report_title(table, meta)}", "", *([f"> **{banner}**", ""] if banner else []),
+             f"Reproduced by p2p-eval ({meta['name']}): preset **{meta['preset']['name']}** "
+             f"({meta['preset']['description']}). {budget_text(table)}. Varies: {table['varies']}. "
+             f"Direction: {direction_text(table)}.", ""]
     if table.get("kind") in KIND_NOTES:
         lines += [KIND_NOTES[table["kind"]], ""]
-    if table.get("paper_source", "the paper") != "the paper":
+    if source_label(table) == "source" and not banner:
         lines += [f"Source numbers: {table['paper_source']}.", ""]
-    lines += [head, "|" + "---|" * (1 + len(metrics) + len(papers))]
-    for r in table_rows(table):
-        cells = [metric_cell(r, m) for m in metrics] + [fmt(r["paper"].get(m["key"]), paper_digits(table, m)) for m in papers]
-        lines.append(f"| {r['label']}{row_marks(r, meta)} | {' | '.join(cells)} |")
+    head = score_header(table, meta)
+    lines += [_md_row(head), "|" + "---|" * len(head)]
+    lines += [_md_row(score_cells(table, meta, r)) for r in table_rows(table)]
     notes = footnotes(table, meta)
     lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else [])
-    lines += [reference_text(table), "",
-              "## Rank comparison (the ordering is the finding; absolute numbers depend on the "
-              + ("segmenter)" if table.get("kind", "fcn") == "fcn" else "data set and protocol)"), "",
-              f"| Metric | our order (best first) | {plabel}'s order | Kendall tau-b | p | all rows, ours |",
-              "|---|---|---|---|---|---|"]
-    for m in metrics:
-        k = table["kendall"].get(m["key"])
-        if k is None:
-            continue
-        lines.append(f"| {m['label']} | {k['ours_order']} | {k['paper_order']} | {fmt(k['tau'], 2)} | "
-                     f"{fmt(k['p_value'], 2)} | {k.get('all_order', k['ours_order'])} |")
-    lines += ["", "## How it was made", "", *provenance_lines(meta), "",
-              "| Row | generator | size | batch | steps | images seen | train | translate | score | device | commit | "
-              "code | data | note |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table["rows"]:
-        s = r["seconds"]
-        lines.append(f"| {r['label']}{row_marks(r, meta)} | `{r['generator']}` | {r['size']} | {r['batch_size']} | "
-                     f"{r['steps']} | {r['images_seen']} | {fmt_seconds(s.get('train'))} | {fmt_seconds(s.get('translate'))} | "
-                     f"{fmt_seconds(s.get('score'))} | {r['device']} | {r.get('commit') or 'n/a'} | "
-                     f"`{short_digest(r.get('code_digest'))}` | `{short_digest(r.get('data_fingerprint'))}` | "
-                     f"{'; '.join(x for x in (r['note'], *r.get('stale', [])) if x)} |")
+    rank_head = rank_header(table, meta)
+    lines += [reference_text(table, meta), "", f"## {rank_title(table, meta)}", "", _md_row(rank_head),
+              "|" + "---|" * len(rank_head)]
+    lines += [_md_row(rank_cells(table, meta, label, k)) for label, k in rank_lines(table)]
+    lines += ["", "## How it was made", "", *provenance_lines(meta), "", _md_row(PROVENANCE_COLUMNS),
+              "|" + "---|" * len(PROVENANCE_COLUMNS)]
+    lines += [_md_row(provenance_cells(r, meta, code="`")) for r in table["rows"]]
     lines += ["", "Runs: " + ", ".join(f"`{r['run']}`" for r in table["rows"]), ""]
     return "\n".join(lines)
+
+
+#: The columns of the per-row time and provenance table.
+PROVENANCE_COLUMNS = ["Row", "generator", "size", "batch", "steps", "images seen", "train", "translate", "score",
+                      "device", "commit", "code", "data", "note"]
+
+
+def provenance_cells(r: dict[str, Any], meta: dict[str, Any], code: str = "") -> list[str]:
+    """One row of the provenance table (:data:`PROVENANCE_COLUMNS`); ``code`` wraps generator and digests
+    (a backtick in markdown)."""
+    s = r["seconds"]
+    return [r["label"] + row_marks(r, meta), f"{code}{r['generator']}{code}", str(r["size"]), str(r["batch_size"]),
+            str(r["steps"]), str(r["images_seen"]), fmt_seconds(s.get("train")), fmt_seconds(s.get("translate")),
+            fmt_seconds(s.get("score")), r["device"], r.get("commit") or "n/a",
+            f"{code}{short_digest(r.get('code_digest'))}{code}",
+            f"{code}{short_digest(r.get('data_fingerprint'))}{code}", "; ".join(x for x in (r["note"], *r.get("stale", [])) if x)]
 
 
 def direction_text(table: dict[str, Any]) -> str:
@@ -373,8 +495,8 @@ def provenance_lines(meta: dict[str, Any]) -> list[str]:
              f"translation sources `{short_digest(meta.get('code_digest'))}`; created {meta['created']}; "
              f"launcher {meta['launcher']}",
              f"- preset: {meta['preset']['name']} — overrides {json.dumps(meta['preset']['overrides'])}"
-             + (f"; user overrides {json.dumps(meta['overrides'])}" if meta["overrides"] else ""),
-             f"- data: `{data['path']}` ({data['train']} train / {data['val']} val pairs), "
+             + (f"; user overrides {json.dumps(meta['overrides'])}" if meta["overrides"] else "") + _budget_note(meta),
+             f"- data: {data_name(meta)} (`{data['path']}`, {data['train']} train / {data['val']} val pairs), "
              f"content fingerprint `{short_digest(data.get('fingerprint'))}`"]
     if seg:
         lines.append(f"- segmenter: {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')}x"
@@ -383,6 +505,15 @@ def provenance_lines(meta: dict[str, Any]) -> list[str]:
               f"- devices: {', '.join(meta['devices']) or 'n/a'}; total row time {fmt_seconds(meta['total_seconds'])}",
               f"- differences from the paper: {meta['differences']}"]
     return lines
+
+
+def _budget_note(meta: dict[str, Any]) -> str:
+    """How the preset's image budget ends the runs (not its "epochs"), or "" when the user's overrides dropped it."""
+    budget = meta["preset"].get("images_per_row")
+    if not budget or {"epochs", "max_steps"} & set(meta.get("overrides") or {}):
+        return ""
+    return (f"; the runs stop at a budget of {budget} training images per row (max_steps = ceil({budget} / batch "
+            "size)), not after the epochs; each table's header gives the steps its rows ran")
 
 
 def table_csv(table: dict[str, Any], meta: dict[str, Any] | None = None) -> str:

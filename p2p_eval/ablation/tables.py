@@ -7,7 +7,9 @@
 - ``modified`` (``kind = "image"``): the comparison of "Modified Pix2Pix Conditional Adversarial Networks for
   Image-to-Image Translation" on CMP Facades labels -> photo with full-reference image metrics.
 
-A spec names its rows by shipped generator variant (``p2p_eval/generators/<name>.toml``), the data set it needs
+A spec has a ``title`` (the source's caption, without its data set), an optional ``setting`` (the data set and
+training of the source's numbers, e.g. "Cityscapes labels -> photos, 256x256, 200 epochs": a report titles each
+table with the data and preset it actually ran beside this), and names its rows by shipped generator variant (``p2p_eval/generators/<name>.toml``), the data set it needs
 (``data``: "cityscapes" or "facades"), its metric columns (``[[metrics]]``: key, label, the key in the score
 JSON, ``higher_is_better``, digits, whether it is ranked against the source's numbers; the FCN default is
 per-pixel accuracy, per-class accuracy and class IoU), each row's published numbers (``paper``; an FCN-score
@@ -32,7 +34,7 @@ TABLES_DIR = Path(__file__).resolve().parents[1] / "tables"
 METRICS = ("pixel", "class", "iou")
 #: Our score JSON keys (``p2p_eval.metrics.fcn_score.score_folder``) for the FCN metric names.
 SCORE_KEYS = {"pixel": "pixel_accuracy", "class": "class_accuracy", "iou": "class_iou"}
-FCN_LABELS = {"pixel": "Per-pixel acc.", "class": "Per-class acc.", "iou": "Class IOU"}
+FCN_LABELS = {"pixel": "Per-pixel acc.", "class": "Per-class acc.", "iou": "Class IoU"}
 #: How a table's rows are scored: FCN-score of generated photos, decoded generated label maps, image metrics.
 KINDS = ("fcn", "labels", "image")
 #: The data set a table trains on; ``--table all`` runs the Cityscapes tables.
@@ -76,8 +78,8 @@ class Row:
 @dataclass(frozen=True)
 class TableSpec:
     """A table: id ("1", "modified"), file stem ("table1"), title, what varies, rows, ground-truth row (label
-    None: no such row), how it is scored (``kind``), its data set, its metric columns and whose numbers
-    ``paper`` holds (``paper_source``)."""
+    None: no such row), how it is scored (``kind``), its data set, its metric columns, whose numbers
+    ``paper`` holds (``paper_source``) and on what data and training they were made (``setting``)."""
 
     id: str
     name: str
@@ -91,6 +93,7 @@ class TableSpec:
     data: str = "cityscapes"
     metrics: tuple[Metric, ...] = FCN_METRICS
     paper_source: str = "the paper"
+    setting: str = ""
 
     @property
     def ranked(self) -> tuple[Metric, ...]:
@@ -187,7 +190,8 @@ def load_table(table: str, path: Path | None = None) -> TableSpec:
                      ground_truth_paper={} if gt is None or (kind != "fcn" and "paper" not in gt)
                      else paper(gt.get("paper"), f"{path} ground_truth"),
                      ground_truth_source=str((gt or {}).get("paper_source", f"Table {table}")),
-                     kind=kind, data=data_kind, metrics=metrics, paper_source=str(data.get("paper_source", "the paper")))
+                     kind=kind, data=data_kind, metrics=metrics, paper_source=str(data.get("paper_source", "the paper")),
+                     setting=str(data.get("setting", "")))
 
 
 def _sort_key(table: str) -> tuple[int, int | str]:

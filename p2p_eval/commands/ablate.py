@@ -49,11 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=positive_int, help="image side (overrides the preset; U-Net depth log2(size))")
     p.add_argument("--bottleneck-norm", action="store_true", help="the paper's batch norm in the U-Net bottleneck (errata 6.3)")
     p.add_argument("--report-name", help="name shown in the report (default the --out folder name)")
+    p.add_argument("--data-name", help="what --data holds, for the report's titles, e.g. 'pix2pix Cityscapes' "
+                   "(default the --data folder name)")
     p.add_argument("--device", default="auto", help="local launcher without --gpus: auto, cpu, cuda or cuda:N")
     p.add_argument("--slurm-partition", help="Slurm partition")
     p.add_argument("--slurm-time", type=positive_int, default=24 * 60, help="Slurm time limit per row in minutes (default 1440)")
     p.add_argument("--slurm-gpus", type=positive_int, default=1, help="GPUs per Slurm job (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (training, translation, scoring, colour)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (training, translation, scoring, colour); "
+                   "they are off anyway when stderr is not a terminal")
     p.set_defaults(func=_ablate)
     declare(p, kept=["out", "runs_dir"], inputs=["data", "segmenter"])
 
@@ -66,7 +69,7 @@ def _ablate(args: argparse.Namespace) -> int:
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     report = run_ablation(args.table, args.data, args.segmenter, args.out, preset=args.preset, launcher=args.launcher,
                           gpus=gpus, resume=args.resume, overrides=overrides, runs_dir=args.runs_dir, device=args.device,
-                          report_name=args.report_name, progress=not args.quiet, retrain_stale=args.retrain_stale,
+                          report_name=args.report_name, data_name=args.data_name, progress=not args.quiet, retrain_stale=args.retrain_stale,
                           rescore=args.rescore, lpips_weights=args.lpips_weights, lpips_lin=args.lpips_lin,
                           slurm={"partition": args.slurm_partition, "time_min": args.slurm_time,
                                  "gpus_per_job": args.slurm_gpus})

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "intersection sum_i min(p_i, q_i) against the real set (1 = identical; higher is better).")
     parser.add_argument("--real", type=Path, required=True, metavar="DIR", help="folder of real photos")
     add_image_sets(parser, "folder of generated images, one per real image (repeat for several sets)")
-    parser.add_argument("--plot", type=Path, help="write the Figure 7 style plot (PNG) here")
+    parser.add_argument("--plot", type=Path, help="write the Figure 7 style plot (PNG) here: log10 probability per "
+                        "L / a / b bin, one legend with each set's intersections; empty bins are gaps")
     parser.add_argument("--json", type=Path, help="write the scores, bins and bin counts (JSON) here")
     parser.add_argument("--size", type=positive_int, help="resize every image to SIZE x SIZE first (default: as stored)")
     parser.add_argument("--half", choices=("A", "B"), help="the --real folder holds AB pairs: use the left (A) or right (B) half")
@@ -52,7 +53,8 @@ def set_names(folders: list[Path], names: str | None) -> list[str]:
     if names is not None:
         given = [s.strip() for s in names.split(",")]
         if len(given) != len(folders) or len(set(given)) != len(given) or "" in given:
-            raise UserError(f"--names {names!r} must give {len(folders)} distinct names, one per --images, comma-separated")
+            count = f"{len(folders)} distinct names" if len(folders) != 1 else "1 name"
+            raise UserError(f"--names {names!r} must give {count}, one per --images, comma-separated")
         return given
     names: list[str] = []
     for folder in folders:
@@ -69,7 +71,8 @@ def _color(args: argparse.Namespace) -> int:
                           size=args.size, half=args.half, class_name=args.class_name, labels_dir=args.real_labels,
                           batch_size=args.batch_size, progress=not args.quiet)
     width = max(len(n) for n in names + ["set"])
-    print(f"histogram intersection with the real set ({result['images']['real']} images"
+    n = result["images"]["real"]
+    print(f"histogram intersection with the real set ({n} image{'' if n == 1 else 's'}"
           + (f", class {args.class_name}" if args.class_name else "") + ")")
     print(f"{'set':<{width}}  " + "  ".join(f"{c:>6}" for c in CHANNELS))
     for name, scores in result["intersection"].items():

@@ -289,7 +289,7 @@ def split_labels(data_dir: str | Path, split: str, size: int | tuple[int, int] |
     fmt = None if colour else label_format([label for _, _, label in frames])
     out: list[tuple[str, np.ndarray]] = []
     for name, image, label in tqdm(frames, desc=f"labels {split}" + (" (colour)" if colour else ""), unit="img",
-                                   leave=False, disable=not progress):
+                                   leave=False, disable=None if progress else True):
         if label is not None:
             out.append((name, load_label_map(label, size, fmt)))
             continue
@@ -320,7 +320,7 @@ def prepare_cityscapes(root: str | Path, out: str | Path, size: int = 256, progr
     out = Path(out)
     summary: dict[str, int] = {}
     for split, frames in todo.items():
-        bar = tqdm(frames, desc=f"cityscapes {split}", unit="frame", disable=not progress)
+        bar = tqdm(frames, desc=f"cityscapes {split}", unit="frame", disable=None if progress else True)
         for n, (_, photo_path, label_path) in enumerate(bar, start=1):
             photo = F.resize(read_image(photo_path), [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
             label_ids = resize_nearest(read_image(label_path, mode="gray")[0].numpy(), size)

@@ -219,7 +219,7 @@ def generate_dataset(out: str | Path, count: int = 500, size: int = 256, seed: i
                     raise UserError(f"{folder} already holds {len(stale)} other images (e.g. {sorted(stale)[0]}); "
                                     "write to an empty --out folder or delete the old data set first")
     jobs = [(split, k) for split, n in counts.items() for k in range(1, n + 1)]
-    for split, k in tqdm(jobs, desc=f"synth {size}x{size} scenes", unit="scene", disable=not progress):
+    for split, k in tqdm(jobs, desc=f"synth {size}x{size} scenes", unit="scene", disable=None if progress else True):
         photo, ids = render_scene(np.random.default_rng([seed, SPLIT_STREAM[split], k]), size)
         atomic_write_bytes(out / split / f"{k}.png", _png(np.concatenate([photo, trainids_to_colors(ids)], axis=1)))
         atomic_write_bytes(out / f"{split}_labels" / f"{k}.png", _png(ids))

@@ -2,7 +2,7 @@
 
 Reference: pix2pix (Isola et al., CVPR 2017), section 4.2 "Colorfulness" and Figure 7: the marginal
 distributions of L, a and b over the generated photos, plotted as log probability with the ground truth
-dotted, and scored by histogram intersection (Swain & Ballard, "Color Indexing", 1991: ``sum_i min(p_i,
+dotted (:mod:`p2p_eval.metrics.color_plot`), and scored by histogram intersection (Swain & Ballard, "Color Indexing", 1991: ``sum_i min(p_i,
 q_i)`` of the normalised histograms, in [0, 1], higher is better) against the ground truth.
 
 Counts equal the per-image scikit-image loop (``skimage.color.rgb2lab``, D65 / 2 degree observer, then
@@ -170,6 +170,10 @@ def histogram_intersection(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.minimum(p / p.sum(), q / q.sum()).sum())
 
 
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
 def load_photo(path: Path, half: str | None = None, size: int | None = None) -> torch.Tensor:
     """uint8 (3, H, W) RGB of ``path`` (:func:`p2p_eval.imageio.read_image`); ``half`` A / B takes the left /
     right half of an AB image; ``size`` resizes to size x size (bilinear, antialiased)."""
@@ -194,7 +198,8 @@ def set_histogram(files: list[Path], half: str | None = None, size: int | None =
     from p2p_eval.data.cityscapes import resize_nearest
 
     hist = LabHistogram()
-    for path in tqdm(files, desc=f"Lab {name}", unit="image", leave=False, disable=not progress, miniters=batch_size):
+    for path in tqdm(files, desc=f"Lab {name}", unit="image", leave=False, disable=None if progress else True,
+                     miniters=batch_size):
         image = load_photo(path, half, size)
         mask = None if masks is None else resize_nearest(masks[path.stem].astype(np.uint8), tuple(image.shape[1:])) > 0
         hist.update(image, mask)
@@ -232,7 +237,8 @@ def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: st
     ``half`` (A / B) reads the real folder as AB pairs; ``size`` resizes every image; ``class_name`` with
     ``labels_dir`` (one label map per real image, same stem) restricts both sets to that Cityscapes class,
     the generated image of stem S using the label map of S; ``progress=False`` shows no bars.  Returns ``{"intersection":
-    {SET: {"L", "a", "b"}}, "bins": ..., "counts": {SET: {"L": [...], ...}}, "images": {SET: n}, "real": ..., ...}``.
+    {SET: {"L", "a", "b"}}, "bins": ..., "counts": {SET: {"L": [...], ...}}, "images": {SET: n}, "source": {"real",
+    "images": {SET: DIR}, "real_labels"}, ...}``: image counts per set, folders under the flags that gave them.
     """
     if not fakes:
         raise UserError("give at least one --images folder")
@@ -243,8 +249,8 @@ def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: st
         if not files:
             raise UserError(f"{where} has no images (.png/.jpg)")
         if len(files) != len(real_files):
-            raise UserError(f"{where} has {len(files)} images but --real {real_dir} has "
-                            f"{len(real_files)}; compare the outputs of the same inputs (one image per real image)")
+            raise UserError(f"{where} has {_images(len(files))} but --real {real_dir} has {_images(len(real_files))}; "
+                            "compare the outputs of the same inputs (one image per real image)")
     masks = None if class_name is None else _class_masks(labels_dir, fake_files, [p.stem for p in real_files], class_name)
     real = set_histogram(real_files, half, size, masks, batch_size, progress, "real")
     hists = {name: set_histogram(files, None, size, masks, batch_size, progress, name) for name, files in fake_files.items()}
@@ -257,44 +263,16 @@ def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: st
         "bins": {c: {"min": lo, "max": hi, "count": n, "width": (hi - lo) / n} for c, (lo, hi, n) in BINS.items()},
         "counts": {name: {c: h.counts[c].tolist() for c in CHANNELS} for name, h in {"real": real, **hists}.items()},
         "images": {name: h.images for name, h in {"real": real, **hists}.items()},
-        "real": str(real_dir), "fake": {name: str(folder) for name, folder in fakes.items()},
+        "source": {"real": str(real_dir), "images": {name: str(folder) for name, folder in fakes.items()},
+                   "real_labels": None if labels_dir is None else str(labels_dir)},
         "half": half, "size": size, "class": class_name,
         "colour_space": "CIE Lab, D65, 2 degree observer (skimage.color.rgb2lab)",
     }
     if plot is not None:
-        plot_lab_histograms(real, hists, result["intersection"], plot)
+        from p2p_eval.metrics.color_plot import plot_lab_histograms
+
+        plot_lab_histograms(real.counts, {n: h.counts for n, h in hists.items()}, result["intersection"],
+                            {c: bin_edges(c) for c in CHANNELS}, plot)
     if json_out is not None:
         write_json(json_out, result)
     return result
-
-
-def plot_lab_histograms(real: LabHistogram, fakes: Mapping[str, LabHistogram],
-                        scores: Mapping[str, Mapping[str, float]], out: str | Path, title: str | None = None) -> Path:
-    """Figure 7 of the paper: one panel per channel, log probability against value (empty bins left out), the
-    real distribution dotted black, one solid line per fake set, its intersection score in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))
-    colors = plt.get_cmap("tab10").colors
-    for ax, c in zip(axes, CHANNELS):
-        edges = bin_edges(c)
-        sets = [(f"{name} ({scores[name][c]:.2f})", hist, {"color": colors[k % 10], "lw": 1.6})
-                for k, (name, hist) in enumerate(fakes.items())]
-        for label, hist, style in [*sets, ("ground truth", real, {"color": "black", "ls": ":", "lw": 2.0})]:
-            p = hist.compute()[c]
-            ax.plot((edges[:-1] + edges[1:]) / 2, np.log(p, out=np.full_like(p, np.nan), where=p > 0), label=label, **style)
-        used = np.nonzero(real.counts[c] + sum(h.counts[c] for h in fakes.values()))[0]
-        ax.set_xlim(edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, len(edges) - 1)])
-        ax.set(xlabel=c, ylabel=f"log P({c})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title="set (histogram intersection)", title_fontsize=8, loc="upper center",
-                  bbox_to_anchor=(0.5, -0.16), frameon=False)
-    fig.suptitle(title or "Lab colour distributions (log probability); ground truth dotted")
-    fig.tight_layout()
-    buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(out, buffer.getvalue())

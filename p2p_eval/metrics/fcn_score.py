@@ -148,7 +148,7 @@ def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Da
     cm = ConfusionMatrix(len(meta["classes"]), device=device, per_image=True, class_names=meta["classes"])
     model.eval()
     with torch.inference_mode():
-        for batch in tqdm(loader, desc="fcn-score", unit="batch", disable=not opts.progress):
+        for batch in tqdm(loader, desc="fcn-score", unit="batch", disable=None if opts.progress else True):
             scores = logits(model, meta, batch["image"].to(device, non_blocking=True))
             labels = batch["label"].to(device, non_blocking=True)
             if tuple(labels.shape[-2:]) != tuple(scores.shape[-2:]):

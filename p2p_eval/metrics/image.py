@@ -1,10 +1,13 @@
 """Full-reference image metrics (MSE, PSNR, SSIM) and set metrics (FID, LPIPS) over folders of images.
 
-References (all on uint8 RGB images, data range 255, computed in float64):
+References (all on uint8 RGB images, computed in float64):
 
-- MSE: mean of (x - y)^2 over pixels and channels (``skimage.metrics.mean_squared_error``); lower is better.
-- PSNR: ``10 log10(255^2 / MSE)`` (``skimage.metrics.peak_signal_noise_ratio(data_range=255)``); higher is
-  better; identical images give +inf (written as null in JSON).
+- MSE on [0, 1] images: mean of (x / 255 - y / 255)^2 over pixels and channels
+  (``skimage.metrics.mean_squared_error`` of the images divided by 255), the scale of the ablation tables and of
+  "Modified Pix2Pix" (its "per-pixel accuracy"); lower is better.
+- PSNR: ``10 log10(1 / MSE)`` on [0, 1] images, the same number as ``10 log10(255^2 / MSE_255)`` on 0-255 values
+  (``skimage.metrics.peak_signal_noise_ratio(data_range=255)``); higher is better; identical images give +inf
+  (written as null in JSON).
 - SSIM: Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population
   covariances, averaged over the valid (un-padded) window positions and the three channels, i.e.
   ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
@@ -14,7 +17,9 @@ References (all on uint8 RGB images, data range 255, computed in float64):
   over all pairs of outputs for the same input (the diversity score of the BicycleGAN line of work), needing
   two or more fake folders.
 
-Per-image metrics pair real and fake images by file stem.
+Per-image metrics pair real and fake images by file stem. Each per-image metric's mean carries a 95% percentile
+bootstrap interval over images (Efron & Tibshirani): the resamples of :func:`p2p_eval.metrics.bootstrap.resample_counts`
+(1000 replicates, seed 0 by default), the same resamples the FCN-score and the ablation tables use.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import torch.nn.functional as tnf
 from tqdm import tqdm
 
 from p2p_eval.device import resolve_device
+from p2p_eval.metrics.bootstrap import percentile_interval, resample_counts
 from p2p_eval.errors import UserError, file_list, unknown_name
 from p2p_eval.fsutil import write_json
 from p2p_eval.imageio import list_images
@@ -41,6 +47,8 @@ from p2p_eval.metrics.fid import (FID_ENV, FID_HELP, GaussianStats, features, fr
 from p2p_eval.metrics.lpips import LPIPS_ENV, LPIPS_HELP, is_sample_folder, load_lpips, score_samples
 
 DATA_RANGE = 255.0
+#: How MSE is scaled, as the JSON says it.
+MSE_SCALE = "[0, 1] images (0-255 values / 255)"
 METRICS = ("mse", "psnr", "ssim", "fid", "lpips", "lpips_diversity", "lpips-diversity")
 HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "fid": False, "lpips": False, "lpips_diversity": True,
                     "lpips-diversity": True}
@@ -56,14 +64,15 @@ def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image mean squared error (N,) of uint8 images, in squared 0..255 units."""
+    """Per-image mean squared error (N,) of uint8 images read on [0, 1] (values / 255)."""
     a, b = _pair(x, y)
-    return ((a - b) ** 2).mean((1, 2, 3))
+    return ((a / DATA_RANGE - b / DATA_RANGE) ** 2).mean((1, 2, 3))
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (N,) in dB with data range 255; +inf for identical images."""
-    return 10.0 * torch.log10(DATA_RANGE**2 / mse(x, y))
+    """Per-image PSNR (N,) in dB: peak 1 on [0, 1] images (data range 255 on 0-255 values); +inf for identical
+    images."""
+    return 10.0 * torch.log10(1.0 / mse(x, y))
 
 
 def _gaussian_window(device: torch.device) -> torch.Tensor:
@@ -105,14 +114,25 @@ def parse_metrics(text: str) -> list[str]:
     return names
 
 
-def _summary(values: dict[str, float], higher_is_better: bool) -> dict:
-    """Mean and per-image values; non-finite values (PSNR of identical images) become null in JSON."""
+def mean_ci(values: Sequence[float | None], n: int = 1000, seed: int = 0,
+            level: float = 0.95) -> list[float | None]:
+    """Percentile bootstrap interval of the mean over images, drawn as the FCN-score's resamples for the same
+    seed; [None, None] when ``n`` is 0 or a value is missing or not finite (PSNR of an identical pair)."""
+    if n == 0 or not values or any(v is None or not math.isfinite(v) for v in values):
+        return [None, None]
+    arr = np.asarray(values, dtype=np.float64)
+    return percentile_interval(resample_counts(len(arr), n, seed) @ arr / len(arr), level)
+
+
+def _summary(values: dict[str, float], higher_is_better: bool, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Mean with its 95% bootstrap interval (:func:`mean_ci`) and per-image values; non-finite values (PSNR of
+    identical images) become null in JSON."""
     arr = np.array(list(values.values()), dtype=np.float64)
     clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
     mean = float(arr.mean())
-    return {"mean": mean if math.isfinite(mean) else None, "std": float(arr.std()) if np.isfinite(arr).all() else None,
-            "count": len(arr), "infinite": int((~np.isfinite(arr)).sum()), "higher_is_better": higher_is_better,
-            "per_image": clean}
+    return {"mean": mean if math.isfinite(mean) else None, "ci95": mean_ci(list(values.values()), bootstrap, seed),
+            "std": float(arr.std()) if np.isfinite(arr).all() else None, "count": len(arr),
+            "infinite": int((~np.isfinite(arr)).sum()), "higher_is_better": higher_is_better, "per_image": clean}
 
 
 def _matched(real: dict[str, Path], fake_dir: Path, name: str) -> dict[str, Path]:
@@ -133,7 +153,9 @@ class CompareOptions:
 
     ``fid_weights`` / ``lpips_weights`` (else ``$P2P_EVAL_FID_WEIGHTS`` / ``$P2P_EVAL_LPIPS_WEIGHTS``) and
     ``lpips_lin`` are local weights files; ``half`` reads the real folder as AB pairs; ``size`` resizes every
-    image; ``json_out`` also writes the result there; ``progress=False`` shows no bar."""
+    image; ``json_out`` also writes the result there; ``progress=False`` shows no bar (with True, a bar shows only
+    when stderr is a terminal). ``bootstrap`` replicates (0: none) drawn with ``seed`` give the 95% intervals;
+    ``pairs`` random pairs of samples of one input (drawn with ``seed``) give lpips-diversity."""
 
     fid_weights: str | Path | None = None
     lpips_weights: str | Path | None = None
@@ -144,6 +166,7 @@ class CompareOptions:
     batch_size: int = 16
     json_out: str | Path | None = None
     progress: bool = True
+    bootstrap: int = 1000
     pairs: int = 2000
     seed: int = 0
 
@@ -161,8 +184,11 @@ def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metri
                     options: CompareOptions | None = None, **fields: Any) -> dict:
     """Metrics of each generated-image folder against the real folder (images paired by stem).
 
-    Returns ``{"metrics": {SET: {name: {"mean", "per_image", ...} | FID float}}, "diversity": {...},
-    "data_range": 255, ...}``.  ``fields`` set fields of ``options`` by name (:class:`CompareOptions`).
+    Returns ``{"metrics": {SET: {name: {"mean", "ci95", "per_image", ...}, "fid": {"value", ...}}},
+    "diversity": {...}, "images": N, "source": {"real": REAL_DIR, "images": {SET: DIR}}, "mse_scale",
+    "data_range": 255, "bootstrap", ...}``: the folders under the names of the flags that gave them (``--real``,
+    ``--images``), ``images`` the number of image pairs as in the FCN-score's JSON.  ``fields`` set fields of
+    ``options`` by name (:class:`CompareOptions`).
     """
     opts = dataclasses.replace(options or CompareOptions(), **fields)
     metrics = list(dict.fromkeys(metrics))
@@ -184,20 +210,25 @@ def compare_folders(real_dir: str | Path, fakes: Mapping[str, str | Path], metri
     tally = _Tally(values={n: {m: {} for m in metrics if m in PAIRWISE or m == "lpips"} for n in fake},
                    stats={n: GaussianStats() for n in ["real", *fake]})
     stems = list(real)
-    for start in tqdm(range(0, len(stems), opts.batch_size), desc="metrics", unit="batch", disable=not opts.progress):
+    for start in tqdm(range(0, len(stems), opts.batch_size), desc="metrics", unit="batch",
+                      disable=None if opts.progress else True):
         chunk = stems[start:start + opts.batch_size]
         _add_batch(tally, chunk, (real, fake), (fid_model, lpips_model), "lpips_diversity" in metrics, opts, dev)
-    result: dict = {"metrics": {}, "real": str(real_dir), "fake": {n: str(p) for n, p in fakes.items()},
-                    "data_range": DATA_RANGE, "half": opts.half, "size": opts.size, "images": len(stems)}
+    result: dict = {"metrics": {}, "images": len(stems),
+                    "source": {"real": str(real_dir), "images": {n: str(p) for n, p in fakes.items()}},
+                    "mse_scale": MSE_SCALE, "data_range": DATA_RANGE, "half": opts.half, "size": opts.size,
+                    "bootstrap": {"replicates": opts.bootstrap, "seed": opts.seed, "level": 0.95}}
     for n in fake:
-        result["metrics"][n] = {m: _summary(v, HIGHER_IS_BETTER[m]) for m, v in tally.values[n].items()}
+        result["metrics"][n] = {m: _summary(v, HIGHER_IS_BETTER[m], opts.bootstrap, opts.seed)
+                                for m, v in tally.values[n].items()}
         if fid_model is not None:
             mu_r, s_r = tally.stats["real"].compute()
             mu_f, s_f = tally.stats[n].compute()
             result["metrics"][n]["fid"] = {"value": frechet_distance(mu_r, s_r, mu_f, s_f), "higher_is_better": False,
                                            "weights": str(weights_path(opts.fid_weights, FID_ENV, FID_HELP))}
     if tally.diversity:
-        result["diversity"] = {"lpips_diversity": _summary(tally.diversity, True), "sets": list(fake),
+        result["diversity"] = {"lpips_diversity": _summary(tally.diversity, True, opts.bootstrap, opts.seed),
+                               "sets": list(fake),
                                "pairs_per_image": len(fake) * (len(fake) - 1) // 2}
     if opts.json_out is not None:
         write_json(opts.json_out, result)

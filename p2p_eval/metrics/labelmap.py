@@ -183,7 +183,7 @@ def score_label_folder(images_dir: str | Path, data_dir: str | Path, split: str 
         raise UserError(f"{folder} lacks generated label maps for {len(missing)} frames of {data_dir}/{split} "
                         f"(e.g. {missing[0]}.png); translate the whole split")
     acc = LabelMapScore(far_distance, far)
-    for name, ids in tqdm(labels, desc="label maps", unit="img", leave=False, disable=not progress):
+    for name, ids in tqdm(labels, desc="label maps", unit="img", leave=False, disable=None if progress else True):
         acc.update(read_image(generated[name], mode="rgb"), ids)
     result = acc.compute(bootstrap=bootstrap, seed=seed)
     result["source"] = {"images": str(images_dir), "labels": f"{data_dir}/{split}"}
@@ -197,7 +197,7 @@ def score_true_labels(data_dir: str | Path, size: int | None, split: str = "val"
     maps (the B halves; JPEG noise in pix2pix's files), the reference for the rows' far shares."""
     acc = LabelMapScore(far_distance, "decode")
     labels = split_labels(data_dir, split, progress=False)
-    for name, ids in tqdm(labels, desc="true labels", unit="img", leave=False, disable=not progress):
+    for name, ids in tqdm(labels, desc="true labels", unit="img", leave=False, disable=None if progress else True):
         small = ids if size is None else resize_nearest(ids, size)
         acc.update(trainids_to_colors(small), ids)
     far_pixels = pixels = 0

@@ -134,7 +134,7 @@ def preload(pairs: list[Pair], size: int, cache_dir: str | Path | None = None, p
     loader = torch.utils.data.DataLoader(SegmentationPairs(pairs, size), batch_size=32, shuffle=False,
                                          num_workers=default_workers() if num_workers is None else num_workers)
     photos, labels = [], []
-    for batch in tqdm(loader, desc="decode frames", unit="batch", disable=not progress):
+    for batch in tqdm(loader, desc="decode frames", unit="batch", disable=None if progress else True):
         photos.append(batch["image"])
         labels.append(batch["label"])
     out = torch.cat(photos), torch.cat(labels)

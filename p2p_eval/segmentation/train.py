@@ -180,7 +180,7 @@ def train_segmenter(data_dir: str | Path, out_path: str | Path, recipe: Segmente
     stop = recipe.epochs if run.max_epochs_this_run is None else min(recipe.epochs,
                                                                       state.epoch + run.max_epochs_this_run)
     bar = tqdm(total=recipe.epochs * state.steps_per_epoch, initial=state.epoch * state.steps_per_epoch,
-               desc="segmenter", unit="step", disable=not run.progress)
+               desc="segmenter", unit="step", disable=None if run.progress else True)
     log_path = out_path.with_name(out_path.name + ".log.jsonl")
     while state.epoch < stop:
         record = state.train_epoch(bar, partial)
@@ -365,7 +365,7 @@ def val_scores(model: torch.nn.Module, meta: dict, data_dir: Path, device: torch
     cm = ConfusionMatrix(len(meta["classes"]), device=device, class_names=meta["classes"])
     model.eval()
     with torch.inference_mode():
-        for batch in tqdm(loader, desc="val", unit="batch", disable=not progress):
+        for batch in tqdm(loader, desc="val", unit="batch", disable=None if progress else True):
             cm.update(logits(model, meta, batch["image"].to(device)).argmax(1), batch["label"].to(device))
     result = cm.compute()
     return {"split": "val", "images": len(pairs), "pixel_accuracy": result["pixel_accuracy"],

@@ -118,7 +118,7 @@ def power_curve(fooling: dict[str, float], trials: int, participants: Sequence[i
     names = list(fooling)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     rows = []
-    for count in tqdm(list(participants), desc="power", unit="count", disable=not progress):
+    for count in tqdm(list(participants), desc="power", unit="count", disable=None if progress else True):
         rng = np.random.default_rng([seed, count])
         half = {a: 0.0 for a in names}
         cover = {a: 0 for a in names}

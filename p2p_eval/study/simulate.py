@@ -426,7 +426,7 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
     async def run() -> None:
         transport = httpx.ASGITransport(app=create_app(engine))
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60.0) as client:
-            for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant", disable=not progress):
+            for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant", disable=None if progress else True):
                 pid = f"{prefix}-{seed}-{i}"
                 rng = np.random.default_rng([seed, i])
                 observer = population.draw(rng)

@@ -89,7 +89,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
                  workers=num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0),
                  checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
                  samples=_sample_batch(data_dir, cfg))
-    bar = tqdm(total=last_step, initial=training.position.step, disable=not progress, desc=f"train {cfg.name}",
+    bar = tqdm(total=last_step, initial=training.position.step, disable=None if progress else True, desc=f"train {cfg.name}",
                unit="step")
     try:
         _fit(training, dataset, plan, bar)

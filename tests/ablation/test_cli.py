@@ -49,7 +49,7 @@ def test_cli_and_api_defaults_agree() -> None:
 
     args = build_parser().parse_args(["ablate", "--data", "D", "--out", "O"])
     api = AblationOptions()
-    for name in ("resume", "retrain_stale", "rescore", "launcher", "device", "preset"):
+    for name in ("resume", "retrain_stale", "rescore", "launcher", "device", "preset", "data_name"):
         assert getattr(args, name) == getattr(api, name), name
     assert args.resume is False and args.preset is None and args.segmenter is None
 

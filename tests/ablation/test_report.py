@@ -1,4 +1,5 @@
-"""Report pieces: Kendall's tau against hand-counted pairs and scipy, orders, markdown/CSV structure."""
+"""Report pieces: Kendall's tau against hand-counted pairs and scipy, orders, markdown/CSV structure, what a report
+says it is (title, pipeline-check banner, step budget, notes beside scores)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from scipy.stats import kendalltau, permutation_test
 
 import p2p_eval
 from p2p_eval.ablation.presets import PRESETS
+from p2p_eval.ablation.html import write_index
 from p2p_eval.ablation.report import (CSV_COLUMNS, order, rank_comparison, report_path, table_csv, table_markdown,
                                       table_record)
 from p2p_eval.ablation.tables import load_table
@@ -60,10 +62,11 @@ def _result(p: float, c: float, i: float) -> dict:
                      "class_iou": [i - .01, i + .01]}}
 
 
-def _meta() -> dict:
+def _meta(pipeline_check: bool = False) -> dict:
     preset = PRESETS["smoke"]
     return {"name": "t", "preset": {"name": preset.name, "description": preset.description,
                                     "overrides": preset.overrides, "images_per_row": 40},
+            "pipeline_check": pipeline_check,
             "overrides": {}, "data": {"path": "D", "train": 16, "val": 8, "fingerprint": "da7a" * 16},
             "segmenter": {"sha256": "ab" * 32, "arch": "unet", "encoder": "resnet18", "input_size": 64},
             "segmenter_path": "seg.pt", "protocol": "p", "git": "abc123", "created": "now", "launcher": "local",
@@ -71,13 +74,17 @@ def _meta() -> dict:
             "devices": ["cpu"], "total_seconds": 3.0, "differences": "d"}
 
 
+def _rows(spec, steps: int = 40, batch: int = 1) -> list[dict]:
+    return [{"label": r.label, "generator": r.generator, "paper": r.paper, "result": _result(.1 * k, .05 * k, .02 * k),
+             "run": f"runs/{r.generator}", "key": "k", "size": 32, "batch_size": batch, "steps": steps,
+             "images_seen": steps * batch, "seconds": {"train": 5.0, "translate": 1.0, "score": 1.0}, "device": "cpu",
+             "note": "", "commit": "abc123", "code_digest": "c0de" * 16, "data_fingerprint": "da7a" * 16, "stale": []}
+            for k, r in enumerate(spec.rows, 1)]
+
+
 def test_markdown_and_csv_structure() -> None:
     spec = load_table("1")
-    rows = [{"label": r.label, "generator": r.generator, "paper": r.paper, "result": _result(.1 * k, .05 * k, .02 * k),
-             "run": f"runs/{r.generator}", "key": "k", "size": 32, "batch_size": 1, "steps": 40, "images_seen": 40,
-             "seconds": {"train": 5.0, "translate": 1.0, "score": 1.0}, "device": "cpu", "note": "",
-             "commit": "abc123", "code_digest": "c0de" * 16, "data_fingerprint": "da7a" * 16, "stale": []}
-            for k, r in enumerate(spec.rows, 1)]
+    rows = _rows(spec)
     rows[1] |= {"commit": "old999", "code_digest": "01d" * 21 + "0", "stale": ["code changed (train/loop.py)"]}
     rows[2] |= {"data_fingerprint": "0" * 64, "stale": ["data content changed"]}
     record = table_record(spec, rows, _result(.8, .3, .2))
@@ -87,6 +94,9 @@ def test_markdown_and_csv_structure() -> None:
     assert "| L1+cGAN | 0.500 [0.490, 0.510]" in md
     assert "| Ground truth | 0.800 [0.790, 0.810] | 0.300 [0.290, 0.310] | 0.200 [0.190, 0.210] | 0.80 | 0.26 | 0.21 |" in md
     assert "Kendall tau-b" in md and "abc123" in md and "ab" * 32 in md
+    # one spelling: IoU; every row has the paper's numbers, so "all rows, ours" would repeat our order: left out
+    assert "| Class IoU [95% CI] |" in md and "IOU" not in md and "all rows, ours" not in md
+    assert "Pipeline check" not in md and md.startswith("# Table 1: FCN-scores for different losses: ours on D, preset smoke;")
     # rows made by other code / other data are marked, with one footnote each; current rows are not
     assert "| GAN\u2020 |" in md and "| cGAN\u2021 |" in md and "| L1 |" in md and "| L1+cGAN |" in md
     assert md.count("\u2020 made by other code") == 1 and md.count("\u2021 trained on other data") == 1
@@ -130,6 +140,8 @@ def test_image_metric_table_against_hand_values() -> None:
     assert "| without L1 (cGAN+rec) | 0.0300 [0.0290, 0.0310] | 15.00 [14.00, 16.00] | 0.300 [0.290, 0.310] | 0.900 | " \
            "0.800 | 0.700 | n/a | n/a | n/a |" in md
     assert "Ground truth" not in md and "segmenter:" not in md and "document 002, Table 1" in md
+    # three rows have no source numbers: "all rows, ours" ranks them too, so it is shown
+    assert "| Kendall tau-b | p | all rows, ours |" in md
     lines = list(csv.DictReader(io.StringIO(table_csv(record, meta))))
     assert len(lines) == 5 and float(lines[1]["psnr_hi"]) == 18.0 and lines[2]["paper_psnr"] == ""
     assert "paper_lab_L" in lines[0] and "pixel" not in lines[0]
@@ -145,3 +157,50 @@ def test_report_paths_are_never_absolute(tmp_path: Path) -> None:
     assert report_path(report / "sub" / "x.png", report) == "sub/x.png"
     assert report_path(tmp_path / "runs" / "l1-0123456789ab", report) == "l1-0123456789ab"
     assert report_path(str(tmp_path / "data" / "synth"), report) == "synth"
+
+
+def test_pipeline_check_report_says_what_it_is(tmp_path: Path) -> None:
+    """A smoke report: its title names the data and the preset, a banner says it is a pipeline check, the paper's
+    numbers and the comparison with them are left out (the CSV keeps them), the header gives the steps the rows
+    ran, and a row's note stands beside its scores."""
+    spec = load_table("3")
+    rows = _rows(spec, steps=12, batch=10)
+    rows[3] |= {"size": 96, "note": "trained and translated at 96x96 (not 32x32)"}
+    record = table_record(spec, rows, _result(.8, .3, .2))
+    meta = _meta(pipeline_check=True) | {"data": _meta()["data"] | {"name": "synthetic street scenes"}}
+    md = table_markdown(record, meta)
+    title = md.splitlines()[0]
+    assert title == ("# Table 3: FCN-scores for different receptive field sizes of the discriminator: ours on synthetic "
+                     "street scenes, preset smoke (pipeline check); the paper's on Cityscapes labels -> photos, "
+                     "256x256, 200 epochs")
+    assert "> **Pipeline check, not a result: preset smoke" in md
+    assert "Training per row: 12 steps at batch 10 (120 images seen)." in md
+    assert "the runs stop at a budget of 40 training images per row (max_steps = ceil(40 / batch size))" in md
+    assert "- data: synthetic street scenes (`D`, 16 train / 8 val pairs)" in md
+    # no paper column and no number of the paper's (Table 3: .39 .15 .10 / ... / .42 .16 .11; ground truth .80 ...)
+    assert "paper per-pixel" not in md and "Kendall" not in md and "paper's order" not in md
+    assert not any(f"| {v} |" in md for v in ("0.39", "0.42", "0.80", "0.21"))
+    score_lines = [ln for ln in md.splitlines() if ln.startswith("| 286x286 |")]
+    assert score_lines[0].endswith("| 0.400 [0.390, 0.410] | 0.200 [0.190, 0.210] | 0.080 [0.070, 0.090] | "
+                                   "trained and translated at 96x96 (not 32x32) |")
+    assert md.count("| Note |") == 1 and "| Ground truth | 0.800 [0.790, 0.810] | 0.300 [0.290, 0.310] | " \
+        "0.200 [0.190, 0.210] |  |" in md
+    assert "| Per-pixel acc. | 286x286 > 70x70 > 16x16 > 1x1 |" in md  # our order, over all rows
+    lines = list(csv.DictReader(io.StringIO(table_csv(record, meta))))
+    assert [float(ln["paper_pixel"]) for ln in lines] == [.39, .65, .66, .42, .80]
+    index = write_index(tmp_path, [record], meta, None).read_text()
+    assert '<p class="banner">Pipeline check, not a result' in index and "paper per-pixel" not in index
+    assert "<h1>Table 3 and Figure 7 on synthetic street scenes, preset smoke (t)</h1>" in index
+    assert '<td class="order">trained and translated at 96x96 (not 32x32)</td>' in index
+    assert 'class="paper"' not in index and "Kendall" not in index
+
+
+def test_header_gives_each_group_of_rows_its_steps() -> None:
+    spec = load_table("2")
+    rows = _rows(spec, steps=1200, batch=1)
+    rows[2] |= {"steps": 120, "batch_size": 10, "images_seen": 1200}
+    rows[3] |= {"steps": None, "images_seen": None}
+    md = table_markdown(table_record(spec, rows, None), _meta())
+    assert ("Training per row: Encoder-decoder (L1), Encoder-decoder (L1+cGAN): 1200 steps at batch 1 (1200 images "
+            "seen); U-net (L1): 120 steps at batch 10 (1200 images seen); U-net (L1+cGAN): no finished run.") in md
+    assert "| paper per-pixel acc. |" in md and "| Note |" not in md

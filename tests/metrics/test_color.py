@@ -1,7 +1,9 @@
-"""Lab histograms against scikit-image (rgb2lab + numpy.histogram) on real photos; intersection by hand."""
+"""Lab histograms against scikit-image (rgb2lab + numpy.histogram) on real photos; intersection by hand; the
+Figure 7 plot's legend, axis and gaps; progress bars only on a terminal."""
 
 from __future__ import annotations
 
+import io
 import pickle
 import shutil
 from pathlib import Path
@@ -305,6 +307,10 @@ def test_compare_sets_counts_jpegs_and_pngs_as_the_skimage_loop(tmp_path: Path) 
             assert result["counts"]["real"][c] == real[c].tolist()
             assert result["counts"]["fake"][c] == fake[c].tolist()
         assert result["images"] == {"real": 5, "fake": 5}
+        # the folders are named as the flags that gave them (--real, --images), not "fake"
+        assert result["source"] == {"real": str(tmp_path / "real"), "images": {"fake": str(tmp_path / "fake")},
+                                    "real_labels": None}
+        assert set(result) & {"fake", "real"} == set()
 
 
 def test_broken_jpeg_is_a_user_error_naming_the_file(tmp_path: Path) -> None:
@@ -318,3 +324,58 @@ def test_broken_jpeg_is_a_user_error_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "fake" / "a.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match=r"cannot read image .*a\.jpg"):
         compare_sets(tmp_path / "real", {"fake": tmp_path / "fake"}, progress=False)
+
+
+def test_figure7_plot_one_legend_log10_axis_and_gaps() -> None:
+    """One legend for the three panels with each set's intersections, log10 on the axis, an empty bin a gap (NaN)
+    explained in the caption; the plotted values are log10 of the hand-computed bin shares."""
+    from p2p_eval.metrics.color_plot import CAPTION, lab_figure, log10_share
+
+    counts = np.array([0, 3, 1, 0, 4])
+    np.testing.assert_array_equal(np.isnan(log10_share(counts)), [True, False, False, True, False])
+    np.testing.assert_allclose(log10_share(counts)[[1, 2, 4]], np.log10([3 / 8, 1 / 8, 4 / 8]))
+    rng = np.random.default_rng(3)
+    real, fake = LabHistogram(), LabHistogram()
+    real.update(rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))
+    fake.update(rng.integers(100, 156, (2, 16, 16, 3), dtype=np.uint8))
+    scores = {"L1": real.intersection(fake)}
+    fig = lab_figure(real.counts, {"L1": fake.counts}, scores, {c: bin_edges(c) for c in CHANNELS})
+    try:
+        assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert labels == [f"L1 (intersection L {scores['L1']['L']:.2f}, a {scores['L1']['a']:.2f}, "
+                          f"b {scores['L1']['b']:.2f})", "ground truth"]
+        assert [ax.get_ylabel() for ax in fig.axes] == ["log10 P(L)", "log10 P(a)", "log10 P(b)"]
+        assert "Gaps: bins with no pixels" in CAPTION and any(t.get_text() == CAPTION for t in fig.texts)
+        line = fig.axes[0].get_lines()[0]  # L1's L panel: NaN exactly where the set has no pixels
+        np.testing.assert_array_equal(np.isnan(line.get_ydata()), fake.counts["L"] == 0)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A bar asked for (progress=True) is drawn on a terminal and left out when stderr is a file or pipe;
+    progress=False (``--quiet``) leaves it out on a terminal too."""
+    from p2p_eval.imageio import write_png
+
+    for i in range(3):
+        write_png(tmp_path / f"{i}.png", torch.zeros(3, 8, 8, dtype=torch.uint8))
+    files = sorted(tmp_path.glob("*.png"))
+    color.set_histogram(files, progress=True, name="captured")
+    assert capsys.readouterr().err == ""  # pytest's capture is not a terminal
+    for progress in (True, False):
+        terminal = _Terminal()
+        monkeypatch.setattr("sys.stderr", terminal)
+        color.set_histogram(files, progress=progress, name="tty")
+        monkeypatch.undo()
+        assert ("Lab tty" in terminal.getvalue()) is progress

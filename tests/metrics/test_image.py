@@ -1,5 +1,6 @@
-"""PSNR / SSIM / MSE against scikit-image; Frechet distance against closed forms; FID / LPIPS pipelines
-with stand-in networks against independent numpy / torchmetrics computations; user errors."""
+"""PSNR / SSIM / MSE (on [0, 1] images) against scikit-image; bootstrap intervals of the means against a numpy
+resampling; the JSON's keys; Frechet distance against closed forms; FID / LPIPS pipelines with stand-in networks
+against independent numpy / torchmetrics computations; user errors."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def _photo_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
 def test_pairwise_metrics_match_skimage(pair: tuple[np.ndarray, np.ndarray]) -> None:
     x, y = pair
     tx, ty = (torch.from_numpy(a).permute(2, 0, 1) for a in (x, y))
-    assert float(mse(tx, ty)[0]) == pytest.approx(metrics.mean_squared_error(x, y), rel=1e-12)
+    # MSE on [0, 1] images: skimage's MSE of the images divided by 255 (the 0-255 MSE / 255^2)
+    assert float(mse(tx, ty)[0]) == pytest.approx(metrics.mean_squared_error(x / 255.0, y / 255.0), rel=1e-12)
+    assert float(mse(tx, ty)[0]) == pytest.approx(metrics.mean_squared_error(x, y) / 255.0**2, rel=1e-12)
     assert float(psnr(tx, ty)[0]) == pytest.approx(metrics.peak_signal_noise_ratio(x, y, data_range=255), rel=1e-12)
     expected = metrics.structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                              data_range=255, channel_axis=-1)
@@ -45,6 +48,34 @@ def test_identical_images() -> None:
     x = torch.from_numpy(data.coffee()[:64, :64]).permute(2, 0, 1)
     assert float(ssim(x, x)[0]) == pytest.approx(1.0)
     assert float(mse(x, x)[0]) == 0.0 and float(psnr(x, x)[0]) == float("inf")
+
+
+def test_metrics_cli_means_cis_and_json_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``metrics`` prints MSE on [0, 1] with the ablation tables' 95% bootstrap intervals (percentile, 1000
+    resamples of the images drawn by numpy's PCG64(0)), and its JSON names the folders as the flags do."""
+    from PIL import Image
+
+    real, fake, _ = _folders(tmp_path, count=5)
+    out = tmp_path / "m.json"
+    assert main(["metrics", "--real", str(real), "--images", str(fake), "--names", "g", "--metric", "mse,psnr",
+                 "--json", str(out)]) == 0
+    x = np.stack([np.array(Image.open(real / f"{i}.png")) for i in range(5)])
+    y = np.stack([np.array(Image.open(fake / f"{i}.png")) for i in range(5)])
+    per = np.array([metrics.mean_squared_error(a / 255.0, b / 255.0) for a, b in zip(x, y)])
+    draws = np.random.Generator(np.random.PCG64(0)).integers(0, 5, size=(1000, 5))
+    lo, hi = np.percentile(per[draws].mean(1), [2.5, 97.5])
+    result = json.loads(out.read_text())
+    got = result["metrics"]["g"]["mse"]
+    assert got["mean"] == pytest.approx(per.mean(), rel=1e-12) and 0.1 < got["mean"] < 0.2  # random pairs: ~1/6
+    assert got["ci95"] == pytest.approx([lo, hi], rel=1e-12)
+    assert result["source"] == {"real": str(real), "images": {"g": str(fake)}} and "fake" not in result
+    assert result["images"] == 5 and result["mse_scale"].startswith("[0, 1]")
+    printed = capsys.readouterr().out
+    assert printed.startswith("5 image pairs; MSE on [0, 1] images")
+    assert f"g: mse {per.mean():.4f} [{lo:.4f}, {hi:.4f}], psnr " in printed
+    assert main(["metrics", "--real", str(real), "--images", str(fake), "--metric", "mse", "--bootstrap", "0",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["metrics"][fake.name]["mse"]["ci95"] == [None, None]
 
 
 def test_frechet_distance_closed_forms() -> None:
