@@ -57,9 +57,10 @@ def run_demo(out: str | Path, report_dir: str | Path | None = None, device: str 
     print(f"[3/3] Tables 1-3, 6 and Figure 7 at the smoke preset -> {report_dir}; the Modified-pix2pix table on "
           f"synthetic facades -> {report_dir / 'facades'}", flush=True)
     report = run_ablation(["1", "2", "3", "6"], data, segmenter, report_dir, preset="smoke", runs_dir=out / "runs",
-                          device=device, resume=True, progress=progress)
+                          device=device, resume=True, progress=progress,
+                          data_name="synthetic street scenes (p2p-eval data synth)")
     run_ablation(["modified"], facades, None, report_dir / "facades", preset="smoke", runs_dir=out / "runs",
-                 device=device, resume=True, progress=progress)
+                 device=device, resume=True, progress=progress, data_name="synthetic facades")
     refresh_index(report_dir)  # the main index.html now links facades/index.html (which links back)
     print(f"demo finished in {time.perf_counter() - start:.0f} s", flush=True)
     return {"data": data, "segmenter": segmenter, "report": Path(report)}

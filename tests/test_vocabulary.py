@@ -8,6 +8,7 @@ progress bar -- where it silences every bar.  The old spellings are hidden alias
 from __future__ import annotations
 
 import argparse
+import io
 import re
 from pathlib import Path
 
@@ -117,17 +118,34 @@ def _images(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
-def test_quiet_silences_every_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Real runs: with --quiet nothing reaches stderr; without it the bars do (so the check can fail)."""
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, where progress bars are drawn unless --quiet."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_quiet_silences_every_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real runs on a terminal: with --quiet nothing reaches stderr; without it the bars do (so the check can
+    fail). On a stderr that is not a terminal (a log, a pipe, pytest's capture) no bar is drawn at all."""
     real, fake = _images(tmp_path / "real", 3, 0), _images(tmp_path / "fake", 3, 1)
     runs = [["data", "synth", "--out", str(tmp_path / "synth"), "--count", "2", "--size", "32"],
             ["color", "--real", str(real), "--images", str(fake), "--batch-size", "1"],
             ["metrics", "--real", str(real), "--images", str(fake), "--batch-size", "1", "--device", "cpu"]]
-    for argv in runs:
-        assert main([*argv, "--quiet"]) == 0
-        assert capsys.readouterr().err == "", argv[0]
     assert main(runs[1]) == 0
-    assert "Lab real" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # captured: not a terminal, no bar
+    for argv in runs:
+        terminal = _Terminal()
+        monkeypatch.setattr("sys.stderr", terminal)
+        assert main([*argv, "--quiet"]) == 0
+        monkeypatch.undo()
+        assert terminal.getvalue() == "", argv[0]
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(runs[1]) == 0
+    monkeypatch.undo()
+    assert "Lab real" in terminal.getvalue()
 
 
 @pytest.mark.parametrize(("argv", "target"), [

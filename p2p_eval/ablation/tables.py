@@ -40,7 +40,7 @@ KINDS = ("fcn", "labels", "image")
 #: The data set a table trains on; ``--table all`` runs the Cityscapes tables.
 DATA_KINDS = ("cityscapes", "facades")
 TABLES = MappingProxyType({**{str(n): TABLES_DIR / f"table{n}.toml" for n in (1, 2, 3, 6)},
-                           "modified": TABLES_DIR / "modified.toml"})
+                           "modified": TABLES_DIR / "modified.toml", "blog": TABLES_DIR / "blog.toml"})
 
 
 @dataclass(frozen=True)

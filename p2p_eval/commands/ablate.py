@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "Facades table 'modified') and write tableN.md/.csv, figure7.png/.json, report.json and "
                        "index.html. A run made by other code or from other data content is stale: named, flagged in "
                        "the report, and retrained only with --retrain-stale.")
-    p.add_argument("--table", default="all", help="1, 2, 3, 6, modified, a list such as 1,6, or all (default all: the "
-                   "Cityscapes tables 1, 2, 3, 6; 'modified', document 002 on Facades, runs in its own call)")
+    p.add_argument("--table", default="all", help="1, 2, 3, 6, modified, blog, a list such as 1,6, or all (default all: "
+                   "the Cityscapes tables 1, 2, 3, 6; 'modified' (the \"Modified Pix2Pix\" comparison) and 'blog' (the "
+                   "blog post's ResNet network beside pix2pix) run on Facades in their own call)")
     p.add_argument("--data", required=True, type=Path, help="AB data folder with train/ and val/, photo left (pix2pix's "
                    "Cityscapes for tables 1-3 and 6, its Facades for 'modified'); checked against the tables")
     p.add_argument("--segmenter", type=Path, help="FCN-score segmenter checkpoint for tables 1-3 (default: the shipped "

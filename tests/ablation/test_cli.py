@@ -16,7 +16,7 @@ def _run(args: list[str], capsys: pytest.CaptureFixture, preset: bool = True) ->
 
 def test_unknown_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, err = _run(["--table", "4", "--data", str(tmp_path / "d"), "--segmenter", "s.pt", "--out", str(tmp_path / "r")], capsys)
-    assert code == 2 and "unknown table '4'; valid: 1, 2, 3, 6, all, modified" in err
+    assert code == 2 and "unknown table '4'; valid: 1, 2, 3, 6, all, blog, modified" in err
 
 
 def test_missing_data_and_segmenter(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

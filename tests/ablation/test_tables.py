@@ -69,8 +69,8 @@ def test_parse_tables_and_errors(tmp_path) -> None:
     assert parse_tables("3,1") == ["1", "3"]
     assert parse_tables("modified,6,2") == ["2", "6", "modified"]
     assert parse_tables(["2", "2"]) == ["2"]
-    assert set(TABLES) == {"1", "2", "3", "6", "modified"}
-    with pytest.raises(UserError, match="valid: 1, 2, 3, 6, all, modified"):
+    assert set(TABLES) == {"1", "2", "3", "6", "modified", "blog"}
+    with pytest.raises(UserError, match="valid: 1, 2, 3, 6, all, blog, modified"):
         parse_tables("4")
     bad = tmp_path / "t.toml"
     bad.write_text('name = "t"\ntitle = "t"\n[[rows]]\nlabel = "x"\ngenerator = "nope"\n'
