@@ -570,11 +570,11 @@ def format_sets(result: dict) -> str:
     sets, comparisons = result["sets"], result["comparisons"]
     width = max(15, *(len(n) for n in sets))
     lines = [f"FCN-score of {len(sets)} sets by one segmenter (95% CIs: percentile bootstrap over images)",
-             f"  {'set':{width}s} {'images':>6s}  " + "  ".join(f"{label:22s}" for _, label in SCORE_LABELS)]
+             (f"  {'set':{width}s} {'images':>6s}  " + "  ".join(f"{label:22s}" for _, label in SCORE_LABELS)).rstrip()]
     for name, res in sets.items():
         ci = res.get("ci95") or {}
         cells = [f"{_f(res[key]) + _ci(ci.get(key)):22s}" for key, _ in SCORE_LABELS]
-        lines.append(f"  {name:{width}s} {res['images']:>6d}  " + "  ".join(cells))
+        lines.append((f"  {name:{width}s} {res['images']:>6d}  " + "  ".join(cells)).rstrip())
     for name, res in sets.items():
         if res.get("subset"):
             lines.append(f"  {name}: subset: {res['images']} of the {res['frames_available']} labelled frames "
@@ -584,7 +584,7 @@ def format_sets(result: dict) -> str:
     lines.append("differences A - B on the frames both sets cover (paired bootstrap over those frames, "
                  "the same resamples for both sets)")
     pair_width = max(width, *(len(c["a"]) + len(c["b"]) + 3 for c in comparisons))
-    lines.append(f"  {'A - B':{pair_width}s} {'frames':>6s}  " + "  ".join(f"{label:32s}" for _, label in SCORE_LABELS))
+    lines.append((f"  {'A - B':{pair_width}s} {'frames':>6s}  " + "  ".join(f"{label:32s}" for _, label in SCORE_LABELS)).rstrip())
     for c in comparisons:
         cells = [f"{_signed(c[key]):32s}" for key, _ in SCORE_LABELS]
         lines.append(f"  {c['a'] + ' - ' + c['b']:{pair_width}s} {c['frames']:>6d}  " + "  ".join(cells).rstrip())
