@@ -404,12 +404,12 @@ def test_a_folder_mixing_fake_b_with_other_images_is_refused_unless_asked(synth_
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--fake-b-only" in err and f"{frames[3]}.png" in err and "2 other" in err
-    res = _score(["--images", str(out), "--data", str(synth_small), "--segmenter", str(segmenter), "--fake-b-only"],
+    assert len(err.splitlines()) == 1 and "--only-fake-b" in err and f"{frames[3]}.png" in err and "2 other" in err
+    res = _score(["--images", str(out), "--data", str(synth_small), "--segmenter", str(segmenter), "--only-fake-b"],
                  tmp_path)
     assert res["images"] == 3 and "2 others" in res["note"]
     assert [row["pixels"] for row in res["per_class"].values()] == _label_pixels(synth_small, frames[:3])
-    assert main([*args[:2], str(photos), *args[3:], "--fake-b-only"]) == 2                 # no *_fake_B at all
+    assert main([*args[:2], str(photos), *args[3:], "--only-fake-b"]) == 2                 # no *_fake_B at all
     assert "no *_fake_B" in capsys.readouterr().err
 
 

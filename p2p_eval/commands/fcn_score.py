@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--names", action="append", metavar="NAME",
                         help="a name for each --images folder, in order (repeat it, or NAME,NAME,...; default: the "
                         "folders' names)")
-    parser.add_argument("--fake-b-only", action="store_true",
+    parser.add_argument("--only-fake-b", action="store_true",
                         help="in a folder that mixes pix2pix's *_fake_B images with other images, score only the "
                         "*_fake_B images (without it such a folder is refused)")
     labels = parser.add_mutually_exclusive_group(required=True)
@@ -89,7 +89,7 @@ def _fcn_score(args: argparse.Namespace) -> int:
                           convention="original" if args.original_means else None, per_image_out=args.per_image,
                           label_format=args.label_format,
                           protocol=args.protocol, frames_file=args.frames, progress=not args.quiet,
-                          real_size=args.real_size, per_class=args.per_class, fake_b_only=args.fake_b_only,
+                          real_size=args.real_size, per_class=args.per_class, fake_b_only=args.only_fake_b,
                           names=[n for item in args.names or [] for n in item.split(",") if n])
     print(format_table(result))
     if args.json:

@@ -93,20 +93,20 @@ def pick_generated(images: list[Path], folder: str | Path = "the folder",
     A folder of ``*_fake_B`` images, with or without the ``*_real_A`` / ``*_real_B`` images the public pix2pix
     test script writes beside them, is scored through its ``*_fake_B`` images.  A folder that mixes
     ``*_fake_B`` images with other images is a UserError naming what would be ignored, unless ``fake_b_only``
-    (``--fake-b-only``) says that scoring only the ``*_fake_B`` images is intended; ``fake_b_only`` on a
+    (``--only-fake-b``) says that scoring only the ``*_fake_B`` images is intended; ``fake_b_only`` on a
     folder without ``*_fake_B`` images is a UserError too.  Any other folder is scored whole.
     """
     fakes = [p for p in images if p.stem.endswith("_fake_B")]
     if not fakes:
         if fake_b_only:
-            raise UserError(f"--fake-b-only: {folder} holds no *_fake_B images; drop --fake-b-only to score all "
+            raise UserError(f"--only-fake-b: {folder} holds no *_fake_B images; drop --only-fake-b to score all "
                             f"{len(images)} images")
         return images, None
     others = [p for p in images if p.stem.endswith(PIX2PIX_OTHER)]
     rest = [p.name for p in images if not p.stem.endswith(("_fake_B", *PIX2PIX_OTHER))]
     if rest and not fake_b_only:
         raise UserError(f"{folder} mixes {len(fakes)} *_fake_B images (a pix2pix test-output folder) with {len(rest)} "
-                        f"other images that would not be scored: {file_list(rest, 5)}; pass --fake-b-only to score "
+                        f"other images that would not be scored: {file_list(rest, 5)}; pass --only-fake-b to score "
                         "only the *_fake_B images, or move the others out")
     return fakes, (f"scoring the {len(fakes)} *_fake_B images of a pix2pix test-output folder "
                    f"(ignoring {len(others)} *_real_A / *_real_B and {len(rest)} others)")
