@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from p2p_eval.fsutil import atomic_write_bytes
 from p2p_eval.imageio import list_images, read_image, write_png
 from p2p_eval.metrics.bootstrap import SCORES, bootstrap_ci, paired_bootstrap, per_class_ci
 from p2p_eval.segmentation.data import Pair, SegmentationPairs, default_workers, read_label, resize_photo, split_pairs
-from p2p_eval.segmentation.model import load_segmenter, logits
+from p2p_eval.segmentation.model import input_hw, load_segmenter, logits
 
 PROTOCOLS = ("resized", "original")
 FRAME_SUFFIXES = ("_leftImg8bit", "_fake_B")  # the original script's and pix2pix's test-output names
@@ -55,14 +56,15 @@ class GeneratedPairs(torch.utils.data.Dataset):
     """Generated images matched to labels: items ``{"image": uint8 (3, S, S), "label": uint8 (H, W), "name"}``.
 
     ``labels[i]`` is a label file (train ids / labelIds / colour, see ``load_label_map``) or a
-    :class:`~p2p_eval.segmentation.data.Pair` of a data folder.  Labels are resized to S x S unless
-    ``full_labels`` (the original protocol keeps them at their own resolution).
+    :class:`~p2p_eval.segmentation.data.Pair` of a data folder.  ``size`` is S or (height, width).  Labels are
+    resized to it unless ``full_labels`` (the original protocol keeps them at their own resolution); images are
+    resized to it, or with ``at_label`` upsampled (bilinear) to their label's size, as the paper's script does.
     """
 
-    def __init__(self, names: list[str], images: list[Path], labels: list[Any], size: int,
-                 full_labels: bool = False, label_format: str | None = None) -> None:
+    def __init__(self, names: list[str], images: list[Path], labels: list[Any], size: int | tuple[int, int],
+                 full_labels: bool = False, label_format: str | None = None, at_label: bool = False) -> None:
         self.names, self.images, self.labels, self.size = names, images, labels, size
-        self.full_labels, self.label_format = full_labels, label_format
+        self.full_labels, self.label_format, self.at_label = full_labels, label_format, at_label
 
     def __len__(self) -> int:
         return len(self.names)
@@ -73,7 +75,7 @@ class GeneratedPairs(torch.utils.data.Dataset):
             ids = torch.from_numpy(np.ascontiguousarray(load_label_map(label, size, self.label_format)))
         else:
             ids = read_label(label, size)
-        image = resize_photo(read_image(self.images[index]), self.size)
+        image = resize_photo(read_image(self.images[index]), tuple(ids.shape[-2:]) if self.at_label else self.size)
         return {"image": image, "label": ids, "name": self.names[index], "index": index}
 
 
@@ -305,10 +307,38 @@ def _generated_set(images_dir: str | Path, meta: dict, labels_dir: str | Path | 
     names = [frame_name(p) for p in images]
     files = [label for label in matched if isinstance(label, Path)]
     fmt = "labelids" if protocol == "original" else (label_format(files, opts.label_format) if files else None)
-    dataset = GeneratedPairs(names, images, matched, int(meta["input_size"]), full_labels=protocol == "original",
-                             label_format=fmt)
+    at_label = protocol == "original" and segments_at_label(meta)
+    dataset = GeneratedPairs(names, images, matched, input_hw(meta), full_labels=protocol == "original",
+                             label_format=fmt, at_label=at_label)
+    if at_label:
+        note = "; ".join(filter(None, [note, _resolution_warning(meta, matched[0])]))
     source = {"images": str(images_dir), "labels": str(labels_dir or data_dir), "real": False}
-    return dataset, matched, available, note, source
+    return dataset, matched, available, note or None, source
+
+
+def segments_at_label(meta: dict) -> bool:
+    """Whether ``--protocol original`` segments each image at its label's size (the paper's script): for a
+    segmenter trained on whole non-square frames (``input_hw`` in its file, ``segmenter train --size WxH``).
+    A square segmenter (the shipped 256 px one) segments at its input size and its class scores are upsampled."""
+    return "input_hw" in meta
+
+
+def _resolution_warning(meta: dict, label: Path) -> str | None:
+    """A one-line warning on stderr (also returned for the JSON note) when the labels are more than 1.5x larger
+    or smaller than the frames the segmenter was trained on; None otherwise."""
+    from PIL import Image
+
+    with Image.open(label) as im:
+        width, height = im.size
+    trained_h, trained_w = input_hw(meta)
+    ratio = max(height / trained_h, trained_h / height, width / trained_w, trained_w / width)
+    if ratio <= 1.5:
+        return None
+    text = (f"warning: segmenter {Path(meta['path']).name} was trained at {trained_w}x{trained_h} and segments "
+            f"{width}x{height} images here ({ratio:.1f}x off its training resolution); train one at --size "
+            f"{width}x{height} for the paper's protocol")
+    print(text, file=sys.stderr)
+    return text
 
 
 def score_real_photos(data_dir: str | Path, segmenter: str | Path | None = None, real_size: int | None = None,
@@ -331,7 +361,7 @@ def _real_set(data_dir: str | Path, meta: dict, real_size: int | None,
         raise UserError(f"--real-size must be a positive side in pixels, got {real_size}")
     every = split_pairs(data_dir, "val")
     pairs = every if covered is None else [pair for pair in every if pair in covered]
-    dataset = SegmentationPairs(pairs, int(meta["input_size"]), through=real_size)
+    dataset = SegmentationPairs(pairs, input_hw(meta), through=real_size)
     source = {"images": f"real photos of {data_dir}/val", "labels": str(data_dir), "real": True, "through": real_size}
     return dataset, pairs, len(every), source
 
@@ -475,23 +505,27 @@ def _scored(loaded: tuple[torch.nn.Module, dict, torch.device], dataset: torch.u
     when given.  ``available``: the labelled frames the images were matched among (None: the images)."""
     model, meta, dev = loaded
     convention = _convention(protocol, opts)
-    result, cm = score_pairs(model, meta, dataset, dev, dataclasses.replace(opts, convention=convention))
+    at_label = protocol == "original" and segments_at_label(meta)
+    batch = 1 if at_label else opts.batch_size  # full-resolution frames: one per pass
+    result, cm = score_pairs(model, meta, dataset, dev, dataclasses.replace(opts, convention=convention,
+                                                                            batch_size=batch))
     if opts.per_image_out is not None:
         buf = io.BytesIO()
         np.savez_compressed(buf, names=np.array(names), confusions=cm.per_image_array())
         atomic_write_bytes(opts.per_image_out, buf.getvalue())
     result["subset"] = available is not None and result["images"] < available
     result["frames_available"] = available if available is not None else result["images"]
-    size = int(meta["input_size"])
-    result["segmenter"] = {k: meta[k] for k in ("sha256", "path", "arch", "encoder", "input_size", "epochs",
-                                                "trained_on", "val") if k in meta}
+    height, width = input_hw(meta)
+    result["segmenter"] = {k: meta[k] for k in ("sha256", "path", "arch", "encoder", "input_size", "input_hw",
+                                                "epochs", "trained_on", "val") if k in meta}
     result["segmenter"]["name"] = Path(meta["path"]).name
-    result["protocol"] = {"name": protocol, "resolution": size,
-                          "images": "resized bilinear (antialiased) to the segmenter input",
-                          "labels": ("official gtFine labelIds at full resolution; class scores upsampled bilinearly "
-                                     "to the label size" if protocol == "original" else
-                                     "train ids, resized nearest-neighbour to the segmenter input") + "; 255 ignored",
-                          "means": convention}
+    labels = ("official gtFine labelIds at full resolution; " + ("images segmented at the label size" if at_label else
+              "class scores upsampled bilinearly to the label size") if protocol == "original" else
+              "train ids, resized nearest-neighbour to the segmenter input")
+    result["protocol"] = {"name": protocol, "resolution": width if width == height else [height, width],
+                          "images": ("upsampled bilinear to the label size (the paper's script)" if at_label else
+                                     "resized bilinear (antialiased) to the segmenter input"),
+                          "labels": labels + "; 255 ignored", "means": convention}
     if note:
         result["note"] = note
     result["source"] = source
@@ -556,10 +590,15 @@ def format_table(result: dict) -> str:
 def _fingerprint(result: dict) -> list[str]:
     """The segmenter and protocol lines of one set's JSON."""
     seg, protocol = result["segmenter"], result["protocol"]
-    where = ("labels at full resolution (official gtFine), predictions upsampled" if protocol.get("name") == "original"
-             else f"images and labels at {seg['input_size']}x{seg['input_size']} (labels nearest-neighbour)")
+    height, width = input_hw(seg)
+    if protocol.get("name") != "original":
+        where = f"images and labels at {width}x{height} (labels nearest-neighbour)"
+    elif protocol["images"].startswith("upsampled"):
+        where = "labels at full resolution (official gtFine), images upsampled to them and segmented there"
+    else:
+        where = "labels at full resolution (official gtFine), predictions upsampled"
     return [f"segmenter {seg.get('name', '?')}: {seg['arch']}/{seg.get('encoder', '?')} at "
-            f"{seg['input_size']}x{seg['input_size']}, sha256 {seg['sha256']}",
+            f"{width}x{height}, sha256 {seg['sha256']}",
             f"protocol {protocol.get('name', 'resized')}: {where}, void ignored, class means: {protocol['means']}"]
 
 
