@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--protocol", choices=("resized", "original"), default="resized",
                         help="resized (default): images and labels at the segmenter's input size; original: as pix2pix's "
                         "script, labels = official gtFine labelIds at full resolution (--labels CITYSCAPES/gtFine/val), "
-                        "predictions upsampled to them, class means diag/(sum+1e-12)")
+                        "class means diag/(sum+1e-12); a segmenter trained on whole non-square frames segments each "
+                        "image upsampled to the label size (the paper's computation), a square one segments at its "
+                        "input and its class scores are upsampled (the output says which)")
     parser.add_argument("--frames", type=Path, metavar="FILE",
                         help="with --protocol original: the SPLIT_frames.txt of `data prepare-cityscapes`, mapping "
                         "numbered images (N.png) to official frame names")
