@@ -281,3 +281,147 @@ def test_a_label_map_outside_its_folders_format_is_one_line(synth_small: Path, s
     assert len(err.splitlines()) == 1 and names[0] in err and "value 250" in err
     assert main([*args, "--label-format", "labelids"]) == 2  # stated: 250 (and 255) are no labelIds
     assert "is not one of the official labelIds" in capsys.readouterr().err
+
+
+# --- several sets: paired comparisons, the matching real row, pix2pix folders -------------------------------------
+def _hand_scores(conf: np.ndarray) -> tuple[float, float, float]:
+    """Pixel accuracy, class accuracy over classes with label pixels, IoU over classes in labels or predictions."""
+    conf = conf.astype(float)
+    diag, rows, cols = np.diag(conf), conf.sum(1), conf.sum(0)
+    acc = [d / r for d, r in zip(diag, rows) if r > 0]
+    iou = [d / (r + c - d) for d, r, c in zip(diag, rows, cols) if r + c - d > 0]
+    return diag.sum() / conf.sum(), float(np.mean(acc)), float(np.mean(iou))
+
+
+def _noise_copy(photos: Path, out: Path, names: list[str]) -> Path:
+    """A clearly degraded copy: each photo replaced by uniform noise (seeded per frame)."""
+    out.mkdir()
+    for i, name in enumerate(names):
+        shape = np.array(Image.open(photos / f"{name}.png").convert("RGB")).shape
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, shape).astype(np.uint8)).save(out / f"{name}.png")
+    return out
+
+
+def test_paired_comparison_matches_numpy_on_saved_per_image_matrices(synth_small: Path, segmenter: Path, photos: Path,
+                                                                      tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    frames = sorted((p.stem for p in photos.iterdir()), key=int)
+    noise = _noise_copy(photos, tmp_path / "noise", frames[1:])        # one frame fewer: 5 shared frames
+    seg = ["--data", str(synth_small), "--segmenter", str(segmenter), "--seed", "3"]
+    for name, folder in (("a", photos), ("b", noise)):
+        _score(["--images", str(folder), *seg, "--per-image", str(tmp_path / f"{name}.npz")], tmp_path, f"{name}.json")
+    capsys.readouterr()
+    res = _score(["--images", str(photos), "--images", str(noise), "--names", "photos,noise", *seg], tmp_path)
+    out = capsys.readouterr().out
+    assert "photos - noise" in out and "differences A - B" in out
+    assert list(res["sets"]) == ["photos", "noise"] and res["sets"]["noise"]["images"] == len(frames) - 1
+    (cmp,) = res["comparisons"]
+    assert (cmp["a"], cmp["b"], cmp["frames"], cmp["only_a"], cmp["only_b"]) == ("photos", "noise", len(frames) - 1, 1, 0)
+
+    # Independent reference: the saved matrices, paired by name in the first set's order, the same draws.
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    index_b = {str(n): i for i, n in enumerate(b["names"])}
+    shared = [(i, index_b[str(n)]) for i, n in enumerate(a["names"]) if str(n) in index_b]
+    conf_a = a["confusions"][[i for i, _ in shared]]
+    conf_b = b["confusions"][[j for _, j in shared]]
+    draws = np.random.Generator(np.random.PCG64(3)).integers(0, len(shared), size=(200, len(shared)))
+    reps = np.array([np.subtract(_hand_scores(conf_a[row].sum(0)), _hand_scores(conf_b[row].sum(0))) for row in draws])
+    observed = np.subtract(_hand_scores(conf_a.sum(0)), _hand_scores(conf_b.sum(0)))
+    for k, key in enumerate(("pixel_accuracy", "class_accuracy", "class_iou")):
+        d = reps[:, k]
+        assert cmp[key]["difference"] == pytest.approx(observed[k])
+        assert cmp[key]["a"] == pytest.approx(_hand_scores(conf_a.sum(0))[k])
+        assert cmp[key]["ci95"] == pytest.approx([np.percentile(d, 2.5), np.percentile(d, 97.5)])
+        p = min(1.0, 2 * (min(np.sum(d <= 0), np.sum(d >= 0)) + 1) / (len(d) + 1))
+        assert cmp[key]["p_value"] == pytest.approx(p)
+    # The noise copy is clearly worse: every interval of (photos - noise) excludes 0.
+    assert all(cmp[key]["ci95"][0] > 0 for key in ("pixel_accuracy", "class_accuracy", "class_iou"))
+
+
+def test_identical_sets_differ_by_zero_with_a_zero_width_interval(synth_small: Path, segmenter: Path, photos: Path,
+                                                                  tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(photos, copy)
+    res = _score(["--images", str(photos), "--images", str(copy), "--names", "one", "--names", "two", "--per-class",
+                  "--data", str(synth_small), "--segmenter", str(segmenter)], tmp_path)
+    (cmp,) = res["comparisons"]
+    assert cmp["frames"] == len(list(photos.iterdir()))
+    for key in ("pixel_accuracy", "class_accuracy", "class_iou"):
+        assert (cmp[key]["difference"], cmp[key]["ci95"], cmp[key]["p_value"]) == (0.0, [0.0, 0.0], 1.0)
+    rows = [row["iou"] for row in cmp["per_class"].values() if row["iou"]["difference"] is not None]
+    assert rows and all(row["difference"] == 0.0 and row["ci95"] in ([0.0, 0.0], [None, None]) for row in rows)
+
+
+def test_names_must_match_the_folders(synth_small: Path, segmenter: Path, photos: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    base = ["fcn-score", "--data", str(synth_small), "--segmenter", str(segmenter), "--device", "cpu"]
+    capsys.readouterr()
+    assert main([*base, "--images", str(photos), "--images", str(photos)]) == 2     # both named 'photos'
+    assert "distinct names" in capsys.readouterr().err
+    assert main([*base, "--images", str(photos), "--images", str(photos), "--names", "x"]) == 2
+    assert "1 name for 2" in capsys.readouterr().err
+    assert main([*base, "--images", str(photos), "--names", "real", "--real"]) == 2
+    assert "'real'" in capsys.readouterr().err
+
+
+def test_real_row_covers_exactly_the_frames_of_the_images(synth_small: Path, segmenter: Path, photos: Path,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    kept = sorted((p.stem for p in photos.iterdir()), key=int)[2:]
+    for name in kept:
+        shutil.copy(photos / f"{name}.png", partial / f"{name}.png")
+    capsys.readouterr()
+    res = _score(["--images", str(partial), "--data", str(synth_small), "--real", "--segmenter", str(segmenter)],
+                 tmp_path)
+    assert "real" in capsys.readouterr().out
+    real, gen = res["sets"]["real"], res["sets"]["partial"]
+    n_val = len(list((synth_small / "val").iterdir()))
+    assert real["images"] == gen["images"] == len(kept) and real["subset"] is True and real["frames_available"] == n_val
+    assert [row["pixels"] for row in real["per_class"].values()] == _label_pixels(synth_small, kept)
+    # The folder holds the real photos themselves (lossless PNG): the two rows agree and differ by 0.
+    for key in ("pixel_accuracy", "class_accuracy", "class_iou"):
+        assert real[key] == pytest.approx(gen[key], abs=1e-12)
+    (cmp,) = res["comparisons"]
+    assert (cmp["a"], cmp["b"], cmp["frames"], cmp["only_a"], cmp["only_b"]) == ("partial", "real", len(kept), 0, 0)
+    # --real alone still scores every frame.
+    full = _score(["--data", str(synth_small), "--real", "--segmenter", str(segmenter)], tmp_path, "all.json")
+    assert full["images"] == n_val and full["subset"] is False
+
+
+def test_a_folder_mixing_fake_b_with_other_images_is_refused_unless_asked(synth_small: Path, segmenter: Path,
+                                                                          photos: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "mixed"
+    out.mkdir()
+    frames = sorted((p.stem for p in photos.iterdir()), key=int)
+    for name in frames[:3]:
+        shutil.copy(photos / f"{name}.png", out / f"{name}_fake_B.png")
+        Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(out / f"{name}_real_A.png")
+    for name in frames[3:5]:
+        shutil.copy(photos / f"{name}.png", out / f"{name}.png")                 # plain images beside them
+    args = ["fcn-score", "--images", str(out), "--data", str(synth_small), "--segmenter", str(segmenter),
+            "--device", "cpu", "--bootstrap", "0"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--only-fake-b" in err and f"{frames[3]}.png" in err and "2 other" in err
+    res = _score(["--images", str(out), "--data", str(synth_small), "--segmenter", str(segmenter), "--only-fake-b"],
+                 tmp_path)
+    assert res["images"] == 3 and "2 others" in res["note"]
+    assert [row["pixels"] for row in res["per_class"].values()] == _label_pixels(synth_small, frames[:3])
+    assert main([*args[:2], str(photos), *args[3:], "--only-fake-b"]) == 2                 # no *_fake_B at all
+    assert "no *_fake_B" in capsys.readouterr().err
+
+
+def test_per_class_intervals_in_table_and_json(synth_small: Path, segmenter: Path, photos: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    res = _score(["--images", str(photos), "--data", str(synth_small), "--segmenter", str(segmenter), "--per-class"],
+                 tmp_path)
+    table = capsys.readouterr().out
+    rows = [(name, row) for name, row in res["per_class"].items() if row["iou"] is not None]
+    assert rows
+    for name, row in rows:
+        lo, hi = row["ci95"]["iou"]
+        assert lo <= row["iou"] <= hi
+        assert f"{row['iou']:.3f} [{lo:.3f}, {hi:.3f}]" in table

@@ -1,11 +1,12 @@
-"""``p2p-eval fcn-score``: FCN-score of a folder of generated images (or of the real val photos)."""
+"""``p2p-eval fcn-score``: FCN-score of a folder of generated images (or of the real val photos); several
+folders (``--images`` repeated) are compared pair by pair with a paired bootstrap on the frames they share."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli_args import nonnegative_int, positive_int
+from p2p_eval.cli_args import add_quiet, nonnegative_int, positive_int
 from p2p_eval.outputs import declare
 
 ORDER = 40
@@ -20,8 +21,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "class IoU over the 19 Cityscapes train classes (void ignored) from one confusion matrix over the set, "
         "with 95% bootstrap intervals over images. Images are matched to labels by file name and resized to the "
         "segmenter's input size; labels are resized by nearest neighbour. --data DIR --real scores DIR's real "
-        "val photos (the 'ground truth' row). A folder covering only some frames is scored on those and marked as a subset.")
-    parser.add_argument("--images", type=Path, help="folder of generated images (PNG/JPEG), named like the labels")
+        "val photos (the 'ground truth' row); with --images it scores the real photos of exactly the frames the images "
+        "cover, in the same table. A folder covering only some frames is scored on those and marked as a subset. "
+        "Repeat --images (with --names) to compare sets: for every pair, the difference of each score with a paired "
+        "bootstrap CI and p-value over the frames both cover (the same resamples for both sets).")
+    parser.add_argument("--images", type=Path, action="append", metavar="DIR",
+                        help="folder of generated images (PNG/JPEG), named like the labels; repeat it to compare sets")
+    parser.add_argument("--names", action="append", metavar="NAME",
+                        help="a name for each --images folder, in order (repeat it, or NAME,NAME,...; default: the "
+                        "folders' names)")
+    parser.add_argument("--only-fake-b", action="store_true",
+                        help="in a folder that mixes pix2pix's *_fake_B images with other images, score only the "
+                        "*_fake_B images (without it such a folder is refused)")
     labels = parser.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", type=Path, help="folder of label maps: train-id PNGs, official *_labelIds.png or colour maps")
     parser.add_argument("--label-format", metavar="trainids|labelids|color", help="the format of every map in "
@@ -33,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--protocol", choices=("resized", "original"), default="resized",
                         help="resized (default): images and labels at the segmenter's input size; original: as pix2pix's "
                         "script, labels = official gtFine labelIds at full resolution (--labels CITYSCAPES/gtFine/val), "
-                        "predictions upsampled to them, class means diag/(sum+1e-12)")
+                        "class means diag/(sum+1e-12); a segmenter trained on whole non-square frames segments each "
+                        "image upsampled to the label size (the paper's computation), a square one segments at its "
+                        "input and its class scores are upsampled (the output says which)")
     parser.add_argument("--frames", type=Path, metavar="FILE",
                         help="with --protocol original: the SPLIT_frames.txt of `data prepare-cityscapes`, mapping "
                         "numbered images (N.png) to official frame names")
@@ -41,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--save-predictions", type=Path, metavar="DIR",
                         help="write each prediction as DIR/NAME.png (train ids) and DIR/color/NAME.png (palette)")
-    parser.add_argument("--real", action="store_true", help="score the real val photos of --data instead of --images")
+    parser.add_argument("--real", action="store_true",
+                        help="score the real val photos of --data: all of them, or with --images those of exactly the "
+                        "frames the images cover, as one more set named 'real' compared with each folder")
     parser.add_argument("--real-size", type=positive_int, metavar="N",
                         help="with --real: first resize the photos to N x N, the resolution of the generated images "
                         "they are compared with (e.g. 64 for a 64 px generator), so both pass the same bottleneck")
@@ -51,10 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--original-means", action="store_true",
                         help="average per-class scores like the original script (diag/(sum+1e-12): absent classes count 0) "
                         "instead of over the classes present")
+    parser.add_argument("--per-class", action="store_true",
+                        help="add each class's 95%% bootstrap interval (table and JSON); with several sets, the "
+                        "per-class IoU table and each pair's per-class paired differences")
     parser.add_argument("--per-image", type=Path, metavar="FILE.npz",
-                        help="save the per-image confusion matrices (names, confusions) for a paired bootstrap between sets")
+                        help="save the per-image confusion matrices (names, confusions) of a single --images set, e.g. for "
+                        "p2p_eval.metrics.bootstrap.paired_bootstrap")
     parser.add_argument("--workers", type=nonnegative_int, help="DataLoader workers decoding ahead (default: CPUs - 1, at most 8)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
     parser.set_defaults(func=_fcn_score)
     parser.add_argument("--overwrite", action="store_true", help="allow --save-predictions to write into a folder "
                         "that already holds files")
@@ -72,7 +91,8 @@ def _fcn_score(args: argparse.Namespace) -> int:
                           convention="original" if args.original_means else None, per_image_out=args.per_image,
                           label_format=args.label_format,
                           protocol=args.protocol, frames_file=args.frames, progress=not args.quiet,
-                          real_size=args.real_size)
+                          real_size=args.real_size, per_class=args.per_class, fake_b_only=args.only_fake_b,
+                          names=[n for item in args.names or [] for n in item.split(",") if n])
     print(format_table(result))
     if args.json:
         write_json(args.json, result)

@@ -13,6 +13,8 @@ interval of the difference and a two-sided bootstrap p-value for "no difference"
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from p2p_eval.confusion import score_arrays
@@ -73,12 +75,15 @@ def bootstrap_ci(per_image_confusions: np.ndarray, n: int = 1000, seed: int = 0,
 
 
 def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 1000, seed: int = 0,
-                     level: float = 0.95, convention: str = "nanmean") -> dict[str, dict]:
+                     level: float = 0.95, convention: str = "nanmean", per_class: bool = False) -> dict[str, Any]:
     """Paired bootstrap of score(A) - score(B) for two image sets scored on the same N labels.
 
-    Per score: ``{"difference": observed A - B, "ci95": [lo, hi], "p_value": two-sided}`` where the
-    p-value is ``min(1, 2 * (min(#{d <= 0}, #{d >= 0}) + 1) / (R + 1))`` over the R replicates ``d``
-    (the usual +1 correction: never 0, the smallest reportable value is 2 / (R + 1)).
+    Image ``i`` of A and image ``i`` of B belong to frame ``i``; every replicate draws one resample of the
+    frames and scores both sets on it.  Per score: ``{"difference": observed A - B, "ci95": [lo, hi],
+    "p_value": two-sided}`` where the p-value is ``min(1, 2 * (min(#{d <= 0}, #{d >= 0}) + 1) / (R + 1))``
+    over the R replicates ``d`` (the usual +1 correction: never 0, the smallest reportable value is
+    2 / (R + 1)).  With ``n=0`` the interval and p-value are None.  ``per_class`` adds ``"per_class"``:
+    ``{"accuracy": [one such dict per class], "iou": [...]}`` from the same resamples.
     """
     a, b = _check(per_image_a), _check(per_image_b)
     if a.shape != b.shape:
@@ -86,19 +91,25 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, n: int = 
     counts = resample_counts(a.shape[0], n, seed)
     reps_a, reps_b = _replicates(a, counts, convention), _replicates(b, counts, convention)
     full_a, full_b = score_arrays(a.sum(0), convention), score_arrays(b.sum(0), convention)
-    out: dict[str, dict] = {}
-    for name in SCORES:
-        diff = reps_a[name] - reps_b[name]
-        diff = diff[~np.isnan(diff)]
-        observed = float(full_a[name] - full_b[name])
-        if diff.size == 0:
-            out[name] = {"difference": None, "ci95": [None, None], "p_value": None}
-            continue
-        below, above = int(np.sum(diff <= 0)), int(np.sum(diff >= 0))
-        p = min(1.0, 2.0 * (min(below, above) + 1) / (diff.size + 1))
-        out[name] = {"difference": None if np.isnan(observed) else observed, "ci95": percentile_interval(diff, level),
-                     "p_value": p}
+    out: dict[str, Any] = {name: _difference(full_a[name] - full_b[name], reps_a[name] - reps_b[name], level)
+                           for name in SCORES}
+    if per_class:
+        out["per_class"] = {name: [_difference(full_a[name][k] - full_b[name][k], reps_a[name][:, k] - reps_b[name][:, k],
+                                               level) for k in range(a.shape[-1])] for name in ("accuracy", "iou")}
     return out
+
+
+def _difference(observed: float, replicates: np.ndarray, level: float) -> dict[str, Any]:
+    """``{"difference", "ci95", "p_value"}`` of one observed difference and its bootstrap replicates."""
+    diff = replicates[~np.isnan(replicates)]
+    observed = float(observed)
+    result: dict[str, Any] = {"difference": None if np.isnan(observed) else observed, "ci95": [None, None],
+                              "p_value": None}
+    if diff.size:
+        below, above = int(np.sum(diff <= 0)), int(np.sum(diff >= 0))
+        result["ci95"] = percentile_interval(diff, level)
+        result["p_value"] = min(1.0, 2.0 * (min(below, above) + 1) / (diff.size + 1))
+    return result
 
 
 def per_class_ci(per_image_confusions: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95,

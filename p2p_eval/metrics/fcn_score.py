@@ -4,7 +4,7 @@ and score the predicted labels against the ground truth of the frames the photos
 The scores come from one confusion matrix over the set (:mod:`p2p_eval.confusion`, which names
 the references it matches) with 95% bootstrap intervals over images (:mod:`p2p_eval.metrics.bootstrap`).
 
-Two protocols (the differences from the original script are tabled in the README):
+Two protocols (the differences from the original script are tabled in ``docs/fcn-score.md``):
 
 - ``"resized"`` (default): each image is resized (bilinear, antialiased) to the segmenter's input size
   S, the labels are resized to S x S by nearest neighbour, classes averaged over those present.
@@ -14,14 +14,20 @@ Two protocols (the differences from the original script are tabled in the README
   the original ``diag / (sum + 1e-12)``.
 
 A folder written by the public pix2pix test script (``N_real_A.png``, ``N_fake_B.png``, ``N_real_B.png``)
-is scored through its ``*_fake_B`` images; a folder covering only some frames of the labels is scored
-on those frames and marked ``"subset": true``.
+is scored through its ``*_fake_B`` images (:func:`pick_generated` decides from the whole folder); a folder
+covering only some frames of the labels is scored on those frames and marked ``"subset": true``.
+
+Several sets (:func:`compare_sets`) are scored by one segmenter and compared pair by pair with the paired
+bootstrap of :func:`p2p_eval.metrics.bootstrap.paired_bootstrap` on the frames both cover; the real photos
+of exactly the frames the generated sets cover can join them as the set ``real``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +37,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from p2p_eval.confusion import CONVENTIONS, ConfusionMatrix
+from p2p_eval.confusion import CONVENTIONS, ConfusionMatrix, score_arrays
 from p2p_eval.data.cityscapes import TRAIN_CLASSES, label_format, load_label_map, trainids_to_colors
 from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError, file_list, require_dir, require_file
 from p2p_eval.fsutil import atomic_write_bytes
 from p2p_eval.imageio import list_images, read_image, write_png
-from p2p_eval.metrics.bootstrap import bootstrap_ci
-from p2p_eval.segmentation.data import SegmentationPairs, default_workers, read_label, resize_photo, split_pairs
-from p2p_eval.segmentation.model import load_segmenter, logits
+from p2p_eval.metrics.bootstrap import SCORES, bootstrap_ci, paired_bootstrap, per_class_ci
+from p2p_eval.segmentation.data import Pair, SegmentationPairs, default_workers, read_label, resize_photo, split_pairs
+from p2p_eval.segmentation.model import input_hw, load_segmenter, logits
 
 PROTOCOLS = ("resized", "original")
 FRAME_SUFFIXES = ("_leftImg8bit", "_fake_B")  # the original script's and pix2pix's test-output names
@@ -50,14 +56,15 @@ class GeneratedPairs(torch.utils.data.Dataset):
     """Generated images matched to labels: items ``{"image": uint8 (3, S, S), "label": uint8 (H, W), "name"}``.
 
     ``labels[i]`` is a label file (train ids / labelIds / colour, see ``load_label_map``) or a
-    :class:`~p2p_eval.segmentation.data.Pair` of a data folder.  Labels are resized to S x S unless
-    ``full_labels`` (the original protocol keeps them at their own resolution).
+    :class:`~p2p_eval.segmentation.data.Pair` of a data folder.  ``size`` is S or (height, width).  Labels are
+    resized to it unless ``full_labels`` (the original protocol keeps them at their own resolution); images are
+    resized to it, or with ``at_label`` upsampled (bilinear) to their label's size, as the paper's script does.
     """
 
-    def __init__(self, names: list[str], images: list[Path], labels: list[Any], size: int,
-                 full_labels: bool = False, label_format: str | None = None) -> None:
+    def __init__(self, names: list[str], images: list[Path], labels: list[Any], size: int | tuple[int, int],
+                 full_labels: bool = False, label_format: str | None = None, at_label: bool = False) -> None:
         self.names, self.images, self.labels, self.size = names, images, labels, size
-        self.full_labels, self.label_format = full_labels, label_format
+        self.full_labels, self.label_format, self.at_label = full_labels, label_format, at_label
 
     def __len__(self) -> int:
         return len(self.names)
@@ -68,7 +75,7 @@ class GeneratedPairs(torch.utils.data.Dataset):
             ids = torch.from_numpy(np.ascontiguousarray(load_label_map(label, size, self.label_format)))
         else:
             ids = read_label(label, size)
-        image = resize_photo(read_image(self.images[index]), self.size)
+        image = resize_photo(read_image(self.images[index]), tuple(ids.shape[-2:]) if self.at_label else self.size)
         return {"image": image, "label": ids, "name": self.names[index], "index": index}
 
 
@@ -81,15 +88,30 @@ def frame_name(image: Path) -> str:
     return stem
 
 
-def pick_generated(images: list[Path]) -> tuple[list[Path], str | None]:
-    """The images to score and a note: in a pix2pix test-output folder (``*_fake_B`` beside ``*_real_A`` /
-    ``*_real_B``) only the ``*_fake_B`` images; otherwise all of them."""
+def pick_generated(images: list[Path], folder: str | Path = "the folder",
+                   fake_b_only: bool = False) -> tuple[list[Path], str | None]:
+    """The images to score and a note, decided from the whole folder.
+
+    A folder of ``*_fake_B`` images, with or without the ``*_real_A`` / ``*_real_B`` images the public pix2pix
+    test script writes beside them, is scored through its ``*_fake_B`` images.  A folder that mixes
+    ``*_fake_B`` images with other images is a UserError naming what would be ignored, unless ``fake_b_only``
+    (``--only-fake-b``) says that scoring only the ``*_fake_B`` images is intended; ``fake_b_only`` on a
+    folder without ``*_fake_B`` images is a UserError too.  Any other folder is scored whole.
+    """
     fakes = [p for p in images if p.stem.endswith("_fake_B")]
     if not fakes:
+        if fake_b_only:
+            raise UserError(f"--only-fake-b: {folder} holds no *_fake_B images; drop --only-fake-b to score all "
+                            f"{len(images)} images")
         return images, None
     others = [p for p in images if p.stem.endswith(PIX2PIX_OTHER)]
+    rest = [p.name for p in images if not p.stem.endswith(("_fake_B", *PIX2PIX_OTHER))]
+    if rest and not fake_b_only:
+        raise UserError(f"{folder} mixes {len(fakes)} *_fake_B images (a pix2pix test-output folder) with {len(rest)} "
+                        f"other images that would not be scored: {file_list(rest, 5)}; pass --only-fake-b to score "
+                        "only the *_fake_B images, or move the others out")
     return fakes, (f"scoring the {len(fakes)} *_fake_B images of a pix2pix test-output folder "
-                   f"(ignoring {len(others)} *_real_A / *_real_B and {len(images) - len(fakes) - len(others)} others)")
+                   f"(ignoring {len(others)} *_real_A / *_real_B and {len(rest)} others)")
 
 
 def match_labels(images: list[Path], labels: dict[str, Any], images_dir: Path,
@@ -118,7 +140,9 @@ class ScoreOptions:
     ``num_workers`` None is :func:`~p2p_eval.segmentation.data.default_workers`; ``save_predictions`` (a folder)
     receives each prediction; ``per_image_out`` (``.npz``: names, confusions) the per-image matrices for
     :func:`p2p_eval.metrics.bootstrap.paired_bootstrap`; ``label_format`` states the format of a ``--labels``
-    folder (None: decided from all of its maps, :func:`p2p_eval.data.cityscapes.label_format`)."""
+    folder (None: decided from all of its maps, :func:`p2p_eval.data.cityscapes.label_format`); ``per_class``
+    adds each class's 95% bootstrap intervals; ``fake_b_only`` scores only the ``*_fake_B`` images of a folder
+    that also holds other images (:func:`pick_generated`)."""
 
     device: str = "auto"
     batch_size: int = 8
@@ -130,6 +154,8 @@ class ScoreOptions:
     save_predictions: str | Path | None = None
     per_image_out: str | Path | None = None
     label_format: str | None = None
+    per_class: bool = False
+    fake_b_only: bool = False
 
 
 def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Dataset, device: torch.device,
@@ -164,6 +190,10 @@ def score_pairs(model: torch.nn.Module, meta: dict, dataset: torch.utils.data.Da
     if opts.bootstrap and n_images:
         result["ci95"] = {**bootstrap_ci(cm.per_image_array(), n=opts.bootstrap, seed=opts.seed, convention=convention),
                           "method": "percentile bootstrap over images", "replicates": opts.bootstrap, "seed": opts.seed}
+        if opts.per_class:
+            ci = per_class_ci(cm.per_image_array(), n=opts.bootstrap, seed=opts.seed, convention=convention)
+            for k, row in enumerate(result["per_class"].values()):
+                row["ci95"] = {"accuracy": ci["accuracy"][k], "iou": ci["iou"][k]}
     else:
         result["ci95"] = None
     result["images"] = n_images
@@ -204,23 +234,32 @@ def _label_files(files: list[Path]) -> dict[str, Path]:
     return {p.stem: p for p in files}
 
 
-def score_folder(images_dir: str | Path | None, segmenter: str | Path | None = None,
+def score_folder(images_dir: str | Path | list | None, segmenter: str | Path | None = None,
                  labels_dir: str | Path | None = None, data_dir: str | Path | None = None, real: bool = False,
                  protocol: str = "resized", frames_file: str | Path | None = None, real_size: int | None = None,
-                 **fields: Any) -> dict:
-    """The JSON of ``p2p-eval fcn-score``: with ``real=True`` :func:`score_real_photos` of DATA, else
-    :func:`score_generated` of ``images_dir``; UserError for a combination of inputs the command refuses.
-    ``fields`` are :class:`ScoreOptions` fields by name."""
-    if real:
-        if data_dir is None or images_dir is not None or labels_dir is not None or protocol != "resized":
-            raise UserError("--real scores the real val photos of --data DIR; give --data and neither --images, "
-                            "--labels nor --protocol original")
-        return score_real_photos(data_dir, segmenter, real_size, ScoreOptions(**fields))
-    if real_size is not None:
+                 names: list[str] | None = None, **fields: Any) -> dict:
+    """The JSON of ``p2p-eval fcn-score``; UserError for a combination of inputs the command refuses.
+
+    ``images_dir`` is one folder or a list of them.  One folder: :func:`score_generated`; ``real=True`` without
+    folders: :func:`score_real_photos` of DATA; several folders, or folders with ``real=True``: :func:`compare_sets`
+    (``names`` name the sets).  ``fields`` are :class:`ScoreOptions` fields by name.
+    """
+    dirs = [] if images_dir is None else [images_dir] if isinstance(images_dir, (str, Path)) else list(images_dir)
+    opts = ScoreOptions(**fields)
+    if real_size is not None and not real:
         raise UserError("--real-size applies to --real (the real val photos) only")
-    if images_dir is None or (labels_dir is None) == (data_dir is None):
+    if real and (data_dir is None or labels_dir is not None or protocol != "resized"):
+        raise UserError("--real scores the real val photos of --data DIR (all of them, or with --images those of the "
+                        "frames the images cover); give --data and neither --labels nor --protocol original")
+    if real and not dirs:
+        return score_real_photos(data_dir, segmenter, real_size, opts)
+    if not dirs or (labels_dir is None) == (data_dir is None):
         raise UserError("give --images DIR and exactly one of --labels DIR or --data DIR (or --data DIR --real)")
-    return score_generated(images_dir, segmenter, labels_dir, data_dir, protocol, frames_file, ScoreOptions(**fields))
+    if len(dirs) == 1 and not real:
+        return score_generated(dirs[0], segmenter, labels_dir, data_dir, protocol, frames_file, opts)
+    inputs = SetInputs(tuple(Path(d) for d in dirs), tuple(names or ()), labels_dir, data_dir, real, protocol,
+                       frames_file, real_size)
+    return compare_sets(inputs, segmenter, opts)
 
 
 def score_generated(images_dir: str | Path, segmenter: str | Path | None = None, labels_dir: str | Path | None = None,
@@ -234,11 +273,21 @@ def score_generated(images_dir: str | Path, segmenter: str | Path | None = None,
     (``labels_dir``, searched recursively; ``frames_file`` maps numbered images to frames).
     """
     opts = options or ScoreOptions()
-    model, meta, dev = _segmenter(segmenter, protocol, opts)
+    loaded = _segmenter(segmenter, protocol, opts)
+    dataset, _, available, note, source = _generated_set(images_dir, loaded[1], labels_dir, data_dir, protocol,
+                                                         frames_file, opts)
+    return _scored(loaded, dataset, dataset.names, protocol, opts, source, available, note)[0]
+
+
+def _generated_set(images_dir: str | Path, meta: dict, labels_dir: str | Path | None, data_dir: str | Path | None,
+                   protocol: str, frames_file: str | Path | None,
+                   opts: ScoreOptions) -> tuple[GeneratedPairs, list[Any], int, str | None, dict]:
+    """A folder of generated images matched to its labels: (dataset, the label of each image - the key that
+    pairs images of different sets -, labelled frames available, note, source record)."""
     images = list_images(require_dir(images_dir, "--images folder"))
     if not images:
         raise UserError(f"no images (png/jpg) in {images_dir}")
-    images, note = pick_generated(images)
+    images, note = pick_generated(images, images_dir, opts.fake_b_only)
     if protocol == "original":
         if labels_dir is None:
             raise UserError("--protocol original compares with the official gtFine labels at full resolution: "
@@ -258,10 +307,38 @@ def score_generated(images_dir: str | Path, segmenter: str | Path | None = None,
     names = [frame_name(p) for p in images]
     files = [label for label in matched if isinstance(label, Path)]
     fmt = "labelids" if protocol == "original" else (label_format(files, opts.label_format) if files else None)
-    dataset = GeneratedPairs(names, images, matched, int(meta["input_size"]), full_labels=protocol == "original",
-                             label_format=fmt)
+    at_label = protocol == "original" and segments_at_label(meta)
+    dataset = GeneratedPairs(names, images, matched, input_hw(meta), full_labels=protocol == "original",
+                             label_format=fmt, at_label=at_label)
+    if at_label:
+        note = "; ".join(filter(None, [note, _resolution_warning(meta, matched[0])]))
     source = {"images": str(images_dir), "labels": str(labels_dir or data_dir), "real": False}
-    return _scored((model, meta, dev), dataset, names, protocol, opts, source, available, note)
+    return dataset, matched, available, note or None, source
+
+
+def segments_at_label(meta: dict) -> bool:
+    """Whether ``--protocol original`` segments each image at its label's size (the paper's script): for a
+    segmenter trained on whole non-square frames (``input_hw`` in its file, ``segmenter train --size WxH``).
+    A square segmenter (the shipped 256 px one) segments at its input size and its class scores are upsampled."""
+    return "input_hw" in meta
+
+
+def _resolution_warning(meta: dict, label: Path) -> str | None:
+    """A one-line warning on stderr (also returned for the JSON note) when the labels are more than 1.5x larger
+    or smaller than the frames the segmenter was trained on; None otherwise."""
+    from PIL import Image
+
+    with Image.open(label) as im:
+        width, height = im.size
+    trained_h, trained_w = input_hw(meta)
+    ratio = max(height / trained_h, trained_h / height, width / trained_w, trained_w / width)
+    if ratio <= 1.5:
+        return None
+    text = (f"warning: segmenter {Path(meta['path']).name} was trained at {trained_w}x{trained_h} and segments "
+            f"{width}x{height} images here ({ratio:.1f}x off its training resolution); train one at --size "
+            f"{width}x{height} for the paper's protocol")
+    print(text, file=sys.stderr)
+    return text
 
 
 def score_real_photos(data_dir: str | Path, segmenter: str | Path | None = None, real_size: int | None = None,
@@ -271,13 +348,135 @@ def score_real_photos(data_dir: str | Path, segmenter: str | Path | None = None,
     ``real_size`` first resizes the photos to ``real_size`` x ``real_size``, the resolution of the generated
     images they are compared with, so both pass through the same bottleneck."""
     opts = options or ScoreOptions()
-    model, meta, dev = _segmenter(segmenter, "resized", opts)
+    loaded = _segmenter(segmenter, "resized", opts)
+    dataset, pairs, available, source = _real_set(data_dir, loaded[1], real_size)
+    return _scored(loaded, dataset, [pair.name for pair in pairs], "resized", opts, source, available)[0]
+
+
+def _real_set(data_dir: str | Path, meta: dict, real_size: int | None,
+              covered: set | None = None) -> tuple[SegmentationPairs, list[Pair], int, dict]:
+    """DATA's real val photos (only the frames in ``covered``, a set of :class:`Pair`, when given): (dataset,
+    its frames, frames available, source record)."""
     if real_size is not None and real_size < 1:
         raise UserError(f"--real-size must be a positive side in pixels, got {real_size}")
-    pairs = split_pairs(data_dir, "val")
-    dataset = SegmentationPairs(pairs, int(meta["input_size"]), through=real_size)
+    every = split_pairs(data_dir, "val")
+    pairs = every if covered is None else [pair for pair in every if pair in covered]
+    dataset = SegmentationPairs(pairs, input_hw(meta), through=real_size)
     source = {"images": f"real photos of {data_dir}/val", "labels": str(data_dir), "real": True, "through": real_size}
-    return _scored((model, meta, dev), dataset, [pair.name for pair in pairs], "resized", opts, source)
+    return dataset, pairs, len(every), source
+
+
+@dataclass(frozen=True)
+class SetInputs:
+    """The inputs of a comparison of several sets: the generated folders and their names (empty: the folders'
+    names), where the labels come from (``labels`` or ``data``), whether the real photos of ``data`` join as the
+    set ``real`` (the frames the folders cover, through ``real_size`` px when given), protocol and frame list."""
+
+    images: tuple[Path, ...]
+    names: tuple[str, ...] = ()
+    labels: str | Path | None = None
+    data: str | Path | None = None
+    real: bool = False
+    protocol: str = "resized"
+    frames: str | Path | None = None
+    real_size: int | None = None
+
+
+def set_names(inputs: SetInputs) -> list[str]:
+    """The names of the generated sets: ``inputs.names`` (one per folder) or the folders' own names; UserError
+    for a wrong count, a repeated name, a name that is no plain folder name, or ``real`` beside ``--real``."""
+    names = list(inputs.names) or [Path(d).resolve().name for d in inputs.images]
+    if len(names) != len(inputs.images):
+        given = f"{len(names)} name" + ("" if len(names) == 1 else "s")
+        raise UserError(f"--names gives {given} for {len(inputs.images)} --images folders; give one name per folder, "
+                        "in the same order")
+    bad = [n for n in names if not n or n in (".", "..") or "/" in n or "\\" in n]
+    if bad:
+        raise UserError(f"--names: {file_list(repr(n) for n in bad)} cannot name a set (it names a prediction "
+                        "subfolder too); use letters, digits, '-' or '_'")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"the sets need distinct names, but {file_list(dupes)} repeats; give --names A --names B ...")
+    if inputs.real and "real" in names:
+        raise UserError("the name 'real' belongs to the --real row; give the generated folder another --names")
+    return names
+
+
+def compare_sets(inputs: SetInputs, segmenter: str | Path | None = None, options: ScoreOptions | None = None) -> dict:
+    """FCN-scores of several sets by one segmenter and, for every pair of sets (A listed before B), the paired
+    bootstrap of score(A) - score(B) on the frames both cover (:func:`compare_pair`).
+
+    With ``inputs.real`` the real photos of exactly the frames the generated sets cover join as the last set,
+    ``real``.  Returns ``{"sets": {name: JSON of one set}, "comparisons": [...], "paired_bootstrap": {...}}``;
+    ``--save-predictions DIR`` writes each set's predictions to ``DIR/NAME/``.
+    """
+    opts = options or ScoreOptions()
+    if opts.per_image_out is not None:
+        raise UserError("--per-image saves the matrices of one set: give it with a single --images (once per folder)")
+    names = set_names(inputs)
+    loaded = _segmenter(segmenter, inputs.protocol, opts)
+    sets: dict[str, dict] = {}
+    scored: dict[str, tuple[list[Any], np.ndarray]] = {}
+    for name, folder in zip(names, inputs.images):
+        dataset, keys, available, note, source = _generated_set(folder, loaded[1], inputs.labels, inputs.data,
+                                                                inputs.protocol, inputs.frames, opts)
+        sets[name], per_image = _scored(loaded, dataset, dataset.names, inputs.protocol, _for_set(opts, name), source,
+                                        available, note)
+        scored[name] = (keys, per_image)
+    if inputs.real:
+        covered = {key for keys, _ in scored.values() for key in keys}
+        dataset, pairs, available, source = _real_set(inputs.data, loaded[1], inputs.real_size, covered)
+        sets["real"], per_image = _scored(loaded, dataset, [p.name for p in pairs], "resized", _for_set(opts, "real"),
+                                          source, available)
+        scored["real"] = (pairs, per_image)
+    convention = _convention(inputs.protocol, opts)
+    classes = list(loaded[1]["classes"])
+    comparisons = [compare_pair(a, b, scored, classes, dataclasses.replace(opts, convention=convention))
+                   for a, b in itertools.combinations(sets, 2)]
+    method = {"method": "paired percentile bootstrap over the frames both sets cover (the same resamples for both)",
+              "replicates": opts.bootstrap, "seed": opts.seed, "level": 0.95, "means": convention}
+    return {"sets": sets, "comparisons": comparisons, "paired_bootstrap": method}
+
+
+def _for_set(opts: ScoreOptions, name: str) -> ScoreOptions:
+    """``opts`` with predictions saved to ``DIR/NAME`` (one subfolder per set)."""
+    if opts.save_predictions is None:
+        return opts
+    return dataclasses.replace(opts, save_predictions=Path(opts.save_predictions) / name)
+
+
+def compare_pair(a: str, b: str, scored: dict[str, tuple[list[Any], np.ndarray]], classes: list[str],
+                 opts: ScoreOptions) -> dict:
+    """Score(A) - score(B) on the frames both sets cover (frames are paired by their label, in A's order), with
+    :func:`p2p_eval.metrics.bootstrap.paired_bootstrap`'s interval and p-value; ``opts.convention`` is set.
+
+    Returns ``{"a", "b", "frames" (shared), "only_a", "only_b", SCORE: {"a", "b", "difference", "ci95",
+    "p_value"}}`` (each set's scores on the shared frames), plus ``"per_class"`` with ``opts.per_class``.
+    """
+    (keys_a, mats_a), (keys_b, mats_b) = scored[a], scored[b]
+    index_b = {key: i for i, key in enumerate(keys_b)}
+    shared = [(i, index_b[key]) for i, key in enumerate(keys_a) if key in index_b]
+    out: dict[str, Any] = {"a": a, "b": b, "frames": len(shared), "only_a": len(keys_a) - len(shared),
+                           "only_b": len(keys_b) - len(shared)}
+    if not shared:
+        return {**out, **{name: None for name in SCORES}}
+    rows_a = mats_a[[i for i, _ in shared]]
+    rows_b = mats_b[[j for _, j in shared]]
+    diff = paired_bootstrap(rows_a, rows_b, n=opts.bootstrap, seed=opts.seed, convention=opts.convention,
+                            per_class=opts.per_class)
+    score_a, score_b = score_arrays(rows_a.sum(0), opts.convention), score_arrays(rows_b.sum(0), opts.convention)
+    for name in SCORES:
+        out[name] = {"a": _value(score_a[name]), "b": _value(score_b[name]), **diff[name]}
+    if opts.per_class:
+        out["per_class"] = {cls: {kind: {"a": _value(score_a[kind][k]), "b": _value(score_b[kind][k]),
+                                         **diff["per_class"][kind][k]} for kind in ("accuracy", "iou")}
+                            for k, cls in enumerate(classes)}
+    return out
+
+
+def _value(x: float | np.floating) -> float | None:
+    """A float for JSON, None for NaN."""
+    return None if np.isnan(x) else float(x)
 
 
 def _segmenter(segmenter: str | Path | None, protocol: str,
@@ -300,40 +499,71 @@ def _convention(protocol: str, opts: ScoreOptions) -> str:
 
 def _scored(loaded: tuple[torch.nn.Module, dict, torch.device], dataset: torch.utils.data.Dataset, names: list[str],
             protocol: str, opts: ScoreOptions, source: dict, available: int | None = None,
-            note: str | None = None) -> dict:
+            note: str | None = None) -> tuple[dict, np.ndarray]:
     """The JSON of :func:`score_pairs` of ``dataset`` by the loaded segmenter, with the subset, segmenter,
-    protocol, note and source records; writes the per-image matrices of ``names`` to ``opts.per_image_out``
+    protocol, note and source records, and the (N, K, K) per-image matrices; writes the per-image matrices of ``names`` to ``opts.per_image_out``
     when given.  ``available``: the labelled frames the images were matched among (None: the images)."""
     model, meta, dev = loaded
     convention = _convention(protocol, opts)
-    result, cm = score_pairs(model, meta, dataset, dev, dataclasses.replace(opts, convention=convention))
+    at_label = protocol == "original" and segments_at_label(meta)
+    batch = 1 if at_label else opts.batch_size  # full-resolution frames: one per pass
+    result, cm = score_pairs(model, meta, dataset, dev, dataclasses.replace(opts, convention=convention,
+                                                                            batch_size=batch))
     if opts.per_image_out is not None:
         buf = io.BytesIO()
         np.savez_compressed(buf, names=np.array(names), confusions=cm.per_image_array())
         atomic_write_bytes(opts.per_image_out, buf.getvalue())
     result["subset"] = available is not None and result["images"] < available
     result["frames_available"] = available if available is not None else result["images"]
-    size = int(meta["input_size"])
-    result["segmenter"] = {k: meta[k] for k in ("sha256", "path", "arch", "encoder", "input_size", "epochs",
-                                                "trained_on", "val") if k in meta}
+    height, width = input_hw(meta)
+    result["segmenter"] = {k: meta[k] for k in ("sha256", "path", "arch", "encoder", "input_size", "input_hw",
+                                                "epochs", "trained_on", "val") if k in meta}
     result["segmenter"]["name"] = Path(meta["path"]).name
-    result["protocol"] = {"name": protocol, "resolution": size,
-                          "images": "resized bilinear (antialiased) to the segmenter input",
-                          "labels": ("official gtFine labelIds at full resolution; class scores upsampled bilinearly "
-                                     "to the label size" if protocol == "original" else
-                                     "train ids, resized nearest-neighbour to the segmenter input") + "; 255 ignored",
-                          "means": convention}
+    labels = ("official gtFine labelIds at full resolution; " + ("images segmented at the label size" if at_label else
+              "class scores upsampled bilinearly to the label size") if protocol == "original" else
+              "train ids, resized nearest-neighbour to the segmenter input")
+    result["protocol"] = {"name": protocol, "resolution": width if width == height else [height, width],
+                          "images": ("upsampled bilinear to the label size (the paper's script)" if at_label else
+                                     "resized bilinear (antialiased) to the segmenter input"),
+                          "labels": labels + "; 255 ignored", "means": convention}
     if note:
         result["note"] = note
     result["source"] = source
-    return result
+    return result, cm.per_image_array()
+
+
+def _f(x: float | None) -> str:
+    return "  n/a" if x is None else f"{x:.3f}"
+
+
+def _ci(lo_hi: list | None) -> str:
+    """`` [lo, hi]`` or nothing when there is no interval."""
+    if not lo_hi or lo_hi[0] is None:
+        return ""
+    return f" [{_f(lo_hi[0])}, {_f(lo_hi[1])}]"
+
+
+def _signed(d: dict | None) -> str:
+    """A paired difference: ``+0.012 [+0.004, +0.020] p=0.004``."""
+    def g(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:+.3f}"
+
+    if d is None or d["difference"] is None:
+        return "n/a"
+    text = g(d["difference"])
+    if d["ci95"][0] is not None:
+        text += f" [{g(d['ci95'][0])}, {g(d['ci95'][1])}] p={d['p_value']:.3f}"
+    return text
+
+
+SCORE_LABELS = (("pixel_accuracy", "per-pixel acc."), ("class_accuracy", "per-class acc."), ("class_iou", "class IOU"))
 
 
 def format_table(result: dict) -> str:
-    """A plain-text report: the three scores with 95% intervals, the per-class table and the fingerprint."""
-    def f(x: float | None) -> str:
-        return "  n/a" if x is None else f"{x:.3f}"
-
+    """A plain-text report: the three scores with 95% intervals, the per-class table (with each class's
+    intervals under ``--per-class``) and the fingerprint; several sets: :func:`format_sets`."""
+    if "sets" in result:
+        return format_sets(result)
     ci = result.get("ci95") or {}
     lines = [f"FCN-score of {result['images']} images ({result['source']['images']})"]
     if result.get("note"):
@@ -341,17 +571,80 @@ def format_table(result: dict) -> str:
     if result.get("subset"):
         lines.append(f"  subset: {result['images']} of the {result['frames_available']} labelled frames "
                      "(scores of a subset are not comparable with full-set scores)")
-    for key, label in (("pixel_accuracy", "per-pixel acc."), ("class_accuracy", "per-class acc."), ("class_iou", "class IOU")):
+    for key, label in SCORE_LABELS:
         lo, hi = ci.get(key, [None, None])
-        interval = f"  [95% CI {f(lo)}, {f(hi)}]" if lo is not None else ""
-        lines.append(f"  {label:15s} {f(result[key])}{interval}")
-    lines.append(f"  {'class':15s} {'acc.':>6s} {'IoU':>6s} {'pixels':>10s}")
-    for name, row in result["per_class"].items():
-        lines.append(f"  {name:15s} {f(row['accuracy']):>6s} {f(row['iou']):>6s} {row['pixels']:>10d}")
+        interval = f"  [95% CI {_f(lo)}, {_f(hi)}]" if lo is not None else ""
+        lines.append(f"  {label:15s} {_f(result[key])}{interval}")
+    rows = result["per_class"]
+    with_ci = any("ci95" in row for row in rows.values())
+    wide = 16 if with_ci else 0
+    lines.append(f"  {'class':15s} {'acc.':>{6 + wide}s} {'IoU':>{6 + wide}s} {'pixels':>10s}")
+    for name, row in rows.items():
+        acc, iou = _f(row["accuracy"]), _f(row["iou"])
+        if with_ci:
+            acc, iou = acc + _ci(row["ci95"]["accuracy"]), iou + _ci(row["ci95"]["iou"])
+        lines.append(f"  {name:15s} {acc:>{6 + wide}s} {iou:>{6 + wide}s} {row['pixels']:>10d}")
+    return "\n".join(lines + _fingerprint(result))
+
+
+def _fingerprint(result: dict) -> list[str]:
+    """The segmenter and protocol lines of one set's JSON."""
     seg, protocol = result["segmenter"], result["protocol"]
-    lines.append(f"segmenter {seg.get('name', '?')}: {seg['arch']}/{seg.get('encoder', '?')} at "
-                 f"{seg['input_size']}x{seg['input_size']}, sha256 {seg['sha256']}")
-    where = ("labels at full resolution (official gtFine), predictions upsampled" if protocol.get("name") == "original"
-             else f"images and labels at {seg['input_size']}x{seg['input_size']} (labels nearest-neighbour)")
-    lines.append(f"protocol {protocol.get('name', 'resized')}: {where}, void ignored, class means: {protocol['means']}")
-    return "\n".join(lines)
+    height, width = input_hw(seg)
+    if protocol.get("name") != "original":
+        where = f"images and labels at {width}x{height} (labels nearest-neighbour)"
+    elif protocol["images"].startswith("upsampled"):
+        where = "labels at full resolution (official gtFine), images upsampled to them and segmented there"
+    else:
+        where = "labels at full resolution (official gtFine), predictions upsampled"
+    return [f"segmenter {seg.get('name', '?')}: {seg['arch']}/{seg.get('encoder', '?')} at "
+            f"{width}x{height}, sha256 {seg['sha256']}",
+            f"protocol {protocol.get('name', 'resized')}: {where}, void ignored, class means: {protocol['means']}"]
+
+
+def format_sets(result: dict) -> str:
+    """The report of :func:`compare_sets`: one row per set (scores with 95% intervals), one row per pair of
+    sets (A - B on the frames both cover, paired 95% interval and p-value), the per-class IoU table with
+    ``--per-class``, and the segmenter and protocol."""
+    sets, comparisons = result["sets"], result["comparisons"]
+    width = max(15, *(len(n) for n in sets))
+    lines = [f"FCN-score of {len(sets)} sets by one segmenter (95% CIs: percentile bootstrap over images)",
+             (f"  {'set':{width}s} {'images':>6s}  " + "  ".join(f"{label:22s}" for _, label in SCORE_LABELS)).rstrip()]
+    for name, res in sets.items():
+        ci = res.get("ci95") or {}
+        cells = [f"{_f(res[key]) + _ci(ci.get(key)):22s}" for key, _ in SCORE_LABELS]
+        lines.append((f"  {name:{width}s} {res['images']:>6d}  " + "  ".join(cells)).rstrip())
+    for name, res in sets.items():
+        if res.get("subset"):
+            lines.append(f"  {name}: subset: {res['images']} of the {res['frames_available']} labelled frames "
+                         "(not comparable with full-set scores)")
+        if res.get("note"):
+            lines.append(f"  {name}: note: {res['note']}")
+    lines.append("differences A - B on the frames both sets cover (paired bootstrap over those frames, "
+                 "the same resamples for both sets)")
+    pair_width = max(width, *(len(c["a"]) + len(c["b"]) + 3 for c in comparisons))
+    lines.append((f"  {'A - B':{pair_width}s} {'frames':>6s}  " + "  ".join(f"{label:32s}" for _, label in SCORE_LABELS)).rstrip())
+    for c in comparisons:
+        cells = [f"{_signed(c[key]):32s}" for key, _ in SCORE_LABELS]
+        lines.append(f"  {c['a'] + ' - ' + c['b']:{pair_width}s} {c['frames']:>6d}  " + "  ".join(cells).rstrip())
+        if c["only_a"] or c["only_b"]:
+            lines.append(f"  {'':{pair_width}s} ({c['only_a']} frames only in {c['a']}, {c['only_b']} only in {c['b']}: "
+                         "not compared)")
+    if any("per_class" in c for c in comparisons):
+        lines += _per_class_sets(sets, comparisons)
+    return "\n".join(lines + _fingerprint(next(iter(sets.values()))))
+
+
+def _per_class_sets(sets: dict[str, dict], comparisons: list[dict]) -> list[str]:
+    """Per-class IoU of every set side by side, and every pair's IoU difference with its paired interval."""
+    names = list(sets)
+    head = "  ".join(f"{n:>{max(6, len(n))}s}" for n in names)
+    pairs = "  ".join(f"{c['a'] + ' - ' + c['b']:32s}" for c in comparisons)
+    lines = ["per-class IoU of each set, and A - B on the frames both cover",
+             f"  {'class':15s} {head}  {pairs}".rstrip()]
+    for cls in next(iter(sets.values()))["per_class"]:
+        values = "  ".join(f"{_f(sets[n]['per_class'][cls]['iou']):>{max(6, len(n))}s}" for n in names)
+        diffs = "  ".join(f"{_signed(c['per_class'][cls]['iou'] if c.get('per_class') else None):32s}"
+                          for c in comparisons)
+        lines.append(f"  {cls:15s} {values}  {diffs}".rstrip())
+    return lines

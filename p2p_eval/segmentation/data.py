@@ -68,30 +68,34 @@ def read_photo(pair: Pair) -> torch.Tensor:
     return ab_half(image, pair.photo, "A") if pair.photo_kind == "ab_left" else image
 
 
-def read_label(pair: Pair, size: int | None = None) -> torch.Tensor:
-    """The train ids of a frame, uint8 (H, W), resized with nearest neighbour to ``size`` when given."""
+def read_label(pair: Pair, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """The train ids of a frame, uint8 (H, W), resized with nearest neighbour to ``size`` (a side or (H, W))
+    when given."""
     if pair.label_kind == "file":
         return torch.from_numpy(np.ascontiguousarray(load_label_map(pair.label, size)))
     ids = torch.from_numpy(colors_to_trainids(ab_half(read_image(pair.label), pair.label, "B")))
     return ids if size is None else resize_nearest(ids, size)
 
 
-def resize_photo(image: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (3, H, W) -> uint8 (3, size, size), bilinear with antialiasing."""
-    if tuple(image.shape[-2:]) == (size, size):
+def resize_photo(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, size, size) or (3, *size) for size = (height, width), bilinear with
+    antialiasing (which only acts when shrinking)."""
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if tuple(image.shape[-2:]) == hw:
         return image
-    return TF.resize(image, [size, size], antialias=True)
+    return TF.resize(image, list(hw), antialias=True)
 
 
 class SegmentationPairs(torch.utils.data.Dataset):
-    """(photo uint8 (3, S, S), train ids uint8 (S, S)) pairs at the scoring size S, no augmentation.
+    """(photo uint8 (3, S, S), train ids uint8 (S, S)) pairs at the scoring size S (a side, or (height, width)
+    for non-square frames), no augmentation.
 
     ``through`` (a side in pixels) first resizes each photo to ``through`` x ``through`` and keeps it as
     uint8, as a generator of that resolution writes its outputs: real photos then pass through the same
     resolution bottleneck as the generated ones before the segmenter sees them at S.
     """
 
-    def __init__(self, pairs: list[Pair], size: int, through: int | None = None) -> None:
+    def __init__(self, pairs: list[Pair], size: int | tuple[int, int], through: int | None = None) -> None:
         self.pairs, self.size, self.through = pairs, size, through
 
     def __len__(self) -> int:
@@ -111,9 +115,10 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def preload(pairs: list[Pair], size: int, cache_dir: str | Path | None = None, progress: bool = True,
-            num_workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All frames decoded at ``size`` x ``size``: photos uint8 (N, 3, S, S), train ids uint8 (N, S, S).
+def preload(pairs: list[Pair], size: int | tuple[int, int], cache_dir: str | Path | None = None,
+            progress: bool = True, num_workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All frames decoded at ``size`` x ``size`` (or ``size`` = (height, width)): photos uint8 (N, 3, H, W),
+    train ids uint8 (N, H, W).
 
     Decoding 2975 Cityscapes frames (JPEG + nearest-palette labels) takes about a minute on two cores,
     so the arrays are cached in ``cache_dir`` under a key of the files' paths, sizes and mtimes (a changed
@@ -124,7 +129,8 @@ def preload(pairs: list[Pair], size: int, cache_dir: str | Path | None = None, p
         for f in {p.photo, p.label}:
             st = f.stat()
             key.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns};".encode())
-    cache = Path(cache_dir) / f"frames-{size}-{key.hexdigest()[:20]}.pt" if cache_dir is not None else None
+    shape = size if isinstance(size, int) else f"{size[1]}x{size[0]}"
+    cache = Path(cache_dir) / f"frames-{shape}-{key.hexdigest()[:20]}.pt" if cache_dir is not None else None
     if cache is not None and cache.is_file():
         try:
             data = torch.load(cache, map_location="cpu", weights_only=True)

@@ -180,6 +180,13 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, extra_meta: dict
     return atomic_write_bytes(out, data)
 
 
+def input_hw(meta: dict) -> tuple[int, int]:
+    """(height, width) of the frames a segmenter was trained on: ``meta["input_hw"]`` (written by a training
+    on non-square frames, ``segmenter train --size WxH``), else the square ``input_size``."""
+    hw = meta.get("input_hw")
+    return (int(hw[0]), int(hw[1])) if hw else (int(meta["input_size"]), int(meta["input_size"]))
+
+
 def normalize(images: torch.Tensor, meta: dict) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float, scaled to [0, 1] and normalised with the segmenter's mean / std."""
     mean = torch.tensor(meta["mean"], device=images.device).view(1, 3, 1, 1)

@@ -2,7 +2,8 @@
 
 Recipe (the shipped segmenter's; see its model card):
 
-- Every training frame is decoded once at the scoring size S (256) and held in memory as uint8
+- Every training frame is decoded once at the scoring size S (256; or W x H for non-square frames, e.g.
+  the official layout at 1024 x 512, recorded as ``input_hw``) and held in memory as uint8
   (:func:`p2p_eval.segmentation.data.preload`, cached on disk).
 - Each sample is a random window of the S x S frame, its side ``crop / s`` with a scale ``s ~ U(scale)``,
   resized to ``crop`` x ``crop`` (photo bilinear, labels nearest), mirrored with probability 1/2, with
@@ -40,7 +41,8 @@ from p2p_eval.errors import UserError
 from p2p_eval.fsutil import append_line, atomic_torch_save, file_sha256, torch_load
 from p2p_eval.segmentation.data import Pair, SegmentationPairs, data_layout, default_workers, preload, split_pairs
 from p2p_eval.segmentation.model import (DEFAULT_ARCH, DEFAULT_ENCODER, FORMAT, IGNORE, IMAGENET_MEAN, IMAGENET_STD,
-                                         PARTIAL_FORMAT, build_segmenter, load_segmenter, logits, normalize)
+                                         PARTIAL_FORMAT, build_segmenter, input_hw, load_segmenter, logits,
+                                         normalize)
 
 
 def default_cache_dir() -> Path:
@@ -64,13 +66,14 @@ def class_weights(labels: torch.Tensor, num_classes: int, balance: float) -> tor
 def sample_batch(photos: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, crop: int,
                  scale: tuple[float, float], rare_crop: float, weights: torch.Tensor,
                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augmented crops (uint8 (B, 3, crop, crop), int64 (B, crop, crop)) of the frames ``indices``."""
-    size = photos.shape[-1]
+    """Augmented crops (uint8 (B, 3, crop, crop), int64 (B, crop, crop)) of the frames ``indices`` (square or
+    not: windows fit the shorter side)."""
+    height, width = photos.shape[-2:]
     out_x, out_y = [], []
     for i in indices.tolist():
         label = labels[i]
         s = float(torch.empty(()).uniform_(scale[0], scale[1], generator=gen))
-        win = max(8, min(size, round(crop / s)))
+        win = max(8, min(height, width, round(crop / s)))
         if float(torch.rand((), generator=gen)) < rare_crop:
             present = torch.bincount(label[label != IGNORE].long(), minlength=len(weights))[: len(weights)] > 0
             probs = weights * present
@@ -79,14 +82,14 @@ def sample_batch(photos: torch.Tensor, labels: torch.Tensor, indices: torch.Tens
                 ys, xs = torch.nonzero(label == cls, as_tuple=True)
                 k = int(torch.randint(len(ys), (), generator=gen))
                 cy, cx = int(ys[k]), int(xs[k])
-                top = min(max(cy - win // 2, 0), size - win)
-                left = min(max(cx - win // 2, 0), size - win)
+                top = min(max(cy - win // 2, 0), height - win)
+                left = min(max(cx - win // 2, 0), width - win)
             else:
-                top = int(torch.randint(size - win + 1, (), generator=gen))
-                left = int(torch.randint(size - win + 1, (), generator=gen))
+                top = int(torch.randint(height - win + 1, (), generator=gen))
+                left = int(torch.randint(width - win + 1, (), generator=gen))
         else:
-            top = int(torch.randint(size - win + 1, (), generator=gen))
-            left = int(torch.randint(size - win + 1, (), generator=gen))
+            top = int(torch.randint(height - win + 1, (), generator=gen))
+            left = int(torch.randint(width - win + 1, (), generator=gen))
         x = photos[i, :, top:top + win, left:left + win]
         y = label[top:top + win, left:left + win]
         if win != crop:
@@ -116,8 +119,10 @@ def jitter(x: torch.Tensor, gen: torch.Generator, strength: float = 0.25) -> tor
 class SegmenterRecipe:
     """What the trained weights depend on (stored in ``OUT.partial``; a resume needs the same recipe).
 
-    ``crop=None`` trains on whole ``size`` x ``size`` frames; ``limit`` uses only the first frames of the
-    train split; ``encoder_weights`` is a local file (None: from scratch)."""
+    Frames are ``size`` x ``size``, or ``size`` wide and ``height`` high (``--size WxH``, e.g. the official
+    layout's 2:1 frames at 1024x512); ``crop=None`` trains on whole square frames (on non-square frames:
+    windows of the shorter side); ``limit`` uses only the first
+    frames of the train split; ``encoder_weights`` is a local file (None: from scratch)."""
 
     epochs: int = 30
     size: int = 256
@@ -133,11 +138,22 @@ class SegmenterRecipe:
     amp: bool = True
     limit: int | None = None
     seed: int = 0
+    height: int | None = None
 
     @property
     def window(self) -> int:
         """The side of the training crops."""
-        return self.size if self.crop is None else self.crop
+        return min(self.hw) if self.crop is None else self.crop
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(height, width) of the training frames."""
+        return (self.size if self.height is None else self.height, self.size)
+
+    @property
+    def frame_size(self) -> int | tuple[int, int]:
+        """What the frames are decoded at: the side of square frames, else (height, width)."""
+        return self.size if self.height is None else self.hw
 
 
 @dataclass(frozen=True)
@@ -213,10 +229,11 @@ def _with_fields(recipe: SegmenterRecipe, run: SegmenterRun,
 
 
 def _check_recipe(recipe: SegmenterRecipe) -> None:
-    epochs, size, crop, scale = recipe.epochs, recipe.size, recipe.window, recipe.scale
-    if epochs < 1 or size < 32 or size % 32 or crop < 32 or crop % 32 or crop > size:
-        raise UserError(f"need epochs >= 1, a size that is a multiple of 32 and a crop that is a multiple of 32 "
-                        f"no larger than the size (got epochs={epochs}, size={size}, crop={crop})")
+    epochs, (height, width), crop, scale = recipe.epochs, recipe.hw, recipe.window, recipe.scale
+    if epochs < 1 or min(height, width) < 32 or height % 32 or width % 32 or crop < 32 or crop % 32 \
+            or crop > min(height, width):
+        raise UserError(f"need epochs >= 1, sides that are multiples of 32 and a crop that is a multiple of 32 "
+                        f"no larger than the shorter side (got epochs={epochs}, size={width}x{height}, crop={crop})")
     if not 0 < scale[0] <= scale[1]:
         raise UserError(f"the scale range must be 0 < low <= high, got {scale}")
 
@@ -226,7 +243,8 @@ def _settings(recipe: SegmenterRecipe, train_images: int) -> dict[str, Any]:
     return {"arch": recipe.arch, "encoder": recipe.encoder, "input_size": recipe.size, "epochs": recipe.epochs,
             "batch_size": recipe.batch_size, "lr": recipe.lr, "seed": recipe.seed, "train_images": train_images,
             "crop": recipe.window, "scale": list(recipe.scale), "rare_crop": recipe.rare_crop,
-            "balance": recipe.balance, "amp": recipe.amp}
+            "balance": recipe.balance, "amp": recipe.amp,
+            **({} if recipe.height is None else {"input_hw": list(recipe.hw)})}
 
 
 class _TrainingState:
@@ -261,7 +279,7 @@ class _TrainingState:
         pairs = split_pairs(data_dir, "train")
         pairs = pairs[:recipe.limit] if recipe.limit else pairs
         cache = default_cache_dir() if run.cache_dir == "default" else run.cache_dir
-        photos, labels = preload(pairs, recipe.size, cache, progress=run.progress, num_workers=run.num_workers)
+        photos, labels = preload(pairs, recipe.frame_size, cache, progress=run.progress, num_workers=run.num_workers)
         state = cls(recipe, resolve_device(run.device), pairs, photos, labels)
         if run.resume and partial.is_file():
             saved = _read_partial(partial)
@@ -313,9 +331,11 @@ class _TrainingState:
                            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}, partial)
 
     def meta(self) -> dict[str, Any]:
-        """What scoring needs of the model: classes, input size, normalisation."""
+        """What scoring needs of the model: classes, input size (the width; ``input_hw`` (height, width) for
+        non-square frames), normalisation."""
+        shape = {} if self.recipe.height is None else {"input_hw": list(self.recipe.hw)}
         return {"arch": self.recipe.arch, "encoder": self.recipe.encoder, "classes": list(TRAIN_CLASSES),
-                "input_size": self.recipe.size, **self.norm_meta}
+                "input_size": self.recipe.size, **shape, **self.norm_meta}
 
 
 def _provenance(data_dir: Path, recipe: SegmenterRecipe, state: _TrainingState) -> dict[str, Any]:
@@ -360,7 +380,7 @@ def val_scores(model: torch.nn.Module, meta: dict, data_dir: Path, device: torch
     except UserError:
         return None
     pairs = pairs[:limit] if limit else pairs
-    loader = torch.utils.data.DataLoader(SegmentationPairs(pairs, meta["input_size"]), batch_size=batch_size,
+    loader = torch.utils.data.DataLoader(SegmentationPairs(pairs, input_hw(meta)), batch_size=batch_size,
                                          num_workers=default_workers())
     cm = ConfusionMatrix(len(meta["classes"]), device=device, class_names=meta["classes"])
     model.eval()

@@ -1,5 +1,5 @@
 """FCN-score core against independent references: the pix2pix evaluation script's own formulas
-(scripts/eval_cityscapes/util.py, copied below verbatim in spirit), cityscapesscripts' evaluation
+(scripts/eval_cityscapes/util.py, its two formulas re-implemented below), cityscapesscripts' evaluation
 functions, and hand-computed matrices."""
 
 from __future__ import annotations
@@ -196,3 +196,27 @@ def test_per_class_intervals_match_a_loop() -> None:
         accs = [scores_from_confusion(per_image[row].sum(0), names)["per_class"][name]["accuracy"] for row in idx]
         assert got["iou"][k] == pytest.approx([np.percentile(ious, 2.5), np.percentile(ious, 97.5)])
         assert got["accuracy"][k] == pytest.approx([np.percentile(accs, 2.5), np.percentile(accs, 97.5)])
+
+
+def test_paired_per_class_differences_match_a_loop() -> None:
+    a, b = _random_per_image(2, quality=0.8), _random_per_image(2, quality=0.6)
+    got = paired_bootstrap(a, b, n=100, seed=7, per_class=True)["per_class"]
+    idx = np.random.Generator(np.random.PCG64(7)).integers(0, a.shape[0], size=(100, a.shape[0]))
+    names = list("abcde")
+    for k, name in enumerate(names):
+        diffs = [scores_from_confusion(a[row].sum(0), names)["per_class"][name]["iou"]
+                 - scores_from_confusion(b[row].sum(0), names)["per_class"][name]["iou"] for row in idx]
+        full = (scores_from_confusion(a.sum(0), names)["per_class"][name]["iou"]
+                - scores_from_confusion(b.sum(0), names)["per_class"][name]["iou"])
+        assert got["iou"][k]["difference"] == pytest.approx(full)
+        assert got["iou"][k]["ci95"] == pytest.approx([np.percentile(diffs, 2.5), np.percentile(diffs, 97.5)])
+        below, above = sum(d <= 0 for d in diffs), sum(d >= 0 for d in diffs)
+        assert got["iou"][k]["p_value"] == pytest.approx(min(1.0, 2 * (min(below, above) + 1) / 101))
+
+
+def test_paired_bootstrap_without_replicates_keeps_the_difference() -> None:
+    a, b = _random_per_image(0, quality=0.9), _random_per_image(0, quality=0.5)
+    got = paired_bootstrap(a, b, n=0)
+    ref = (scores_from_confusion(a.sum(0), list("abcde"))["pixel_accuracy"]
+           - scores_from_confusion(b.sum(0), list("abcde"))["pixel_accuracy"])
+    assert got["pixel_accuracy"] == {"difference": pytest.approx(ref), "ci95": [None, None], "p_value": None}
