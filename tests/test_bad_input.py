@@ -15,12 +15,14 @@ import pytest
 
 from p2p_eval import cli_args
 from p2p_eval.cli import main
+from p2p_eval.commands.segmenter import frame_size
 from tests.test_vocabulary import LEAVES
 
 #: Parse-time number checks and what each refuses.
 CHECKED = {cli_args.positive_int: ["0", "-1", "x"], cli_args.nonnegative_int: ["-1", "1.5"],
            cli_args.positive_float: ["0", "-1", "nan", "inf"], cli_args.nonnegative_float: ["-0.5", "nan"],
-           cli_args.probability: ["-0.1", "1.5", "nan"], cli_args.port: ["0", "70000"]}
+           cli_args.probability: ["-0.1", "1.5", "nan"], cli_args.port: ["0", "70000"],
+           frame_size: ["0", "x", "1024x0", "1024xq"]}
 #: Values for the required options that are neither inputs nor outputs.
 VALUES = {"generator": "l1_cgan", "preset": "smoke", "db": "sqlite:///study.db", "study": "s", "run": "run",
           "fooling": "0.3,0.4", "participants": "3"}

@@ -47,7 +47,9 @@ def _register_train(seg_sub: argparse._SubParsersAction) -> None:
     train.add_argument("--data", required=True, type=Path, help="data folder with train/ (and val/ for the final score)")
     train.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. seg.pt")
     train.add_argument("--epochs", type=positive_int, default=44, help="passes over the training frames (default 44)")
-    train.add_argument("--size", type=positive_int, default=256, help="input size, the size of the images to score (default 256)")
+    train.add_argument("--size", type=frame_size, default=(256, None), metavar="N|WxH",
+                       help="input size, the size of the images to score: N (square) or WxH, e.g. 1024x512 for the "
+                       "paper's full-resolution protocol on the official layout (default 256)")
     train.add_argument("--crop", type=positive_int,
                        help="training window side in pixels, at most --size (default: 128, or --size when smaller); "
                        "0 = whole frames")
@@ -78,23 +80,32 @@ def _register_train(seg_sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from p2p_eval.segmentation.model import load_segmenter
+    from p2p_eval.segmentation.model import input_hw, load_segmenter
     from p2p_eval.segmentation.train import SegmenterRecipe, SegmenterRun, train_segmenter
 
-    recipe = SegmenterRecipe(epochs=args.epochs, size=args.size, arch=args.arch, encoder=args.encoder,
+    width, height = args.size
+    recipe = SegmenterRecipe(epochs=args.epochs, size=width, height=height, arch=args.arch, encoder=args.encoder,
                              encoder_weights=args.encoder_weights, batch_size=args.batch_size, lr=args.lr,
-                             crop=_crop(args.crop, args.size), scale=tuple(args.scale), rare_crop=args.rare_crop,
-                             balance=args.balance, amp=args.amp, limit=args.limit, seed=args.seed)
+                             crop=_crop(args.crop, min(width, height or width)), scale=tuple(args.scale),
+                             rare_crop=args.rare_crop, balance=args.balance, amp=args.amp, limit=args.limit,
+                             seed=args.seed)
     run = SegmenterRun(device=args.device, resume=args.resume, eval_every=args.eval_every,
                        max_epochs_this_run=args.stop_after, num_workers=args.workers, progress=not args.quiet)
     out = train_segmenter(args.data, args.out, recipe, run)
     if out != args.out:
         return 0
     _, meta = load_segmenter(out, "cpu")
-    print(f"wrote {out} ({meta['arch']}/{meta['encoder']}, {meta['input_size']}x{meta['input_size']}, "
+    h, w = input_hw(meta)
+    print(f"wrote {out} ({meta['arch']}/{meta['encoder']}, {w}x{h}, "
           f"{meta['epochs']} epochs, {meta['train_seconds']} s); {_val_line(meta.get('val'))}")
     print(f"sha256 {meta['sha256']}")
     return 0
+
+
+def frame_size(text: str) -> tuple[int, int | None]:
+    """``--size``: ``N`` -> (N, None), square frames; ``WxH`` -> (W, H)."""
+    width, _, height = text.lower().partition("x")
+    return positive_int(width), positive_int(height) if height else None
 
 
 def _crop(crop: int | None, size: int) -> int | None:
@@ -120,14 +131,14 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from p2p_eval.segmentation.model import read_meta, shipped_card, shipped_path
+    from p2p_eval.segmentation.model import input_hw, read_meta, shipped_card, shipped_path
 
     meta = read_meta(args.path)
     shipped = args.path is None or Path(args.path).resolve() == shipped_path().resolve()
     print(f"segmenter {meta['path']}{' (shipped default)' if shipped else ''}")
     print(f"  sha256       {meta['sha256']}")
     print(f"  model        {meta['arch']} / {meta['encoder']}, {len(meta['classes'])} classes, "
-          f"input {meta['input_size']}x{meta['input_size']}, weights {meta.get('weights_dtype', 'float32')}")
+          f"input {input_hw(meta)[1]}x{input_hw(meta)[0]}, weights {meta.get('weights_dtype', 'float32')}")
     trained = meta.get("trained_on", {})
     print(f"  trained on   {trained.get('images', '?')} {trained.get('split', '')} frames of {trained.get('data', '?')} "
           f"({trained.get('labels', '')})")

@@ -123,3 +123,12 @@ def test_far_from_the_training_resolution_warns_once(official: Path, wide_segmen
                  "--segmenter", str(wide_segmenter), "--device", "cpu", "--bootstrap", "0", "--quiet"]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "256x128" in warnings[0] and "512x256" in warnings[0]
+
+
+def test_size_takes_a_side_or_width_x_height() -> None:
+    from p2p_eval.cli import build_parser
+
+    def parsed(size: str) -> tuple:
+        return build_parser().parse_args(["segmenter", "train", "--data", "d", "--out", "o", "--size", size]).size
+
+    assert parsed("1024x512") == (1024, 512) and parsed("256") == (256, None)
