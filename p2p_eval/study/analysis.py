@@ -1,7 +1,7 @@
 """Analysis of a study's database: the paper's "% labeled real +- SE" (pix2pix Tables 4-5) and more.
 
-Per algorithm, over participants who completed their session and passed the vigilance rule fixed when the
-study was created (at most ``vigilance_max_errors`` failed vigilance trials), test trials only:
+Per algorithm, over the included participants (those who completed their session and broke no exclusion rule
+of :mod:`p2p_eval.study.lab`: vigilance, timing, unseen, duplicate), test trials only:
 
 - the rate is the mean of per-participant rates ("% of trials where the fake was judged real"), its SE the
   sample standard deviation of those rates / sqrt(participants);
@@ -16,7 +16,9 @@ study was created (at most ``vigilance_max_errors`` failed vigilance trials), te
 The report also states how the images were served, the trials the server skipped (with the reasons), the
 re-views (an image requested again while its trial was open; kept in the rates, counted) and the display
 timing (:mod:`p2p_eval.study.timing`): test trials whose display missed the requested duration by more than
-one frame are left out of every score, and counted.
+one frame are left out of every score, and counted; so are trials answered without their images ever being
+fetched (``unseen``: the page always fetches them; a script may not), and the report lists every excluded
+participant with their completion code and why.
 
 HYPE (Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`), per algorithm:
 
@@ -42,6 +44,7 @@ from sqlalchemy.orm import aliased
 from p2p_eval.errors import UserError
 from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial
 from p2p_eval.study import timing
+from p2p_eval.study.lab import REASONS, format_excluded, participants
 from p2p_eval.study.hype import HypeTimeParams, StaircaseResult, evaluator_threshold, target_correct
 from p2p_eval.study.plan import SINGLE_IMAGE, processing_of
 from p2p_eval.study.store import session_factory
@@ -101,16 +104,15 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
             names = db.scalars(select(Study.name)).all()
             raise UserError(f"no study named {study_name!r} in this database; studies: {', '.join(names) or 'none'}")
         result = db.execute(
-            select(Session.id.label("session_id"), Session.participant, Session.source, Session.assignment_id,
-                   Session.hit_id, Session.external_study_id, Session.external_session_id,
+            select(Session.id.label("session_id"), Session.participant, Session.source, Session.completion_code,
+                   Session.assignment_id, Session.hit_id, Session.external_study_id, Session.external_session_id,
                    Algorithm.name.label("algorithm"), Session.completed_at, Trial.index.label("trial_index"),
                    Trial.kind, Trial.img1_id.label("image1_id"), img1.path.label("image1_file"),
                    Trial.img2_id.label("image2_id"), img2.path.label("image2_file"), Trial.fake_slot, Trial.broken,
                    Trial.answer, Trial.correct, Trial.judged_real, Trial.onset1, Trial.offset1, Trial.onset2,
                    Trial.offset2, Trial.response_ms, Trial.views, Trial.fetches1, Trial.fetches2, Trial.skip_reason,
-                   Trial.answered_at, Session.user_agent,
-                   Session.screen_w, Session.screen_h, Trial.staircase, Trial.exposure_ms, Trial.frame_ms,
-                   Trial.mask_onset, Trial.mask_offset)
+                   Trial.answered_at, Session.user_agent, Session.screen_w, Session.screen_h, Trial.staircase,
+                   Trial.exposure_ms, Trial.frame_ms, Trial.mask_onset, Trial.mask_offset)
             .join(Session, Trial.session_id == Session.id).join(Algorithm, Session.algorithm_id == Algorithm.id)
             .join(img1, Trial.img1_id == img1.id).join(img2, Trial.img2_id == img2.id, isouter=True)
             .where(Session.study_id == study.id).order_by(Session.id, Trial.index))
@@ -122,47 +124,59 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
     frame["shown1_ms"] = frame["offset1"] - frame["onset1"]
     frame["shown2_ms"] = frame["offset2"] - frame["onset2"]
     frame["re_views"] = (frame["fetches1"] - 1).clip(lower=0) + (frame["fetches2"] - 1).clip(lower=0)
+    frame["unseen"] = frame["answer"].notna() & ((frame["fetches1"] == 0) |
+                                                 (frame["image2_id"].notna() & (frame["fetches2"] == 0)))
     return frame
+
+
+def study_frame(engine: Engine, study_name: str) -> tuple[Study, list[str], pd.DataFrame, pd.DataFrame]:
+    """(study, its algorithms, every trial annotated with its display timing and its participant's completion
+    code and exclusion, one row per participant): what the report and the CSV export are made of."""
+    frame = trials_frame(engine, study_name)  # a UserError naming the studies when there is no such study
+    with session_factory(engine)() as db, db.begin():
+        study = db.scalar(select(Study).where(Study.name == study_name))
+        algorithms = [a.name for a in study.algorithms]
+    mask_ms = HypeTimeParams.from_json(study.protocol_params).mask_ms if study.protocol == "hype-time" else 0
+    frame = timing.annotate(frame, study.protocol, study.display_ms, mask_ms)
+    people = participants(frame, study.vigilance_max_errors)
+    frame = frame.join(people[["completed", "excluded", "exclusion_reason"]], on="session_id")
+    return study, algorithms, frame, people
 
 
 def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """The study's report as a JSON-able dict (see the module docstring for the statistics)."""
-    with session_factory(engine)() as db, db.begin():
-        study = db.scalar(select(Study).where(Study.name == study_name))
-        algorithms = [a.name for a in study.algorithms] if study is not None else []
-        served = processing_of(study).describe() if study is not None else None
-    frame = trials_frame(engine, study_name)
+    study, algorithms, frame, people = study_frame(engine, study_name)
     hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
-    frame = timing.annotate(frame, study.protocol, study.display_ms, hype.mask_ms if hype else 0)
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"study": study.name, "protocol": study.protocol, "question": study.question,
                            "paired": study.paired, "bootstrap": n_boot, "seed": seed,
                            "exclusion_rule": f"more than {study.vigilance_max_errors} of {study.vigilance} "
-                                             "vigilance trials wrong",
-                           "served_images": served, "algorithms": {}, "pairwise": [],
+                                             "vigilance trials wrong, every test trial off its display time or "
+                                             "unseen, or a duplicate participant",
+                           "served_images": processing_of(study).describe(), "algorithms": {}, "pairwise": [],
                            "skipped": {"trials": int(frame["skip_reason"].notna().sum()),
                                        "reasons": {str(k): int(v) for k, v in frame["skip_reason"].value_counts().items()}},
                            "re_views": {"trials": int((frame["re_views"] > 0).sum()),
                                         "extra_requests": int(frame["re_views"].sum())},
-                           "display_timing": timing.summarise(frame, study.protocol, hype.mask_ms if hype else 0)}
+                           "unseen": {"trials": int(frame["unseen"].sum())},
+                           "display_timing": timing.summarise(frame, study.protocol, hype.mask_ms if hype else 0),
+                           "participants": json.loads(people.reset_index().to_json(orient="records"))}
     if hype is not None:
         out["hype_time_procedure"] = hype.describe()
     boots: dict[str, np.ndarray] = {}
     for alg in algorithms:
-        rows = frame[frame["algorithm"] == alg]
-        sessions = rows.groupby("session_id")
-        complete = sessions["completed_at"].first().notna()
-        wrong_vigilance = (rows["vigilance"] & rows["correct"].eq(False)).groupby(rows["session_id"]).sum()
-        failed = wrong_vigilance.reindex(complete.index) > study.vigilance_max_errors
-        included = complete.index[complete & ~failed]
+        rows, who = frame[frame["algorithm"] == alg], people[people["algorithm"] == alg]
+        included = who.index[~who["excluded"]]
         tested = rows[(rows["kind"] == "main") & rows["session_id"].isin(included) & rows["answer"].notna()]
         missed = tested["timing_ok"].eq(False).fillna(False).astype(bool)
-        main = tested[~missed]
-        entry: dict[str, Any] = {"sessions": int(len(complete)), "incomplete": int((~complete).sum()),
-                                 "excluded_vigilance": int((complete & failed).sum()), "included": int(len(included)),
-                                 "skipped_trials": int(rows["skip_reason"].notna().sum()),
+        main = tested[~missed & ~tested["unseen"]]
+        entry: dict[str, Any] = {"sessions": int(len(who)), "incomplete": int((~who["completed"]).sum()),
+                                 "included": int(len(included)), "skipped_trials": int(rows["skip_reason"].notna().sum()),
                                  "re_viewed_trials": int((rows["re_views"] > 0).sum()),
-                                 "timing_excluded_trials": int(missed.sum())}
+                                 "timing_excluded_trials": int(missed.sum()),
+                                 "unseen_trials": int((tested["unseen"] & ~missed).sum())}
+        for reason in REASONS[1:]:  # among completed sessions (an incomplete one is counted as such)
+            entry[f"excluded_{reason}"] = int((who["completed"] & who["exclusion_reason"].str.contains(reason)).sum())
         if study.protocol in SINGLE_IMAGE:
             for group, is_fake in (("real", 0), ("fake", 1)):
                 entry[f"correct_{group}"], _ = _rates(main[main["fake_slot"] == is_fake], "correct", n_boot, rng)
@@ -262,7 +276,8 @@ def format_report(report: dict[str, Any]) -> str:
                  + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
     if "display_timing" in report:
         lines.extend(timing.format_timing(report["display_timing"]))
-    return "\n".join(lines)
+    lines.append(f"answered without their images ever fetched (left out of the scores): {report['unseen']['trials']} trials")
+    return "\n".join(lines + format_excluded(report))
 
 
 def format_hype(report: dict[str, Any]) -> list[str]:
@@ -405,5 +420,5 @@ def report(engine: Engine, study_name: str, json_out: str | Path | None = None, 
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
     if csv_out is not None:
-        atomic_write_text(csv_out, trials_frame(engine, study_name).to_csv(index=False))
+        atomic_write_text(csv_out, study_frame(engine, study_name)[2].to_csv(index=False))
     return result

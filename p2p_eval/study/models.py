@@ -47,6 +47,13 @@ class Study(Base):
     jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # protocol parameters as JSON (hype-time: the staircase, see p2p_eval.study.hype); NULL for other protocols
     protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # a lab's settings: sessions per algorithm after which new arrivals are told the study is full (NULL: no
+    # cap), the consent text shown before the instructions and the lab's instruction text (NULL: none / the
+    # default), and when ``study close`` closed the study to new arrivals
+    max_participants: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    consent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     algorithms: Mapped[list[Algorithm]] = relationship(order_by="Algorithm.id")

@@ -61,6 +61,9 @@ class StudySpec:
     serve_size: int = DEFAULT_SIZE
     jpeg_quality: int = DEFAULT_QUALITY
     allow_repeats: bool = False  # paired: accept fewer pairs than practice + trials (pairs then repeat)
+    max_participants: int | None = None  # sessions per algorithm; later arrivals are told the study is full
+    consent: str | None = None  # consent text, agreed to before the instructions (none: no consent page)
+    instructions: str | None = None  # the lab's instruction text, shown above the protocol's own
     # hype-time only (None = the defaults of p2p_eval.study.hype.HypeTimeParams): the exposure ladder (ms), the
     # number of staircases per participant and their order (blocked | interleaved), the start exposure, the
     # correct answers in a row that shorten the exposure one rung, and the noise mask's duration (0 = none)
@@ -120,6 +123,13 @@ class StudySpec:
         elif hype_given:
             raise UserError(f"{', '.join(hype_given)}: staircase settings apply to --protocol hype-time only "
                             f"(this study is {self.protocol})")
+        if self.max_participants is not None and (not isinstance(self.max_participants, int) or
+                                                  isinstance(self.max_participants, bool) or self.max_participants < 1):
+            raise UserError(f"max_participants {self.max_participants!r}: give a whole number >= 1 (per algorithm)")
+        for key in ("consent", "instructions"):
+            text = getattr(self, key)
+            if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 20_000):
+                raise UserError(f"{key}: give the text as a TOML string of 1-20000 characters")
         if self.redirect_url is not None and not re.match(r"^https?://[^\s<>\"']+$", self.redirect_url):
             raise UserError(f"--redirect-url {self.redirect_url!r}: must be an http(s):// URL without spaces or quotes")
 
@@ -231,7 +241,8 @@ def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None
                   vigilance_max_errors=spec.vigilance_max_errors, seed=spec.seed, redirect_url=spec.redirect_url,
                   real_dir=str(Path(spec.real).resolve()), token_sha256=token_hash(token),
                   same_processing=spec.same_processing, serve_size=spec.serve_size, jpeg_quality=spec.jpeg_quality,
-                  protocol_params=spec.hype_params().to_json() if spec.protocol == "hype-time" else None)
+                  protocol_params=spec.hype_params().to_json() if spec.protocol == "hype-time" else None,
+                  max_participants=spec.max_participants, consent=spec.consent, instructions=spec.instructions)
     with session_factory(engine)() as db:
         try:
             with db.begin():

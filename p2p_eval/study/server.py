@@ -98,7 +98,8 @@ class Database:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise
             except service.Rejected as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+                reason = {"reason": exc.reason} if exc.reason else {}
+                return JSONResponse({"detail": str(exc), **reason}, status_code=exc.status)
             except UserError as exc:
                 return JSONResponse({"detail": str(exc)}, status_code=400)
         raise AssertionError("unreachable")
@@ -148,8 +149,9 @@ async def _arrival(request: Request) -> service.Arrival | Response:
     fields = {k: body.get(k) for k in service.Arrival.__dataclass_fields__}
     for key in ("screen_w", "screen_h"):
         fields[key] = fields[key] if isinstance(fields[key], int) and not isinstance(fields[key], bool) else None
+    fields["consent"] = fields["consent"] is True
     for key, value in fields.items():
-        if key not in ("screen_w", "screen_h") and value is not None and not isinstance(value, str):
+        if key not in ("screen_w", "screen_h", "consent") and value is not None and not isinstance(value, str):
             return JSONResponse({"detail": f"{key} must be a string"}, status_code=422)
     fields["user_agent"] = request.headers.get("user-agent")
     return service.Arrival(**fields)
@@ -277,7 +279,7 @@ async def progress(name: str, request: Request) -> Any:
 
 @router.get("/api/admin/studies/{name}/export")
 async def export(name: str, request: Request, format: str = "csv") -> Any:  # noqa: A002 - query parameter name
-    from p2p_eval.study.analysis import analyse, trials_frame
+    from p2p_eval.study.analysis import analyse, study_frame
 
     study, denied = await _admin_study(request, name)
     if study is None:
@@ -287,7 +289,7 @@ async def export(name: str, request: Request, format: str = "csv") -> Any:  # no
     engine = request.app.state.engine
     if format == "json":
         return await request.app.state.db.job(analyse, engine, study.name)
-    frame = await request.app.state.db.job(trials_frame, engine, study.name)
+    frame = (await request.app.state.db.job(study_frame, engine, study.name))[2]
     return Response(frame.to_csv(index=False), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{study.name}_trials.csv"'})
 

@@ -1,7 +1,11 @@
 """Sessions, trials and answers: the rules the server enforces.
 
 - one session per participant per study (unique constraint); a reload (same ids) resumes it;
-- each session tests one algorithm, the one with the fewest sessions so far;
+- each session tests one algorithm, the one with the fewest sessions so far among those below the study's cap
+  (``max_participants``); when every algorithm has reached it, or the study is closed, a new arrival is refused
+  (410, ``reason`` "full" / "closed") while sessions already started carry on to their completion code;
+- a study with a consent text opens a session only for an arrival that says the participant agreed
+  (``consent: true``);
 - the plan is stored before the first trial; trials are served and answered strictly in order;
 - an answer is idempotent: the same answer again returns the same acknowledgement, a different answer to an
   answered trial is rejected; the "next trial" counter advances by compare-and-swap, so concurrent retries
@@ -48,9 +52,9 @@ ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 class Rejected(Exception):
     """A request the rules refuse; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.reason = status, reason
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Arrival:
     user_agent: str | None = None
     screen_w: int | None = None
     screen_h: int | None = None
+    consent: bool = False  # the participant agreed to the study's consent text
 
     def identity(self) -> tuple[str, str, str]:
         """(source, participant key, shown id); raises Rejected for a preview or a malformed id."""
@@ -136,8 +141,8 @@ def _timing(payload: dict[str, Any], key: str) -> float | None:
     value = payload.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value < 1e10:
-        raise Rejected(422, f"{key} must be a finite number of milliseconds >= 0")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise Rejected(422, f"{key} must be a number of milliseconds: any finite number >= 0 (got {value!r})")
     return float(value)
 
 
@@ -159,6 +164,7 @@ _OPEN_IMAGE = (_TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.
 _IMAGE = select(_I.c.path, _I.c.algorithm_id).where(_I.c.id == bindparam("iid"))
 _STUDY_ID = select(Study.__table__.c.id).where(Study.__table__.c.name == bindparam("name"))
 _PARTICIPANT = select(_S).where(_S.c.study_id == bindparam("sid"), _S.c.participant == bindparam("participant"))
+_CLOSED = select(Study.__table__.c.closed_at).where(Study.__table__.c.id == bindparam("sid"))
 _LOCK_STUDY = select(Study.__table__.c.id).where(Study.__table__.c.id == bindparam("sid")).with_for_update()
 _PER_ALGORITHM = (select(_S.c.algorithm_id, func.count()).where(_S.c.study_id == bindparam("sid"))
                   .group_by(_S.c.algorithm_id))
@@ -358,6 +364,22 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
     return _ack_row(study, s, trial, value, correct)
 
 
+def is_full(counts: dict[int, int], algorithms: Any, cap: int | None) -> bool:
+    """Every algorithm id in ``algorithms`` has ``cap`` sessions in ``counts`` (never without a cap)."""
+    return cap is not None and all(counts.get(a, 0) >= cap for a in algorithms)
+
+
+def _admit(conn: Any, study: StudyView) -> dict[int, int]:
+    """Sessions per algorithm id, for a new arrival; Rejected (410) when the study is closed or full."""
+    if conn.execute(_CLOSED, {"sid": study.id}).scalar() is not None:
+        raise Rejected(410, "this study is closed: it takes no new participants", "closed")
+    counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
+    if is_full(counts, study.folders, study.max_participants):
+        raise Rejected(410, f"this study is full: it has all the participants it needs ({study.max_participants} per "
+                       "algorithm)", "full")
+    return counts
+
+
 def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
     """Before the instructions: ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the progress of the
     participant's existing session; raises Rejected (409) for a second session of the same participant.
@@ -367,6 +389,7 @@ def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> d
     known = arrival.anon_id is not None or arrival.workerId or arrival.PROLIFIC_PID  # else a new anonymous id
     existing = conn.execute(_PARTICIPANT, {"sid": study.id, "participant": participant}).first() if known else None
     if existing is None:
+        _admit(conn, study)
         return {"status": "new"}
     state = _resume(study, existing, arrival, shown)
     return {"status": "done" if state["done"] else "resume", "next_index": state["next_index"],
@@ -374,17 +397,20 @@ def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> d
 
 
 def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Create the participant's session, testing the algorithm with the fewest sessions so far, with its plan
-    (one INSERT) in the same transaction; or resume it."""
+    """Create the participant's session, testing the algorithm with the fewest sessions so far (below the cap),
+    with its plan (one INSERT) in the same transaction; or resume it."""
     source, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     key = {"sid": study.id, "participant": participant}
     existing = conn.execute(_PARTICIPANT, key).first()
     if existing is not None:
         return _resume(study, existing, arrival, shown)
+    if study.consent and arrival.consent is not True:
+        raise Rejected(422, "this study asks for consent first: send consent: true once the participant agreed")
     conn.execute(_LOCK_STUDY, {"sid": study.id})  # serialise assignment (PostgreSQL)
-    counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
-    algorithm = min(study.folders, key=lambda a: (counts.get(a, 0), a))
+    counts = _admit(conn, study)
+    cap = study.max_participants or math.inf
+    algorithm = min((a for a in study.folders if counts.get(a, 0) < cap), key=lambda a: (counts.get(a, 0), a))
     real, fake = (dict(conn.execute(select(_I.c.stem, _I.c.id).where(_I.c.study_id == study.id, where)).all())
                   for where in (_I.c.algorithm_id.is_(None), _I.c.algorithm_id == algorithm))
     plan = draw_plan(study, real, fake, participant)
@@ -411,7 +437,8 @@ def study_info(conn: Any, catalog: Catalog, name: str) -> dict[str, Any]:
     study = catalog.study_named(conn, name)
     return {"name": study.name, "protocol": study.protocol, "question": study.question,
             "display_ms": study.display_ms, "mask_ms": study.hype.mask_ms if study.hype else 0,
-            "practice": study.practice, "total": study.practice + study.trials + study.vigilance}
+            "practice": study.practice, "total": study.practice + study.trials + study.vigilance,
+            "consent": study.consent, "instructions": study.instructions}
 
 
 def skip_trial(conn: Any, catalog: Catalog, token: str, index: int, reason: str) -> dict[str, Any]:

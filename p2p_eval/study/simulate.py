@@ -430,7 +430,7 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
                 pid = f"{prefix}-{seed}-{i}"
                 rng = np.random.default_rng([seed, i])
                 observer = population.draw(rng)
-                arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}"}
+                arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}", "consent": True}
                 algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
                 counts["answers"] += answers
                 if answers:

@@ -67,13 +67,25 @@ def make_engine(url: str, create: bool = True) -> Engine:
     try:
         if create:
             Base.metadata.create_all(engine)
-        else:  # connect now: a database that cannot be opened is reported here, by name
-            engine.connect().close()
+        add_missing_columns(engine)  # also connects: a database that cannot be opened is reported here, by name
     except DatabaseError as exc:  # cannot connect, not a database file, no permission
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
         raise UserError(f"--db {shown}: cannot open the database ({reason})") from None
     return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the columns the study tables define and an existing database lacks (every such column is nullable,
+    so the rows already stored keep their meaning)."""
+    with engine.begin() as conn:
+        found = inspect(conn)
+        for table in Base.metadata.sorted_tables:
+            if found.has_table(table.name):
+                have = {c["name"] for c in found.get_columns(table.name)}
+                for column in (c for c in table.columns if c.name not in have):
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                                         f"{column.type.compile(engine.dialect)}")
 
 
 def open_existing(url: str) -> tuple[Engine, list[str]]:

@@ -215,7 +215,7 @@ def test_simulated_studies_recover_the_rates_at_nominal_coverage(tmp_path, image
     try:
         for seed in range(SEEDS):
             _study(engine, image_dirs, name=f"cov{seed}", practice=0, trials=TRIALS, seed=seed)
-            simulate(engine, f"cov{seed}", 2 * PER_ALG, pop, seed=seed, images=False, progress=False)
+            simulate(engine, f"cov{seed}", 2 * PER_ALG, pop, seed=seed, progress=False)
             for alg, entry in analyse(engine, f"cov{seed}", n_boot=1000, seed=seed)["algorithms"].items():
                 stat = entry["labeled_real"]
                 assert stat["participants"] == PER_ALG and stat["trials"] == PER_ALG * TRIALS
