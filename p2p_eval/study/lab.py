@@ -52,7 +52,8 @@ def participants(frame: pd.DataFrame, vigilance_max_errors: int) -> pd.DataFrame
               "timing": every(test["timing_ok"].eq(False).fillna(False).astype(bool)),
               "unseen": every(test["unseen"].astype(bool)),
               "duplicate": key.duplicated() | (assignment.notna() & assignment.duplicated())}
-    out["exclusion_reason"] = [";".join(r for r in REASONS if broken[r][sid]) for sid in out.index]
+    out["exclusion_reason"] = pd.Series([";".join(r for r in REASONS if broken[r][sid]) for sid in out.index],
+                                        index=out.index, dtype=object)
     out["excluded"] = out["exclusion_reason"] != ""
     return out
 
