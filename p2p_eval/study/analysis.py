@@ -1,33 +1,23 @@
 """Analysis of a study's database: the paper's "% labeled real +- SE" (pix2pix Tables 4-5) and more.
 
-Per algorithm, over the included participants (those who completed their session and broke no exclusion rule
-of :mod:`p2p_eval.study.lab`: vigilance, timing, unseen, duplicate), test trials only:
+Per algorithm, over the included participants (completed, and no exclusion rule of :mod:`p2p_eval.study.lab`
+broken), test trials only:
 
 - the rate is the mean of per-participant rates ("% of trials where the fake was judged real"), its SE the
   sample standard deviation of those rates / sqrt(participants);
 - the 95% CI is the 2.5 / 97.5 percentile of a two-level bootstrap (Davison & Hinkley 1997, section 3.8):
-  participants are resampled with replacement, then each one's trials (drawing Binomial(n, k/n)); resampling
-  both levels counts the within-participant variance twice, so the interval is somewhat conservative;
-- pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half),
-  the two algorithms' participants being independent groups;
-- ``single``: % correct on the real and on the fake images (each as above), as the quick-response study's
-  Table I; "labeled real" is then the share of fake images labelled real.
+  participants, then each one's trials (Binomial(n, k/n)); resampling both levels counts the within-participant
+  variance twice, so the interval is somewhat conservative;
+- pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half);
+- ``single``: % correct on the real and on the fake images, as the quick-response study's Table I.
 
-The report also states how the images were served, the trials the server skipped (with the reasons), the
-re-views (an image requested again while its trial was open; kept in the rates, counted) and the display
-timing (:mod:`p2p_eval.study.timing`): test trials whose display missed the requested duration by more than
-one frame are left out of every score, and counted; so are trials answered without their images ever being
-fetched (``unseen``: the page always fetches them; a script may not), and the report lists every excluded
-participant with their completion code and why.
-
-HYPE (Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`), per algorithm:
-
-- ``hype-time`` (section 3.1): a participant's threshold is the mean over their staircases of the modal
-  exposure; the score is the mean threshold over participants with SE and a bootstrap CI over participants
-  (a threshold belongs to a whole staircase, so trials are not resampled); higher = more realistic.  The
-  mean of the last reversals (Levitt 1971) and the proportion correct (target 79.4%) are diagnostics;
-- ``hype-inf`` (section 3.2, Table 2): the error rate (fakes judged real + reals judged fake over all test
-  trials; 50% = indistinguishable), and the error rates on fake and on real images, each as a rate above.
+Left out of every score, and counted: trials whose display missed the requested duration by more than one
+frame (:mod:`p2p_eval.study.timing`) and trials answered without their images ever being fetched
+(``unseen``).  The report also states how images were served, skipped trials, re-views and the excluded
+participants.  HYPE (:mod:`p2p_eval.study.hype`): ``hype-time`` (section 3.1) scores a participant by the mean
+of their staircases' modal exposures, an algorithm by the mean over participants with a bootstrap CI over
+participants (higher = more realistic); ``hype-inf`` (section 3.2) by the error rate (50% = indistinguishable),
+on all, fake and real images.
 """
 
 from __future__ import annotations
@@ -171,7 +161,8 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
         missed = tested["timing_ok"].eq(False).fillna(False).astype(bool)
         main = tested[~missed & ~tested["unseen"]]
         entry: dict[str, Any] = {"sessions": int(len(who)), "incomplete": int((~who["completed"]).sum()),
-                                 "included": int(len(included)), "skipped_trials": int(rows["skip_reason"].notna().sum()),
+                                 "included": int(len(included)), "excluded": int((who["completed"] & who["excluded"]).sum()),
+                                 "skipped_trials": int(rows["skip_reason"].notna().sum()),
                                  "re_viewed_trials": int((rows["re_views"] > 0).sum()),
                                  "timing_excluded_trials": int(missed.sum()),
                                  "unseen_trials": int((tested["unseen"] & ~missed).sum())}
@@ -274,8 +265,7 @@ def format_report(report: dict[str, Any]) -> str:
     skipped = report["skipped"]
     lines.append(f"skipped by the server (an image it could not serve): {skipped['trials']} trials"
                  + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
-    if "display_timing" in report:
-        lines.extend(timing.format_timing(report["display_timing"]))
+    lines.extend(timing.format_timing(report["display_timing"]))
     lines.append(f"answered without their images ever fetched (left out of the scores): {report['unseen']['trials']} trials")
     return "\n".join(lines + format_excluded(report))
 
@@ -403,8 +393,8 @@ def format_paper(report: dict[str, Any]) -> str:
         verdict = "" if lo is None else ("; the CI excludes 0" if lo > 0 or hi < 0 else "; the CI includes 0")
         lines.append(f"- {p['a']} - {p['b']} (% labeled real): {100 * (a['rate'] - b['rate']):+.1f} points{ci}"
                      f"{verdict}; P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}")
-    counts = [f"{alg}: {e['included']} included, {e['excluded_vigilance']} excluded by the vigilance rule, "
-              f"{e['incomplete']} incomplete" for alg, e in report["algorithms"].items()]
+    counts = [f"{alg}: {e['included']} included, {e['excluded']} excluded ({e['excluded_vigilance']} by the vigilance "
+              f"rule), {e['incomplete']} incomplete" for alg, e in report["algorithms"].items()]
     lines.append(f"- participants ({report['exclusion_rule']} excludes): " + "; ".join(counts))
     lines.append(f"- served images: {report['served_images']}; skipped trials: {report['skipped']['trials']}; "
                  f"re-viewed trials: {report['re_views']['trials']}")

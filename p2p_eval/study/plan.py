@@ -1,17 +1,13 @@
 """Studies and trial plans.
 
-A study registers the real folder and one folder per algorithm; every participant's trial plan is drawn on
-the server from the study seed and the participant id (so it is reproducible) and stored before the first
-trial.  Protocols: ``2afc`` (real and fake side by side, pix2pix / Zhang et al.), ``sequential`` (one
-after the other, the public AMT real-vs-fake code), and one image, real or fake 50/50: ``single``, and HYPE's
-(Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`) ``hype-time`` (shown for an exposure that staircases
-choose on the server, then a noise mask) and ``hype-inf`` (visible until the participant answers).
-Practice trials come first (feedback, excluded from results); vigilance trials (a real image against an
-obviously broken one, or a broken image alone for ``single``) are mixed into the test block.
-
-``study create`` decodes every image (an undecodable file is refused by name), and a paired study says how
-many real/fake pairs share a file name; it refuses fewer pairs than a participant's trials need unless
-repeats are allowed.
+A study registers the real folder and one folder per algorithm; each participant's plan is drawn on the server
+from the study seed and the participant id (reproducible) and stored before the first trial.  Protocols:
+``2afc`` (side by side, pix2pix / Zhang et al.), ``sequential`` (one after the other, the public AMT code), and
+one image, real or fake 50/50: ``single`` and HYPE's (:mod:`p2p_eval.study.hype`) ``hype-time`` (an exposure the
+staircases choose, then a noise mask) and ``hype-inf`` (visible until the answer).  Practice trials come first
+(feedback, excluded from results); vigilance trials (an obviously broken image) are mixed into the test block.
+``study create`` decodes every image and refuses a paired study fewer pairs than its trials need unless repeats
+are allowed.
 """
 
 from __future__ import annotations

@@ -1,29 +1,22 @@
 """Sessions, trials and answers: the rules the server enforces.
 
 - one session per participant per study (unique constraint); a reload (same ids) resumes it;
-- each session tests one algorithm, the one with the fewest sessions so far among those below the study's cap
-  (``max_participants``); when every algorithm has reached it, or the study is closed, a new arrival is refused
-  (410, ``reason`` "full" / "closed") while sessions already started carry on to their completion code;
-- a study with a consent text opens a session only for an arrival that says the participant agreed
-  (``consent: true``);
+- each session tests one algorithm, the one with the fewest sessions so far; once every algorithm has the
+  study's ``max_participants`` sessions, or the study is closed, a new arrival is refused (410, ``reason``
+  "full" / "closed"), while started sessions go on; a study with a consent text opens a session only for an
+  arrival that says the participant agreed (``consent: true``);
 - the plan is stored before the first trial; trials are served and answered strictly in order;
-- an answer is idempotent: the same answer again returns the same acknowledgement, a different answer to an
-  answered trial is rejected; the "next trial" counter advances by compare-and-swap, so concurrent retries
-  never store twice;
-- images are reached only through random per-trial tokens of the caller's own session, never by path, and
-  only while their trial is open (served and not yet answered); every request is counted, and a request
-  beyond the first for the same image is a re-view, reported by ``study report``;
-- a trial whose image the server cannot serve is skipped (its reason stored), never shown again and never
-  blocking the session;
-- ``hype-time``: the exposure of a test trial is chosen by the server when the trial is first opened, from the
-  answers already stored for the trial's staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored with
-  the trial; a reload reopens the same trial with the same exposure, and a resumed session continues every
-  staircase exactly where it stood.
+- an answer is idempotent (the same answer again gets the same acknowledgement, a different one is refused);
+  the "next trial" counter advances by compare-and-swap, so concurrent retries never store twice;
+- images are reached only through random per-trial tokens of the caller's own session, only while their trial
+  is open (served, not yet answered); every request is counted (a second one is a re-view);
+- a trial whose image the server cannot serve is skipped, its reason stored;
+- ``hype-time``: a test trial's exposure is chosen when the trial is first opened, from the stored answers of
+  its staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored: reloads and resumed sessions continue
+  every staircase where it stood.
 
-Every function takes a SQLAlchemy Core connection inside the request's transaction and a :class:`Catalog`:
-a study's settings and an image's file are fixed when the study is created, so they are read once per
-server process; what changes (a session's position, a trial's answer and counters) is read and written in
-one short transaction per request.
+Every function takes a SQLAlchemy Core connection inside the request's transaction and a :class:`Catalog` (a
+study's settings and image files, fixed at creation, read once per server process).
 """
 
 from __future__ import annotations
@@ -125,10 +118,8 @@ class TrialFiles:
 
 
 def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
-    """(correct, judged_real) of an answer to ``trial`` (only ``fake_slot`` is read).
-
-    judged_real: the fake image was judged real (2afc / sequential), or the image was labelled real (single-image
-    protocols)."""
+    """(correct, judged_real) of an answer to ``trial``: judged_real is the fake judged real (2afc / sequential) or
+    the image labelled real (single-image protocols)."""
     if study.protocol in SINGLE_IMAGE:
         judged_real = answer == "real"
         return judged_real != bool(trial.fake_slot), judged_real
@@ -190,10 +181,8 @@ class StudyView(SimpleNamespace):
 
 
 class Catalog:
-    """Per-process cache of the fixed parts of the database: studies (by id) and image files (by id).
-
-    An image's entry is its resolved path, or None when the stored path left its registered folder (served
-    as 404).  Rows are read on first use; a study made while the server runs is found then."""
+    """Per-process cache of the fixed parts of the database, read on first use: studies and image files by id (an
+    image's resolved path, or None when the stored path left its registered folder: served as 404)."""
 
     def __init__(self) -> None:
         self.studies: dict[int, StudyView] = {}
@@ -254,13 +243,11 @@ def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
 
 def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
                ready: Callable[[Path, bool, Processing], bool]) -> dict[str, Any] | TrialFiles:
-    """Open the next trial: its image URLs and how long to show them; only the next unanswered trial can be
-    opened.  ``display_ms`` is None for ``hype-inf`` (the image stays until the answer); for ``hype-time`` it is
-    the staircase's exposure, chosen (and stored) when the trial is first opened, and ``mask_ms`` the mask's.
-
-    Only when ``ready(file, broken, processing)`` holds for each of the trial's images (their served bytes are
-    at hand); otherwise nothing is written and the trial's :class:`TrialFiles` are returned, for the caller to
-    render them outside the transaction and ask again."""
+    """Open the next unanswered trial: its image URLs and how long to show them (``display_ms`` None for
+    ``hype-inf``: until the answer; ``hype-time``: the staircase's exposure, chosen and stored at the first
+    opening, and ``mask_ms``).  Only when ``ready(file, broken, processing)`` holds for each image (its served
+    bytes at hand); otherwise nothing is written and the :class:`TrialFiles` are returned, for the caller to
+    render outside the transaction and ask again."""
     s, trial = _next_row(conn, token, index)
     study = catalog.study(conn, s.study_id)
     slots = [1, 2] if trial.img2_id is not None else [1]
@@ -287,8 +274,8 @@ def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
 
 
 def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
-    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest,
-    a test trial where its staircase stands after the answered test trials of the same staircase before it."""
+    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest, a test
+    trial where its staircase stands after its answered test trials before it."""
     if trial.kind == "practice":
         return params.start_ms
     if trial.kind != "main" or trial.staircase is None:
@@ -375,8 +362,7 @@ def _admit(conn: Any, study: StudyView) -> dict[int, int]:
         raise Rejected(410, "this study is closed: it takes no new participants", "closed")
     counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
     if is_full(counts, study.folders, study.max_participants):
-        raise Rejected(410, f"this study is full: it has all the participants it needs ({study.max_participants} per "
-                       "algorithm)", "full")
+        raise Rejected(410, "this study is full: it has all the participants it needs", "full")
     return counts
 
 
@@ -409,8 +395,7 @@ def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> di
         raise Rejected(422, "this study asks for consent first: send consent: true once the participant agreed")
     conn.execute(_LOCK_STUDY, {"sid": study.id})  # serialise assignment (PostgreSQL)
     counts = _admit(conn, study)
-    cap = study.max_participants or math.inf
-    algorithm = min((a for a in study.folders if counts.get(a, 0) < cap), key=lambda a: (counts.get(a, 0), a))
+    algorithm = min(study.folders, key=lambda a: (counts.get(a, 0), a))  # below the cap: the study is not full
     real, fake = (dict(conn.execute(select(_I.c.stem, _I.c.id).where(_I.c.study_id == study.id, where)).all())
                   for where in (_I.c.algorithm_id.is_(None), _I.c.algorithm_id == algorithm))
     plan = draw_plan(study, real, fake, participant)

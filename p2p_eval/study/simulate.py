@@ -1,26 +1,19 @@
 """Simulated participants of known behaviour over the study's HTTP API (``p2p-eval study simulate``).
 
-A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants make the
-requests the participant page makes (check, start, then per trial the trial, each image and the answer with
-the page's timing fields), through a small httpx client of their own (:func:`take_part`).  The app
-(:func:`p2p_eval.study.server.create_app`) runs in process over the given database, reached through
-``httpx.ASGITransport``: no server to start, every request still goes through the routes, the rules and the
-database as from a browser.  Participants run one after the other, so the algorithm each is assigned and
-every answer are reproducible from ``--seed``.
+A lab pilots its setup and analysis before paying anyone: synthetic participants make the page's requests
+(check, start, then per trial the trial, each image and the answer with timing fields; :func:`take_part`) on
+the app run in process (:func:`p2p_eval.study.server.create_app` through ``httpx.ASGITransport``: no server,
+but every request goes through the routes, rules and database).  They run one after the other, so assignments
+and answers are reproducible from ``--seed``.
 
-A synthetic observer knows the trial as the page gets it plus the truth the server keeps (which slot holds
-the fake, whether the image is real or broken), standing in for what a human perceives.
-:class:`FoolingObserver`: with probability ``lapse`` it answers at random; otherwise it takes the fake for
-real with its algorithm's fooling probability (single-image trials: labels a real image fake with its
-false-alarm probability, by default the same, an unbiased observer); a vigilance trial it always gets right.
-So the expected "% labeled real" is ``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each
-participant draws its own probabilities from a Beta distribution with that mean and standard deviation on the
-probability scale, as :mod:`p2p_eval.study.power` does.
-
-Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant, whose
-:meth:`Observer.p_fooled` is a function of the :class:`TrialView`.  :class:`PsychometricPopulation`
-(``hype-time``, ``--threshold-ms``) is correct with a logistic function of the exposure the server asks for,
-with a known threshold per algorithm.
+An observer knows the trial as the page gets it plus the truth the server keeps, standing in for perception.
+:class:`FoolingObserver`: with probability ``lapse`` a random answer; otherwise the fake taken for real with its
+algorithm's fooling probability (single-image trials: a real image labelled fake with its false-alarm
+probability, by default the same); vigilance trials always right.  So the expected "% labeled real" is
+``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each participant draws its probabilities from a
+Beta with that mean and sd (probability scale), as :mod:`p2p_eval.study.power` does.  Observers are pluggable
+(a :class:`Population` draws one :class:`Observer` per participant); :class:`PsychometricPopulation`
+(``hype-time``) is right with a logistic function of the exposure, of known threshold per algorithm.
 """
 
 from __future__ import annotations

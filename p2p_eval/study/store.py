@@ -1,9 +1,8 @@
 """Database engines for the study: any SQLAlchemy URL; SQLite gets WAL, a busy timeout and immediate writes.
 
-SQLite settings follow the SQLite documentation (https://www.sqlite.org/wal.html): WAL lets readers run
-beside one writer, ``busy_timeout`` makes a waiting writer retry instead of failing, and ``BEGIN
-IMMEDIATE`` (the SQLAlchemy pysqlite recipe for serializable transactions) takes the write lock at the
-start of a transaction, so two transactions never deadlock on a read-to-write lock upgrade.
+As the SQLite documentation (https://www.sqlite.org/wal.html) describes: WAL lets readers run beside one writer,
+``busy_timeout`` makes a waiting writer retry, ``BEGIN IMMEDIATE`` (the SQLAlchemy pysqlite recipe) takes the
+write lock at the start of a transaction so that two never deadlock on a lock upgrade, and
 ``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a process crash (SIGKILL).
 """
 
@@ -76,8 +75,7 @@ def make_engine(url: str, create: bool = True) -> Engine:
 
 
 def add_missing_columns(engine: Engine) -> None:
-    """Add the columns the study tables define and an existing database lacks (every such column is nullable,
-    so the rows already stored keep their meaning)."""
+    """Add the columns the study tables define and the database lacks (all nullable: stored rows keep their meaning)."""
     with engine.begin() as conn:
         found = inspect(conn)
         for table in Base.metadata.sorted_tables:

@@ -81,7 +81,7 @@ def test_2afc_table_as_pix2pix_tables_4_5(tmp_path: Path, image_dirs, capsys) ->
     assert f"| alg_a | 33.3% ± 22.0% | [{lo:.1f}, {hi:.1f}] | 3 | 12 |" in text
     assert "| alg_b | 75.0% ± 25.0% |" in text and "| 2 | 8 |" in text
     assert "- alg_a - alg_b (% labeled real): -41.7 points, 95% CI [" in text
-    assert "alg_a: 3 included, 0 excluded by the vigilance rule, 0 incomplete" in text
+    assert "alg_a: 3 included, 0 excluded (0 by the vigilance rule), 0 incomplete" in text
     assert 0 <= lo <= 33.3 <= hi <= 100
 
 
