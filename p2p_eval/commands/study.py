@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Real-vs-fake perceptual studies as in pix2pix section 4.1 (AMT): a web app "
                             "for MTurk / Prolific / anonymous participants and the analysis of its database.")
     study_sub = parser.add_subparsers(dest="study_command", metavar="<study command>")
-    for add in (_add_create, _add_serve, _add_report, _add_simulate, _add_power, _add_admin):
+    for add in (_add_create, _add_serve, _add_report, _add_simulate, _add_power, _add_admin, _add_quick):
         add(study_sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
@@ -176,6 +176,80 @@ def _add_admin(study_sub: argparse._SubParsersAction) -> None:
         cmd.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
         cmd.add_argument("--study", required=True, help="study name")
         cmd.set_defaults(func=func)
+
+
+def _add_quick(study_sub: argparse._SubParsersAction) -> None:
+    q = study_sub.add_parser(
+        "quick", help="one assessor on this machine: the quick-response real-or-fake test, then the results",
+        description="The quick-response test of source 004 (Table I) for one assessor: --count real and --count "
+        "generated images, one at a time in a random order, each shown --display-ms, then --answer-ms to answer "
+        "\"real\" or \"fake\" (no answer in time is a miss, counted as wrong). The session runs in a temporary "
+        "folder on a free port of 127.0.0.1 (the browser opens where there is one); at the end the page shows the "
+        "correct identifications per group and, per image, its label map, the ground truth and the prediction with "
+        "your answer. Ctrl-C ends it; nothing is written.")
+    q.add_argument("--real", type=Path, required=True, metavar="DIR", help="folder of real images (the ground truth)")
+    q.add_argument("--images", type=Path, required=True, metavar="DIR",
+                   help="folder of generated images (the predictions; same file names as --real)")
+    q.add_argument("--labels", type=Path, metavar="DIR", help="folder of label maps (same file names), shown at the end")
+    q.add_argument("--count", type=positive_int, default=25, help="real and generated images each (default 25)")
+    q.add_argument("--answer-ms", type=positive_int, default=3000, help="time to answer, ms (default 3000)")
+    q.add_argument("--display-ms", type=positive_int, default=3000, help="how long each image is shown, ms (default 3000)")
+    q.add_argument("--seed", type=int, help="seed of the draw and the order (default: a new one each run)")
+    q.add_argument("--port", type=port, help="port on 127.0.0.1 (default: a free one)")
+    q.add_argument("--no-browser", dest="browser", action="store_false", help="only print the URL")
+    q.set_defaults(func=_quick)
+
+
+def _quick(args: argparse.Namespace) -> int:
+    import sys
+    import threading
+    import time
+    import webbrowser
+
+    import uvicorn
+
+    from p2p_eval.errors import require_dir
+    from p2p_eval.study.quick import QuickOptions, add_routes, create, format_results, results, temporary_folder
+    from p2p_eval.study.server import create_app
+    from p2p_eval.study.store import make_engine
+
+    if args.labels is not None:
+        require_dir(args.labels, "--labels folder")
+    opts = QuickOptions(real=args.real, images=args.images, labels=args.labels, count=args.count,
+                        answer_ms=args.answer_ms, display_ms=args.display_ms, seed=args.seed)
+    with socket.socket() as sock:  # a free port, unless one was given
+        sock.bind(("127.0.0.1", args.port or 0))
+        chosen = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{chosen}"
+    with temporary_folder() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/quick.db")
+        try:
+            create(engine, opts, base)
+            app = create_app(engine)
+            add_routes(app, engine, opts)
+            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=chosen, log_level="warning"))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            print(f"quick test: {2 * args.count} images; open {base}/s/quick (Ctrl-C ends it)", flush=True)
+            if args.browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or
+                                 sys.platform in ("darwin", "win32")):
+                webbrowser.open(f"{base}/s/quick")
+            try:
+                while (found := results(engine)) is None and thread.is_alive():
+                    time.sleep(0.3)
+                if found is not None:
+                    print(format_results(found), flush=True)
+                    print(f"results page: {base}/quick/results (Ctrl-C ends the test)", flush=True)
+                while thread.is_alive():
+                    time.sleep(0.3)
+            except KeyboardInterrupt:
+                print("quick test ended", flush=True)
+            finally:
+                server.should_exit = True
+                thread.join(10)
+        finally:
+            engine.dispose()
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

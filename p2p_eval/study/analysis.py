@@ -149,6 +149,7 @@ def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0
                            "re_views": {"trials": int((frame["re_views"] > 0).sum()),
                                         "extra_requests": int(frame["re_views"].sum())},
                            "unseen": {"trials": int(frame["unseen"].sum())},
+                           "missed": {"trials": int((frame["answer"] == "missed").sum()), "answer_ms": study.answer_ms},
                            "display_timing": timing.summarise(frame, study.protocol, hype.mask_ms if hype else 0),
                            "participants": json.loads(people.reset_index().to_json(orient="records"))}
     if hype is not None:
@@ -267,6 +268,9 @@ def format_report(report: dict[str, Any]) -> str:
                  + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
     lines.extend(timing.format_timing(report["display_timing"]))
     lines.append(f"answered without their images ever fetched (left out of the scores): {report['unseen']['trials']} trials")
+    if report["missed"]["answer_ms"]:
+        lines.append(f"missed answers (none within {report['missed']['answer_ms']} ms; counted as wrong, and never as "
+                     f"labelled real): {report['missed']['trials']} trials")
     return "\n".join(lines + format_excluded(report))
 
 

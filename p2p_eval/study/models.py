@@ -47,7 +47,9 @@ class Study(Base):
     jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # protocol parameters as JSON (hype-time: the staircase, see p2p_eval.study.hype); NULL for other protocols
     protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # a lab's settings (NULL: none): sessions per algorithm, consent text, instruction text, when it was closed
+    # a lab's settings (NULL: none): sessions per algorithm, consent text, instruction text, when it was closed,
+    # and the answer window (ms after the image is hidden; no answer in it is stored as "missed")
+    answer_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_participants: Mapped[int | None] = mapped_column(Integer, nullable=True)
     consent: Mapped[str | None] = mapped_column(Text, nullable=True)
     instructions: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -60,6 +60,7 @@ class StudySpec:
     max_participants: int | None = None  # sessions per algorithm; later arrivals are told the study is full
     consent: str | None = None  # consent text, agreed to before the instructions (none: no consent page)
     instructions: str | None = None  # the lab's instruction text, shown above the protocol's own
+    answer_ms: int | None = None  # the answer window (None: unlimited); a missed answer counts as wrong
     # hype-time only (None = the defaults of p2p_eval.study.hype.HypeTimeParams): the exposure ladder (ms), the
     # number of staircases per participant and their order (blocked | interleaved), the start exposure, the
     # correct answers in a row that shorten the exposure one rung, and the noise mask's duration (0 = none)
@@ -122,6 +123,8 @@ class StudySpec:
         if self.max_participants is not None and (not isinstance(self.max_participants, int) or
                                                   isinstance(self.max_participants, bool) or self.max_participants < 1):
             raise UserError(f"max_participants {self.max_participants!r}: give a whole number >= 1 (per algorithm)")
+        if self.answer_ms is not None and (type(self.answer_ms) is not int or not 500 <= self.answer_ms <= 60_000):
+            raise UserError(f"--answer-ms {self.answer_ms!r}: use 500..60000 milliseconds")
         for key in ("consent", "instructions"):
             text = getattr(self, key)
             if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 20_000):
@@ -238,7 +241,8 @@ def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None
                   real_dir=str(Path(spec.real).resolve()), token_sha256=token_hash(token),
                   same_processing=spec.same_processing, serve_size=spec.serve_size, jpeg_quality=spec.jpeg_quality,
                   protocol_params=spec.hype_params().to_json() if spec.protocol == "hype-time" else None,
-                  max_participants=spec.max_participants, consent=spec.consent, instructions=spec.instructions)
+                  max_participants=spec.max_participants, consent=spec.consent, instructions=spec.instructions,
+                  answer_ms=spec.answer_ms)
     with session_factory(engine)() as db:
         try:
             with db.begin():

@@ -88,7 +88,7 @@ def _state(study: StudyView, s: Any, shown_id: str, resumed: bool = False) -> di
     return {"session": s.token, "participant": shown_id, "source": s.source, "protocol": study.protocol,
             "question": study.question, "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
             "next_index": s.next_index, "done": done, "resumed": resumed and 0 < s.next_index < s.total,
-            "completion_code": s.completion_code if done else None,
+            "completion_code": s.completion_code if done else None, "answer_ms": study.answer_ms,
             "redirect_url": study.redirect(s.completion_code) if done else None}
 
 
@@ -119,7 +119,9 @@ class TrialFiles:
 
 def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
     """(correct, judged_real) of an answer to ``trial``: judged_real is the fake judged real (2afc / sequential) or
-    the image labelled real (single-image protocols)."""
+    the image labelled real (single-image protocols); a missed answer is wrong and judges nothing real."""
+    if answer == "missed":
+        return False, False
     if study.protocol in SINGLE_IMAGE:
         judged_real = answer == "real"
         return judged_real != bool(trial.fake_slot), judged_real
@@ -323,7 +325,7 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
     study = catalog.study(conn, s.study_id)
     if not valid_index:
         raise Rejected(422, "index must be an integer")
-    valid = ("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")
+    valid = (("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")) + (("missed",) if study.answer_ms else ())
     if not isinstance(value, str) or value not in valid:
         raise Rejected(422, f"answer must be one of {', '.join(valid)}")
     if trial is None:
@@ -423,7 +425,7 @@ def study_info(conn: Any, catalog: Catalog, name: str) -> dict[str, Any]:
     return {"name": study.name, "protocol": study.protocol, "question": study.question,
             "display_ms": study.display_ms, "mask_ms": study.hype.mask_ms if study.hype else 0,
             "practice": study.practice, "total": study.practice + study.trials + study.vigilance,
-            "consent": study.consent, "instructions": study.instructions}
+            "consent": study.consent, "instructions": study.instructions, "answer_ms": study.answer_ms}
 
 
 def skip_trial(conn: Any, catalog: Catalog, token: str, index: int, reason: str) -> dict[str, Any]:

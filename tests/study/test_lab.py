@@ -188,3 +188,30 @@ def test_a_database_without_the_lab_columns_gets_them(tmp_path, make_study, db_u
     with engine.begin() as conn:
         assert conn.exec_driver_sql("SELECT consent FROM study_studies").all() == [(None,)]
     engine.dispose()
+
+
+def test_answer_window_stores_a_miss_counted_as_wrong(client, make_study, image_dirs) -> None:
+    from tests.study.loadgen import open_trial
+
+    make_study(protocol="single", practice=0, trials=2, answer_ms=2000, fake={"alg_a": str(image_dirs["alg_a"])})
+    state = client.post("/api/studies/s1/sessions", json={}).json()
+    assert state["answer_ms"] == 2000 and client.get("/api/studies/s1").json()["answer_ms"] == 2000
+    token = state["session"]
+    trials = _trials(client.app.state.engine, token)
+    open_trial(client, token, 0)
+    assert client.post(f"/api/s/{token}/answer", json={"index": 0, "answer": "missed"}).status_code == 200
+    open_trial(client, token, 1)
+    truth = "fake" if trials[1].fake_slot else "real"
+    assert client.post(f"/api/s/{token}/answer", json={"index": 1, "answer": truth}).status_code == 200
+    stored = _trials(client.app.state.engine, token)
+    assert [(t.answer, t.correct, t.judged_real) for t in stored] == [("missed", False, False), (truth, True, truth == "real")]
+    report = analyse(client.app.state.engine, "s1", n_boot=50)
+    entry = report["algorithms"]["alg_a"]
+    assert entry["correct_real"]["trials"] + entry["correct_fake"]["trials"] == 2, "a miss is scored, as wrong"
+    assert report["missed"] == {"trials": 1, "answer_ms": 2000}
+    assert "missed answers (none within 2000 ms; counted as wrong, and never as labelled real): 1 trials" in \
+        format_report(report)
+    make_study(name="s2", practice=0, trials=1)
+    other = client.post("/api/studies/s2/sessions", json={}).json()["session"]
+    open_trial(client, other, 0)
+    assert client.post(f"/api/s/{other}/answer", json={"index": 0, "answer": "missed"}).status_code == 422

@@ -101,6 +101,10 @@
       $("brief-note").textContent = "Each image stays on screen until you answer. Look as long as you like.";
     }
     $("practice-note").hidden = !data.practice;
+    if (data.answer_ms) {
+      $("time-note").textContent = "You have " + data.answer_ms / 1000 + " seconds to answer each time; " +
+        "no answer in time counts as a miss. Go with your first impression.";
+    }
     if (params.get("assignmentId") === "ASSIGNMENT_ID_NOT_AVAILABLE") {
       show("instructions");
       $("preview-note").hidden = false;
@@ -304,6 +308,10 @@
       $("answers").appendChild(button);
       return button;
     });
+    if (state.answer_ms) {  // the study's answer window: no click in time is posted as "missed"
+      const timer = setTimeout(() => submit(index, "missed", timing, buttons), state.answer_ms);
+      buttons.forEach((b) => b.addEventListener("click", () => clearTimeout(timer), { once: true }));
+    }
   }
 
   async function submit(index, value, timing, buttons) {
