@@ -61,9 +61,8 @@ class StudySpec:
     consent: str | None = None  # consent text, agreed to before the instructions (none: no consent page)
     instructions: str | None = None  # the lab's instruction text, shown above the protocol's own
     answer_ms: int | None = None  # the answer window (None: unlimited); a missed answer counts as wrong
-    # hype-time only (None = the defaults of p2p_eval.study.hype.HypeTimeParams): the exposure ladder (ms), the
-    # number of staircases per participant and their order (blocked | interleaved), the start exposure, the
-    # correct answers in a row that shorten the exposure one rung, and the noise mask's duration (0 = none)
+    # hype-time only (None: p2p_eval.study.hype.HypeTimeParams's defaults): exposure ladder (ms), staircases per
+    # participant, their order (blocked | interleaved), start exposure, correct answers a rung down, mask (ms)
     exposures_ms: list[int] | None = None
     staircases: int | None = None
     staircase_order: str | None = None
@@ -120,11 +119,10 @@ class StudySpec:
         elif hype_given:
             raise UserError(f"{', '.join(hype_given)}: staircase settings apply to --protocol hype-time only "
                             f"(this study is {self.protocol})")
-        if self.max_participants is not None and (not isinstance(self.max_participants, int) or
-                                                  isinstance(self.max_participants, bool) or self.max_participants < 1):
+        if self.max_participants is not None and (type(self.max_participants) is not int or self.max_participants < 1):
             raise UserError(f"max_participants {self.max_participants!r}: give a whole number >= 1 (per algorithm)")
         if self.answer_ms is not None and (type(self.answer_ms) is not int or not 500 <= self.answer_ms <= 60_000):
-            raise UserError(f"--answer-ms {self.answer_ms!r}: use 500..60000 milliseconds")
+            raise UserError(f"answer_ms (--answer-ms) {self.answer_ms!r}: use 500..60000 milliseconds")
         for key in ("consent", "instructions"):
             text = getattr(self, key)
             if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 20_000):
