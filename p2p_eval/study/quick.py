@@ -84,8 +84,10 @@ def format_results(found: dict[str, Any]) -> str:
 
 
 def _find(folder: Path | None, stem: str) -> Path | None:
-    matches = sorted(folder.glob(f"{stem}.*")) if folder is not None else []
-    return next((p for p in matches if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp")), None)
+    """The image file called ``stem`` (any image suffix) directly inside ``folder``."""
+    files = sorted(folder.iterdir()) if folder is not None else []
+    return next((p for p in files if p.stem == stem and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp")),
+                None)
 
 
 def add_routes(app: FastAPI, engine: Engine, opts: QuickOptions) -> None:
