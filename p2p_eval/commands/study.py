@@ -17,12 +17,12 @@ ORDER = 60
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``study create``, ``study serve`` and ``study report``."""
+    """Add ``study create``, ``serve``, ``report``, ``simulate``, ``power``, ``list``, ``close`` and ``token``."""
     parser = sub.add_parser("study", help="perceptual real-vs-fake studies: create, serve (web app), report",
                             description="Real-vs-fake perceptual studies as in pix2pix section 4.1 (AMT): a web app "
                             "for MTurk / Prolific / anonymous participants and the analysis of its database.")
     study_sub = parser.add_subparsers(dest="study_command", metavar="<study command>")
-    for add in (_add_create, _add_serve, _add_report, _add_simulate, _add_power):
+    for add in (_add_create, _add_serve, _add_report, _add_simulate, _add_power, _add_admin, _add_quick):
         add(study_sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
@@ -31,7 +31,8 @@ def _add_create(study_sub: argparse._SubParsersAction) -> None:
     create = study_sub.add_parser("create", help="register a study (prints its admin token and participant URL)",
                                   description="Register a study: the real folder, one folder per algorithm, the protocol. "
                                   "Settings may come from --config (TOML, same keys; the --images folders are the "
-                                  "table fake: ALG = \"DIR\"); flags override the file.")
+                                  "table fake: ALG = \"DIR\"; consent = \"...\" adds a consent page before the "
+                                  "instructions, instructions = \"...\" the lab's own text); flags override the file.")
     create.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file (e.g. sqlite:///study.db)")
     create.add_argument("--config", type=Path, help="study TOML file with the same keys as the flags")
     create.add_argument("--name", help="study name (letters, digits, _ - .)")
@@ -52,6 +53,8 @@ def _add_create(study_sub: argparse._SubParsersAction) -> None:
                         help="exclusion rule: exclude a participant with more wrong vigilance trials than this (default 0)")
     create.add_argument("--question", choices=["fake", "real"], help="ask which image is fake (default) or real")
     create.add_argument("--seed", type=int, help="seed of the trial plans (default 0)")
+    create.add_argument("--max-participants", type=positive_int, metavar="N",
+                        help="participants per algorithm; later arrivals are told the study is full (default: no cap)")
     create.add_argument("--redirect-url", help="where to send participants at the end; {code} becomes the completion code")
     create.add_argument("--allow-repeats", action="store_true", default=None,
                         help="--paired: accept fewer matching pairs than practice + trials (pairs are then shown again)")
@@ -128,7 +131,9 @@ def _add_simulate(study_sub: argparse._SubParsersAction) -> None:
                      "algorithm (default 0: all alike)")
     sim.add_argument("--seed", type=int, default=0, help="seed; participants are named sim-SEED-I (default 0)")
     sim.add_argument("--no-images", dest="images", action="store_false",
-                     help="do not fetch the images (faster; the page always fetches them)")
+                     help="answer without fetching the images (faster; the page always fetches them): the answers are "
+                     "stored as unseen and `study report` leaves them out of the scores, so such a run checks the "
+                     "server and that rule, not the rates")
     add_quiet(sim)
     sim.set_defaults(func=_simulate)
 
@@ -159,6 +164,130 @@ def _add_power(study_sub: argparse._SubParsersAction) -> None:
     declare(pw, kept=["out"])
 
 
+def _add_admin(study_sub: argparse._SubParsersAction) -> None:
+    listing = study_sub.add_parser("list", help="the studies of a database: protocol, participants, state",
+                                   description="One line per study: name, protocol, participants (completed), the cap "
+                                   "per algorithm and the state (open; full: every algorithm has its cap; closed).")
+    listing.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
+    listing.set_defaults(func=_list)
+    for name, what, func in (("close", "close a study to new arrivals (participants who started can finish)", _close),
+                             ("token", "issue a new admin token for a study (the old one stops working)", _token)):
+        cmd = study_sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        cmd.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file")
+        cmd.add_argument("--study", required=True, help="study name")
+        cmd.set_defaults(func=func)
+
+
+def _add_quick(study_sub: argparse._SubParsersAction) -> None:
+    q = study_sub.add_parser(
+        "quick", help="one assessor on this machine: the quick-response real-or-fake test, then the results",
+        description="The quick-response test of source 004 (Table I) for one assessor: --count real and --count "
+        "generated images, one at a time in a random order, each shown --display-ms, then --answer-ms to answer "
+        "\"real\" or \"fake\" (no answer in time is a miss, counted as wrong). The session runs in a temporary "
+        "folder on a free port of 127.0.0.1 (the browser opens where there is one); at the end the page shows the "
+        "correct identifications per group and, per image, its label map, the ground truth and the prediction with "
+        "your answer. Ctrl-C ends it; nothing is written.")
+    q.add_argument("--real", type=Path, required=True, metavar="DIR", help="folder of real images (the ground truth)")
+    q.add_argument("--images", type=Path, required=True, metavar="DIR",
+                   help="folder of generated images (the predictions; same file names as --real)")
+    q.add_argument("--labels", type=Path, metavar="DIR", help="folder of label maps (same file names), shown at the end")
+    q.add_argument("--count", type=positive_int, default=25, help="real and generated images each (default 25)")
+    q.add_argument("--answer-ms", type=positive_int, default=3000, help="time to answer, ms (default 3000)")
+    q.add_argument("--display-ms", type=positive_int, default=3000, help="how long each image is shown, ms (default 3000)")
+    q.add_argument("--seed", type=int, help="seed of the draw and the order (default: a new one each run)")
+    q.add_argument("--port", type=port, help="port on 127.0.0.1 (default: a free one)")
+    q.add_argument("--no-browser", dest="browser", action="store_false", help="only print the URL")
+    q.set_defaults(func=_quick)
+
+
+def _quick(args: argparse.Namespace) -> int:
+    import sys
+    import threading
+    import time
+    import webbrowser
+
+    import uvicorn
+
+    from p2p_eval.errors import require_dir
+    from p2p_eval.study.quick import QuickOptions, add_routes, create, format_results, results, temporary_folder
+    from p2p_eval.study.server import create_app
+    from p2p_eval.study.store import make_engine
+
+    if args.labels is not None:
+        require_dir(args.labels, "--labels folder")
+    opts = QuickOptions(real=args.real, images=args.images, labels=args.labels, count=args.count,
+                        answer_ms=args.answer_ms, display_ms=args.display_ms, seed=args.seed)
+    with socket.socket() as sock:  # a free port, unless one was given
+        sock.bind(("127.0.0.1", args.port or 0))
+        chosen = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{chosen}"
+    with temporary_folder() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/quick.db")
+        try:
+            create(engine, opts, base)
+            app = create_app(engine)
+            add_routes(app, engine, opts)
+            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=chosen, log_level="warning"))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            print(f"quick test: {2 * args.count} images; open {base}/s/quick (Ctrl-C ends it)", flush=True)
+            if args.browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or
+                                 sys.platform in ("darwin", "win32")):
+                webbrowser.open(f"{base}/s/quick")
+            try:
+                while (found := results(engine)) is None and thread.is_alive():
+                    time.sleep(0.3)
+                if found is not None:
+                    print(format_results(found), flush=True)
+                    print(f"results page: {base}/quick/results (Ctrl-C ends the test)", flush=True)
+                while thread.is_alive():
+                    time.sleep(0.3)
+            except KeyboardInterrupt:
+                print("quick test ended", flush=True)
+            finally:
+                server.should_exit = True
+                thread.join(10)
+        finally:
+            engine.dispose()
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from p2p_eval.study.lab import list_studies
+    from p2p_eval.study.store import open_existing
+
+    engine, _ = open_existing(args.db)
+    print("name | protocol | participants (completed) | per algorithm cap | state")
+    for s in list_studies(engine):
+        print(f"{s['name']} | {s['protocol']} | {s['participants']} ({s['completed']}) | "
+              f"{s['max_participants'] or 'none'} | {s['state']}")
+    engine.dispose()
+    return 0
+
+
+def _close(args: argparse.Namespace) -> int:
+    from p2p_eval.study.lab import close_study
+    from p2p_eval.study.store import open_existing
+
+    engine, _ = open_existing(args.db)
+    closed = close_study(engine, args.study)
+    engine.dispose()
+    print(f"study {args.study} {'closed' if closed else 'was closed already'}: new arrivals are told so; "
+          "participants who started can finish")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from p2p_eval.study.lab import new_admin_token
+    from p2p_eval.study.store import open_existing
+
+    engine, _ = open_existing(args.db)
+    token = new_admin_token(engine, args.study)
+    engine.dispose()
+    print(f"new admin token for study {args.study} (shown once; the old one no longer works): {token}")
+    return 0
+
+
 def _create(args: argparse.Namespace) -> int:
     from p2p_eval.study.plan import create_study, load_spec, parse_fake, processing_of
     from p2p_eval.study.store import make_engine
@@ -168,7 +297,8 @@ def _create(args: argparse.Namespace) -> int:
                  "vigilance": args.vigilance, "vigilance_max_errors": args.vigilance_max_errors,
                  "question": args.question, "seed": args.seed, "redirect_url": args.redirect_url,
                  "allow_repeats": args.allow_repeats, "same_processing": args.same_processing,
-                 "serve_size": args.serve_size, "jpeg_quality": args.jpeg_quality}
+                 "serve_size": args.serve_size, "jpeg_quality": args.jpeg_quality,
+                 "max_participants": args.max_participants}
     spec = load_spec(args.config, overrides)
     notes: list[str] = []
     engine = make_engine(args.db)
@@ -285,6 +415,9 @@ def _simulate(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(format_result(result))
+    if not args.images:
+        print("--no-images: these answers were given without fetching the images; the server stored them as unseen "
+              "and `study report` leaves them out of the scores")
     print(f"report: p2p-eval study report --db {args.db} --study {args.study} --format paper")
     return 0
 

@@ -1,31 +1,23 @@
 """Analysis of a study's database: the paper's "% labeled real +- SE" (pix2pix Tables 4-5) and more.
 
-Per algorithm, over participants who completed their session and passed the vigilance rule fixed when the
-study was created (at most ``vigilance_max_errors`` failed vigilance trials), test trials only:
+Per algorithm, over the included participants (completed, and no exclusion rule of :mod:`p2p_eval.study.lab`
+broken), test trials only:
 
 - the rate is the mean of per-participant rates ("% of trials where the fake was judged real"), its SE the
   sample standard deviation of those rates / sqrt(participants);
 - the 95% CI is the 2.5 / 97.5 percentile of a two-level bootstrap (Davison & Hinkley 1997, section 3.8):
-  participants are resampled with replacement, then each one's trials (drawing Binomial(n, k/n)); resampling
-  both levels counts the within-participant variance twice, so the interval is somewhat conservative;
-- pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half),
-  the two algorithms' participants being independent groups;
-- ``single``: % correct on the real and on the fake images (each as above), as the quick-response study's
-  Table I; "labeled real" is then the share of fake images labelled real.
+  participants, then each one's trials (Binomial(n, k/n)); resampling both levels counts the within-participant
+  variance twice, so the interval is somewhat conservative;
+- pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half);
+- ``single``: % correct on the real and on the fake images, as the quick-response study's Table I.
 
-The report also states how the images were served, the trials the server skipped (with the reasons), the
-re-views (an image requested again while its trial was open; kept in the rates, counted) and the display
-timing (:mod:`p2p_eval.study.timing`): test trials whose display missed the requested duration by more than
-one frame are left out of every score, and counted.
-
-HYPE (Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`), per algorithm:
-
-- ``hype-time`` (section 3.1): a participant's threshold is the mean over their staircases of the modal
-  exposure; the score is the mean threshold over participants with SE and a bootstrap CI over participants
-  (a threshold belongs to a whole staircase, so trials are not resampled); higher = more realistic.  The
-  mean of the last reversals (Levitt 1971) and the proportion correct (target 79.4%) are diagnostics;
-- ``hype-inf`` (section 3.2, Table 2): the error rate (fakes judged real + reals judged fake over all test
-  trials; 50% = indistinguishable), and the error rates on fake and on real images, each as a rate above.
+Left out of every score, and counted: trials whose display missed the requested duration by more than one
+frame (:mod:`p2p_eval.study.timing`) and trials answered without their images ever being fetched
+(``unseen``).  The report also states how images were served, skipped trials, re-views and the excluded
+participants.  HYPE (:mod:`p2p_eval.study.hype`): ``hype-time`` (section 3.1) scores a participant by the mean
+of their staircases' modal exposures, an algorithm by the mean over participants with a bootstrap CI over
+participants (higher = more realistic); ``hype-inf`` (section 3.2) by the error rate (50% = indistinguishable),
+on all, fake and real images.
 """
 
 from __future__ import annotations
@@ -42,6 +34,7 @@ from sqlalchemy.orm import aliased
 from p2p_eval.errors import UserError
 from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial
 from p2p_eval.study import timing
+from p2p_eval.study.lab import REASONS, format_excluded, participants
 from p2p_eval.study.hype import HypeTimeParams, StaircaseResult, evaluator_threshold, target_correct
 from p2p_eval.study.plan import SINGLE_IMAGE, processing_of
 from p2p_eval.study.store import session_factory
@@ -101,16 +94,15 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
             names = db.scalars(select(Study.name)).all()
             raise UserError(f"no study named {study_name!r} in this database; studies: {', '.join(names) or 'none'}")
         result = db.execute(
-            select(Session.id.label("session_id"), Session.participant, Session.source, Session.assignment_id,
-                   Session.hit_id, Session.external_study_id, Session.external_session_id,
+            select(Session.id.label("session_id"), Session.participant, Session.source, Session.completion_code,
+                   Session.assignment_id, Session.hit_id, Session.external_study_id, Session.external_session_id,
                    Algorithm.name.label("algorithm"), Session.completed_at, Trial.index.label("trial_index"),
                    Trial.kind, Trial.img1_id.label("image1_id"), img1.path.label("image1_file"),
                    Trial.img2_id.label("image2_id"), img2.path.label("image2_file"), Trial.fake_slot, Trial.broken,
                    Trial.answer, Trial.correct, Trial.judged_real, Trial.onset1, Trial.offset1, Trial.onset2,
                    Trial.offset2, Trial.response_ms, Trial.views, Trial.fetches1, Trial.fetches2, Trial.skip_reason,
-                   Trial.answered_at, Session.user_agent,
-                   Session.screen_w, Session.screen_h, Trial.staircase, Trial.exposure_ms, Trial.frame_ms,
-                   Trial.mask_onset, Trial.mask_offset)
+                   Trial.answered_at, Session.user_agent, Session.screen_w, Session.screen_h, Trial.staircase,
+                   Trial.exposure_ms, Trial.frame_ms, Trial.mask_onset, Trial.mask_offset)
             .join(Session, Trial.session_id == Session.id).join(Algorithm, Session.algorithm_id == Algorithm.id)
             .join(img1, Trial.img1_id == img1.id).join(img2, Trial.img2_id == img2.id, isouter=True)
             .where(Session.study_id == study.id).order_by(Session.id, Trial.index))
@@ -122,47 +114,61 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
     frame["shown1_ms"] = frame["offset1"] - frame["onset1"]
     frame["shown2_ms"] = frame["offset2"] - frame["onset2"]
     frame["re_views"] = (frame["fetches1"] - 1).clip(lower=0) + (frame["fetches2"] - 1).clip(lower=0)
+    frame["unseen"] = frame["answer"].notna() & ((frame["fetches1"] == 0) |
+                                                 (frame["image2_id"].notna() & (frame["fetches2"] == 0)))
     return frame
+
+
+def study_frame(engine: Engine, study_name: str) -> tuple[Study, list[str], pd.DataFrame, pd.DataFrame]:
+    """(study, its algorithms, every trial annotated with its display timing and its participant's completion
+    code and exclusion, one row per participant): what the report and the CSV export are made of."""
+    frame = trials_frame(engine, study_name)  # a UserError naming the studies when there is no such study
+    with session_factory(engine)() as db, db.begin():
+        study = db.scalar(select(Study).where(Study.name == study_name))
+        algorithms = [a.name for a in study.algorithms]
+    mask_ms = HypeTimeParams.from_json(study.protocol_params).mask_ms if study.protocol == "hype-time" else 0
+    frame = timing.annotate(frame, study.protocol, study.display_ms, mask_ms)
+    people = participants(frame, study.vigilance_max_errors)
+    frame = frame.join(people[["completed", "excluded", "exclusion_reason"]], on="session_id")
+    return study, algorithms, frame, people
 
 
 def analyse(engine: Engine, study_name: str, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """The study's report as a JSON-able dict (see the module docstring for the statistics)."""
-    with session_factory(engine)() as db, db.begin():
-        study = db.scalar(select(Study).where(Study.name == study_name))
-        algorithms = [a.name for a in study.algorithms] if study is not None else []
-        served = processing_of(study).describe() if study is not None else None
-    frame = trials_frame(engine, study_name)
+    study, algorithms, frame, people = study_frame(engine, study_name)
     hype = HypeTimeParams.from_json(study.protocol_params) if study.protocol == "hype-time" else None
-    frame = timing.annotate(frame, study.protocol, study.display_ms, hype.mask_ms if hype else 0)
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"study": study.name, "protocol": study.protocol, "question": study.question,
                            "paired": study.paired, "bootstrap": n_boot, "seed": seed,
                            "exclusion_rule": f"more than {study.vigilance_max_errors} of {study.vigilance} "
-                                             "vigilance trials wrong",
-                           "served_images": served, "algorithms": {}, "pairwise": [],
+                                             "vigilance trials wrong, every test trial off its display time or "
+                                             "unseen, or a duplicate participant",
+                           "served_images": processing_of(study).describe(), "algorithms": {}, "pairwise": [],
                            "skipped": {"trials": int(frame["skip_reason"].notna().sum()),
                                        "reasons": {str(k): int(v) for k, v in frame["skip_reason"].value_counts().items()}},
                            "re_views": {"trials": int((frame["re_views"] > 0).sum()),
                                         "extra_requests": int(frame["re_views"].sum())},
-                           "display_timing": timing.summarise(frame, study.protocol, hype.mask_ms if hype else 0)}
+                           "unseen": {"trials": int(frame["unseen"].sum())},
+                           "missed": {"trials": int((frame["answer"] == "missed").sum()), "answer_ms": study.answer_ms},
+                           "display_timing": timing.summarise(frame, study.protocol, hype.mask_ms if hype else 0),
+                           "participants": json.loads(people.reset_index().to_json(orient="records"))}
     if hype is not None:
         out["hype_time_procedure"] = hype.describe()
     boots: dict[str, np.ndarray] = {}
     for alg in algorithms:
-        rows = frame[frame["algorithm"] == alg]
-        sessions = rows.groupby("session_id")
-        complete = sessions["completed_at"].first().notna()
-        wrong_vigilance = (rows["vigilance"] & rows["correct"].eq(False)).groupby(rows["session_id"]).sum()
-        failed = wrong_vigilance.reindex(complete.index) > study.vigilance_max_errors
-        included = complete.index[complete & ~failed]
+        rows, who = frame[frame["algorithm"] == alg], people[people["algorithm"] == alg]
+        included = who.index[~who["excluded"]]
         tested = rows[(rows["kind"] == "main") & rows["session_id"].isin(included) & rows["answer"].notna()]
         missed = tested["timing_ok"].eq(False).fillna(False).astype(bool)
-        main = tested[~missed]
-        entry: dict[str, Any] = {"sessions": int(len(complete)), "incomplete": int((~complete).sum()),
-                                 "excluded_vigilance": int((complete & failed).sum()), "included": int(len(included)),
+        main = tested[~missed & ~tested["unseen"]]
+        entry: dict[str, Any] = {"sessions": int(len(who)), "incomplete": int((~who["completed"]).sum()),
+                                 "included": int(len(included)), "excluded": int((who["completed"] & who["excluded"]).sum()),
                                  "skipped_trials": int(rows["skip_reason"].notna().sum()),
                                  "re_viewed_trials": int((rows["re_views"] > 0).sum()),
-                                 "timing_excluded_trials": int(missed.sum())}
+                                 "timing_excluded_trials": int(missed.sum()),
+                                 "unseen_trials": int((tested["unseen"] & ~missed).sum())}
+        for reason in REASONS[1:]:  # among completed sessions (an incomplete one is counted as such)
+            entry[f"excluded_{reason}"] = int((who["completed"] & who["exclusion_reason"].str.contains(reason)).sum())
         if study.protocol in SINGLE_IMAGE:
             for group, is_fake in (("real", 0), ("fake", 1)):
                 entry[f"correct_{group}"], _ = _rates(main[main["fake_slot"] == is_fake], "correct", n_boot, rng)
@@ -260,9 +266,12 @@ def format_report(report: dict[str, Any]) -> str:
     skipped = report["skipped"]
     lines.append(f"skipped by the server (an image it could not serve): {skipped['trials']} trials"
                  + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
-    if "display_timing" in report:
-        lines.extend(timing.format_timing(report["display_timing"]))
-    return "\n".join(lines)
+    lines.extend(timing.format_timing(report["display_timing"]))
+    lines.append(f"answered without their images ever fetched (left out of the scores): {report['unseen']['trials']} trials")
+    if report["missed"]["answer_ms"]:
+        lines.append(f"missed answers (none within {report['missed']['answer_ms']} ms; counted as wrong, and never as "
+                     f"labelled real): {report['missed']['trials']} trials")
+    return "\n".join(lines + format_excluded(report))
 
 
 def format_hype(report: dict[str, Any]) -> list[str]:
@@ -388,8 +397,8 @@ def format_paper(report: dict[str, Any]) -> str:
         verdict = "" if lo is None else ("; the CI excludes 0" if lo > 0 or hi < 0 else "; the CI includes 0")
         lines.append(f"- {p['a']} - {p['b']} (% labeled real): {100 * (a['rate'] - b['rate']):+.1f} points{ci}"
                      f"{verdict}; P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}")
-    counts = [f"{alg}: {e['included']} included, {e['excluded_vigilance']} excluded by the vigilance rule, "
-              f"{e['incomplete']} incomplete" for alg, e in report["algorithms"].items()]
+    counts = [f"{alg}: {e['included']} included, {e['excluded']} excluded ({e['excluded_vigilance']} by the vigilance "
+              f"rule), {e['incomplete']} incomplete" for alg, e in report["algorithms"].items()]
     lines.append(f"- participants ({report['exclusion_rule']} excludes): " + "; ".join(counts))
     lines.append(f"- served images: {report['served_images']}; skipped trials: {report['skipped']['trials']}; "
                  f"re-viewed trials: {report['re_views']['trials']}")
@@ -405,5 +414,5 @@ def report(engine: Engine, study_name: str, json_out: str | Path | None = None, 
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
     if csv_out is not None:
-        atomic_write_text(csv_out, trials_frame(engine, study_name).to_csv(index=False))
+        atomic_write_text(csv_out, study_frame(engine, study_name)[2].to_csv(index=False))
     return result

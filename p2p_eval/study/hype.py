@@ -2,32 +2,22 @@
 Evaluation of Generative Models", NeurIPS 2019): the adaptive staircase of HYPE-time and its scores, as pure
 functions of the recorded answers (no database, no clock; randomness only from a seeded ``random.Random``).
 
-HYPE-time (paper section 3.1): one image at a time, real or fake, shown for an exposure from a fixed ladder,
-then a noise mask, then the evaluator answers "real" or "fake" with no time limit.  The exposure follows a
-transformed up-down staircase (Levitt 1971): after ``down_after`` (3) correct answers in a row the next
-exposure is one rung shorter, after every error one rung longer.  Every evaluator completes several
-staircases ("blocks"); a block's threshold is its *modal* exposure (paper figure 3), the evaluator's score the
-mean of the block modes, the model's score the mean over evaluators with a bootstrap 95% CI.
+HYPE-time (section 3.1): one image, real or fake, shown for an exposure from a fixed ladder, then a noise mask,
+then "real" or "fake" with no time limit.  The exposure follows a transformed up-down staircase (Levitt 1971):
+after ``down_after`` (3) correct answers in a row one rung shorter, after every error one rung longer.  Each
+evaluator completes several staircases ("blocks"); a block's threshold is its *modal* exposure (figure 3), the
+evaluator's score the mean of the block modes, the model's the mean over evaluators with a bootstrap 95% CI.
 
-Where this is a choice rather than the paper (each a parameter of :class:`HypeTimeParams`, stated in every
-``study report``):
+Our choices, each a parameter of :class:`HypeTimeParams` stated in every ``study report``: ladder 100, 200, ...,
+1000 ms (the paper's range, our spacing), start 500 ms; 3 staircases per evaluator, blocked (the paper's blocks)
+or interleaved in a seeded order (Cornsweet 1962); practice at the start exposure with feedback and vigilance at
+the longest, moving no staircase; steps clamped at the ladder's ends (the run still resets); a 3-down/1-up
+staircase converges on 0.5 ** (1/3) = 79.4% correct (Levitt 1971, table I; the paper writes "75%"); a block's
+mode with ties is the mean of the tied rungs, the mean of the last reversals a diagnostic only; the mask is
+per-pixel uniform RGB noise drawn afresh every trial, shown ``mask_ms`` (200 ms; 0 = none).
 
-- ladder 100, 200, ..., 1000 ms (the paper's range; the 100 ms spacing is ours); start 500 ms;
-- 3 staircases per evaluator, one after the other (``order = "blocked"``, the paper's blocks), or mixed trial
-  by trial in a seeded order (``"interleaved"``, the classical guard against tracking, Cornsweet 1962);
-- practice trials are shown at the start exposure with feedback, vigilance trials at the longest; neither
-  moves a staircase;
-- a correct answer adds to the run, ``down_after`` in a row step down and reset it, an error steps up and
-  resets it; steps are clamped at both ends of the ladder (the run still resets);
-- target: a 3-down/1-up staircase converges on P(correct) = 0.5 ** (1/3) = 79.4% (Levitt 1971, table I);
-  the paper writes "75%" for the same procedure;
-- a block's mode with ties is the mean of the tied rungs (the paper does not say); the mean of the last
-  reversals (Levitt's estimator) is reported as a diagnostic only;
-- the mask is per-pixel uniform RGB noise, drawn afresh every trial, shown ``mask_ms`` (200 ms; 0 = none).
-
-HYPE-infinity (paper section 3.2): the same judgement with unlimited viewing time; the score is the error rate
-(50% = indistinguishable from real), with the error rates on fake and on real images
-(:func:`p2p_eval.study.analysis.hype_inf_scores`).
+HYPE-infinity (section 3.2): the same judgement with unlimited viewing time, scored by the error rate (50% =
+indistinguishable), on all, fake and real images (:func:`p2p_eval.study.analysis.hype_inf_scores`).
 """
 
 from __future__ import annotations

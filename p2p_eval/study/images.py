@@ -1,15 +1,11 @@
 """Image bytes as served to participants, and the decode check of ``study create``.
 
-Every image is decoded and re-encoded (no file name, format or metadata reaches the page).  With the
-study's *same processing* option (the default for new studies) every image, real or generated, is
-resized to the same ``size x size`` (Lanczos, only when its size differs) and JPEG-encoded at the same
-quality with the same quantisation tables and 4:2:0 chroma subsampling, so that the served files differ
-only in their content: a real photo that was a JPEG and a generated image that was a lossless PNG can no
-longer be told apart by counting colours or reading the encoding.  Without it images are re-encoded as
-lossless PNG at their own size.
-
-A vigilance image is a pixelated, colour-inverted copy that any attentive participant recognises as
-broken; it goes through the same processing.
+Every image is decoded and re-encoded (no file name, format or metadata reaches the page).  With the study's
+*same processing* option (the default) every image, real or generated, is resized to ``size x size`` (Lanczos,
+only when its size differs) and JPEG-encoded at the same quality, quantisation tables and 4:2:0 subsampling, so
+that served files differ only in content: a real JPEG photo and a generated lossless PNG can no longer be told
+apart by counting colours or reading the encoding.  Without it images are re-encoded as PNG at their own size.
+A vigilance image is a pixelated, colour-inverted copy, processed the same way.
 """
 
 from __future__ import annotations

@@ -47,6 +47,13 @@ class Study(Base):
     jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # protocol parameters as JSON (hype-time: the staircase, see p2p_eval.study.hype); NULL for other protocols
     protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # a lab's settings (NULL: none): sessions per algorithm, consent text, instruction text, when it was closed,
+    # and the answer window (ms after the image is hidden; no answer in it is stored as "missed")
+    answer_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_participants: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    consent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     algorithms: Mapped[list[Algorithm]] = relationship(order_by="Algorithm.id")
@@ -105,14 +112,11 @@ class Session(Base):
 class Trial(Base):
     """One planned trial and, once answered, its answer and timing.
 
-    Slots: 1 = left / first image, 2 = right / second image (the single-image protocols ``single``,
-    ``hype-time`` and ``hype-inf`` use slot 1 only).
-    ``fake_slot`` is the slot holding the fake (or, for vigilance, the broken) image; for single-image protocols it is 1
-    when the one image is fake and 0 when it is real.  ``answer`` is "1"/"2" (the slot clicked) or
-    "real"/"fake" (``single``).  Times are the browser's ``performance.now()`` milliseconds.
-    ``fetches1``/``fetches2`` count the requests for each slot's image (served only while the trial is open);
-    a request beyond the first is a re-view.  ``skip_reason`` is set when the server skipped the trial
-    (an image it could not serve); a skipped trial has no answer.
+    Slots: 1 = left / first image, 2 = right / second (single-image protocols use slot 1 only).  ``fake_slot``:
+    the slot of the fake (vigilance: broken) image; single-image protocols: 1 when the image is fake, 0 when real.
+    ``answer``: "1"/"2" (the slot clicked) or "real"/"fake".  Times: the page's milliseconds.  ``fetches1`` /
+    ``fetches2``: requests for each slot's image (0: answered unseen; more than 1: re-viewed).  ``skip_reason``:
+    why the server skipped the trial (an image it could not serve); a skipped trial has no answer.
     """
 
     __tablename__ = "study_trials"

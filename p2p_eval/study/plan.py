@@ -1,17 +1,13 @@
 """Studies and trial plans.
 
-A study registers the real folder and one folder per algorithm; every participant's trial plan is drawn on
-the server from the study seed and the participant id (so it is reproducible) and stored before the first
-trial.  Protocols: ``2afc`` (real and fake side by side, pix2pix / Zhang et al.), ``sequential`` (one
-after the other, the public AMT real-vs-fake code), and one image, real or fake 50/50: ``single``, and HYPE's
-(Zhou et al., NeurIPS 2019; :mod:`p2p_eval.study.hype`) ``hype-time`` (shown for an exposure that staircases
-choose on the server, then a noise mask) and ``hype-inf`` (visible until the participant answers).
-Practice trials come first (feedback, excluded from results); vigilance trials (a real image against an
-obviously broken one, or a broken image alone for ``single``) are mixed into the test block.
-
-``study create`` decodes every image (an undecodable file is refused by name), and a paired study says how
-many real/fake pairs share a file name; it refuses fewer pairs than a participant's trials need unless
-repeats are allowed.
+A study registers the real folder and one folder per algorithm; each participant's plan is drawn on the server
+from the study seed and the participant id (reproducible) and stored before the first trial.  Protocols:
+``2afc`` (side by side, pix2pix / Zhang et al.), ``sequential`` (one after the other, the public AMT code), and
+one image, real or fake 50/50: ``single`` and HYPE's (:mod:`p2p_eval.study.hype`) ``hype-time`` (an exposure the
+staircases choose, then a noise mask) and ``hype-inf`` (visible until the answer).  Practice trials come first
+(feedback, excluded from results); vigilance trials (an obviously broken image) are mixed into the test block.
+``study create`` decodes every image and refuses a paired study fewer pairs than its trials need unless repeats
+are allowed.
 """
 
 from __future__ import annotations
@@ -61,9 +57,12 @@ class StudySpec:
     serve_size: int = DEFAULT_SIZE
     jpeg_quality: int = DEFAULT_QUALITY
     allow_repeats: bool = False  # paired: accept fewer pairs than practice + trials (pairs then repeat)
-    # hype-time only (None = the defaults of p2p_eval.study.hype.HypeTimeParams): the exposure ladder (ms), the
-    # number of staircases per participant and their order (blocked | interleaved), the start exposure, the
-    # correct answers in a row that shorten the exposure one rung, and the noise mask's duration (0 = none)
+    max_participants: int | None = None  # sessions per algorithm; later arrivals are told the study is full
+    consent: str | None = None  # consent text, agreed to before the instructions (none: no consent page)
+    instructions: str | None = None  # the lab's instruction text, shown above the protocol's own
+    answer_ms: int | None = None  # the answer window (None: unlimited); a missed answer counts as wrong
+    # hype-time only (None: p2p_eval.study.hype.HypeTimeParams's defaults): exposure ladder (ms), staircases per
+    # participant, their order (blocked | interleaved), start exposure, correct answers a rung down, mask (ms)
     exposures_ms: list[int] | None = None
     staircases: int | None = None
     staircase_order: str | None = None
@@ -120,6 +119,14 @@ class StudySpec:
         elif hype_given:
             raise UserError(f"{', '.join(hype_given)}: staircase settings apply to --protocol hype-time only "
                             f"(this study is {self.protocol})")
+        if self.max_participants is not None and (type(self.max_participants) is not int or self.max_participants < 1):
+            raise UserError(f"max_participants {self.max_participants!r}: give a whole number >= 1 (per algorithm)")
+        if self.answer_ms is not None and (type(self.answer_ms) is not int or not 500 <= self.answer_ms <= 60_000):
+            raise UserError(f"answer_ms (--answer-ms) {self.answer_ms!r}: use 500..60000 milliseconds")
+        for key in ("consent", "instructions"):
+            text = getattr(self, key)
+            if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 20_000):
+                raise UserError(f"{key}: give the text as a TOML string of 1-20000 characters")
         if self.redirect_url is not None and not re.match(r"^https?://[^\s<>\"']+$", self.redirect_url):
             raise UserError(f"--redirect-url {self.redirect_url!r}: must be an http(s):// URL without spaces or quotes")
 
@@ -231,7 +238,9 @@ def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None
                   vigilance_max_errors=spec.vigilance_max_errors, seed=spec.seed, redirect_url=spec.redirect_url,
                   real_dir=str(Path(spec.real).resolve()), token_sha256=token_hash(token),
                   same_processing=spec.same_processing, serve_size=spec.serve_size, jpeg_quality=spec.jpeg_quality,
-                  protocol_params=spec.hype_params().to_json() if spec.protocol == "hype-time" else None)
+                  protocol_params=spec.hype_params().to_json() if spec.protocol == "hype-time" else None,
+                  max_participants=spec.max_participants, consent=spec.consent, instructions=spec.instructions,
+                  answer_ms=spec.answer_ms)
     with session_factory(engine)() as db:
         try:
             with db.begin():

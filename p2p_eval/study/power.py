@@ -1,14 +1,11 @@
 """How many participants a real-vs-fake study needs, by simulation (``p2p-eval study power``).
 
-The model (one algorithm per session, as pix2pix section 4.1): each algorithm has its own ``participants``;
-participant i's fooling probability is drawn from a Beta distribution with the algorithm's rate as mean and
-``sd_between`` as standard deviation on the probability scale (as ``study simulate --sd-between``), and their
-count of fakes judged real over ``trials`` test trials is Binomial(trials, p_i).  Each simulated study is
-analysed as ``study report`` analyses a real one (:mod:`p2p_eval.study.analysis`: mean of per-participant
-rates, 95% percentile interval of the two-level bootstrap, differences of independent replicates).  Over
-``sims`` studies per participant count this gives each algorithm's expected CI half-width and the CI's
-coverage of the true rate, and each pair's power: the share of studies whose difference CI excludes 0 (its
-Monte-Carlo standard error is sqrt(power (1 - power) / sims)).
+The model (one algorithm per session, pix2pix section 4.1): participant i's fooling probability is drawn from a
+Beta with the algorithm's rate as mean and ``sd_between`` as sd (probability scale, as ``study simulate``), their
+count of fakes judged real over ``trials`` test trials is Binomial(trials, p_i), and each simulated study is
+analysed as ``study report`` analyses a real one (:mod:`p2p_eval.study.analysis`).  Over ``sims`` studies per
+participant count this gives each algorithm's expected CI half-width and coverage, and each pair's power: the
+share of studies whose difference CI excludes 0 (Monte-Carlo standard error sqrt(power (1 - power) / sims)).
 """
 
 from __future__ import annotations

@@ -1,20 +1,16 @@
 """The study's web app (FastAPI): participant pages and API, admin API behind bearer tokens.
 
-Participant URL: ``/s/NAME`` with MTurk (``workerId``, ``assignmentId``, ``hitId``), Prolific
-(``PROLIFIC_PID``, ``STUDY_ID``, ``SESSION_ID``) or no parameters.  Admin endpoints need
-``Authorization: Bearer TOKEN``: the study's token (printed by ``study create``) for its progress and
-export; creating a study over HTTP needs the server token (``P2P_STUDY_ADMIN_TOKEN`` or ``admin_token``).
-Every page carries a Content-Security-Policy that forbids inline scripts, so user strings can never run.
-Every API answer, images included, is ``Cache-Control: no-store``: a trial's images are served only while
-the trial is open, and a second request for one of them is counted as a re-view.
+Participant URL: ``/s/NAME`` with MTurk (``workerId``, ``assignmentId``, ``hitId``), Prolific (``PROLIFIC_PID``,
+``STUDY_ID``, ``SESSION_ID``) or no parameters (routes and payloads: docs/studies.md).  Admin endpoints need
+``Authorization: Bearer TOKEN``: the study's token for its progress and export, the server token
+(``P2P_STUDY_ADMIN_TOKEN`` or ``admin_token``) to create a study over HTTP.  Pages carry a
+Content-Security-Policy without inline scripts; API answers, images included, are ``Cache-Control: no-store``.
 
 Each participant request is one short SQLAlchemy Core transaction (:mod:`p2p_eval.study.service`), run by
-:class:`Database`, one at a time per server process (:class:`WriterLock`).  On SQLite it runs on the event
-loop itself whenever the lock is free (it always is with one server process): SQLite serialises its writers
-anyway, and handing each transaction to a thread cost more than the transaction.  Otherwise (the lock taken
-by an admin export or another worker process; a server database, whose round trips must not hold up the
-event loop) it runs on the process's database thread.  Served images are encoded once
-(:mod:`p2p_eval.study.images`), outside any transaction.
+:class:`Database`, one at a time per server process (:class:`WriterLock`): on SQLite on the event loop itself
+whenever the lock is free (handing each transaction to a thread cost more than the transaction), otherwise (the
+lock taken by an export or another worker; a server database, whose round trips must not hold up the event
+loop) on the process's database thread.  Served images are encoded once, outside any transaction.
 """
 
 from __future__ import annotations
@@ -51,10 +47,8 @@ router = APIRouter()
 
 
 def auto_workers(dialect: str) -> int:
-    """``study serve --workers auto`` for a database of SQLAlchemy dialect ``dialect``: one process on SQLite
-    (more take turns at the file; one was faster in ``reports/bench.md``), two on a server database
-    (PostgreSQL: more answers/s than one there, the load generator on the same 2 cores), never more than the
-    machine's CPUs."""
+    """``study serve --workers auto``: one process on SQLite (more take turns at the file; one was faster in
+    ``reports/bench.md``), two on a server database (more answers/s there), never more than the CPUs."""
     return 1 if dialect == "sqlite" else max(1, min(2, os.cpu_count() or 1))
 
 
@@ -87,9 +81,8 @@ class Database:
             return fn(*args)
 
     def _transaction(self, fn: Callable[..., Any], args: tuple) -> Any:
-        """A transaction that failed because the database dropped its connection (a server restart: pooled
-        connections are not pinged before use, which would cost a round trip per request) rolled back; it
-        runs once more, on a new connection."""
+        """A transaction that failed because the database dropped its connection (a restart: pooled connections
+        are not pinged, which would cost a round trip per request) runs once more, on a new connection."""
         for attempt in (1, 2):
             try:
                 with self.engine.begin() as conn:
@@ -98,7 +91,8 @@ class Database:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise
             except service.Rejected as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+                reason = {"reason": exc.reason} if exc.reason else {}
+                return JSONResponse({"detail": str(exc), **reason}, status_code=exc.status)
             except UserError as exc:
                 return JSONResponse({"detail": str(exc)}, status_code=400)
         raise AssertionError("unreachable")
@@ -148,8 +142,9 @@ async def _arrival(request: Request) -> service.Arrival | Response:
     fields = {k: body.get(k) for k in service.Arrival.__dataclass_fields__}
     for key in ("screen_w", "screen_h"):
         fields[key] = fields[key] if isinstance(fields[key], int) and not isinstance(fields[key], bool) else None
+    fields["consent"] = fields["consent"] is True
     for key, value in fields.items():
-        if key not in ("screen_w", "screen_h") and value is not None and not isinstance(value, str):
+        if key not in ("screen_w", "screen_h", "consent") and value is not None and not isinstance(value, str):
             return JSONResponse({"detail": f"{key} must be a string"}, status_code=422)
     fields["user_agent"] = request.headers.get("user-agent")
     return service.Arrival(**fields)
@@ -277,7 +272,7 @@ async def progress(name: str, request: Request) -> Any:
 
 @router.get("/api/admin/studies/{name}/export")
 async def export(name: str, request: Request, format: str = "csv") -> Any:  # noqa: A002 - query parameter name
-    from p2p_eval.study.analysis import analyse, trials_frame
+    from p2p_eval.study.analysis import analyse, study_frame
 
     study, denied = await _admin_study(request, name)
     if study is None:
@@ -287,7 +282,7 @@ async def export(name: str, request: Request, format: str = "csv") -> Any:  # no
     engine = request.app.state.engine
     if format == "json":
         return await request.app.state.db.job(analyse, engine, study.name)
-    frame = await request.app.state.db.job(trials_frame, engine, study.name)
+    frame = (await request.app.state.db.job(study_frame, engine, study.name))[2]
     return Response(frame.to_csv(index=False), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{study.name}_trials.csv"'})
 
@@ -343,10 +338,9 @@ async def _json(request: Request, limit: int = PARTICIPANT_BODY_LIMIT) -> dict[s
 
 
 class WriterLock:
-    """Serialises this server process's transactions: a thread lock (on PostgreSQL too, where one transaction at
-    a time per process gave a shorter latency tail than concurrent ones in ``benchmarks/perf/study_load.py``),
-    and on an SQLite file across worker processes ``flock`` on ``FILE-p2plock`` (a waiting process is woken when
-    the lock is free, where SQLite's own busy handler would poll with sleeps of up to 100 ms)."""
+    """Serialises this process's transactions: a thread lock (on PostgreSQL too: a shorter latency tail than
+    concurrent transactions in ``benchmarks/perf/study_load.py``) and, on an SQLite file, ``flock`` on
+    ``FILE-p2plock`` across worker processes (woken when free, where SQLite's busy handler polls)."""
 
     def __init__(self, path: Path | None) -> None:
         self._thread = threading.Lock()
@@ -385,8 +379,7 @@ class WriterLock:
 
 
 def _ready(path: Path, broken: bool, processing: Any) -> bool:
-    """Whether the served bytes of an image are encoded already (a missing file counts as not ready: the
-    render outside the transaction reports it and the trial is skipped)."""
+    """Whether an image's served bytes are encoded already (a missing file is not ready: the render reports it)."""
     try:
         return cached(path, broken, processing) is not None
     except UserError:
@@ -394,6 +387,5 @@ def _ready(path: Path, broken: bool, processing: Any) -> bool:
 
 
 def app_from_env() -> FastAPI:
-    """The app over ``$P2P_STUDY_DB`` (an uvicorn factory: ``uvicorn --factory p2p_eval.study.server:app_from_env``),
-    for several worker processes."""
+    """The app over ``$P2P_STUDY_DB``: the uvicorn factory of several worker processes."""
     return create_app(os.environ["P2P_STUDY_DB"])

@@ -1,25 +1,22 @@
 """Sessions, trials and answers: the rules the server enforces.
 
 - one session per participant per study (unique constraint); a reload (same ids) resumes it;
-- each session tests one algorithm, the one with the fewest sessions so far;
+- each session tests one algorithm, the one with the fewest sessions so far; once every algorithm has the
+  study's ``max_participants`` sessions, or the study is closed, a new arrival is refused (410, ``reason``
+  "full" / "closed"), while started sessions go on; a study with a consent text opens a session only for an
+  arrival that says the participant agreed (``consent: true``);
 - the plan is stored before the first trial; trials are served and answered strictly in order;
-- an answer is idempotent: the same answer again returns the same acknowledgement, a different answer to an
-  answered trial is rejected; the "next trial" counter advances by compare-and-swap, so concurrent retries
-  never store twice;
-- images are reached only through random per-trial tokens of the caller's own session, never by path, and
-  only while their trial is open (served and not yet answered); every request is counted, and a request
-  beyond the first for the same image is a re-view, reported by ``study report``;
-- a trial whose image the server cannot serve is skipped (its reason stored), never shown again and never
-  blocking the session;
-- ``hype-time``: the exposure of a test trial is chosen by the server when the trial is first opened, from the
-  answers already stored for the trial's staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored with
-  the trial; a reload reopens the same trial with the same exposure, and a resumed session continues every
-  staircase exactly where it stood.
+- an answer is idempotent (the same answer again gets the same acknowledgement, a different one is refused);
+  the "next trial" counter advances by compare-and-swap, so concurrent retries never store twice;
+- images are reached only through random per-trial tokens of the caller's own session, only while their trial
+  is open (served, not yet answered); every request is counted (a second one is a re-view);
+- a trial whose image the server cannot serve is skipped, its reason stored;
+- ``hype-time``: a test trial's exposure is chosen when the trial is first opened, from the stored answers of
+  its staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored: reloads and resumed sessions continue
+  every staircase where it stood.
 
-Every function takes a SQLAlchemy Core connection inside the request's transaction and a :class:`Catalog`:
-a study's settings and an image's file are fixed when the study is created, so they are read once per
-server process; what changes (a session's position, a trial's answer and counters) is read and written in
-one short transaction per request.
+Every function takes a SQLAlchemy Core connection inside the request's transaction and a :class:`Catalog` (a
+study's settings and image files, fixed at creation, read once per server process).
 """
 
 from __future__ import annotations
@@ -48,9 +45,9 @@ ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 class Rejected(Exception):
     """A request the rules refuse; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.reason = status, reason
 
 
 @dataclass
@@ -67,6 +64,7 @@ class Arrival:
     user_agent: str | None = None
     screen_w: int | None = None
     screen_h: int | None = None
+    consent: bool = False  # the participant agreed to the study's consent text
 
     def identity(self) -> tuple[str, str, str]:
         """(source, participant key, shown id); raises Rejected for a preview or a malformed id."""
@@ -90,7 +88,7 @@ def _state(study: StudyView, s: Any, shown_id: str, resumed: bool = False) -> di
     return {"session": s.token, "participant": shown_id, "source": s.source, "protocol": study.protocol,
             "question": study.question, "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
             "next_index": s.next_index, "done": done, "resumed": resumed and 0 < s.next_index < s.total,
-            "completion_code": s.completion_code if done else None,
+            "completion_code": s.completion_code if done else None, "answer_ms": study.answer_ms,
             "redirect_url": study.redirect(s.completion_code) if done else None}
 
 
@@ -120,10 +118,10 @@ class TrialFiles:
 
 
 def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
-    """(correct, judged_real) of an answer to ``trial`` (only ``fake_slot`` is read).
-
-    judged_real: the fake image was judged real (2afc / sequential), or the image was labelled real (single-image
-    protocols)."""
+    """(correct, judged_real) of an answer to ``trial``: judged_real is the fake judged real (2afc / sequential) or
+    the image labelled real (single-image protocols); a missed answer is wrong and judges nothing real."""
+    if answer == "missed":
+        return False, False
     if study.protocol in SINGLE_IMAGE:
         judged_real = answer == "real"
         return judged_real != bool(trial.fake_slot), judged_real
@@ -136,8 +134,8 @@ def _timing(payload: dict[str, Any], key: str) -> float | None:
     value = payload.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value < 1e10:
-        raise Rejected(422, f"{key} must be a finite number of milliseconds >= 0")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise Rejected(422, f"{key} must be a number of milliseconds: any finite number >= 0 (got {value!r})")
     return float(value)
 
 
@@ -159,6 +157,7 @@ _OPEN_IMAGE = (_TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.
 _IMAGE = select(_I.c.path, _I.c.algorithm_id).where(_I.c.id == bindparam("iid"))
 _STUDY_ID = select(Study.__table__.c.id).where(Study.__table__.c.name == bindparam("name"))
 _PARTICIPANT = select(_S).where(_S.c.study_id == bindparam("sid"), _S.c.participant == bindparam("participant"))
+_CLOSED = select(Study.__table__.c.closed_at).where(Study.__table__.c.id == bindparam("sid"))
 _LOCK_STUDY = select(Study.__table__.c.id).where(Study.__table__.c.id == bindparam("sid")).with_for_update()
 _PER_ALGORITHM = (select(_S.c.algorithm_id, func.count()).where(_S.c.study_id == bindparam("sid"))
                   .group_by(_S.c.algorithm_id))
@@ -184,10 +183,8 @@ class StudyView(SimpleNamespace):
 
 
 class Catalog:
-    """Per-process cache of the fixed parts of the database: studies (by id) and image files (by id).
-
-    An image's entry is its resolved path, or None when the stored path left its registered folder (served
-    as 404).  Rows are read on first use; a study made while the server runs is found then."""
+    """Per-process cache of the fixed parts of the database, read on first use: studies and image files by id (an
+    image's resolved path, or None when the stored path left its registered folder: served as 404)."""
 
     def __init__(self) -> None:
         self.studies: dict[int, StudyView] = {}
@@ -248,13 +245,11 @@ def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
 
 def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
                ready: Callable[[Path, bool, Processing], bool]) -> dict[str, Any] | TrialFiles:
-    """Open the next trial: its image URLs and how long to show them; only the next unanswered trial can be
-    opened.  ``display_ms`` is None for ``hype-inf`` (the image stays until the answer); for ``hype-time`` it is
-    the staircase's exposure, chosen (and stored) when the trial is first opened, and ``mask_ms`` the mask's.
-
-    Only when ``ready(file, broken, processing)`` holds for each of the trial's images (their served bytes are
-    at hand); otherwise nothing is written and the trial's :class:`TrialFiles` are returned, for the caller to
-    render them outside the transaction and ask again."""
+    """Open the next unanswered trial: its image URLs and how long to show them (``display_ms`` None for
+    ``hype-inf``: until the answer; ``hype-time``: the staircase's exposure, chosen and stored at the first
+    opening, and ``mask_ms``).  Only when ``ready(file, broken, processing)`` holds for each image (its served
+    bytes at hand); otherwise nothing is written and the :class:`TrialFiles` are returned, for the caller to
+    render outside the transaction and ask again."""
     s, trial = _next_row(conn, token, index)
     study = catalog.study(conn, s.study_id)
     slots = [1, 2] if trial.img2_id is not None else [1]
@@ -281,8 +276,8 @@ def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
 
 
 def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
-    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest,
-    a test trial where its staircase stands after the answered test trials of the same staircase before it."""
+    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest, a test
+    trial where its staircase stands after its answered test trials before it."""
     if trial.kind == "practice":
         return params.start_ms
     if trial.kind != "main" or trial.staircase is None:
@@ -330,7 +325,7 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
     study = catalog.study(conn, s.study_id)
     if not valid_index:
         raise Rejected(422, "index must be an integer")
-    valid = ("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")
+    valid = (("real", "fake") if study.protocol in SINGLE_IMAGE else ("1", "2")) + (("missed",) if study.answer_ms else ())
     if not isinstance(value, str) or value not in valid:
         raise Rejected(422, f"answer must be one of {', '.join(valid)}")
     if trial is None:
@@ -358,6 +353,21 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
     return _ack_row(study, s, trial, value, correct)
 
 
+def is_full(counts: dict[int, int], algorithms: Any, cap: int | None) -> bool:
+    """Every algorithm id in ``algorithms`` has ``cap`` sessions in ``counts`` (never without a cap)."""
+    return cap is not None and all(counts.get(a, 0) >= cap for a in algorithms)
+
+
+def _admit(conn: Any, study: StudyView) -> dict[int, int]:
+    """Sessions per algorithm id, for a new arrival; Rejected (410) when the study is closed or full."""
+    if conn.execute(_CLOSED, {"sid": study.id}).scalar() is not None:
+        raise Rejected(410, "this study is closed: it takes no new participants", "closed")
+    counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
+    if is_full(counts, study.folders, study.max_participants):
+        raise Rejected(410, "this study is full: it has all the participants it needs", "full")
+    return counts
+
+
 def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
     """Before the instructions: ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the progress of the
     participant's existing session; raises Rejected (409) for a second session of the same participant.
@@ -367,6 +377,7 @@ def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> d
     known = arrival.anon_id is not None or arrival.workerId or arrival.PROLIFIC_PID  # else a new anonymous id
     existing = conn.execute(_PARTICIPANT, {"sid": study.id, "participant": participant}).first() if known else None
     if existing is None:
+        _admit(conn, study)
         return {"status": "new"}
     state = _resume(study, existing, arrival, shown)
     return {"status": "done" if state["done"] else "resume", "next_index": state["next_index"],
@@ -374,17 +385,19 @@ def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> d
 
 
 def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Create the participant's session, testing the algorithm with the fewest sessions so far, with its plan
-    (one INSERT) in the same transaction; or resume it."""
+    """Create the participant's session, testing the algorithm with the fewest sessions so far (below the cap),
+    with its plan (one INSERT) in the same transaction; or resume it."""
     source, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     key = {"sid": study.id, "participant": participant}
     existing = conn.execute(_PARTICIPANT, key).first()
     if existing is not None:
         return _resume(study, existing, arrival, shown)
+    if study.consent and arrival.consent is not True:
+        raise Rejected(422, "this study asks for consent first: send consent: true once the participant agreed")
     conn.execute(_LOCK_STUDY, {"sid": study.id})  # serialise assignment (PostgreSQL)
-    counts = dict(conn.execute(_PER_ALGORITHM, {"sid": study.id}).all())
-    algorithm = min(study.folders, key=lambda a: (counts.get(a, 0), a))
+    counts = _admit(conn, study)
+    algorithm = min(study.folders, key=lambda a: (counts.get(a, 0), a))  # below the cap: the study is not full
     real, fake = (dict(conn.execute(select(_I.c.stem, _I.c.id).where(_I.c.study_id == study.id, where)).all())
                   for where in (_I.c.algorithm_id.is_(None), _I.c.algorithm_id == algorithm))
     plan = draw_plan(study, real, fake, participant)
@@ -411,7 +424,8 @@ def study_info(conn: Any, catalog: Catalog, name: str) -> dict[str, Any]:
     study = catalog.study_named(conn, name)
     return {"name": study.name, "protocol": study.protocol, "question": study.question,
             "display_ms": study.display_ms, "mask_ms": study.hype.mask_ms if study.hype else 0,
-            "practice": study.practice, "total": study.practice + study.trials + study.vigilance}
+            "practice": study.practice, "total": study.practice + study.trials + study.vigilance,
+            "consent": study.consent, "instructions": study.instructions, "answer_ms": study.answer_ms}
 
 
 def skip_trial(conn: Any, catalog: Catalog, token: str, index: int, reason: str) -> dict[str, Any]:

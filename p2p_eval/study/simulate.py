@@ -1,26 +1,19 @@
 """Simulated participants of known behaviour over the study's HTTP API (``p2p-eval study simulate``).
 
-A lab pilots its setup and its analysis end to end before paying anyone: synthetic participants make the
-requests the participant page makes (check, start, then per trial the trial, each image and the answer with
-the page's timing fields), through a small httpx client of their own (:func:`take_part`).  The app
-(:func:`p2p_eval.study.server.create_app`) runs in process over the given database, reached through
-``httpx.ASGITransport``: no server to start, every request still goes through the routes, the rules and the
-database as from a browser.  Participants run one after the other, so the algorithm each is assigned and
-every answer are reproducible from ``--seed``.
+A lab pilots its setup and analysis before paying anyone: synthetic participants make the page's requests
+(check, start, then per trial the trial, each image and the answer with timing fields; :func:`take_part`) on
+the app run in process (:func:`p2p_eval.study.server.create_app` through ``httpx.ASGITransport``: no server,
+but every request goes through the routes, rules and database).  They run one after the other, so assignments
+and answers are reproducible from ``--seed``.
 
-A synthetic observer knows the trial as the page gets it plus the truth the server keeps (which slot holds
-the fake, whether the image is real or broken), standing in for what a human perceives.
-:class:`FoolingObserver`: with probability ``lapse`` it answers at random; otherwise it takes the fake for
-real with its algorithm's fooling probability (single-image trials: labels a real image fake with its
-false-alarm probability, by default the same, an unbiased observer); a vigilance trial it always gets right.
-So the expected "% labeled real" is ``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each
-participant draws its own probabilities from a Beta distribution with that mean and standard deviation on the
-probability scale, as :mod:`p2p_eval.study.power` does.
-
-Observers are pluggable: a :class:`Population` draws one :class:`Observer` per participant, whose
-:meth:`Observer.p_fooled` is a function of the :class:`TrialView`.  :class:`PsychometricPopulation`
-(``hype-time``, ``--threshold-ms``) is correct with a logistic function of the exposure the server asks for,
-with a known threshold per algorithm.
+An observer knows the trial as the page gets it plus the truth the server keeps, standing in for perception.
+:class:`FoolingObserver`: with probability ``lapse`` a random answer; otherwise the fake taken for real with its
+algorithm's fooling probability (single-image trials: a real image labelled fake with its false-alarm
+probability, by default the same); vigilance trials always right.  So the expected "% labeled real" is
+``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each participant draws its probabilities from a
+Beta with that mean and sd (probability scale), as :mod:`p2p_eval.study.power` does.  Observers are pluggable
+(a :class:`Population` draws one :class:`Observer` per participant); :class:`PsychometricPopulation`
+(``hype-time``) is right with a logistic function of the exposure, of known threshold per algorithm.
 """
 
 from __future__ import annotations
@@ -44,12 +37,8 @@ BASE = "http://simulate"  # the in-process app's base URL (never resolved: ASGI 
 
 @dataclasses.dataclass(frozen=True)
 class TrialView:
-    """One trial as a synthetic observer sees it.
-
-    ``fake_slot``: the slot (1 / 2) holding the fake for 2afc / sequential; 1 when the one image is fake and 0
-    when it is real for single-image protocols (the database's convention).  ``trial``: the JSON the page got
-    for the trial (a protocol that varies exposure says so there).
-    """
+    """One trial as a synthetic observer sees it: ``fake_slot`` as the database stores it (the fake's slot, or for
+    single-image protocols 1 = fake, 0 = real) and ``trial``, the JSON the page got for it."""
 
     protocol: str
     question: str
@@ -125,9 +114,8 @@ def check_rate(value: float, what: str) -> float:
 
 
 def beta_params(mean: float, sd: float, what: str = "rate") -> tuple[float, float] | None:
-    """Beta(a, b) with this mean and standard deviation (probability scale); None for a point mass
-    (``sd`` = 0, or a mean of exactly 0 or 1 with ``sd`` = 0).  UserError when no Beta has them
-    (a Beta's variance is below mean * (1 - mean))."""
+    """Beta(a, b) with this mean and sd (probability scale); None for a point mass (``sd`` = 0).  UserError when no
+    Beta has them (a Beta's variance is below mean * (1 - mean))."""
     if sd < 0:
         raise UserError(f"--sd-between {sd}: must be >= 0")
     if sd == 0:
@@ -163,9 +151,8 @@ class FoolingObserver(Observer):
 
 
 class FoolingPopulation(Population):
-    """Participants with per-algorithm fooling probabilities (mean ``fooling``, spread ``sd_between`` on the
-    probability scale: one value for all algorithms or one per algorithm), false-alarm probabilities for
-    single-image trials (default: equal to the fooling ones) and a lapse rate."""
+    """Participants with per-algorithm fooling probabilities (mean ``fooling``, spread ``sd_between``: one value or
+    one per algorithm), false-alarm probabilities (single-image trials; default the fooling ones), a lapse rate."""
 
     def __init__(self, fooling: Mapping[str, float], lapse: float = 0.0,
                  sd_between: float | Mapping[str, float] = 0.0, false_alarm: Mapping[str, float] | None = None) -> None:
@@ -212,11 +199,9 @@ class FoolingPopulation(Population):
 
 
 class PsychometricObserver(Observer):
-    """A HYPE-time participant whose accuracy depends on the exposure (Zhou et al. 2019, section 3.1): on a trial
-    shown for ``t`` ms it is correct with probability ``0.5 + 0.5 / (1 + exp(-(t - t50) / spread))`` (chance is
-    50%: real or fake), the same for fake and real images; ``t50`` is its algorithm's.  Vigilance trials are
-    always right and lapses random, as every :class:`Observer`.  Its timing adds the page's frame interval
-    (60 Hz) and the noise mask's onset / offset right after the image."""
+    """A HYPE-time participant (Zhou et al. 2019, section 3.1): on a trial shown ``t`` ms it is right with probability
+    ``0.5 + 0.5 / (1 + exp(-(t - t50) / spread))``, fake or real, ``t50`` its algorithm's; vigilance and lapses
+    as every :class:`Observer`.  Its timing adds a 60 Hz frame interval and the mask right after the image."""
 
     def __init__(self, t50: Mapping[str, float], spread: float, lapse: float = 0.0) -> None:
         super().__init__(lapse)
@@ -239,10 +224,9 @@ class PsychometricObserver(Observer):
 
 
 class PsychometricPopulation(Population):
-    """HYPE-time participants: per algorithm the exposure ``threshold_ms`` at which they are correct with the
-    probability a ``down_after``-down/1-up staircase settles on (79.4% for 3-down/1-up, lapses included), a
-    logistic psychometric function of slope scale ``spread_ms``, a lapse rate, and participants' thresholds
-    scattered with sd ``sd_between_ms`` (normal, kept >= 1 ms)."""
+    """HYPE-time participants: per algorithm the exposure ``threshold_ms`` at which they are right as often as a
+    ``down_after``-down/1-up staircase settles on (79.4% for 3-down/1-up, lapses included), a logistic function of
+    scale ``spread_ms``, a lapse rate, thresholds scattered with sd ``sd_between_ms`` (normal, kept >= 1 ms)."""
 
     def __init__(self, threshold_ms: Mapping[str, float], spread_ms: float = 80.0, lapse: float = 0.0,
                  sd_between_ms: float = 0.0, down_after: int = 3) -> None:
@@ -276,8 +260,7 @@ class PsychometricPopulation(Population):
         return PsychometricObserver(t50, self.spread, self.lapse)
 
     def expected(self) -> dict[str, dict[str, float]]:
-        """Per algorithm: the exposure of the staircase's target accuracy (HYPE's modal estimator on a ladder of
-        100 ms rungs lands within a rung of it, typically a little above when the staircases start higher)."""
+        """Per algorithm: the exposure of the staircase's target (HYPE's mode lands within a rung, often above)."""
         return {alg: {"hype_time_ms": t} for alg, t in self.threshold.items()}
 
 
@@ -430,7 +413,7 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
                 pid = f"{prefix}-{seed}-{i}"
                 rng = np.random.default_rng([seed, i])
                 observer = population.draw(rng)
-                arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}"}
+                arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}", "consent": True}
                 algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
                 counts["answers"] += answers
                 if answers:

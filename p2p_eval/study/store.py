@@ -1,9 +1,8 @@
 """Database engines for the study: any SQLAlchemy URL; SQLite gets WAL, a busy timeout and immediate writes.
 
-SQLite settings follow the SQLite documentation (https://www.sqlite.org/wal.html): WAL lets readers run
-beside one writer, ``busy_timeout`` makes a waiting writer retry instead of failing, and ``BEGIN
-IMMEDIATE`` (the SQLAlchemy pysqlite recipe for serializable transactions) takes the write lock at the
-start of a transaction, so two transactions never deadlock on a read-to-write lock upgrade.
+As the SQLite documentation (https://www.sqlite.org/wal.html) describes: WAL lets readers run beside one writer,
+``busy_timeout`` makes a waiting writer retry, ``BEGIN IMMEDIATE`` (the SQLAlchemy pysqlite recipe) takes the
+write lock at the start of a transaction so that two never deadlock on a lock upgrade, and
 ``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a process crash (SIGKILL).
 """
 
@@ -67,13 +66,24 @@ def make_engine(url: str, create: bool = True) -> Engine:
     try:
         if create:
             Base.metadata.create_all(engine)
-        else:  # connect now: a database that cannot be opened is reported here, by name
-            engine.connect().close()
+        add_missing_columns(engine)  # also connects: a database that cannot be opened is reported here, by name
     except DatabaseError as exc:  # cannot connect, not a database file, no permission
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
         raise UserError(f"--db {shown}: cannot open the database ({reason})") from None
     return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the columns the study tables define and the database lacks (all nullable: stored rows keep their meaning)."""
+    with engine.begin() as conn:
+        found = inspect(conn)
+        for table in Base.metadata.sorted_tables:
+            if found.has_table(table.name):
+                have = {c["name"] for c in found.get_columns(table.name)}
+                for column in (c for c in table.columns if c.name not in have):
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                                         f"{column.type.compile(engine.dialect)}")
 
 
 def open_existing(url: str) -> tuple[Engine, list[str]]:

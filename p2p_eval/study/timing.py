@@ -1,18 +1,14 @@
 """Display timing of a study: how long the page really showed each image, against what was asked.
 
-The page shows and hides images on ``requestAnimationFrame`` and posts the rAF timestamps of the frames that
-showed and hid them (``onset``/``offset``, the ``performance.now()`` clock), so the measured display duration is
-``offset - onset``: a whole number of display frames.  Before each trial the page also measures the display's
-frame interval (the median rAF delta over 500 ms) and posts it as ``frame_ms``.
+The page shows and hides images on ``requestAnimationFrame`` and posts the rAF timestamps (``performance.now()``
+clock) of the frames that showed and hid them (``onset``/``offset``: the display duration is their difference,
+a whole number of frames) and, before each trial, the median rAF delta over 500 ms (``frame_ms``).
+Requested duration: ``hype-time`` the trial's exposure; ``2afc``, ``single`` the study's ``display_ms``;
+``sequential`` ``display_ms`` for each image (the larger miss counts); ``hype-inf`` none (viewing time reported).
 
-Requested duration: ``hype-time`` the staircase's exposure for the trial; ``2afc``, ``single`` the study's
-``display_ms`` (slot 1; 2afc shows both images on the same frames); ``sequential`` ``display_ms`` for each of
-the two images (the larger miss counts); ``hype-inf`` none (its viewing time is reported, never judged).
-
-Exclusion rule: a trial whose display missed the requested duration by more than one frame (the trial's
-measured frame interval, else its session's median, else 1000/60 ms, assumed; the report says which) plus
-1 ms for the browsers' coarsened clocks is excluded from the scores and counted.  Trials without timing are
-"unmeasured": kept, counted.  Mask durations (hype-time) are reported, not judged.
+Exclusion rule: a trial whose display missed the requested duration by more than one frame (the trial's frame
+interval, else its session's median, else 1000/60 ms, assumed) plus 1 ms (coarsened browser clocks) is left out
+of the scores and counted.  Trials without timing are "unmeasured": kept, counted.  Masks are reported only.
 """
 
 from __future__ import annotations

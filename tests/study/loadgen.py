@@ -191,7 +191,7 @@ async def run_participant(client, base: str, study: str, pid: str, result: LoadR
     trial fetch it, fetch its images and post an answer drawn at random with fixed timings."""
     if pace.ramp > 0:
         await asyncio.sleep(rng.random() * pace.ramp)
-    body = {"PROLIFIC_PID": pid, "SESSION_ID": "load"}
+    body = {"PROLIFIC_PID": pid, "SESSION_ID": "load", "consent": True}
     if pace.check:
         r = await _request(client, "POST", f"{base}/api/studies/{study}/check", result, kind="check", json=body)
         if r.status_code != 200:
@@ -248,6 +248,17 @@ async def run_participants(base: str, study: str, count: int, pace: Pace | None 
                 result.errors.append(f"{type(outcome).__name__}: {outcome}")
     result.elapsed = time.perf_counter() - start
     return result
+
+
+def open_trial(client, token: str, index: int):  # noqa: ANN001, ANN201 - a TestClient and its response
+    """GET trial ``index`` of session ``token`` and each of its images, as the page does (a synchronous client,
+    e.g. FastAPI's TestClient); returns the trial's response.  An answer to a trial whose images were never
+    fetched is stored as unseen and left out of the report's scores."""
+    r = client.get(f"/api/s/{token}/trial/{index}")
+    if r.status_code == 200 and not r.json()["done"]:
+        for url in r.json()["images"]:
+            assert client.get(url).status_code == 200, url
+    return r
 
 
 def write_noise_folders(root: Path, names: tuple[str, ...] = ("real", "alg_a", "alg_b"), count: int = 12,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from p2p_eval.study.analysis import analyse, prob_greater, summarise, two_level_bootstrap
 from p2p_eval.study.models import Session, Trial
+from tests.study.loadgen import open_trial
 
 
 def test_rate_and_se_by_hand() -> None:
@@ -96,7 +97,7 @@ def _answer_all(client: TestClient, token: str, judged_real_on: set[int], fail_v
             fooled = fail_vigilance
         main_no += t.kind == "main"
         chosen = 3 - t.fake_slot if fooled else t.fake_slot  # question "fake": picking the real one = fooled
-        client.get(f"/api/s/{token}/trial/{t.index}")
+        open_trial(client, token, t.index)
         assert client.post(f"/api/s/{token}/answer", json={"index": t.index, "answer": str(chosen)}).status_code == 200
 
 
@@ -143,7 +144,7 @@ def test_single_protocol_report(client, make_study, image_dirs) -> None:
         for t in trials:
             value = "real" if not t.fake_slot or fakes_seen < wrong else "fake"
             fakes_seen += t.fake_slot
-            client.get(f"/api/s/{token}/trial/{t.index}")
+            open_trial(client, token, t.index)
             client.post(f"/api/s/{token}/answer", json={"index": t.index, "answer": value})
     entry = analyse(client.app.state.engine, "s1", n_boot=200)["algorithms"]["alg_a"]
     assert entry["correct_real"]["rate"] == pytest.approx(1.0)

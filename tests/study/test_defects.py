@@ -21,6 +21,7 @@ from p2p_eval.study.analysis import analyse, format_report
 from p2p_eval.study.models import Image, Session, Study, Trial
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.store import make_engine
+from tests.study.loadgen import open_trial
 
 
 def _copy_dirs(image_dirs: dict[str, Path], root: Path) -> dict[str, Path]:
@@ -76,10 +77,10 @@ def test_unservable_image_is_skipped_and_recorded(tmp_path, image_dirs, db_url) 
         assert not broken & used_elsewhere, "the test needs trials 0 and 2 untouched"
         for path in broken:
             path.write_bytes(b"garbage")
-        first = client.get(f"/api/s/{token}/trial/0").json()
+        first = open_trial(client, token, 0).json()
         assert first["index"] == 0
         client.post(f"/api/s/{token}/answer", json={"index": 0, "answer": "1"})
-        second = client.get(f"/api/s/{token}/trial/1").json()
+        second = open_trial(client, token, 1).json()
         assert second["index"] == 2 and len(second["images"]) == 2, "trial 1 skipped, trial 2 served instead"
         assert client.post(f"/api/s/{token}/answer", json={"index": 1, "answer": "1"}).status_code == 409
         assert client.post(f"/api/s/{token}/answer", json={"index": 2, "answer": "2"}).status_code == 200

@@ -131,7 +131,7 @@ def test_participant_requests_follow_the_rules(db_url, make_study, image_dirs, p
     arrival = {"PROLIFIC_PID": "p1", "SESSION_ID": "x"}
     state = {"participant": "p1", "source": "prolific", "protocol": protocol, "question": "fake",
              "display_ms": 1000, "practice": 2, "total": 9, "next_index": 0, "done": False, "resumed": False,
-             "completion_code": None, "redirect_url": None}
+             "completion_code": None, "redirect_url": None, "answer_ms": None}
     with TestClient(create_app(engine)) as client:
         assert client.post("/api/studies/s1/check", json=arrival).json() == {"status": "new"}
         started = client.post("/api/studies/s1/sessions", json=arrival).json()

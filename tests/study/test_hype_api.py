@@ -18,6 +18,7 @@ from p2p_eval.study.analysis import analyse, format_report
 from p2p_eval.study.models import Session, Trial
 from p2p_eval.study.plan import StudySpec, create_study, load_spec
 from p2p_eval.study.store import make_engine
+from tests.study.loadgen import open_trial
 
 LADDER = list(range(100, 1001, 100))
 
@@ -79,7 +80,7 @@ def test_hype_time_session_follows_the_staircase_and_resumes(client, make_study,
     seen, served = 0, {}
     token = state["session"]
     for t in plan:
-        trial = client.get(f"/api/s/{token}/trial/{t.index}").json()
+        trial = open_trial(client, token, t.index).json()
         expected = {"practice": 500, "vigilance": 1000}.get(t.kind) or rules[t.staircase].exposure
         assert trial["display_ms"] == expected and trial["mask_ms"] == 200, (t.index, t.kind, trial)
         assert client.get(f"/api/s/{token}/trial/{t.index}").json()["display_ms"] == expected, "a reload: same"
@@ -164,7 +165,7 @@ def test_hype_inf_error_rates(client, make_study) -> None:
     for p in range(3):
         token = start(client, anon_id=f"a{p}")["session"]
         for t in stored(client.app.state.engine, token):
-            trial = client.get(f"/api/s/{token}/trial/{t.index}").json()
+            trial = open_trial(client, token, t.index).json()
             assert trial["display_ms"] is None, "hype-inf: the image stays until the answer"
             right = (t.index + p) % 3 != 0
             client.post(f"/api/s/{token}/answer", json={"index": t.index, "answer": correct_answer(t, right),
@@ -189,7 +190,7 @@ def test_trials_shown_a_frame_too_long_are_excluded(client, make_study) -> None:
     token = start(client)["session"]
     shown = [300.0, 316.7, 283.4, 334.0, 350.0, None]  # the 4th misses by 34 ms (> 16.7 + 1), the 5th by 50
     for t, ms in zip(stored(client.app.state.engine, token), shown):
-        client.get(f"/api/s/{token}/trial/{t.index}")
+        open_trial(client, token, t.index)
         body = {"index": t.index, "answer": correct_answer(t, True)}
         if ms is not None:
             body.update(onset1=1000.0, offset1=1000.0 + ms, frame_ms=16.7)

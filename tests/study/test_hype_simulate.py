@@ -70,7 +70,7 @@ def test_simulated_hype_time_study_recovers_the_thresholds(tmp_path, image_dirs,
                                        trials=60, staircases=2, seed=1,
                                        fake={a: str(image_dirs[a]) for a in truth}))
         result = simulate(engine, "ht", 12, PsychometricPopulation(truth, spread_ms=60.0, sd_between_ms=20.0),
-                          seed=3, images=False, progress=False)
+                          seed=3, progress=False)
         assert result.sessions == {"alg_a": 6, "alg_b": 6} and result.expected["alg_b"] == {"hype_time_ms": 550.0}
         report = analyse(engine, "ht", n_boot=500)
     finally:

@@ -16,6 +16,7 @@ from p2p_eval.study.models import Session, Trial
 from p2p_eval.study.plan import StudySpec, create_study
 from p2p_eval.study.server import create_app
 from p2p_eval.study.store import make_engine
+from tests.study.loadgen import open_trial
 
 
 def _make(db: str, image_dirs: dict[str, Path], **values) -> None:  # noqa: ANN003
@@ -44,7 +45,7 @@ def _run(db: str, plan: dict[str, object]) -> None:
                 for t in trials:
                     value = decide(t, seen)
                     seen[(t.kind, t.fake_slot)] = seen.get((t.kind, t.fake_slot), 0) + 1
-                    assert client.get(f"/api/s/{token}/trial/{t.index}").status_code == 200
+                    assert open_trial(client, token, t.index).status_code == 200
                     assert client.post(f"/api/s/{token}/answer", json={"index": t.index, "answer": value}).status_code == 200
     finally:
         app.state.engine.dispose()
@@ -80,7 +81,7 @@ def test_2afc_table_as_pix2pix_tables_4_5(tmp_path: Path, image_dirs, capsys) ->
     assert f"| alg_a | 33.3% ± 22.0% | [{lo:.1f}, {hi:.1f}] | 3 | 12 |" in text
     assert "| alg_b | 75.0% ± 25.0% |" in text and "| 2 | 8 |" in text
     assert "- alg_a - alg_b (% labeled real): -41.7 points, 95% CI [" in text
-    assert "alg_a: 3 included, 0 excluded by the vigilance rule, 0 incomplete" in text
+    assert "alg_a: 3 included, 0 excluded (0 by the vigilance rule), 0 incomplete" in text
     assert 0 <= lo <= 33.3 <= hi <= 100
 
 

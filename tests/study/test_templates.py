@@ -80,8 +80,7 @@ def test_template_creates_a_study_and_a_simulated_run_reports(tmp_path: Path, fo
         assert study.protocol == spec.protocol and (not spec.paired or notes)
         per_alg = 1 if spec.protocol.startswith("hype") else 2
         rates = {alg: 0.1 + 0.1 * i for i, alg in enumerate(spec.fake)}
-        simulate(engine, spec.name, per_alg * len(spec.fake), FoolingPopulation(rates, lapse=0.02), images=False,
-                 progress=False)
+        simulate(engine, spec.name, per_alg * len(spec.fake), FoolingPopulation(rates, lapse=0.02), progress=False)
         report = analyse(engine, spec.name, n_boot=200)
     finally:
         engine.dispose()

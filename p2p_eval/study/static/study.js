@@ -4,12 +4,14 @@
 // clock), the frame interval measured before the trial (median rAF delta) and the response time are posted
 // with the answer.  hype-time: the server gives each trial's exposure (display_ms) and a noise mask follows
 // the image (mask_ms; its onset / offset are posted too); hype-inf: the image stays until the answer.
+// A study with a consent text shows it before the instructions and opens a session only after "I agree"
+// (posted as consent: true); a closed or full study (410) gets its own page instead of the instructions.
 // All text from the server or the URL is written with textContent, never parsed as HTML.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const SECTIONS = ["instructions", "trial", "feedback", "done", "error"];
+  const SECTIONS = ["consent", "instructions", "trial", "feedback", "done", "error"];
   const ASSUMED_FRAME = 1000 / 60;
   const SINGLE_IMAGE = ["single", "hype-time", "hype-inf"];
   let shown = null;  // hype-inf: the image on screen until the answer
@@ -17,6 +19,7 @@
   const studyName = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
   const apiBase = "/api/studies/" + encodeURIComponent(studyName);
   let state = null;
+  let consented = false;
 
   function show(section) {
     for (const id of SECTIONS) $(id).hidden = id !== section;
@@ -77,6 +80,7 @@
 
   function arrival() {
     const body = { screen_w: screen.width, screen_h: screen.height, anon_id: localStorage.getItem(storeKey) };
+    if (consented) body.consent = true;
     for (const key of ["workerId", "assignmentId", "hitId", "PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]) {
       if (params.get(key)) body[key] = params.get(key);
     }
@@ -89,10 +93,18 @@
     const { status, data } = await api("GET", apiBase);
     if (status !== 200) return fail(data.detail || "This study does not exist.");
     $("how").textContent = describe(data);
+    if (data.instructions) {
+      $("lab-text").textContent = data.instructions;
+      $("lab-text").hidden = false;
+    }
     if (data.protocol === "hype-inf") {
       $("brief-note").textContent = "Each image stays on screen until you answer. Look as long as you like.";
     }
     $("practice-note").hidden = !data.practice;
+    if (data.answer_ms) {
+      $("time-note").textContent = "You have " + data.answer_ms / 1000 + " seconds to answer each time; " +
+        "no answer in time counts as a miss. Go with your first impression.";
+    }
     if (params.get("assignmentId") === "ASSIGNMENT_ID_NOT_AVAILABLE") {
       show("instructions");
       $("preview-note").hidden = false;
@@ -104,6 +116,7 @@
       return fail((check.data.detail || "You have already taken part in this study.") +
         " Thank you: there is nothing more to do here.", "You have already taken part");
     }
+    if (check.status === 410) return unavailable(check.data);
     if (check.status !== 200) return fail(check.data.detail || "Could not open the study.");
     if (check.data.status === "done") return start();
     if (check.data.status === "resume") {
@@ -115,14 +128,29 @@
       $("resume-note").hidden = false;
       $("start").textContent = "Continue";
     }
-    show("instructions");
     $("start").addEventListener("click", start, { once: true });
+    if (check.data.status === "new" && data.consent) return askConsent(data.consent);
+    show("instructions");
+  }
+
+  function unavailable(data) {
+    fail(data.detail || "This study takes no new participants.",
+      data.reason === "full" ? "This study is full" : "This study is closed");
+  }
+
+  function askConsent(text) {
+    $("consent-text").textContent = text;
+    show("consent");
+    $("agree").addEventListener("click", () => { consented = true; show("instructions"); }, { once: true });
+    $("decline").addEventListener("click", () => fail("You did not agree, so you have not joined the study and " +
+      "nothing was recorded. You may close this page.", "You have not joined the study"), { once: true });
   }
 
   async function start() {
     $("start").disabled = true;
     const body = arrival();
     const { status, data } = await api("POST", apiBase + "/sessions", body);
+    if (status === 410) return unavailable(data);
     if (status !== 200) return fail(data.detail || "Could not start the study.");
     state = data;
     if (!body.workerId && !body.PROLIFIC_PID) localStorage.setItem(storeKey, data.participant);
@@ -280,6 +308,10 @@
       $("answers").appendChild(button);
       return button;
     });
+    if (state.answer_ms) {  // the study's answer window: no click in time is posted as "missed"
+      const timer = setTimeout(() => submit(index, "missed", timing, buttons), state.answer_ms);
+      buttons.forEach((b) => b.addEventListener("click", () => clearTimeout(timer), { once: true }));
+    }
   }
 
   async function submit(index, value, timing, buttons) {
