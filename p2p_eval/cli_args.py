@@ -93,4 +93,5 @@ def add_deprecated(container: Any, old: str, new: str, dest: str, append: bool =
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``--quiet``: no progress bars (the command passes ``progress=not args.quiet`` down)."""
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (without it they are drawn only when "
+                        "stderr is a terminal)")

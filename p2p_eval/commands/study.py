@@ -181,7 +181,7 @@ def _add_admin(study_sub: argparse._SubParsersAction) -> None:
 def _add_quick(study_sub: argparse._SubParsersAction) -> None:
     q = study_sub.add_parser(
         "quick", help="one assessor on this machine: the quick-response real-or-fake test, then the results",
-        description="The quick-response test of source 004 (Table I) for one assessor: --count real and --count "
+        description="The quick-response test of \"Evaluating the Capability of Pix2Pix\" (Table I) for one assessor: --count real and --count "
         "generated images, one at a time in a random order, each shown --display-ms, then --answer-ms to answer "
         "\"real\" or \"fake\" (no answer in time is a miss, counted as wrong). The session runs in a temporary "
         "folder on a free port of 127.0.0.1 (the browser opens where there is one); at the end the page shows the "
@@ -230,11 +230,11 @@ def _quick(args: argparse.Namespace) -> int:
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=chosen, log_level="warning"))
             thread = threading.Thread(target=server.run, daemon=True)
             thread.start()
-            print(f"quick test: {2 * args.count} images; open {base}/s/quick (Ctrl-C ends it)", flush=True)
-            if args.browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or
-                                 sys.platform in ("darwin", "win32")):
-                webbrowser.open(f"{base}/s/quick")
-            try:
+            try:  # Ctrl-C from here on ends the test cleanly, even right after the URL is printed
+                print(f"quick test: {2 * args.count} images; open {base}/s/quick (Ctrl-C ends it)", flush=True)
+                if args.browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or
+                                     sys.platform in ("darwin", "win32")):
+                    webbrowser.open(f"{base}/s/quick")
                 while (found := results(engine)) is None and thread.is_alive():
                     time.sleep(0.3)
                 if found is not None:

@@ -327,13 +327,13 @@ def _paper_2afc(report: dict[str, Any]) -> list[str]:
 
 def _paper_sequential(report: dict[str, Any]) -> list[str]:
     return _paper_labeled_real(report, f"Sequential real-vs-fake test, study {report['study']} (real and generated "
-                               "one after the other; as source 003, Table 1: fooling rate = % of trials where the "
-                               "generated image was judged real, 50% = chance)", "Fooling rate")
+                               "one after the other; as the one-to-many translation paper's Table 1: fooling rate = "
+                               "% of trials where the generated image was judged real, 50% = chance)", "Fooling rate")
 
 
 def _paper_single(report: dict[str, Any]) -> list[str]:
     lines = [f"Quick-response single-image test, study {report['study']} (one image at a time, real or generated; "
-             "as source 004, Table I: % correctly identified per group)", "",
+             "as \"Evaluating the Capability of Pix2Pix\", Table I: % correctly identified per group)", "",
              "| Method | Control (real images) % correct (mean ± SE) | 95% CI | Experiment (generated images) % correct "
              "(mean ± SE) | 95% CI | participants |", "| --- | --- | --- | --- | --- | --- |"]
     for alg, e in report["algorithms"].items():
@@ -380,7 +380,8 @@ PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_2afc, "sequential": _paper_seque
 
 def format_paper(report: dict[str, Any]) -> str:
     """The report as the sources print it (Markdown): pix2pix Tables 4-5 ("% Turkers labeled real", mean ± SE)
-    for 2afc, source 003's fooling rate for sequential, source 004's % correct per group for single, HYPE's
+    for 2afc, the one-to-many translation paper's fooling rate for sequential, "Evaluating the Capability of
+    Pix2Pix"'s % correct per group for single, HYPE's
     threshold (hype-time) and error rates (hype-inf); each with its 95% CI (two-level bootstrap for rates), then
     the pairwise differences and what was left out."""
     formatter = PAPER_FORMATS.get(report["protocol"])

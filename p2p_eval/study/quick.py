@@ -1,5 +1,5 @@
 """``p2p-eval study quick``: the quick-response test of "Evaluating the Capability of Pix2Pix in Producing
-Synthetic Images" (source 004, Table I) for one assessor on their own machine.
+Synthetic Images" (its Table I) for one assessor on their own machine.
 
 ``count`` real and ``count`` generated images, each drawn once, are shown one at a time in a random order
 (the ``single`` protocol: "real or fake?"), each for ``display_ms``, then the assessor has ``answer_ms`` to

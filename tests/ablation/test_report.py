@@ -111,7 +111,7 @@ def test_markdown_and_csv_structure() -> None:
 
 
 def test_image_metric_table_against_hand_values() -> None:
-    """The image-metric table of document 002: columns from the spec, lower-is-better orders, Kendall over the rows
+    """The image-metric table of "Modified Pix2Pix": columns from the spec, lower-is-better orders, Kendall over the rows
     the source has numbers for, the optional LPIPS column left out when no row has it."""
     spec = load_table("modified")
     values = [(0.010, 20.0, 0.50), (0.020, 17.0, 0.40), (0.030, 15.0, 0.30), (0.015, 18.0, 0.45), (0.012, 19.0, 0.47)]
@@ -139,7 +139,7 @@ def test_image_metric_table_against_hand_values() -> None:
             "0.800 | 0.700 | 0.0021 | 26.77 | 0.980 |") in md
     assert "| without L1 (cGAN+rec) | 0.0300 [0.0290, 0.0310] | 15.00 [14.00, 16.00] | 0.300 [0.290, 0.310] | 0.900 | " \
            "0.800 | 0.700 | n/a | n/a | n/a |" in md
-    assert "Ground truth" not in md and "segmenter:" not in md and "document 002, Table 1" in md
+    assert "Ground truth" not in md and "segmenter:" not in md and "\"Modified Pix2Pix\", Table 1" in md
     # three rows have no source numbers: "all rows, ours" ranks them too, so it is shown
     assert "| Kendall tau-b | p | all rows, ours |" in md
     lines = list(csv.DictReader(io.StringIO(table_csv(record, meta))))

@@ -1,5 +1,5 @@
 """End to end at the smoke preset (one step per row): Table 6 (photo -> labels, decoded label maps) on the synthetic
-street scenes and the Modified-pix2pix table (document 002) on a tiny synthetic facade set; their scores against
+street scenes and the Modified-pix2pix table ("Modified Pix2Pix") on a tiny synthetic facade set; their scores against
 direct computations, the report files, the data checks and the links between the two reports."""
 
 from __future__ import annotations

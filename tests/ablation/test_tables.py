@@ -104,7 +104,7 @@ def test_modified_table_is_document_002_on_facades() -> None:
     by_key = {m.key: m for m in spec.metrics}
     assert [k for k in by_key] == ["mse", "psnr", "ssim", "lab_L", "lab_a", "lab_b", "lpips"]
     assert [k for k, m in by_key.items() if not m.higher_is_better] == ["mse", "lpips"] and by_key["lpips"].optional
-    # document 002, Table 1: original vs modified (day -> night)
+    # "Modified Pix2Pix", Table 1: original vs modified (day -> night)
     assert spec.rows[0].paper == {"mse": 0.002144413411081063, "psnr": 26.766485, "ssim": 0.97995055}
     assert spec.rows[1].paper == {"mse": 0.0026935997096859295, "psnr": 25.862993, "ssim": 0.9762408}
     assert all(not r.paper for r in spec.rows[2:])
