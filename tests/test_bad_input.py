@@ -15,6 +15,7 @@ import pytest
 
 from p2p_eval import cli_args
 from p2p_eval.cli import main
+from p2p_eval.commands.ablate import unet_size
 from p2p_eval.commands.segmenter import frame_size
 from tests.test_vocabulary import LEAVES
 
@@ -22,13 +23,13 @@ from tests.test_vocabulary import LEAVES
 CHECKED = {cli_args.positive_int: ["0", "-1", "x"], cli_args.nonnegative_int: ["-1", "1.5"],
            cli_args.positive_float: ["0", "-1", "nan", "inf"], cli_args.nonnegative_float: ["-0.5", "nan"],
            cli_args.probability: ["-0.1", "1.5", "nan"], cli_args.port: ["0", "70000"],
-           frame_size: ["0", "x", "1024x0", "1024xq"]}
+           frame_size: ["0", "x", "1024x0", "1024xq"], unet_size: ["1", "3", "96", "-8"]}
 #: Values for the required options that are neither inputs nor outputs.
 VALUES = {"generator": "l1_cgan", "preset": "smoke", "db": "sqlite:///study.db", "study": "s", "run": "run",
           "fooling": "0.3,0.4", "participants": "3"}
 #: Options a command needs beyond its required ones to parse (a required choice of two).
-EXTRA = {"fcn-score": ["--images", "{in}/images", "--labels", "{in}/labels"], "color": ["--images", "{in}/images"],
-         "metrics": ["--images", "{in}/images"]}
+EXTRA = {"fcn-score": {"images": "{in}/images", "labels": "{in}/labels"}, "color": {"images": "{in}/images"},
+         "metrics": {"images": "{in}/images"}}
 
 
 def _number_actions() -> list[tuple[str, str, argparse.Action]]:
@@ -73,6 +74,8 @@ def _argv(name: str, root: Path, given: dict[str, str]) -> list[str]:
     argv, positional = [*name.split()], []
     for action in LEAVES[name]._actions:
         dest = action.dest
+        if action.help == argparse.SUPPRESS:  # a hidden old spelling of an option handled under its new name
+            continue
         if dest in given:
             value = given[dest]
         elif not action.required:
@@ -87,7 +90,9 @@ def _argv(name: str, root: Path, given: dict[str, str]) -> list[str]:
             argv += [max(action.option_strings, key=len), value]
         else:
             positional.append(value)
-    return argv + [a.format(**{"in": root / "in"}) for a in EXTRA.get(name, [])] + positional
+    extra = [(f"--{dest}", value.format(**{"in": root / "in"})) for dest, value in EXTRA.get(name, {}).items()
+             if dest not in given]
+    return argv + [item for pair in extra for item in pair] + positional
 
 
 def _inputs(root: Path, name: str) -> dict[Path, str]:
@@ -124,3 +129,50 @@ def test_bad_outputs_are_refused_before_the_work(name: str, flag: str, dest: str
     assert after == before
     if is_dir and fresh:
         assert [p.name for p in held.iterdir()] == ["other.png"]
+
+
+def _input_folders(name: str) -> list[str]:
+    """The declared inputs of a command that are folders (a segmenter or checkpoint file is not)."""
+    return [d for d in _declared(name)[1] if d not in ("segmenter", "checkpoint")]
+
+
+def _fill(folder: Path, kind: str) -> None:
+    """``missing``: nothing; ``empty``: an empty folder; ``corrupt``: a broken PNG at the top and in train/, val/."""
+    if kind == "missing":
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "corrupt":
+        for sub in (folder, folder / "train", folder / "val"):
+            sub.mkdir(exist_ok=True)
+            (sub / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n but broken")
+
+
+INPUT_CASES = [(name, dest, kind) for name in sorted(LEAVES) for dest in _input_folders(name)
+               for kind in ("missing", "empty", "corrupt")]
+
+
+@pytest.mark.parametrize("name,dest,kind", INPUT_CASES, ids=[" ".join(c) for c in INPUT_CASES])
+def test_missing_empty_and_corrupt_inputs_are_one_line(name: str, dest: str, kind: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    good = {d: tmp_path / "good" / d for d in _input_folders(name)}
+    for folder in good.values():
+        _fill(folder, "corrupt")  # the other inputs exist (their own check may come first: any one line will do)
+    bad = tmp_path / "bad" / dest
+    _fill(bad, kind)
+    given = {d: str(p) for d, p in good.items()} | {dest: str(bad)}
+    if "images" in given and name in ("study create", "study quick"):
+        given["images"] = ("gen=" if name == "study create" else "") + given["images"]
+    argv = _argv(name, tmp_path, given)
+    _one_line_exit_2(argv + ["--device", "cpu"] * ("--device" in LEAVES[name]._option_string_actions), capsys)
+
+
+def test_a_size_too_small_for_ssim_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from p2p_eval.imageio import write_png
+
+    for folder in ("real", "fake"):
+        write_png(tmp_path / folder / "1.png", torch.full((3, 32, 32), 90, dtype=torch.uint8))
+    argv = ["metrics", "--real", str(tmp_path / "real"), "--images", str(tmp_path / "fake"), "--device", "cpu"]
+    err = _one_line_exit_2([*argv, "--size", "4"], capsys)
+    assert "at least 11 pixels" in err and "--size" in err

@@ -65,3 +65,10 @@ def test_a_corrupt_image_met_by_a_loader_worker_is_one_line(tmp_path: Path, caps
     err = capsys.readouterr().err.strip()
     assert code == 2 and "1.png" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_study_create_names_the_flag_the_user_typed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["study", "create", "--db", db, "--name", "s", "--real", str(tmp_path), "--images", "gen"]) == 2
+    err = capsys.readouterr().err
+    assert "--images 'gen': write ALG=DIR" in err and "--fake" not in err

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "where needed); trains nothing, lists and skips unfinished runs")
     p.add_argument("--epochs", type=positive_int, help="epochs per row (overrides the preset and drops its image budget)")
     p.add_argument("--max-steps", type=positive_int, help="training steps per row (overrides the preset's image budget)")
-    p.add_argument("--size", type=positive_int, help="image side (overrides the preset; U-Net depth log2(size))")
+    p.add_argument("--size", type=unet_size, help="image side (overrides the preset; U-Net depth log2(size))")
     p.add_argument("--bottleneck-norm", action="store_true", help="the paper's batch norm in the U-Net bottleneck (errata 6.3)")
     p.add_argument("--report-name", help="name shown in the report (default the --out folder name)")
     p.add_argument("--data-name", help="what --data holds, for the report's titles, e.g. 'pix2pix Cityscapes' "
@@ -60,6 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "they are off anyway when stderr is not a terminal")
     p.set_defaults(func=_ablate)
     declare(p, kept=["out", "runs_dir"], inputs=["data", "segmenter"])
+
+
+def unet_size(text: str) -> int:
+    """``--size``: a power of two >= 2, since every table's generator has depth log2(size) (U-Net, encoder-decoder)."""
+    size = positive_int(text)
+    if size < 2 or size & (size - 1):
+        raise argparse.ArgumentTypeError(f"{text}: give a power of two >= 2 (the tables' generators are "
+                                         "log2(size) layers deep), e.g. 64 or 256")
+    return size
 
 
 def _ablate(args: argparse.Namespace) -> int:

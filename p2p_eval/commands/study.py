@@ -65,6 +65,7 @@ def _add_create(study_sub: argparse._SubParsersAction) -> None:
     create.add_argument("--jpeg-quality", type=jpeg_quality, help="with --same-processing: JPEG quality 1-95 (default 75)")
     create.add_argument("--base-url", default="http://127.0.0.1:8000", help="server address for the printed URLs")
     create.set_defaults(func=_create)
+    declare(create, inputs=["real", "images", "config"])
 
 
 def _add_serve(study_sub: argparse._SubParsersAction) -> None:
@@ -198,6 +199,7 @@ def _add_quick(study_sub: argparse._SubParsersAction) -> None:
     q.add_argument("--port", type=port, help="port on 127.0.0.1 (default: a free one)")
     q.add_argument("--no-browser", dest="browser", action="store_false", help="only print the URL")
     q.set_defaults(func=_quick)
+    declare(q, inputs=["real", "images", "labels"])
 
 
 def _quick(args: argparse.Namespace) -> int:

@@ -87,7 +87,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     a, b = _pair(x, y)
     n, c, h, w = a.shape
     if min(h, w) < 2 * SSIM_RADIUS + 1:
-        raise ValueError(f"SSIM needs images of at least {2 * SSIM_RADIUS + 1} pixels per side, got {h}x{w}")
+        raise UserError(f"SSIM needs images of at least {2 * SSIM_RADIUS + 1} pixels per side, got {h}x{w}; "
+                        "give a larger --size or leave ssim out of --metric")
     g = _gaussian_window(a.device)
     kernel_h = g.view(1, 1, -1, 1).repeat(5 * c, 1, 1, 1)
     kernel_w = g.view(1, 1, 1, -1).repeat(5 * c, 1, 1, 1)

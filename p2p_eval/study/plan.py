@@ -89,12 +89,12 @@ class StudySpec:
         if self.question not in QUESTIONS:
             raise UserError(f"--question {self.question!r}: choose fake or real")
         if not isinstance(self.fake, dict) or not all(isinstance(v, str) for v in self.fake.values()):
-            raise UserError("fake must map algorithm names to folders (--fake ALG=DIR)")
+            raise UserError("fake must map algorithm names to folders (--images ALG=DIR)")
         if not self.fake:
-            raise UserError("no --fake ALG=DIR given: a study compares at least one algorithm with the real images")
+            raise UserError("no --images ALG=DIR given: a study compares at least one algorithm with the real images")
         for alg in self.fake:
             if not NAME_RE.match(alg):
-                raise UserError(f"--fake {alg!r}: algorithm names use 1-64 letters, digits, '_', '-', '.'")
+                raise UserError(f"--images {alg!r}: algorithm names use 1-64 letters, digits, '_', '-', '.'")
         for key in ("trials", "practice", "display_ms", "vigilance", "vigilance_max_errors", "seed", "serve_size",
                     "jpeg_quality"):
             if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool):
@@ -164,9 +164,9 @@ def parse_fake(items: list[str] | None) -> dict[str, str] | None:
     for item in items:
         alg, sep, folder = item.partition("=")
         if not sep or not alg or not folder:
-            raise UserError(f"--fake {item!r}: write ALG=DIR, e.g. --fake l1_cgan=runs/l1_cgan/val")
+            raise UserError(f"--images {item!r}: write ALG=DIR, e.g. --images l1_cgan=runs/l1_cgan/val")
         if alg in out:
-            raise UserError(f"--fake {alg!r} given twice")
+            raise UserError(f"--images {alg!r} given twice")
         out[alg] = folder
     return out
 
