@@ -72,3 +72,28 @@ def test_study_create_names_the_flag_the_user_typed(tmp_path: Path, capsys: pyte
     assert main(["study", "create", "--db", db, "--name", "s", "--real", str(tmp_path), "--images", "gen"]) == 2
     err = capsys.readouterr().err
     assert "--images 'gen': write ALG=DIR" in err and "--fake" not in err
+
+
+def test_study_serve_on_a_port_in_use_is_one_line_before_listening(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    import torch
+
+    from p2p_eval.imageio import write_png
+
+    for folder in ("real", "gen"):
+        for i in range(4):
+            write_png(tmp_path / folder / f"{i}.png", torch.full((3, 16, 16), 40 * i, dtype=torch.uint8))
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["study", "create", "--db", db, "--name", "s", "--real", str(tmp_path / "real"),
+                 "--images", f"gen={tmp_path / 'gen'}", "--trials", "2", "--practice", "0"]) == 0
+    capsys.readouterr()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["study", "serve", "--db", db, "--host", "127.0.0.1", "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert "listening on" not in captured.out
+    assert f"cannot listen on 127.0.0.1:{port}" in captured.err and len(captured.err.strip().splitlines()) == 1
