@@ -53,7 +53,7 @@ def test_json_contract_real_row_and_rescoring(synth_small: Path, segmenter: Path
     preds = tmp_path / "preds"
     res = _score(["--images", str(photos), "--data", str(synth_small), "--segmenter", str(segmenter),
                   "--save-predictions", str(preds)], tmp_path)
-    assert {"pixel_accuracy", "class_accuracy", "class_iou", "per_class", "ci95", "images", "segmenter"} <= set(res)
+    assert {"pixel_accuracy", "class_accuracy", "class_iou", "per_class", "ci95", "images", "segmenter", "note"} <= set(res)
     n_val = len(list((synth_small / "val").iterdir()))
     assert res["images"] == n_val
     assert res["segmenter"]["sha256"] == hashlib.sha256(segmenter.read_bytes()).hexdigest()

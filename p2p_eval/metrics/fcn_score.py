@@ -526,8 +526,7 @@ def _scored(loaded: tuple[torch.nn.Module, dict, torch.device], dataset: torch.u
                           "images": ("upsampled bilinear to the label size (the paper's script)" if at_label else
                                      "resized bilinear (antialiased) to the segmenter input"),
                           "labels": labels + "; 255 ignored", "means": convention}
-    if note:
-        result["note"] = note
+    result["note"] = note or None
     result["source"] = source
     return result, cm.per_image_array()
 
@@ -556,7 +555,7 @@ def _signed(d: dict | None) -> str:
     return text
 
 
-SCORE_LABELS = (("pixel_accuracy", "per-pixel acc."), ("class_accuracy", "per-class acc."), ("class_iou", "class IOU"))
+SCORE_LABELS = (("pixel_accuracy", "per-pixel acc."), ("class_accuracy", "per-class acc."), ("class_iou", "class IoU"))
 
 
 def format_table(result: dict) -> str:
