@@ -44,3 +44,8 @@ def file_list(paths: Iterable[str | Path], limit: int = 10) -> str:
     shown = ", ".join(items[:limit])
     more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
     return shown + more
+
+
+def count(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``: a count with its noun in the right number (nouns that take an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

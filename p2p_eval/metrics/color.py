@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from p2p_eval.errors import UserError, file_list, unknown_name
+from p2p_eval.errors import UserError, count, file_list, unknown_name
 from p2p_eval.fsutil import atomic_write_bytes, atomic_write_text, write_json
 from p2p_eval.imageio import list_images, read_image
 
@@ -170,10 +170,6 @@ def histogram_intersection(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.minimum(p / p.sum(), q / q.sum()).sum())
 
 
-def _images(n: int) -> str:
-    return f"{n} image" if n == 1 else f"{n} images"
-
-
 def load_photo(path: Path, half: str | None = None, size: int | None = None) -> torch.Tensor:
     """uint8 (3, H, W) RGB of ``path`` (:func:`p2p_eval.imageio.read_image`); ``half`` A / B takes the left /
     right half of an AB image; ``size`` resizes to size x size (bilinear, antialiased)."""
@@ -249,7 +245,7 @@ def compare_sets(real_dir: str | Path, fakes: Mapping[str, str | Path], plot: st
         if not files:
             raise UserError(f"{where} has no images (.png/.jpg)")
         if len(files) != len(real_files):
-            raise UserError(f"{where} has {_images(len(files))} but --real {real_dir} has {_images(len(real_files))}; "
+            raise UserError(f"{where} has {count(len(files), 'image')} but --real {real_dir} has {count(len(real_files), 'image')}; "
                             "compare the outputs of the same inputs (one image per real image)")
     masks = None if class_name is None else _class_masks(labels_dir, fake_files, [p.stem for p in real_files], class_name)
     real = set_histogram(real_files, half, size, masks, batch_size, progress, "real")

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from p2p_eval.confusion import CONVENTIONS, ConfusionMatrix, score_arrays
 from p2p_eval.data.cityscapes import TRAIN_CLASSES, label_format, load_label_map, trainids_to_colors
 from p2p_eval.device import resolve_device
-from p2p_eval.errors import UserError, file_list, require_dir, require_file
+from p2p_eval.errors import UserError, count, file_list, require_dir, require_file
 from p2p_eval.fsutil import atomic_write_bytes
 from p2p_eval.imageio import list_images, read_image, write_png
 from p2p_eval.metrics.bootstrap import SCORES, bootstrap_ci, paired_bootstrap, per_class_ci
@@ -564,7 +564,7 @@ def format_table(result: dict) -> str:
     if "sets" in result:
         return format_sets(result)
     ci = result.get("ci95") or {}
-    lines = [f"FCN-score of {result['images']} images ({result['source']['images']})"]
+    lines = [f"FCN-score of {count(result['images'], 'image')} ({result['source']['images']})"]
     if result.get("note"):
         lines.append(f"  note: {result['note']}")
     if result.get("subset"):
