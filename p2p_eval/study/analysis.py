@@ -1,23 +1,14 @@
 """Analysis of a study's database: the paper's "% labeled real +- SE" (pix2pix Tables 4-5) and more.
 
-Per algorithm, over the included participants (completed, and no exclusion rule of :mod:`p2p_eval.study.lab`
-broken), test trials only:
-
-- the rate is the mean of per-participant rates ("% of trials where the fake was judged real"), its SE the
-  sample standard deviation of those rates / sqrt(participants);
-- the 95% CI is the 2.5 / 97.5 percentile of a two-level bootstrap (Davison & Hinkley 1997, section 3.8):
-  participants, then each one's trials (Binomial(n, k/n)); resampling both levels counts the within-participant
-  variance twice, so the interval is somewhat conservative;
-- pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half);
-- ``single``: % correct on the real and on the fake images, as the quick-response study's Table I.
-
-Left out of every score, and counted: trials whose display missed the requested duration by more than one
-frame (:mod:`p2p_eval.study.timing`) and trials answered without their images ever being fetched
-(``unseen``).  The report also states how images were served, skipped trials, re-views and the excluded
-participants.  HYPE (:mod:`p2p_eval.study.hype`): ``hype-time`` (section 3.1) scores a participant by the mean
-of their staircases' modal exposures, an algorithm by the mean over participants with a bootstrap CI over
-participants (higher = more realistic); ``hype-inf`` (section 3.2) by the error rate (50% = indistinguishable),
-on all, fake and real images.
+Per algorithm, over the included participants (:mod:`p2p_eval.study.lab`), test trials only: the rate is the
+mean of per-participant rates, its SE their sample sd / sqrt(participants); the 95% CI the percentiles of a
+two-level bootstrap (Davison & Hinkley 1997, section 3.8: participants, then each one's trials as
+Binomial(n, k/n); somewhat conservative); pairwise P(A > B) the share of replicates with A's rate above B's
+(ties count half); ``single`` adds % correct on real and fake images (the quick-response study's Table I).
+Trials off their display time (:mod:`p2p_eval.study.timing`) or answered unseen are left out and counted.
+HYPE (:mod:`p2p_eval.study.hype`): ``hype-time`` (section 3.1) scores a participant by the mean of their
+staircases' modal exposures, an algorithm by the mean over participants (bootstrap CI over participants);
+``hype-inf`` (section 3.2) by the error rate (50% = indistinguishable) on all, fake and real images.
 """
 
 from __future__ import annotations
@@ -75,8 +66,7 @@ def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generato
 
 
 def _rates(trials: pd.DataFrame, column: str, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`summarise` of the participants' counts of true ``column`` over their ``trials``."""
-    per = trials.groupby("session_id")[column].agg(["sum", "count"])
+    per = trials.groupby("session_id")[column].agg(["sum", "count"])  # per participant: true / all
     return summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
 
 
@@ -120,8 +110,7 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
 
 
 def study_frame(engine: Engine, study_name: str) -> tuple[Study, list[str], pd.DataFrame, pd.DataFrame]:
-    """(study, its algorithms, every trial annotated with its display timing and its participant's completion
-    code and exclusion, one row per participant): what the report and the CSV export are made of."""
+    """(study, algorithms, annotated trials, one row per participant): the report's and the CSV's data."""
     frame = trials_frame(engine, study_name)  # a UserError naming the studies when there is no such study
     with session_factory(engine)() as db, db.begin():
         study = db.scalar(select(Study).where(Study.name == study_name))
@@ -246,6 +235,7 @@ def _pct(stat: dict[str, Any] | None) -> str:
 def format_report(report: dict[str, Any]) -> str:
     """A plain-text table of the report."""
     lines = [f"study {report['study']} ({report['protocol']}, question: which is {report['question']}; "
+
              f"excluded when {report['exclusion_rule']}; 95% CI: two-level bootstrap, {report['bootstrap']} draws)"]
     single = report["protocol"] in SINGLE_IMAGE
     head = "algorithm | included | excluded (vigilance) | incomplete | % labeled real +- SE [95% CI]"
@@ -313,8 +303,8 @@ def _paper_labeled_real(report: dict[str, Any], title: str, column: str) -> list
     lines = [title, "", f"| Method | {column} (mean ± SE) | 95% CI | participants | trials |",
              "| --- | --- | --- | --- | --- |"]
     for alg, e in report["algorithms"].items():
-        value, ci = _pm(e["labeled_real"])
-        lines.append(f"| {alg} | {value} | {ci} | {e['labeled_real']['participants']} | {e['labeled_real']['trials']} |")
+        lines.append(f"| {alg} | " + " | ".join(_pm(e["labeled_real"]))
+                     + f" | {e['labeled_real']['participants']} | {e['labeled_real']['trials']} |")
     return lines
 
 
@@ -372,17 +362,13 @@ def _paper_hype_inf(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-#: protocol -> the lines of its paper-style table (``study report --format paper``); a protocol missing here
-#: gets the "% labeled real" table.
+#: protocol -> its paper-style table (``study report --format paper``); others get the "% labeled real" table.
 PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_2afc, "sequential": _paper_sequential, "single": _paper_single,
                                  "hype-time": _paper_hype_time, "hype-inf": _paper_hype_inf}
 
 
 def format_paper(report: dict[str, Any]) -> str:
-    """The report as the sources print it (Markdown): pix2pix Tables 4-5 ("% Turkers labeled real", mean ± SE)
-    for 2afc, the one-to-many translation paper's fooling rate for sequential, "Evaluating the Capability of
-    Pix2Pix"'s % correct per group for single, HYPE's
-    threshold (hype-time) and error rates (hype-inf); each with its 95% CI (two-level bootstrap for rates), then
+    """The report as each protocol's source prints it (Markdown, see :data:`PAPER_FORMATS`), with 95% CIs,
     the pairwise differences and what was left out."""
     formatter = PAPER_FORMATS.get(report["protocol"])
     lines = formatter(report) if formatter else _paper_labeled_real(

@@ -1,22 +1,17 @@
 """Sessions, trials and answers: the rules the server enforces.
 
 - one session per participant per study (unique constraint); a reload (same ids) resumes it;
-- each session tests one algorithm, the one with the fewest sessions so far; once every algorithm has the
-  study's ``max_participants`` sessions, or the study is closed, a new arrival is refused (410, ``reason``
-  "full" / "closed"), while started sessions go on; a study with a consent text opens a session only for an
-  arrival that says the participant agreed (``consent: true``);
+- each session tests the algorithm with the fewest sessions so far; a closed study, or one where every
+  algorithm has ``max_participants`` sessions, refuses new arrivals (410, ``reason`` "closed" / "full");
+  a study with a consent text opens a session only with ``consent: true``;
 - the plan is stored before the first trial; trials are served and answered strictly in order;
-- an answer is idempotent (the same answer again gets the same acknowledgement, a different one is refused);
-  the "next trial" counter advances by compare-and-swap, so concurrent retries never store twice;
-- images are reached only through random per-trial tokens of the caller's own session, only while their trial
-  is open (served, not yet answered); every request is counted (a second one is a re-view);
+- an answer is idempotent; the "next trial" counter advances by compare-and-swap (no double store);
+- images are reached only through per-trial random tokens while their trial is open; every request is counted;
 - a trial whose image the server cannot serve is skipped, its reason stored;
-- ``hype-time``: a test trial's exposure is chosen when the trial is first opened, from the stored answers of
-  its staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored: reloads and resumed sessions continue
-  every staircase where it stood.
+- ``hype-time``: a test trial's exposure is chosen from its staircase's stored answers when the trial is first
+  opened (:func:`p2p_eval.study.hype.next_exposure`), and stored.
 
-Every function takes a SQLAlchemy Core connection inside the request's transaction and a :class:`Catalog` (a
-study's settings and image files, fixed at creation, read once per server process).
+Every function takes a SQLAlchemy Core connection in the request's transaction and a :class:`Catalog`.
 """
 
 from __future__ import annotations
@@ -68,8 +63,8 @@ class Arrival:
 
     def identity(self) -> tuple[str, str, str]:
         """(source, participant key, shown id); raises Rejected for a preview or a malformed id."""
-        for value in (self.workerId, self.assignmentId, self.hitId, self.PROLIFIC_PID, self.STUDY_ID,
-                      self.SESSION_ID, self.anon_id):
+        for value in (self.workerId, self.assignmentId, self.hitId, self.PROLIFIC_PID, self.STUDY_ID, self.SESSION_ID,
+                      self.anon_id):
             if value is not None and not ID_RE.match(value):
                 raise Rejected(422, "participant ids must be 1-128 printable characters")
         if self.assignmentId == MTURK_PREVIEW:
@@ -111,7 +106,6 @@ def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
 @dataclass
 class TrialFiles:
     """The files behind the next trial's images, for the server to render before it opens the trial."""
-
     index: int
     files: list[tuple[Path, bool]]  # (file, broken?) per slot
     processing: Processing
@@ -131,8 +125,7 @@ def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
 
 
 def _timing(payload: dict[str, Any], key: str) -> float | None:
-    value = payload.get(key)
-    if value is None:
+    if (value := payload.get(key)) is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise Rejected(422, f"{key} must be a number of milliseconds: any finite number >= 0 (got {value!r})")
@@ -150,7 +143,8 @@ _SESSION_EXISTS = select(_S.c.id).where(_S.c.token == bindparam("token"))
 _SESSION_TRIAL = (select(*(c.label(f"s_{c.name}") for c in _SESSION.selected_columns), *_TRIAL.selected_columns)
                   .select_from(_S.outerjoin(_T, (_T.c.session_id == _S.c.id) & (_T.c.index == bindparam("idx"))))
                   .where(_S.c.token == bindparam("token")))
-_TRIAL_BY_ID = _TRIAL.where(_T.c.id == bindparam("tid"))
+_BY_TID = _T.c.id == bindparam("tid")
+_TRIAL_BY_ID = _TRIAL.where(_BY_TID)
 _OPEN_IMAGE = (_TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.c.id)
                .where(_S.c.token == bindparam("token"), _T.c.index == _S.c.next_index,
                       or_(_T.c.img1_token == bindparam("itok"), _T.c.img2_token == bindparam("itok"))))
@@ -159,19 +153,18 @@ _STUDY_ID = select(Study.__table__.c.id).where(Study.__table__.c.name == bindpar
 _PARTICIPANT = select(_S).where(_S.c.study_id == bindparam("sid"), _S.c.participant == bindparam("participant"))
 _CLOSED = select(Study.__table__.c.closed_at).where(Study.__table__.c.id == bindparam("sid"))
 _LOCK_STUDY = select(Study.__table__.c.id).where(Study.__table__.c.id == bindparam("sid")).with_for_update()
-_PER_ALGORITHM = (select(_S.c.algorithm_id, func.count()).where(_S.c.study_id == bindparam("sid"))
-                  .group_by(_S.c.algorithm_id))
-_VIEWED = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1)
-_VIEWED_AT = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1,
-                                                                  exposure_ms=bindparam("b_exposure"))
-_FETCHED = {1: update(_T).where(_T.c.id == bindparam("tid")).values(fetches1=_T.c.fetches1 + 1),
-            2: update(_T).where(_T.c.id == bindparam("tid")).values(fetches2=_T.c.fetches2 + 1)}
+_PER_ALGORITHM = select(_S.c.algorithm_id, func.count()).where(_S.c.study_id == bindparam("sid")).group_by(
+    _S.c.algorithm_id)
+_VIEWED = update(_T).where(_BY_TID).values(views=_T.c.views + 1)
+_VIEWED_AT = update(_T).where(_BY_TID).values(views=_T.c.views + 1, exposure_ms=bindparam("b_exposure"))
+_FETCHED = {1: update(_T).where(_BY_TID).values(fetches1=_T.c.fetches1 + 1),
+            2: update(_T).where(_BY_TID).values(fetches2=_T.c.fetches2 + 1)}
 _ADVANCE = (update(_S).where(_S.c.id == bindparam("sid"), _S.c.next_index == bindparam("idx"))
             .values(next_index=bindparam("b_next"), completed_at=bindparam("b_completed")))
-_STORE = update(_T).where(_T.c.id == bindparam("tid")).values(
+_STORE = update(_T).where(_BY_TID).values(
     answer=bindparam("b_answer"), correct=bindparam("b_correct"), judged_real=bindparam("b_judged_real"),
     answered_at=bindparam("b_answered_at"), **{k: bindparam(f"b_{k}") for k in _TIMES})
-_SKIPPED = update(_T).where(_T.c.id == bindparam("tid")).values(skip_reason=bindparam("b_reason"))
+_SKIPPED = update(_T).where(_BY_TID).values(skip_reason=bindparam("b_reason"))
 
 
 class StudyView(SimpleNamespace):
@@ -202,13 +195,11 @@ class Catalog:
 
     def study_named(self, conn: Any, name: str) -> StudyView:
         """The study called ``name``; Rejected (404) when there is none."""
-        study_id = self.names.get(name)
-        if study_id is None:
-            study_id = conn.execute(_STUDY_ID, {"name": name}).scalar()
-            if study_id is None:
+        if name not in self.names:
+            if (study_id := conn.execute(_STUDY_ID, {"name": name}).scalar()) is None:
                 raise Rejected(404, "no such study")
             self.names[name] = study_id
-        return self.study(conn, study_id)
+        return self.study(conn, self.names[name])
 
     def file(self, conn: Any, study: StudyView, trial: Any, slot: int) -> tuple[Path, bool]:
         """(file, broken?) of image ``slot`` of ``trial``."""
@@ -256,20 +247,14 @@ def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
     files = [catalog.file(conn, study, trial, slot) for slot in slots]
     if not all(ready(path, broken, study.processing) for path, broken in files):
         return TrialFiles(index, files, study.processing)
-    display: int | None = study.display_ms
-    mask = 0
-    if study.protocol == "hype-time":
-        exposure = trial.exposure_ms
-        if exposure is None:
-            exposure = _exposure(conn, study.hype, trial)
-            conn.execute(_VIEWED_AT, {"tid": trial.id, "b_exposure": exposure})
-        else:
-            conn.execute(_VIEWED, {"tid": trial.id})
-        display, mask = exposure, study.hype.mask_ms
+    display, mask = (None if study.protocol == "hype-inf" else study.display_ms), 0
+    if study.protocol == "hype-time" and trial.exposure_ms is None:
+        display, mask = _exposure(conn, study.hype, trial), study.hype.mask_ms
+        conn.execute(_VIEWED_AT, {"tid": trial.id, "b_exposure": display})
     else:
         conn.execute(_VIEWED, {"tid": trial.id})
-        if study.protocol == "hype-inf":
-            display = None
+        if study.protocol == "hype-time":
+            display, mask = trial.exposure_ms, study.hype.mask_ms
     tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
     return {"index": index, "practice": trial.kind == "practice", "total": s.total, "done": False,
             "images": [f"/api/s/{token}/img/{t}" for t in tokens], "display_ms": display, "mask_ms": mask}
@@ -303,7 +288,14 @@ def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tu
     return path, broken, study.processing
 
 
-def _ack_row(study: StudyView, s: Any, trial: Any, value: str, correct: bool | None) -> dict[str, Any]:
+def _advance(conn: Any, s: Any, index: int) -> int:
+    """Move session ``s`` past trial ``index`` if it is still there (compare-and-swap); the rows changed."""
+    done = {"b_completed": utcnow() if index + 1 >= s.total else None}
+    return conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1, **done}).rowcount
+
+
+def _ack_row(
+study: StudyView, s: Any, trial: Any, value: str, correct: bool | None) -> dict[str, Any]:
     """The acknowledgement of an answered trial; a pure function of stored data (same on every retry)."""
     done = trial.index + 1 >= s.total
     ack: dict[str, Any] = {"index": trial.index, "answer": value, "accepted": True,
@@ -339,10 +331,7 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
     if study.protocol == "hype-time" and trial.exposure_ms is None:
         raise Rejected(409, f"trial {index} has not been opened (fetch it first: its exposure is chosen then)")
     times = {k: _timing(payload, k) for k in _TIMES}
-    done = index + 1 >= s.total
-    swapped = conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1,
-                                      "b_completed": utcnow() if done else None}).rowcount
-    if swapped != 1:  # a concurrent request for the same trial won the race and has committed (PostgreSQL)
+    if _advance(conn, s, index) != 1:  # a concurrent request for the same trial won the race and has committed
         trial = conn.execute(_TRIAL_BY_ID, {"tid": trial.id}).one()
         if trial.answer == value:
             return _ack_row(study, s, trial, trial.answer, trial.correct)
@@ -429,15 +418,11 @@ def study_info(conn: Any, catalog: Catalog, name: str) -> dict[str, Any]:
 
 
 def skip_trial(conn: Any, catalog: Catalog, token: str, index: int, reason: str) -> dict[str, Any]:
-    """Skip the next trial (the server cannot serve one of its images): store why and move on.
-
-    Returns the new position (``next_index``, ``done`` and, when done, the completion code and redirect)."""
+    """Skip the next trial (the server cannot serve one of its images), store why; return the new position."""
     s, trial = _next_row(conn, token, index)
     study = catalog.study(conn, s.study_id)
     done = index + 1 >= s.total
-    swapped = conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1,
-                                      "b_completed": utcnow() if done else None}).rowcount
-    if swapped != 1:  # a concurrent request moved on first
+    if _advance(conn, s, index) != 1:  # a concurrent request moved on first
         raise Rejected(409, f"trial {index} is not the next trial any more")
     conn.execute(_SKIPPED, {"tid": trial.id, "b_reason": reason[:1000]})
     return {"index": index, "skipped": True, "next_index": index + 1, "total": s.total, "done": done,
