@@ -1,19 +1,14 @@
 """Simulated participants of known behaviour over the study's HTTP API (``p2p-eval study simulate``).
 
-A lab pilots its setup and analysis before paying anyone: synthetic participants make the page's requests
-(check, start, then per trial the trial, each image and the answer with timing fields; :func:`take_part`) on
-the app run in process (:func:`p2p_eval.study.server.create_app` through ``httpx.ASGITransport``: no server,
-but every request goes through the routes, rules and database).  They run one after the other, so assignments
-and answers are reproducible from ``--seed``.
-
-An observer knows the trial as the page gets it plus the truth the server keeps, standing in for perception.
-:class:`FoolingObserver`: with probability ``lapse`` a random answer; otherwise the fake taken for real with its
-algorithm's fooling probability (single-image trials: a real image labelled fake with its false-alarm
-probability, by default the same); vigilance trials always right.  So the expected "% labeled real" is
-``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each participant draws its probabilities from a
-Beta with that mean and sd (probability scale), as :mod:`p2p_eval.study.power` does.  Observers are pluggable
-(a :class:`Population` draws one :class:`Observer` per participant); :class:`PsychometricPopulation`
-(``hype-time``) is right with a logistic function of the exposure, of known threshold per algorithm.
+Synthetic participants make the page's requests (:func:`take_part`) on the app run in process
+(:func:`p2p_eval.study.server.create_app` through ``httpx.ASGITransport``), one after the other, so assignments
+and answers are reproducible from ``--seed``.  A :class:`Population` draws one :class:`Observer` per
+participant, who sees the trial as the page gets it plus the truth the server keeps.  :class:`FoolingObserver`:
+with probability ``lapse`` a random answer, else the fake taken for real with its algorithm's fooling
+probability (single-image: a real image labelled fake with its false-alarm probability); vigilance trials always
+right; so the expected "% labeled real" is ``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 the
+probabilities are drawn per participant from a Beta (as :mod:`p2p_eval.study.power`).
+:class:`PsychometricPopulation` (``hype-time``): right with a logistic function of the exposure.
 """
 
 from __future__ import annotations
@@ -37,8 +32,7 @@ BASE = "http://simulate"  # the in-process app's base URL (never resolved: ASGI 
 
 @dataclasses.dataclass(frozen=True)
 class TrialView:
-    """One trial as a synthetic observer sees it: ``fake_slot`` as the database stores it (the fake's slot, or for
-    single-image protocols 1 = fake, 0 = real) and ``trial``, the JSON the page got for it."""
+    """One trial as a synthetic observer sees it: ``fake_slot`` as stored and ``trial``, the page's JSON."""
 
     protocol: str
     question: str
@@ -114,8 +108,7 @@ def check_rate(value: float, what: str) -> float:
 
 
 def beta_params(mean: float, sd: float, what: str = "rate") -> tuple[float, float] | None:
-    """Beta(a, b) with this mean and sd (probability scale); None for a point mass (``sd`` = 0).  UserError when no
-    Beta has them (a Beta's variance is below mean * (1 - mean))."""
+    """Beta(a, b) with this mean and sd; None for a point mass (``sd`` = 0); UserError when no Beta has them."""
     if sd < 0:
         raise UserError(f"--sd-between {sd}: must be >= 0")
     if sd == 0:
@@ -159,28 +152,28 @@ class FoolingPopulation(Population):
         if not fooling:
             raise UserError("--fooling: give at least one ALG=RATE")
         self.fooling = {alg: check_rate(v, f"--fooling {alg}") for alg, v in fooling.items()}
-        given = dict(false_alarm or {})
-        unknown = sorted(set(given) - set(self.fooling))
-        if unknown:
-            raise UserError(f"--false-alarm {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        given = self._known(false_alarm or {}, "--false-alarm")
         self.false_alarm = {alg: check_rate(given.get(alg, v), f"--false-alarm {alg}") for alg, v in self.fooling.items()}
         self.lapse = check_rate(lapse, "--lapse")
-        sd = sd_between if isinstance(sd_between, Mapping) else dict.fromkeys(self.fooling, sd_between)
-        unknown = sorted(set(sd) - set(self.fooling))
-        if unknown:
-            raise UserError(f"--sd-between {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        sd = self._known(sd_between if isinstance(sd_between, Mapping) else dict.fromkeys(self.fooling, sd_between),
+                         "--sd-between")
         self.sd_between = {alg: float(sd.get(alg, 0.0)) for alg in self.fooling}
         for alg in self.fooling:  # fail now, not at the first participant
             beta_params(self.fooling[alg], self.sd_between[alg], f"--fooling {alg}")
             beta_params(self.false_alarm[alg], self.sd_between[alg], f"--false-alarm {alg}")
+
+    def _known(self, given: Mapping[str, float], flag: str) -> dict[str, float]:
+        """``given``, whose algorithms must all be in ``--fooling`` (else UserError naming ``flag``)."""
+        if unknown := sorted(set(given) - set(self.fooling)):
+            raise UserError(f"{flag} {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        return dict(given)
 
     def check(self, algorithms: list[str], protocol: str) -> None:
         unknown = sorted(set(self.fooling) - set(algorithms))
         if unknown:
             raise UserError(f"--fooling {', '.join(unknown)}: not an algorithm of this study; its algorithms: "
                             f"{', '.join(algorithms)}")
-        missing = [alg for alg in algorithms if alg not in self.fooling]
-        if missing:
+        if missing := [alg for alg in algorithms if alg not in self.fooling]:
             raise UserError(f"--fooling has no rate for {', '.join(missing)}; every algorithm of the study needs one "
                             f"(participants are assigned to all of them): add {', '.join(f'{a}=RATE' for a in missing)}")
 
@@ -253,10 +246,8 @@ class PsychometricPopulation(Population):
                             f"missing: {', '.join(missing) or 'none'}, unknown: {', '.join(unknown) or 'none'}")
 
     def draw(self, rng: np.random.Generator) -> PsychometricObserver:
-        t50 = {}
-        for alg, value in self.threshold.items():
-            own = value + (self.sd_between * float(rng.standard_normal()) if self.sd_between else 0.0)
-            t50[alg] = max(1.0, own) - self.offset
+        t50 = {alg: max(1.0, value + (self.sd_between * float(rng.standard_normal()) if self.sd_between else 0.0))
+               - self.offset for alg, value in self.threshold.items()}
         return PsychometricObserver(t50, self.spread, self.lapse)
 
     def expected(self) -> dict[str, dict[str, float]]:
@@ -265,8 +256,7 @@ class PsychometricPopulation(Population):
 
 
 def _parse_pairs(text: str | None, what: str, unit: str, check: Any) -> dict[str, float]:
-    """``"l1=X,l1_cgan=Y"`` -> ``{"l1": X, "l1_cgan": Y}``, each value passed through ``check(value, name)``;
-    UserError naming ``what``."""
+    """``"l1=X,l1_cgan=Y"`` -> ``{"l1": X, "l1_cgan": Y}``, each value through ``check(value, name)``."""
     out: dict[str, float] = {}
     for item in (t.strip() for t in (text or "").split(",")):
         alg, sep, value = (part.strip() for part in item.partition("="))
@@ -315,8 +305,7 @@ def parse_sd(text: str) -> float | dict[str, float]:
 
 @dataclasses.dataclass
 class SimulationResult:
-    """What a simulated run did: sessions per algorithm, answers posted, participants already done before
-    (a rerun with the same ids resumes their finished sessions), and the rates the report should recover."""
+    """What a simulated run did, and the rates the report should recover (``already_done``: resumed sessions)."""
 
     study: str
     protocol: str
@@ -357,8 +346,7 @@ def study_facts(engine: Engine, name: str) -> tuple[str, list[str]]:
 async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: Observer, rng: np.random.Generator,
                     truth: _Truth, images: bool) -> tuple[str, int]:
     """One synthetic participant through the page's requests (check, start, then per trial: the trial, its
-    images when ``images``, the answer); returns (its session's algorithm, answers posted).  A refused request
-    is a UserError with the server's reply."""
+    images when ``images``, the answer); returns (algorithm, answers posted); UserError when refused."""
 
     async def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         r = await client.request(method, url, json=body)
@@ -381,8 +369,7 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
         kind, fake_slot, broken = plan[index]
         shown = float(trial.get("display_ms") or state["display_ms"])
         view = TrialView(state["protocol"], state["question"], algorithm, kind, fake_slot, broken, shown, trial)
-        value = observer.answer(view, rng)
-        timing = observer.timing(view, rng, clock)
+        value, timing = observer.answer(view, rng), observer.timing(view, rng, clock)
         clock += 2 * shown + timing["response_ms"] + 1500.0
         ack = await call("POST", f"/api/s/{token}/answer", {"index": index, "answer": value, **timing})
         index, answers = ack["next_index"], answers + 1
@@ -409,12 +396,14 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
     async def run() -> None:
         transport = httpx.ASGITransport(app=create_app(engine))
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60.0) as client:
-            for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant", disable=None if progress else True):
-                pid = f"{prefix}-{seed}-{i}"
+            for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant",
+                          disable=None if progress else True):
                 rng = np.random.default_rng([seed, i])
                 observer = population.draw(rng)
-                arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}", "consent": True}
+                arrival = {"PROLIFIC_PID": f"{prefix}-{seed}-{i}", "STUDY_ID": "simulate",
+                           "SESSION_ID": f"{prefix}-{seed}", "consent": True}
                 algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
+
                 counts["answers"] += answers
                 if answers:
                     sessions[algorithm] += 1
