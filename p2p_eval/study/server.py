@@ -6,11 +6,9 @@ Participant URL: ``/s/NAME`` with MTurk (``workerId``, ``assignmentId``, ``hitId
 (``P2P_STUDY_ADMIN_TOKEN`` or ``admin_token``) to create a study over HTTP.  Pages carry a
 Content-Security-Policy without inline scripts; API answers, images included, are ``Cache-Control: no-store``.
 
-Each participant request is one short SQLAlchemy Core transaction (:mod:`p2p_eval.study.service`), run by
-:class:`Database`, one at a time per server process (:class:`WriterLock`): on SQLite on the event loop itself
-whenever the lock is free (handing each transaction to a thread cost more than the transaction), otherwise (the
-lock taken by an export or another worker; a server database, whose round trips must not hold up the event
-loop) on the process's database thread.  Served images are encoded once, outside any transaction.
+Each participant request is one short SQLAlchemy Core transaction (:mod:`p2p_eval.study.service`), one at a
+time per process (:class:`WriterLock`): on SQLite on the event loop itself while the lock is free, else (and on
+a server database) on the process's database thread.  Served images are encoded once, outside any transaction.
 """
 
 from __future__ import annotations
@@ -56,10 +54,8 @@ class Database:
     """Runs the app's calls on its database (see the module docstring for where each runs)."""
 
     def __init__(self, engine: Engine, server_token: str | None) -> None:
-        self.engine, self.server_token = engine, server_token
-        self.catalog = service.Catalog()
-        self.sqlite = engine.dialect.name == "sqlite"
-        self.writer = WriterLock.for_engine(engine)
+        self.engine, self.server_token, self.catalog = engine, server_token, service.Catalog()
+        self.sqlite, self.writer = engine.dialect.name == "sqlite", WriterLock.for_engine(engine)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="study-db")
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -69,8 +65,7 @@ class Database:
                 return self._transaction(fn, args)
             finally:
                 self.writer.release()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._locked, self._transaction, fn, args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._locked, self._transaction, fn, args)
 
     async def job(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Blocking work that opens its own connections (study creation, export), under the writer lock, in a thread."""
@@ -136,8 +131,7 @@ async def info(name: str, request: Request) -> Any:
 
 async def _arrival(request: Request) -> service.Arrival | Response:
     """The participant's arrival from the request body (and its User-Agent), or a 422 response."""
-    body = await _json(request)
-    if isinstance(body, Response):
+    if isinstance(body := await _json(request), Response):
         return body
     fields = {k: body.get(k) for k in service.Arrival.__dataclass_fields__}
     for key in ("screen_w", "screen_h"):
@@ -197,8 +191,7 @@ async def image(request: Request) -> Response:
 
 
 async def answer(request: Request) -> Response:
-    body = await _json(request)
-    if isinstance(body, Response):
+    if isinstance(body := await _json(request), Response):
         return body
     return _answer_json(await request.app.state.db.run(service.store_answer, request.path_params["token"], body))
 
@@ -224,11 +217,9 @@ def _authorized(request: Request, study: Any) -> Response | None:
 
 @router.post("/api/admin/studies")
 async def admin_create(request: Request) -> Any:
-    denied = _authorized(request, None)
-    if denied is not None:
+    if (denied := _authorized(request, None)) is not None:
         return denied
-    body = await _json(request, ADMIN_BODY_LIMIT)
-    if isinstance(body, Response):
+    if isinstance(body := await _json(request, ADMIN_BODY_LIMIT), Response):
         return body
     try:
         spec, notes = StudySpec(**body), []
@@ -257,8 +248,7 @@ def _progress(conn: Any, _catalog: Any, name: str) -> tuple[Any, dict[str, Any] 
 async def _admin_study(request: Request, name: str) -> tuple[Any, Any]:
     """(study row, its progress), or (None, the refusal: 401 / 403 / 404)."""
     study, progress = await request.app.state.db.run(_progress, name)
-    denied = _authorized(request, study)
-    if denied is not None:
+    if (denied := _authorized(request, study)) is not None:
         return None, denied
     if study is None:
         return None, JSONResponse({"detail": "no such study"}, status_code=404)
@@ -320,9 +310,9 @@ ADMIN_BODY_LIMIT = 1024 * 1024
 async def _json(request: Request, limit: int = PARTICIPANT_BODY_LIMIT) -> dict[str, Any] | Response:
     """The request's JSON object body, a 413 response past ``limit`` bytes (read no further), or a 422 response."""
     too_large = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if (declared := request.headers.get("content-length", "")).isdigit() and int(declared) > limit:
         return too_large
+
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
@@ -338,8 +328,7 @@ async def _json(request: Request, limit: int = PARTICIPANT_BODY_LIMIT) -> dict[s
 
 
 class WriterLock:
-    """Serialises this process's transactions: a thread lock (on PostgreSQL too: a shorter latency tail than
-    concurrent transactions in ``benchmarks/perf/study_load.py``) and, on an SQLite file, ``flock`` on
+    """Serialises this process's transactions: a thread lock and, on an SQLite file, ``flock`` on
     ``FILE-p2plock`` across worker processes (woken when free, where SQLite's busy handler polls)."""
 
     def __init__(self, path: Path | None) -> None:
