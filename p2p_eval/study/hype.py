@@ -166,8 +166,7 @@ class StaircaseResult:
 
     @property
     def mode(self) -> float | None:  # HYPE's threshold of the block
-        return
- modal_exposure(self.exposures)
+        return modal_exposure(self.exposures)
 
     def reversal_mean(self, last: int) -> float | None:
         """Levitt's estimator (diagnostic): the mean of the last ``last`` reversal exposures."""

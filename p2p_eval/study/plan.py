@@ -307,4 +307,3 @@ def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], particip
 def _slotted(kind: str, slot: int, real: int, fake: int, broken: bool = False) -> PlannedTrial:
     """A two-image trial with the fake in ``slot``."""
     return PlannedTrial(kind, fake if slot == 1 else real, real if slot == 1 else fake, slot, broken)
-

@@ -312,7 +312,6 @@ async def _json(request: Request, limit: int = PARTICIPANT_BODY_LIMIT) -> dict[s
     too_large = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
     if (declared := request.headers.get("content-length", "")).isdigit() and int(declared) > limit:
         return too_large
-
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk

@@ -294,8 +294,7 @@ def _advance(conn: Any, s: Any, index: int) -> int:
     return conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1, **done}).rowcount
 
 
-def _ack_row(
-study: StudyView, s: Any, trial: Any, value: str, correct: bool | None) -> dict[str, Any]:
+def _ack_row(study: StudyView, s: Any, trial: Any, value: str, correct: bool | None) -> dict[str, Any]:
     """The acknowledgement of an answered trial; a pure function of stored data (same on every retry)."""
     done = trial.index + 1 >= s.total
     ack: dict[str, Any] = {"index": trial.index, "answer": value, "accepted": True,

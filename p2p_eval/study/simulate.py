@@ -403,7 +403,6 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
                 arrival = {"PROLIFIC_PID": f"{prefix}-{seed}-{i}", "STUDY_ID": "simulate",
                            "SESSION_ID": f"{prefix}-{seed}", "consent": True}
                 algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
-
                 counts["answers"] += answers
                 if answers:
                     sessions[algorithm] += 1
