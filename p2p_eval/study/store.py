@@ -40,10 +40,8 @@ def sqlite_file(parsed: URL) -> Path | None:
 
 
 def make_engine(url: str, create: bool = True) -> Engine:
-    """An engine for ``url`` with the study tables created (``create``); SQLite in WAL mode.
-
-    With ``create=False`` an SQLite file that does not exist is a UserError instead of a new empty database.
-    """
+    """An engine for ``url`` with the study tables created (``create``; else a missing SQLite file is a
+    UserError); SQLite in WAL mode."""
     parsed = parse_url(url)
     shown = parsed.render_as_string(hide_password=True)
     file = sqlite_file(parsed)
@@ -87,11 +85,8 @@ def add_missing_columns(engine: Engine) -> None:
 
 
 def open_existing(url: str) -> tuple[Engine, list[str]]:
-    """An engine over a database that already holds at least one study, and the study names.
-
-    Raises UserError (naming the database and the fix) when it does not exist or holds no study, so that a
-    mistyped ``--db`` never serves an empty database.
-    """
+    """An engine over a database that holds at least one study, and the study names; UserError otherwise (a
+    mistyped ``--db`` never serves an empty database)."""
     engine = make_engine(url, create=False)
     shown = engine.url.render_as_string(hide_password=True)
     with engine.begin() as conn:

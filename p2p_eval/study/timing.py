@@ -1,14 +1,11 @@
 """Display timing of a study: how long the page really showed each image, against what was asked.
 
-The page shows and hides images on ``requestAnimationFrame`` and posts the rAF timestamps (``performance.now()``
-clock) of the frames that showed and hid them (``onset``/``offset``: the display duration is their difference,
-a whole number of frames) and, before each trial, the median rAF delta over 500 ms (``frame_ms``).
-Requested duration: ``hype-time`` the trial's exposure; ``2afc``, ``single`` the study's ``display_ms``;
-``sequential`` ``display_ms`` for each image (the larger miss counts); ``hype-inf`` none (viewing time reported).
-
-Exclusion rule: a trial whose display missed the requested duration by more than one frame (the trial's frame
-interval, else its session's median, else 1000/60 ms, assumed) plus 1 ms (coarsened browser clocks) is left out
-of the scores and counted.  Trials without timing are "unmeasured": kept, counted.  Masks are reported only.
+The page posts the ``requestAnimationFrame`` timestamps of the frames that showed and hid each image
+(``onset``/``offset``) and, before each trial, the median rAF delta over 500 ms (``frame_ms``).  Requested:
+``hype-time`` the trial's exposure; ``2afc``, ``single`` ``display_ms``; ``sequential`` ``display_ms`` per image
+(the larger miss counts); ``hype-inf`` none (viewing time reported).  A trial that missed by more than one frame
+(the trial's interval, else its session's median, else 1000/60 ms) plus 1 ms (coarsened browser clocks) is left
+out of the scores and counted; trials without timing are "unmeasured" (kept); masks are reported only.
 """
 
 from __future__ import annotations
@@ -51,8 +48,7 @@ def annotate(frame: pd.DataFrame, protocol: str, display_ms: int, mask_ms: int =
 
 
 def _dist(values: pd.Series) -> dict[str, Any]:
-    values = values.dropna().astype(float)
-    if values.empty:
+    if (values := values.dropna().astype(float)).empty:
         return {"trials": 0}
     p5, p50, p95 = np.percentile(values, [5, 50, 95])
     return {"trials": int(len(values)), "mean": float(values.mean()), "median": float(p50), "p5": float(p5),
