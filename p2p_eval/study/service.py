@@ -78,7 +78,6 @@ class Arrival:
 
 
 def _state(study: StudyView, s: Any, shown_id: str, resumed: bool = False) -> dict[str, Any]:
-    """The session's reply to an arrival (``s``: a session row)."""
     done = s.next_index >= s.total
     return {"session": s.token, "participant": shown_id, "source": s.source, "protocol": study.protocol,
             "question": study.question, "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
@@ -96,7 +95,7 @@ def _resume(study: StudyView, s: Any, arrival: Arrival, shown: str) -> dict[str,
 
 
 def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
-    """The trial rows of a session's plan, each image with a fresh random token (one multi-row INSERT)."""
+    """The trial rows of a session's plan, each image with a fresh random token."""
     return [{"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
              "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
              "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
@@ -112,8 +111,7 @@ class TrialFiles:
 
 
 def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
-    """(correct, judged_real) of an answer to ``trial``: judged_real is the fake judged real (2afc / sequential) or
-    the image labelled real (single-image protocols); a missed answer is wrong and judges nothing real."""
+    """(correct, judged_real: the fake judged real / single-image: labelled real); "missed" is wrong, not real."""
     if answer == "missed":
         return False, False
     if study.protocol in SINGLE_IMAGE:
@@ -168,16 +166,14 @@ _SKIPPED = update(_T).where(_BY_TID).values(skip_reason=bindparam("b_reason"))
 
 
 class StudyView(SimpleNamespace):
-    """A study's columns (fixed once the study is created) and what the requests derive from them:
-    ``processing``, ``hype`` (its staircase, ``hype-time`` only) and ``folders`` (algorithm id -> folder)."""
+    """A study's columns plus ``processing``, ``hype`` (hype-time) and ``folders`` (algorithm id -> folder)."""
 
     def redirect(self, code: str) -> str | None:
         return self.redirect_url.replace("{code}", code) if self.redirect_url else None
 
 
 class Catalog:
-    """Per-process cache of the fixed parts of the database, read on first use: studies and image files by id (an
-    image's resolved path, or None when the stored path left its registered folder: served as 404)."""
+    """Per-process cache of studies and image files by id (None: the path left its registered folder: 404)."""
 
     def __init__(self) -> None:
         self.studies: dict[int, StudyView] = {}
@@ -236,11 +232,9 @@ def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
 
 def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
                ready: Callable[[Path, bool, Processing], bool]) -> dict[str, Any] | TrialFiles:
-    """Open the next unanswered trial: its image URLs and how long to show them (``display_ms`` None for
-    ``hype-inf``: until the answer; ``hype-time``: the staircase's exposure, chosen and stored at the first
-    opening, and ``mask_ms``).  Only when ``ready(file, broken, processing)`` holds for each image (its served
-    bytes at hand); otherwise nothing is written and the :class:`TrialFiles` are returned, for the caller to
-    render outside the transaction and ask again."""
+    """Open the next unanswered trial: its image URLs and how long to show them (``hype-inf``: None, until the
+    answer; ``hype-time``: its exposure and ``mask_ms``).  When ``ready(file, broken, processing)`` fails for an
+    image, nothing is written and the :class:`TrialFiles` are returned, to render and ask again."""
     s, trial = _next_row(conn, token, index)
     study = catalog.study(conn, s.study_id)
     slots = [1, 2] if trial.img2_id is not None else [1]
@@ -261,8 +255,8 @@ def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
 
 
 def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
-    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest, a test
-    trial where its staircase stands after its answered test trials before it."""
+    """A ``hype-time`` trial's exposure: practice at the start, vigilance at the longest, a test trial's from its
+    staircase's answers before it."""
     if trial.kind == "practice":
         return params.start_ms
     if trial.kind != "main" or trial.staircase is None:
@@ -274,8 +268,7 @@ def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
 
 
 def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tuple[Path, bool, Processing]:
-    """(file, broken?, processing) of an image of the caller's open trial (served, not yet answered); 404 for
-    anything else.  Counts the request: a second request for the same image is a re-view."""
+    """(file, broken?, processing) of an image of the caller's open trial, counted; 404 for anything else."""
     row = conn.execute(_OPEN_IMAGE, {"token": token, "itok": image_token}).first()
     if row is None or row.answer is not None or row.skip_reason is not None or not row.views:
         if row is None and conn.execute(_SESSION_EXISTS, {"token": token}).first() is None:
@@ -357,9 +350,8 @@ def _admit(conn: Any, study: StudyView) -> dict[int, int]:
 
 
 def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Before the instructions: ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the progress of the
-    participant's existing session; raises Rejected (409) for a second session of the same participant.
-    Creates nothing."""
+    """Before the instructions (creates nothing): ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the
+    progress of the participant's session; Rejected (409) for a second session of the same participant."""
     _, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     known = arrival.anon_id is not None or arrival.workerId or arrival.PROLIFIC_PID  # else a new anonymous id
@@ -373,8 +365,7 @@ def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> d
 
 
 def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Create the participant's session, testing the algorithm with the fewest sessions so far (below the cap),
-    with its plan (one INSERT) in the same transaction; or resume it."""
+    """Create the participant's session (the algorithm with the fewest sessions) and its plan, or resume it."""
     source, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     key = {"sid": study.id, "participant": participant}

@@ -54,8 +54,7 @@ class Observer(abc.ABC):
     def p_fooled(self, view: TrialView) -> float:
         """Probability that the fake of this trial is judged real (lapses aside)."""
 
-    def p_false_alarm(self, view: TrialView) -> float:
-        """Single-image protocols: probability that a real image is labelled fake (default: :meth:`p_fooled`)."""
+    def p_false_alarm(self, view: TrialView) -> float:  # single-image: a real image labelled fake
         return self.p_fooled(view)
 
     def answer(self, view: TrialView, rng: np.random.Generator) -> str:
@@ -73,8 +72,7 @@ class Observer(abc.ABC):
         return "fake" if rng.random() < self.p_false_alarm(view) else "real"
 
     def timing(self, view: TrialView, rng: np.random.Generator, clock: float) -> dict[str, float]:
-        """The timing fields the page posts (``performance.now()`` ms from ``clock``): images shown for the
-        requested time, answer after a log-normal response time (median 900 ms)."""
+        """The page's timing fields: shown for the requested time, answered after a log-normal time (median 900 ms)."""
         on1, off1 = clock, clock + view.display_ms
         out = {"onset1": on1, "offset1": off1}
         if view.protocol == "2afc":
@@ -95,8 +93,7 @@ class Population(abc.ABC):
     def draw(self, rng: np.random.Generator) -> Observer:
         """A new participant."""
 
-    def expected(self) -> dict[str, dict[str, float]]:
-        """Per algorithm, the rates ``study report`` should recover (name -> value)."""
+    def expected(self) -> dict[str, dict[str, float]]:  # per algorithm, what ``study report`` should recover
         return {}
 
 
@@ -123,8 +120,7 @@ def beta_params(mean: float, sd: float, what: str = "rate") -> tuple[float, floa
 
 def draw_rates(mean: float, sd: float, rng: np.random.Generator, size: Any = None, what: str = "rate") -> Any:
     """Participants' own rates: Beta with ``mean`` and ``sd`` (probability scale), or ``mean`` when sd = 0."""
-    params = beta_params(mean, sd, what)
-    if params is None:
+    if (params := beta_params(mean, sd, what)) is None:
         return mean if size is None else np.full(size, mean)
     return rng.beta(*params, size=size)
 
@@ -192,16 +188,14 @@ class FoolingPopulation(Population):
 
 
 class PsychometricObserver(Observer):
-    """A HYPE-time participant (Zhou et al. 2019, section 3.1): on a trial shown ``t`` ms it is right with probability
-    ``0.5 + 0.5 / (1 + exp(-(t - t50) / spread))``, fake or real, ``t50`` its algorithm's; vigilance and lapses
-    as every :class:`Observer`.  Its timing adds a 60 Hz frame interval and the mask right after the image."""
+    """A HYPE-time participant (Zhou et al. 2019, section 3.1): right with probability 0.5 + 0.5 / (1 + exp(-(t -
+    t50) / spread)) on a trial shown t ms; its timing adds a 60 Hz frame interval and the mask."""
 
     def __init__(self, t50: Mapping[str, float], spread: float, lapse: float = 0.0) -> None:
         super().__init__(lapse)
         self.t50, self.spread = dict(t50), float(spread)
 
-    def p_correct(self, view: TrialView) -> float:
-        """P(correct) at the trial's exposure (lapses aside)."""
+    def p_correct(self, view: TrialView) -> float:  # at the trial's exposure, lapses aside
         return 0.5 + 0.5 / (1.0 + float(np.exp(-(view.display_ms - self.t50[view.algorithm]) / self.spread)))
 
     def p_fooled(self, view: TrialView) -> float:
@@ -217,9 +211,8 @@ class PsychometricObserver(Observer):
 
 
 class PsychometricPopulation(Population):
-    """HYPE-time participants: per algorithm the exposure ``threshold_ms`` at which they are right as often as a
-    ``down_after``-down/1-up staircase settles on (79.4% for 3-down/1-up, lapses included), a logistic function of
-    scale ``spread_ms``, a lapse rate, thresholds scattered with sd ``sd_between_ms`` (normal, kept >= 1 ms)."""
+    """HYPE-time participants: per algorithm ``threshold_ms``, the exposure of the staircase's target accuracy
+    (lapses included), logistic of scale ``spread_ms``, thresholds ~ normal sd ``sd_between_ms`` (kept >= 1 ms)."""
 
     def __init__(self, threshold_ms: Mapping[str, float], spread_ms: float = 80.0, lapse: float = 0.0,
                  sd_between_ms: float = 0.0, down_after: int = 3) -> None:
@@ -250,8 +243,7 @@ class PsychometricPopulation(Population):
                - self.offset for alg, value in self.threshold.items()}
         return PsychometricObserver(t50, self.spread, self.lapse)
 
-    def expected(self) -> dict[str, dict[str, float]]:
-        """Per algorithm: the exposure of the staircase's target (HYPE's mode lands within a rung, often above)."""
+    def expected(self) -> dict[str, dict[str, float]]:  # the target's exposure (HYPE's mode: within a rung)
         return {alg: {"hype_time_ms": t} for alg, t in self.threshold.items()}
 
 
@@ -281,12 +273,12 @@ def _check_ms(value: float, what: str) -> float:
 
 
 def parse_ms(text: str | None, what: str) -> dict[str, float]:
-    """``"l1=250,l1_cgan=400"`` -> ``{"l1": 250.0, "l1_cgan": 400.0}`` (milliseconds > 0; UserError naming ``what``)."""
+    """``"l1=250,l1_cgan=400"`` -> ``{"l1": 250.0, "l1_cgan": 400.0}`` (milliseconds > 0)."""
     return _parse_pairs(text, what, "MS", _check_ms)
 
 
 def parse_rates(text: str | None, what: str) -> dict[str, float]:
-    """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}`` (UserError naming ``what``)."""
+    """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}``."""
     return _parse_pairs(text, what, "RATE", check_rate)
 
 
@@ -378,8 +370,8 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
 
 def simulate(engine: Engine, study: str, participants: int, population: Population, seed: int = 0,
              images: bool = True, progress: bool = True, prefix: str = "sim") -> SimulationResult:
-    """Run ``participants`` synthetic participants (Prolific ids ``{prefix}-{seed}-{i}``) through study
-    ``study`` over the in-process HTTP API; participant ``i`` draws from ``np.random.default_rng([seed, i])``."""
+    """Run ``participants`` synthetic participants (Prolific ids ``{prefix}-{seed}-{i}``, generators
+    ``np.random.default_rng([seed, i])``) through ``study`` over the in-process HTTP API."""
     import httpx
     from tqdm.auto import tqdm
 
