@@ -307,17 +307,16 @@ def _paper_labeled_real(report: dict[str, Any], title: str, column: str) -> list
     return lines
 
 
-def _paper_2afc(report: dict[str, Any]) -> list[str]:
-    kind = "side by side" if report["protocol"] == "2afc" else report["protocol"]
+def _paper_rates(report: dict[str, Any]) -> list[str]:
+    """2afc as pix2pix Tables 4-5; sequential as the one-to-many translation paper's Table 1."""
+    if report["protocol"] == "sequential":
+        return _paper_labeled_real(report, f"Sequential real-vs-fake test, study {report['study']} (real and "
+                                   "generated one after the other; as the one-to-many translation paper's Table 1: "
+                                   "fooling rate = % of trials where the generated image was judged real, 50% = "
+                                   "chance)", "Fooling rate")
     pairing = "real and fake from the same input" if report["paired"] else "real and fake from different inputs"
-    return _paper_labeled_real(report, f"AMT-style \"real vs fake\" test, study {report['study']} ({kind}, {pairing}; "
-                               "as pix2pix Tables 4-5)", "% labeled real")
-
-
-def _paper_sequential(report: dict[str, Any]) -> list[str]:
-    return _paper_labeled_real(report, f"Sequential real-vs-fake test, study {report['study']} (real and generated "
-                               "one after the other; as the one-to-many translation paper's Table 1: fooling rate = "
-                               "% of trials where the generated image was judged real, 50% = chance)", "Fooling rate")
+    return _paper_labeled_real(report, f"AMT-style \"real vs fake\" test, study {report['study']} (side by side, "
+                               f"{pairing}; as pix2pix Tables 4-5)", "% labeled real")
 
 
 def _paper_single(report: dict[str, Any]) -> list[str]:
@@ -361,21 +360,18 @@ def _paper_hype_inf(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-#: protocol -> its paper-style table (``study report --format paper``); others get the "% labeled real" table.
-PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_2afc, "sequential": _paper_sequential, "single": _paper_single,
+#: protocol -> its paper-style table (``study report --format paper``)
+PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_rates, "sequential": _paper_rates, "single": _paper_single,
                                  "hype-time": _paper_hype_time, "hype-inf": _paper_hype_inf}
 
 
 def format_paper(report: dict[str, Any]) -> str:
     """The report as each protocol's source prints it (Markdown, see :data:`PAPER_FORMATS`), with 95% CIs,
     the pairwise differences and what was left out."""
-    formatter = PAPER_FORMATS.get(report["protocol"])
-    lines = formatter(report) if formatter else _paper_labeled_real(
-        report, f"Study {report['study']} ({report['protocol']}; no source-specific table for this protocol)",
-        "% labeled real")
-    lines += ["", f"Mean over participants of each one's rate ± standard error (sample sd / sqrt(participants)); "
-              f"95% CI: two-level bootstrap (participants, then their trials; {report['bootstrap']} draws, seed "
-              f"{report['seed']}). Practice and vigilance trials are left out."]
+    lines = PAPER_FORMATS[report["protocol"]](report) + [
+        "", "Mean over participants of each one's rate ± standard error (sample sd / sqrt(participants)); 95% CI: "
+        f"two-level bootstrap (participants, then their trials; {report['bootstrap']} draws, seed {report['seed']}). "
+        "Practice and vigilance trials are left out."]
     for p in report["pairwise"]:
         a, b = report["algorithms"][p["a"]]["labeled_real"], report["algorithms"][p["b"]]["labeled_real"]
         lo, hi = p.get("diff_ci95", (None, None))
