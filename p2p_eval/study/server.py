@@ -19,9 +19,8 @@ import hmac
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,8 @@ router = APIRouter()
 
 
 def auto_workers(dialect: str) -> int:
-    """``study serve --workers auto``: one process on SQLite (more take turns at the file; one was faster in
-    ``reports/bench.md``), two on a server database (more answers/s there), never more than the CPUs."""
+    """``study serve --workers auto``: one process on SQLite (faster in ``reports/bench.md``), two on a server
+    database, never more than the CPUs."""
     return 1 if dialect == "sqlite" else max(1, min(2, os.cpu_count() or 1))
 
 
@@ -72,12 +71,11 @@ class Database:
         return await run_in_threadpool(self._locked, fn, *args)
 
     def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self.writer.held():
+        with self.writer:
             return fn(*args)
 
     def _transaction(self, fn: Callable[..., Any], args: tuple) -> Any:
-        """A transaction that failed because the database dropped its connection (a restart: pooled connections
-        are not pinged, which would cost a round trip per request) runs once more, on a new connection."""
+        """A transaction whose connection the database dropped (pooled connections are not pinged) runs again."""
         for attempt in (1, 2):
             try:
                 with self.engine.begin() as conn:
@@ -157,8 +155,7 @@ async def start(name: str, request: Request) -> Any:
 
 
 async def trial(request: Request) -> Response:
-    """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one.
-    Its images are encoded (once, outside the transaction) before the trial is opened."""
+    """The next trial, its images encoded first (outside the transaction); one that cannot be is skipped."""
     db, token = request.app.state.db, request.path_params["token"]
     try:
         index = int(request.path_params["index"])
@@ -356,14 +353,11 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread.release()
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """The lock, waited for."""
+    def __enter__(self) -> None:  # the lock, waited for
         self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
 
 
 def _ready(path: Path, broken: bool, processing: Any) -> bool:
