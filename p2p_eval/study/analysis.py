@@ -216,20 +216,13 @@ def hype_inf_scores(main: pd.DataFrame, n_boot: int, rng: np.random.Generator) -
     return out
 
 
-def _ms(stat: dict[str, Any]) -> str:
-    if stat.get("threshold_ms") is None:
+def _pct(stat: dict[str, Any] | None, key: str = "rate", scale: int = 100, unit: str = "%", digits: int = 1) -> str:
+    """``VALUE +- SE [LO, HI]`` of a summary (a rate in percent by default), or n/a."""
+    if not stat or stat.get(key) is None:
         return "n/a"
-    se = f" +- {stat['se']:.0f}" if stat["se"] is not None else ""
+    se = f" +- {scale * stat['se']:.{digits}f}" if stat["se"] is not None else ""
     lo, hi = stat["ci95"]
-    return f"{stat['threshold_ms']:.0f} ms{se} [{lo:.0f}, {hi:.0f}]"
-
-
-def _pct(stat: dict[str, Any] | None) -> str:
-    if not stat or stat.get("rate") is None:
-        return "n/a"
-    se = f" +- {100 * stat['se']:.1f}" if stat["se"] is not None else ""
-    lo, hi = stat["ci95"]
-    return f"{100 * stat['rate']:.1f}%{se} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return f"{scale * stat[key]:.{digits}f}{unit}{se} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -274,7 +267,8 @@ def format_hype(report: dict[str, Any]) -> list[str]:
             h = e["hype_time"]
             correct = f"{100 * h['correct']:.1f}%" if h["correct"] is not None else "n/a"
             rev = f"{h['reversal_mean_ms']:.0f} ms" if h["reversal_mean_ms"] is not None else "n/a"
-            lines.append(f"  {alg} | {h['participants']} | {_ms(h)} | {correct} ({100 * h['target_correct']:.1f}%) | {rev}")
+            lines.append(f"  {alg} | {h['participants']} | {_pct(h, 'threshold_ms', 1, ' ms', 0)} | {correct} "
+                         f"({100 * h['target_correct']:.1f}%) | {rev}")
     elif report["protocol"] == "hype-inf":
         lines.append("HYPE-infinity (Zhou et al. 2019, section 3.2): error rate, 50% = indistinguishable from real")
         lines.append("  algorithm | participants | HYPE-inf error +- SE [95% CI] | error on fakes | error on reals")

@@ -325,16 +325,6 @@ class _Truth:
         return self.cache[token]
 
 
-def study_facts(engine: Engine, name: str) -> tuple[str, list[str]]:
-    """(protocol, algorithm names) of study ``name``; UserError listing the studies."""
-    with session_factory(engine)() as db, db.begin():
-        study = db.scalar(select(Study).where(Study.name == name))
-        if study is None:
-            names = list(db.scalars(select(Study.name).order_by(Study.id)))
-            raise UserError(f"--study {name!r}: no such study in this database; studies: {', '.join(names) or 'none'}")
-        return study.protocol, [a.name for a in study.algorithms]
-
-
 async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: Observer, rng: np.random.Generator,
                     truth: _Truth, images: bool) -> tuple[str, int]:
     """One synthetic participant through the page's requests (check, start, then per trial: the trial, its
@@ -379,7 +369,11 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
 
     if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
         raise UserError(f"--participants {participants!r}: must be a whole number >= 1")
-    protocol, algorithms = study_facts(engine, study)
+    with session_factory(engine)() as db, db.begin():
+        if (found := db.scalar(select(Study).where(Study.name == study))) is None:
+            names = ", ".join(db.scalars(select(Study.name).order_by(Study.id))) or "none"
+            raise UserError(f"--study {study!r}: no such study in this database; studies: {names}")
+        protocol, algorithms = found.protocol, [a.name for a in found.algorithms]
     population.check(algorithms, protocol)
     truth = _Truth(engine)
     sessions: dict[str, int] = {alg: 0 for alg in algorithms}
