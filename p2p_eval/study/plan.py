@@ -92,20 +92,16 @@ class StudySpec:
             if not NAME_RE.match(alg):
                 raise UserError(f"--images {alg!r}: algorithm names use 1-64 letters, digits, '_', '-', '.'")
         for key in ("trials", "practice", "display_ms", "vigilance", "vigilance_max_errors", "seed", "serve_size",
-                    "jpeg_quality"):
-            if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool):
-                raise UserError(f"{key} must be an integer, not {getattr(self, key)!r}")
-        for key in ("paired", "same_processing", "allow_repeats"):
-            if not isinstance(getattr(self, key), bool):
-                raise UserError(f"{key} must be true or false, not {getattr(self, key)!r}")
+                    "jpeg_quality", "paired", "same_processing", "allow_repeats"):
+            value, boolean = getattr(self, key), key in ("paired", "same_processing", "allow_repeats")
+            if not isinstance(value, bool if boolean else int) or (isinstance(value, bool) and not boolean):
+                raise UserError(f"{key} must be {'true or false' if boolean else 'an integer'}, not {value!r}")
         if self.trials < 1 or self.practice < 0 or self.vigilance < 0 or self.vigilance_max_errors < 0:
             raise UserError("--trials must be >= 1; --practice, --vigilance, --vigilance-max-errors >= 0")
-        if not 50 <= self.display_ms <= 60_000:
-            raise UserError(f"--display-ms {self.display_ms}: use 50..60000 milliseconds")
-        if not 16 <= self.serve_size <= 4096:
-            raise UserError(f"--serve-size {self.serve_size}: use 16..4096 pixels")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise UserError(f"--jpeg-quality {self.jpeg_quality}: use 1..95 (PIL's JPEG quality scale)")
+        for key, low, high, unit in (("display_ms", 50, 60_000, "milliseconds"), ("serve_size", 16, 4096, "pixels"),
+                                     ("jpeg_quality", 1, 95, "(PIL's JPEG quality scale)")):
+            if not low <= getattr(self, key) <= high:
+                raise UserError(f"--{key.replace('_', '-')} {getattr(self, key)}: use {low}..{high} {unit}")
         hype_given = [k for k in HYPE_KEYS if getattr(self, k) is not None]
         if self.protocol == "hype-time":
             staircases = self.hype_params().staircases

@@ -1,14 +1,10 @@
 """The study's web app (FastAPI): participant pages and API, admin API behind bearer tokens.
 
-Participant URL: ``/s/NAME`` with MTurk (``workerId``, ``assignmentId``, ``hitId``), Prolific (``PROLIFIC_PID``,
-``STUDY_ID``, ``SESSION_ID``) or no parameters (routes and payloads: docs/studies.md).  Admin endpoints need
-``Authorization: Bearer TOKEN``: the study's token for its progress and export, the server token
-(``P2P_STUDY_ADMIN_TOKEN`` or ``admin_token``) to create a study over HTTP.  Pages carry a
-Content-Security-Policy without inline scripts; API answers, images included, are ``Cache-Control: no-store``.
-
-Each participant request is one short SQLAlchemy Core transaction (:mod:`p2p_eval.study.service`), one at a
-time per process (:class:`WriterLock`): on SQLite on the event loop itself while the lock is free, else (and on
-a server database) on the process's database thread.  Served images are encoded once, outside any transaction.
+Participant URL: ``/s/NAME`` with MTurk, Prolific or no parameters (routes and payloads: docs/studies.md).  Admin
+endpoints need ``Authorization: Bearer TOKEN``: the study's token, or the server token (``P2P_STUDY_ADMIN_TOKEN``
+or ``admin_token``; also creates studies).  Pages carry a CSP without inline scripts; API answers are no-store.
+Each participant request is one short transaction (:mod:`p2p_eval.study.service`), one at a time per process
+(:class:`WriterLock`): on SQLite on the event loop while the lock is free, else on the database thread.
 """
 
 from __future__ import annotations

@@ -56,8 +56,7 @@ def make_engine(url: str, create: bool = True) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
             _configure_sqlite(engine)
         else:
-            # no pool_pre_ping: a round trip per transaction; the server retries a transaction whose
-            # connection the database dropped instead (p2p_eval.study.server.Database)
+            # no pool_pre_ping (a round trip per transaction): p2p_eval.study.server.Database retries instead
             engine = create_engine(parsed, pool_size=20, max_overflow=20)
     except (NoSuchModuleError, ImportError) as exc:
         raise UserError(f"--db {shown}: database driver missing ({exc}); for PostgreSQL install psycopg[binary]") from None

@@ -66,13 +66,11 @@ def summarise(annotated: pd.DataFrame, protocol: str, mask_ms: int = 0) -> dict[
                  f"else {ASSUMED_FRAME_MS:.2f} ms (60 Hz, assumed)"),
         "frame_ms": _dist(answered["frame_ms"]) if "frame_ms" in answered else {"trials": 0},
         "frame_source": {str(k): int(v) for k, v in sources.items()},
-        "answered": int(len(answered)),
-        "unmeasured": int(answered["measured_ms"].isna().sum()),
+        "answered": int(len(answered)), "unmeasured": int(answered["measured_ms"].isna().sum()),
         "judged": int(answered["timing_ok"].notna().sum()),
         "excluded": int((answered["timing_ok"] == False).sum()),  # noqa: E712 - nullable boolean
         "excluded_main": int(((answered["timing_ok"] == False) & (answered["kind"] == "main")).sum()),  # noqa: E712
-        "by_requested": [],
-    }
+        "by_requested": []}
     if protocol == "hype-inf":
         out["viewing_ms"] = _dist(answered["measured_ms"])
         return out
