@@ -226,7 +226,6 @@ def _pct(stat: dict[str, Any] | None, key: str = "rate", scale: int = 100, unit:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A plain-text table of the report."""
     lines = [f"study {report['study']} ({report['protocol']}, question: which is {report['question']}; "
              f"excluded when {report['exclusion_rule']}; 95% CI: two-level bootstrap, {report['bootstrap']} draws)"]
     single = report["protocol"] in SINGLE_IMAGE

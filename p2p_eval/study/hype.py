@@ -81,7 +81,6 @@ class HypeTimeParams:
         return cls(**values)
 
     def describe(self) -> str:
-        """One line for reports."""
         ladder = list(self.exposures_ms)
         steps = {b - a for a, b in zip(ladder, ladder[1:])}
         rungs = (f"{ladder[0]}-{ladder[-1]} ms in {steps.pop()} ms steps" if len(steps) == 1

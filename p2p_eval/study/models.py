@@ -43,10 +43,9 @@ class Study(Base):
     same_processing: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # False: PNG at its own size
     serve_size: Mapped[int | None] = mapped_column(Integer, nullable=True)  # every image resized to size x size
     jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # protocol parameters as JSON (hype-time: the staircase, see p2p_eval.study.hype); NULL for other protocols
-    protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # a lab's settings (NULL: none); answer_ms: the answer window after the image is hidden ("missed" after it)
-    answer_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON; hype-time: the staircase
+    # a lab's settings (NULL: none)
+    answer_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # after the image is hidden; then "missed"
     max_participants: Mapped[int | None] = mapped_column(Integer, nullable=True)
     consent: Mapped[str | None] = mapped_column(Text, nullable=True)
     instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -125,8 +124,7 @@ class Trial(Base):
     fake_slot: Mapped[int] = mapped_column(Integer)
     broken: Mapped[bool] = mapped_column(Boolean, default=False)
     views: Mapped[int] = mapped_column(Integer, default=0)
-    # image requests per slot (0: answered unseen; more than 1: re-viewed)
-    fetches1: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    fetches1: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # image requests; 0: unseen
     fetches2: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the server skipped the trial
     answer: Mapped[str | None] = mapped_column(String(8), nullable=True)
@@ -138,10 +136,8 @@ class Trial(Base):
     offset2: Mapped[float | None] = mapped_column(Float, nullable=True)
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # hype-time: the trial's staircase (NULL for practice / vigilance) and the exposure chosen when first opened
-    staircase: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    exposure_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # the page's frame interval (median rAF delta before the trial) and the noise mask's onset / offset (hype-time)
-    frame_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    staircase: Mapped[int | None] = mapped_column(Integer, nullable=True)  # hype-time test trials
+    exposure_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # hype-time, chosen when first opened
+    frame_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # median rAF delta before the trial
     mask_onset: Mapped[float | None] = mapped_column(Float, nullable=True)
     mask_offset: Mapped[float | None] = mapped_column(Float, nullable=True)

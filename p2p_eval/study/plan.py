@@ -199,7 +199,6 @@ def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, l
 
 
 def processing_of(study: Study) -> Processing:
-    """How ``study`` serves its images."""
     return Processing(size=study.serve_size, quality=study.jpeg_quality) if study.same_processing else Processing()
 
 
@@ -301,5 +300,4 @@ def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], particip
 
 
 def _slotted(kind: str, slot: int, real: int, fake: int, broken: bool = False) -> PlannedTrial:
-    """A two-image trial with the fake in ``slot``."""
     return PlannedTrial(kind, fake if slot == 1 else real, real if slot == 1 else fake, slot, broken)

@@ -333,7 +333,6 @@ class WriterLock:
         return cls(None if file is None else Path(f"{file}-p2plock"))
 
     def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock, waiting for it when ``blocking``; True when taken."""
         if not self._thread.acquire(blocking):
             return False
         try:

@@ -58,7 +58,6 @@ class Observer(abc.ABC):
         return self.p_fooled(view)
 
     def answer(self, view: TrialView, rng: np.random.Generator) -> str:
-        """The answer the page posts: "1" / "2" (slot clicked) or "real" / "fake"."""
         if view.protocol in SLOT_PROTOCOLS:
             if rng.random() < self.lapse:
                 return "1" if rng.random() < 0.5 else "2"

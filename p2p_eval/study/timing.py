@@ -85,7 +85,6 @@ def summarise(annotated: pd.DataFrame, protocol: str, mask_ms: int = 0) -> dict[
 
 
 def format_timing(section: dict[str, Any]) -> list[str]:
-    """Plain-text lines of the display-timing section."""
     frame = section["frame_ms"]
     frame_txt = (f"frame interval median {frame['median']:.2f} ms [p5 {frame['p5']:.2f}, p95 {frame['p95']:.2f}] over "
                  f"{frame['trials']} trials" if frame.get("trials") else f"frame interval not measured, assumed "
