@@ -307,25 +307,18 @@ class SimulationResult:
     expected: dict[str, dict[str, float]]
 
 
-class _Truth:
-    """The truth of each session's trials, read from the database (cached per session)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.factory, self.cache = session_factory(engine), {}
-
-    def of(self, token: str) -> tuple[str, dict[int, tuple[str, int, bool]]]:
-        if token not in self.cache:
-            with self.factory() as db, db.begin():
-                session = db.scalar(select(Session).where(Session.token == token))
-                algorithm = db.scalar(select(Algorithm.name).where(Algorithm.id == session.algorithm_id))
-                rows = db.execute(select(Trial.index, Trial.kind, Trial.fake_slot, Trial.broken)
-                                  .where(Trial.session_id == session.id)).all()
-            self.cache[token] = (algorithm, {i: (kind, slot, bool(broken)) for i, kind, slot, broken in rows})
-        return self.cache[token]
+def _truth(engine: Engine, token: str) -> tuple[str, dict[int, tuple[str, int, bool]]]:
+    """The algorithm of session ``token`` and (kind, fake slot, broken) of its trials by index, from the database."""
+    with session_factory(engine)() as db, db.begin():
+        session = db.scalar(select(Session).where(Session.token == token))
+        algorithm = db.scalar(select(Algorithm.name).where(Algorithm.id == session.algorithm_id))
+        rows = db.execute(select(Trial.index, Trial.kind, Trial.fake_slot, Trial.broken)
+                          .where(Trial.session_id == session.id)).all()
+    return algorithm, {i: (kind, slot, bool(broken)) for i, kind, slot, broken in rows}
 
 
 async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: Observer, rng: np.random.Generator,
-                    truth: _Truth, images: bool) -> tuple[str, int]:
+                    engine: Engine, images: bool) -> tuple[str, int]:
     """One synthetic participant through the page's requests (check, start, then per trial: the trial, its
     images when ``images``, the answer); returns (algorithm, answers posted); UserError when refused."""
 
@@ -339,7 +332,7 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
     await call("POST", f"/api/studies/{study}/check", arrival)
     state = await call("POST", f"/api/studies/{study}/sessions", arrival)
     token, index, answers, clock = state["session"], state["next_index"], 0, 1000.0
-    algorithm, plan = truth.of(token)
+    algorithm, plan = _truth(engine, token)
     while index < state["total"]:
         trial = await call("GET", f"/api/s/{token}/trial/{index}")
         if trial["done"]:  # the server skipped the remaining trials (an image it could not serve)
@@ -374,9 +367,7 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
             raise UserError(f"--study {study!r}: no such study in this database; studies: {names}")
         protocol, algorithms = found.protocol, [a.name for a in found.algorithms]
     population.check(algorithms, protocol)
-    truth = _Truth(engine)
-    sessions: dict[str, int] = {alg: 0 for alg in algorithms}
-    counts = {"answers": 0, "already_done": 0}
+    sessions, counts = dict.fromkeys(algorithms, 0), {"answers": 0, "already_done": 0}
 
     async def run() -> None:
         transport = httpx.ASGITransport(app=create_app(engine))
@@ -387,12 +378,10 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
                 observer = population.draw(rng)
                 arrival = {"PROLIFIC_PID": f"{prefix}-{seed}-{i}", "STUDY_ID": "simulate",
                            "SESSION_ID": f"{prefix}-{seed}", "consent": True}
-                algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
+                algorithm, answers = await take_part(client, study, arrival, observer, rng, engine, images)
                 counts["answers"] += answers
-                if answers:
-                    sessions[algorithm] += 1
-                else:
-                    counts["already_done"] += 1
+                sessions[algorithm] += answers > 0  # none: the participant had finished in an earlier run
+                counts["already_done"] += answers == 0
 
     asyncio.run(run())
     return SimulationResult(study=study, protocol=protocol, participants=participants, sessions=sessions,
