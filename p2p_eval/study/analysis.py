@@ -53,8 +53,7 @@ def two_level_bootstrap(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.rando
 def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
     """Mean per-participant rate, SE, 95% CI and the bootstrap replicates (empty when no participant)."""
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    keep = n > 0
-    k, n = k[keep], n[keep]
+    k, n = k[n > 0], n[n > 0]
     if len(n) == 0:
         return {"rate": None, "se": None, "ci95": None, "participants": 0, "trials": 0}, np.empty(0)
     rates = k / n
@@ -183,8 +182,7 @@ def hype_time_scores(main: pd.DataFrame, params: HypeTimeParams, n_boot: int, rn
     for session_id, rows in main[main["exposure_ms"].notna()].groupby("session_id"):
         staircases = [StaircaseResult(list(g["exposure_ms"].astype(float)), list(g["correct"].astype(bool)))
                       for _, g in rows.sort_values("trial_index").groupby("staircase")]
-        value = evaluator_threshold(staircases)
-        if value is None:
+        if (value := evaluator_threshold(staircases)) is None:
             continue
         revs = [r for r in (s.reversal_mean(params.reversals_for_mean) for s in staircases) if r is not None]
         thresholds.append(value)
@@ -236,17 +234,14 @@ def format_report(report: dict[str, Any]) -> str:
         if single:
             row += f" | {_pct(e['correct_real'])} | {_pct(e['correct_fake'])}"
         lines.append(row)
-    for p in report["pairwise"]:
-        lines.append(f"P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}")
-    lines.extend(format_hype(report))
+    lines += [f"P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}" for p in report["pairwise"]] + format_hype(report)
     lines.append(f"served images: same processing {report['served_images']}")
     per_alg = ", ".join(f"{alg} {e['re_viewed_trials']}" for alg, e in report["algorithms"].items())
     lines.append(f"re-views (an image requested again while its trial was open; kept in the rates): "
                  f"{report['re_views']['trials']} trials, {report['re_views']['extra_requests']} extra requests"
                  + (f" ({per_alg})" if report["re_views"]["trials"] else ""))
-    skipped = report["skipped"]
-    lines.append(f"skipped by the server (an image it could not serve): {skipped['trials']} trials"
-                 + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
+    lines.append(f"skipped by the server (an image it could not serve): {report['skipped']['trials']} trials"
+                 + "".join(f"\n  {n} x {reason}" for reason, n in report["skipped"]["reasons"].items()))
     lines.extend(timing.format_timing(report["display_timing"]))
     lines.append(f"answered without their images ever fetched (left out of the scores): {report['unseen']['trials']} trials")
     if report["missed"]["answer_ms"]:
