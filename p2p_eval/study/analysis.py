@@ -78,8 +78,7 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
     """Every planned trial of the study, one row each (answered or not), joined with its session."""
     img1, img2 = aliased(Image), aliased(Image)
     with session_factory(engine)() as db, db.begin():
-        study = db.scalar(select(Study).where(Study.name == study_name))
-        if study is None:
+        if (study := db.scalar(select(Study).where(Study.name == study_name))) is None:
             names = db.scalars(select(Study.name)).all()
             raise UserError(f"no study named {study_name!r} in this database; studies: {', '.join(names) or 'none'}")
         result = db.execute(

@@ -58,8 +58,7 @@ class HypeTimeParams:
         if self.order not in ORDERS:
             raise UserError(f"staircase_order {self.order!r}: choose blocked (HYPE's blocks) or interleaved")
         for key, low in (("staircases", 1), ("down_after", 1), ("mask_ms", 0), ("reversals_for_mean", 1)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not isinstance(value := getattr(self, key), int) or isinstance(value, bool) or value < low:
                 raise UserError(f"{key} must be an integer >= {low}, not {value!r}")
         if self.mask_ms > 5000:
             raise UserError(f"mask_ms {self.mask_ms}: use 0..5000 ms")

@@ -54,8 +54,7 @@ class _ByteCache:
 
     def peek(self, key: tuple) -> bytes | None:
         with self.lock:
-            data = self.data.get(key)
-            if data is not None:
+            if (data := self.data.get(key)) is not None:
                 self.data.move_to_end(key)
             return data
 
@@ -65,8 +64,7 @@ class _ByteCache:
         with self.lock:
             busy = self.pending.setdefault(key, threading.Lock())
         with busy:  # one encoding per key at a time
-            data = self.peek(key)
-            if data is None:
+            if (data := self.peek(key)) is None:
                 try:
                     data = make(*key)
                 finally:

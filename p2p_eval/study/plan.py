@@ -104,8 +104,7 @@ class StudySpec:
                 raise UserError(f"--{key.replace('_', '-')} {getattr(self, key)}: use {low}..{high} {unit}")
         hype_given = [k for k in HYPE_KEYS if getattr(self, k) is not None]
         if self.protocol == "hype-time":
-            staircases = self.hype_params().staircases
-            if self.trials < staircases:
+            if self.trials < (staircases := self.hype_params().staircases):
                 raise UserError(f"--trials {self.trials}: hype-time needs at least one test trial per staircase "
                                 f"({staircases} staircases)")
         elif hype_given:
@@ -134,8 +133,7 @@ def load_spec(config: str | Path | None, overrides: dict[str, Any]) -> StudySpec
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path}: not valid TOML ({exc})") from None
         fields = {f.name for f in dataclasses.fields(StudySpec)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
+        if unknown := sorted(set(values) - fields):
             raise UserError(f"{path}: unknown keys {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("name", "real", "fake"):
@@ -166,8 +164,7 @@ def list_folder(folder: str | Path, what: str) -> list[Path]:
     from p2p_eval.imageio import IMAGE_SUFFIXES, list_images  # imports torch: only when a study is created
 
     root = require_dir(folder, what).resolve()
-    files = list_images(root, what)
-    if not files:
+    if not (files := list_images(root, what)):
         raise UserError(f"{what} {root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
@@ -182,8 +179,7 @@ def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, l
     fewer pairs than a participant's practice + test trials need and ``allow_repeats`` is off."""
     real_stems, need, notes = {p.stem for p in real_files}, spec.practice + spec.trials, []
     for alg, files in fake_files.items():
-        kept = len(real_stems & {p.stem for p in files})
-        if not kept:
+        if not (kept := len(real_stems & {p.stem for p in files})):
             raise UserError(f"--paired: no file of --images {alg} ({spec.fake[alg]}) shares a name with the "
                             f"--real folder ({spec.real}); paired studies match real and fake by file stem")
         note = (f"--paired: {alg}: kept {kept} pairs ({kept} of {len(files)} generated images share a file name "

@@ -72,8 +72,7 @@ class PowerResult:
 def parse_fooling(text: str) -> dict[str, float]:
     """``"0.06,0.19"`` (each rate named by its value) or ``"l1=0.06,l1_cgan=0.19"`` -> {name: rate}."""
     items = [t.strip() for t in text.split(",") if t.strip()]
-    out = parse_rates(",".join(t if "=" in t else f"{t}={t}" for t in items), "--fooling")
-    if not out:
+    if not (out := parse_rates(",".join(t if "=" in t else f"{t}={t}" for t in items), "--fooling")):
         raise UserError("--fooling: give at least one rate, e.g. --fooling 0.06,0.19")
     return out
 

@@ -45,8 +45,7 @@ def create(engine: Engine, opts: QuickOptions, base_url: str) -> None:
     """The quick study in ``engine``: ``count`` real and ``count`` generated images, a missed answer after
     ``answer_ms``, the results page as the end of the session."""
     for folder, what in ((opts.real, "--real"), (opts.images, "--images")):
-        found = len(list_folder(folder, f"{what} folder"))
-        if found < opts.count:
+        if (found := len(list_folder(folder, f"{what} folder"))) < opts.count:
             raise UserError(f"{what} {folder}: {found} images, fewer than --count {opts.count}; lower --count")
     seed = opts.seed if opts.seed is not None else secrets.randbits(31)
     create_study(engine, StudySpec(name=NAME, real=str(opts.real), fake={"generated": str(opts.images)},
@@ -96,8 +95,7 @@ def add_routes(app: FastAPI, engine: Engine, opts: QuickOptions) -> None:
 
     @app.get("/quick/results", include_in_schema=False)
     def page() -> Response:
-        found = results(engine)
-        if found is None:
+        if (found := results(engine)) is None:
             return HTMLResponse("<p>The session is not finished yet.</p>", status_code=409)
         return HTMLResponse(_page(found, {k: v is not None for k, v in folders.items()}))
 

@@ -226,8 +226,7 @@ async def admin_create(request: Request) -> Any:
 
 def _progress(conn: Any, _catalog: Any, name: str) -> tuple[Any, dict[str, Any] | None]:
     """(study row or None, its progress: answers, sessions and completed sessions per algorithm)."""
-    study = conn.execute(select(Study.__table__).where(Study.name == name)).first()
-    if study is None:
+    if (study := conn.execute(select(Study.__table__).where(Study.name == name)).first()) is None:
         return None, None
     rows = conn.execute(select(Algorithm.name, func.count(Session.id), func.count(Session.completed_at))
                         .join(Session, Session.algorithm_id == Algorithm.id, isouter=True)

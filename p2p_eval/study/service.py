@@ -213,8 +213,7 @@ class Catalog:
 def _session_and_trial(conn: Any, token: str, index: int) -> tuple[Any, Any]:
     """The session of ``token`` and its trial ``index`` (None when it has none), in one statement."""
     in_range = -2**31 <= index < 2**31  # beyond any trial, and beyond what the databases' INTEGER holds
-    row = conn.execute(_SESSION_TRIAL, {"token": token, "idx": index if in_range else -1}).first()
-    if row is None:
+    if (row := conn.execute(_SESSION_TRIAL, {"token": token, "idx": index if in_range else -1}).first()) is None:
         raise Rejected(404, "no such session")
     s = SimpleNamespace(id=row.s_id, study_id=row.s_study_id, next_index=row.s_next_index, total=row.s_total,
                         completion_code=row.s_completion_code)
@@ -369,8 +368,7 @@ def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> di
     source, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     key = {"sid": study.id, "participant": participant}
-    existing = conn.execute(_PARTICIPANT, key).first()
-    if existing is not None:
+    if (existing := conn.execute(_PARTICIPANT, key).first()) is not None:
         return _resume(study, existing, arrival, shown)
     if study.consent and arrival.consent is not True:
         raise Rejected(422, "this study asks for consent first: send consent: true once the participant agreed")
@@ -391,8 +389,7 @@ def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> di
             session_id = conn.execute(insert(_S).values(**row)).inserted_primary_key[0]
             conn.execute(insert(_T), _plan_rows(session_id, plan))
     except IntegrityError:  # the same participant arrived twice at once: the other request won
-        existing = conn.execute(_PARTICIPANT, key).first()
-        if existing is None:
+        if (existing := conn.execute(_PARTICIPANT, key).first()) is None:
             raise
         return _resume(study, existing, arrival, shown)
     return _state(study, SimpleNamespace(**row), shown)

@@ -164,8 +164,7 @@ class FoolingPopulation(Population):
         return dict(given)
 
     def check(self, algorithms: list[str], protocol: str) -> None:
-        unknown = sorted(set(self.fooling) - set(algorithms))
-        if unknown:
+        if unknown := sorted(set(self.fooling) - set(algorithms)):
             raise UserError(f"--fooling {', '.join(unknown)}: not an algorithm of this study; its algorithms: "
                             f"{', '.join(algorithms)}")
         if missing := [alg for alg in algorithms if alg not in self.fooling]:
@@ -203,8 +202,7 @@ class PsychometricObserver(Observer):
     def timing(self, view: TrialView, rng: np.random.Generator, clock: float) -> dict[str, float]:
         out = super().timing(view, rng, clock)
         out["frame_ms"] = 1000.0 / 60.0
-        mask = float(view.trial.get("mask_ms") or 0)
-        if mask:
+        if mask := float(view.trial.get("mask_ms") or 0):
             out.update(mask_onset=out["offset1"], mask_offset=out["offset1"] + mask)
         return out
 
@@ -323,8 +321,7 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
     images when ``images``, the answer); returns (algorithm, answers posted); UserError when refused."""
 
     async def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        r = await client.request(method, url, json=body)
-        if r.status_code != 200:
+        if (r := await client.request(method, url, json=body)).status_code != 200:
             raise UserError(f"simulated participant {arrival['PROLIFIC_PID']} was refused by the study server: "
                             f"{method} {url}: {r.status_code} {r.text}")
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else {}

@@ -44,8 +44,7 @@ def make_engine(url: str, create: bool = True) -> Engine:
     UserError); SQLite in WAL mode."""
     parsed = parse_url(url)
     shown = parsed.render_as_string(hide_password=True)
-    file = sqlite_file(parsed)
-    if file is not None:
+    if (file := sqlite_file(parsed)) is not None:
         if not file.parent.is_dir():
             raise UserError(f"--db {shown}: folder {file.parent} does not exist (create it, or fix the path)")
         if not create and not file.is_file():

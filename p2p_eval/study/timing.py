@@ -101,8 +101,7 @@ def format_timing(section: dict[str, Any]) -> list[str]:
         for e in section["by_requested"]:
             lines.append(f"  {e['requested_ms']:.0f} | {e['trials']} | {e['median']:.1f} [{e['p5']:.1f}, {e['p95']:.1f}] "
                          f"({e['min']:.1f}-{e['max']:.1f}) | {e['median_miss_frames']:.2f} | {e['excluded']}")
-    mask = section.get("mask")
-    if mask and mask.get("trials"):
+    if (mask := section.get("mask")) and mask.get("trials"):
         lines.append(f"  noise mask: requested {mask['requested_ms']} ms, measured median {mask['median']:.1f} ms "
                      f"[p5 {mask['p5']:.1f}, p95 {mask['p95']:.1f}] over {mask['trials']} trials (reported, not judged)")
     return lines
