@@ -377,8 +377,7 @@ def format_paper(report: dict[str, Any]) -> str:
 def report(engine: Engine, study_name: str, json_out: str | Path | None = None, csv_out: str | Path | None = None,
            n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """Analyse ``study_name``; write the JSON report and the per-trial CSV when asked."""
-    from p2p_eval.fsutil import atomic_write_text
-
+    from p2p_eval.fsutil import atomic_write_text  # imports torch: only when a report is written
     result = analyse(engine, study_name, n_boot=n_boot, seed=seed)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")

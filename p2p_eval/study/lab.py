@@ -25,8 +25,7 @@ REASONS = ("incomplete", "vigilance", "timing", "unseen", "duplicate")
 
 
 def participants(frame: pd.DataFrame, vigilance_max_errors: int) -> pd.DataFrame:
-    """Per session (index ``session_id``): participant, source, algorithm, completion_code, completed,
-    exclusion_reason and excluded, from the annotated trials of ``frame``."""
+    """One row per session (index ``session_id``): who, algorithm, completion code, completed, exclusion."""
     first = frame.groupby("session_id", sort=True).first()
     out = first[["participant", "source", "algorithm", "completion_code"]].copy()
     out["completed"] = first["completed_at"].notna()

@@ -91,8 +91,7 @@ def parse_counts(text: str) -> list[int]:
 def power_curve(fooling: dict[str, float], trials: int, participants: Sequence[int], sd_between: float = 0.1,
                 sims: int = 400, n_boot: int = 1000, seed: int = 0, half_width: float | None = None,
                 progress: bool = False) -> PowerResult:
-    """Simulate ``sims`` studies for each participant count N (per algorithm), each count with its own
-    generator ``np.random.default_rng([seed, N])``; see the module docstring."""
+    """Simulate ``sims`` studies per participant count N (per algorithm), with ``default_rng([seed, N])``."""
     from tqdm.auto import tqdm
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:

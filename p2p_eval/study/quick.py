@@ -42,8 +42,7 @@ class QuickOptions:
 
 
 def create(engine: Engine, opts: QuickOptions, base_url: str) -> None:
-    """The quick study in ``engine``: ``count`` real and ``count`` generated images, a missed answer after
-    ``answer_ms``, the results page as the end of the session."""
+    """The quick study in ``engine``, ending on the results page."""
     for folder, what in ((opts.real, "--real"), (opts.images, "--images")):
         if (found := len(list_folder(folder, f"{what} folder"))) < opts.count:
             raise UserError(f"{what} {folder}: {found} images, fewer than --count {opts.count}; lower --count")

@@ -277,8 +277,7 @@ class SecurityHeaders:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
         is_api = scope["path"].startswith("/api/")
 
         async def send_with_headers(message: dict) -> None:

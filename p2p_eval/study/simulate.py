@@ -139,8 +139,7 @@ class FoolingObserver(Observer):
 
 
 class FoolingPopulation(Population):
-    """Participants with per-algorithm fooling probabilities (mean ``fooling``, spread ``sd_between``: one value or
-    one per algorithm), false-alarm probabilities (single-image trials; default the fooling ones), a lapse rate."""
+    """Participants with per-algorithm fooling (and false-alarm) probabilities, their spread and a lapse rate."""
 
     def __init__(self, fooling: Mapping[str, float], lapse: float = 0.0,
                  sd_between: float | Mapping[str, float] = 0.0, false_alarm: Mapping[str, float] | None = None) -> None:

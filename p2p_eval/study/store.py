@@ -40,8 +40,7 @@ def sqlite_file(parsed: URL) -> Path | None:
 
 
 def make_engine(url: str, create: bool = True) -> Engine:
-    """An engine for ``url`` with the study tables created (``create``; else a missing SQLite file is a
-    UserError); SQLite in WAL mode."""
+    """An engine for ``url``, its study tables created (``create``; else a missing SQLite file is a UserError)."""
     parsed = parse_url(url)
     shown = parsed.render_as_string(hide_password=True)
     if (file := sqlite_file(parsed)) is not None:
@@ -83,8 +82,7 @@ def add_missing_columns(engine: Engine) -> None:
 
 
 def open_existing(url: str) -> tuple[Engine, list[str]]:
-    """An engine over a database that holds at least one study, and the study names; UserError otherwise (a
-    mistyped ``--db`` never serves an empty database)."""
+    """An engine over a database that holds a study, and the study names; else UserError (never serve it empty)."""
     engine = make_engine(url, create=False)
     shown = engine.url.render_as_string(hide_password=True)
     with engine.begin() as conn:

@@ -20,9 +20,8 @@ CLOCK_MS = 1.0  # allowance for performance.now() resolution
 
 
 def annotate(frame: pd.DataFrame, protocol: str, display_ms: int, mask_ms: int = 0) -> pd.DataFrame:
-    """``frame`` (one row per trial, as :func:`p2p_eval.study.analysis.trials_frame`) with the columns
-    ``requested_ms``, ``measured_ms``, ``miss_ms``, ``frame_used_ms``, ``frame_source`` and ``timing_ok``
-    (True / False / NA when not judged: unmeasured, or hype-inf)."""
+    """``frame`` (one row per trial) with ``requested_ms``, ``measured_ms``, ``miss_ms``, ``frame_used_ms``,
+    ``frame_source`` and ``timing_ok`` (True / False / NA when not judged: unmeasured, or hype-inf)."""
     out = frame.copy()
     shown1 = out["offset1"] - out["onset1"]
     if protocol == "hype-time":
