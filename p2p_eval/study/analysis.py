@@ -1,23 +1,14 @@
 """Analysis of a study's database: the paper's "% labeled real +- SE" (pix2pix Tables 4-5) and more.
 
-Per algorithm, over the included participants (completed, and no exclusion rule of :mod:`p2p_eval.study.lab`
-broken), test trials only:
-
-- the rate is the mean of per-participant rates ("% of trials where the fake was judged real"), its SE the
-  sample standard deviation of those rates / sqrt(participants);
-- the 95% CI is the 2.5 / 97.5 percentile of a two-level bootstrap (Davison & Hinkley 1997, section 3.8):
-  participants, then each one's trials (Binomial(n, k/n)); resampling both levels counts the within-participant
-  variance twice, so the interval is somewhat conservative;
-- pairwise P(A > B) is the share of bootstrap replicates in which A's rate exceeds B's (ties count half);
-- ``single``: % correct on the real and on the fake images, as the quick-response study's Table I.
-
-Left out of every score, and counted: trials whose display missed the requested duration by more than one
-frame (:mod:`p2p_eval.study.timing`) and trials answered without their images ever being fetched
-(``unseen``).  The report also states how images were served, skipped trials, re-views and the excluded
-participants.  HYPE (:mod:`p2p_eval.study.hype`): ``hype-time`` (section 3.1) scores a participant by the mean
-of their staircases' modal exposures, an algorithm by the mean over participants with a bootstrap CI over
-participants (higher = more realistic); ``hype-inf`` (section 3.2) by the error rate (50% = indistinguishable),
-on all, fake and real images.
+Per algorithm, over the included participants (:mod:`p2p_eval.study.lab`), test trials only: the rate is the
+mean of per-participant rates, its SE their sample sd / sqrt(participants); the 95% CI the percentiles of a
+two-level bootstrap (Davison & Hinkley 1997, section 3.8: participants, then each one's trials as
+Binomial(n, k/n); somewhat conservative); pairwise P(A > B) the share of replicates with A's rate above B's
+(ties count half); ``single`` adds % correct on real and fake images (the quick-response study's Table I).
+Trials off their display time (:mod:`p2p_eval.study.timing`) or answered unseen are left out and counted.
+HYPE (:mod:`p2p_eval.study.hype`): ``hype-time`` (section 3.1) scores a participant by the mean of their
+staircases' modal exposures, an algorithm by the mean over participants (bootstrap CI over participants);
+``hype-inf`` (section 3.2) by the error rate (50% = indistinguishable) on all, fake and real images.
 """
 
 from __future__ import annotations
@@ -62,8 +53,7 @@ def two_level_bootstrap(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.rando
 def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
     """Mean per-participant rate, SE, 95% CI and the bootstrap replicates (empty when no participant)."""
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    keep = n > 0
-    k, n = k[keep], n[keep]
+    k, n = k[n > 0], n[n > 0]
     if len(n) == 0:
         return {"rate": None, "se": None, "ci95": None, "participants": 0, "trials": 0}, np.empty(0)
     rates = k / n
@@ -75,8 +65,7 @@ def summarise(k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generato
 
 
 def _rates(trials: pd.DataFrame, column: str, n_boot: int, rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`summarise` of the participants' counts of true ``column`` over their ``trials``."""
-    per = trials.groupby("session_id")[column].agg(["sum", "count"])
+    per = trials.groupby("session_id")[column].agg(["sum", "count"])  # per participant: true / all
     return summarise(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, rng)
 
 
@@ -89,8 +78,7 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
     """Every planned trial of the study, one row each (answered or not), joined with its session."""
     img1, img2 = aliased(Image), aliased(Image)
     with session_factory(engine)() as db, db.begin():
-        study = db.scalar(select(Study).where(Study.name == study_name))
-        if study is None:
+        if (study := db.scalar(select(Study).where(Study.name == study_name))) is None:
             names = db.scalars(select(Study.name)).all()
             raise UserError(f"no study named {study_name!r} in this database; studies: {', '.join(names) or 'none'}")
         result = db.execute(
@@ -120,8 +108,7 @@ def trials_frame(engine: Engine, study_name: str) -> pd.DataFrame:
 
 
 def study_frame(engine: Engine, study_name: str) -> tuple[Study, list[str], pd.DataFrame, pd.DataFrame]:
-    """(study, its algorithms, every trial annotated with its display timing and its participant's completion
-    code and exclusion, one row per participant): what the report and the CSV export are made of."""
+    """(study, algorithms, annotated trials, one row per participant): the report's and the CSV's data."""
     frame = trials_frame(engine, study_name)  # a UserError naming the studies when there is no such study
     with session_factory(engine)() as db, db.begin():
         study = db.scalar(select(Study).where(Study.name == study_name))
@@ -194,8 +181,7 @@ def hype_time_scores(main: pd.DataFrame, params: HypeTimeParams, n_boot: int, rn
     for session_id, rows in main[main["exposure_ms"].notna()].groupby("session_id"):
         staircases = [StaircaseResult(list(g["exposure_ms"].astype(float)), list(g["correct"].astype(bool)))
                       for _, g in rows.sort_values("trial_index").groupby("staircase")]
-        value = evaluator_threshold(staircases)
-        if value is None:
+        if (value := evaluator_threshold(staircases)) is None:
             continue
         revs = [r for r in (s.reversal_mean(params.reversals_for_mean) for s in staircases) if r is not None]
         thresholds.append(value)
@@ -227,24 +213,16 @@ def hype_inf_scores(main: pd.DataFrame, n_boot: int, rng: np.random.Generator) -
     return out
 
 
-def _ms(stat: dict[str, Any]) -> str:
-    if stat.get("threshold_ms") is None:
+def _pct(stat: dict[str, Any] | None, key: str = "rate", scale: int = 100, unit: str = "%", digits: int = 1) -> str:
+    """``VALUE +- SE [LO, HI]`` of a summary (a rate in percent by default), or n/a."""
+    if not stat or stat.get(key) is None:
         return "n/a"
-    se = f" +- {stat['se']:.0f}" if stat["se"] is not None else ""
+    se = f" +- {scale * stat['se']:.{digits}f}" if stat["se"] is not None else ""
     lo, hi = stat["ci95"]
-    return f"{stat['threshold_ms']:.0f} ms{se} [{lo:.0f}, {hi:.0f}]"
-
-
-def _pct(stat: dict[str, Any] | None) -> str:
-    if not stat or stat.get("rate") is None:
-        return "n/a"
-    se = f" +- {100 * stat['se']:.1f}" if stat["se"] is not None else ""
-    lo, hi = stat["ci95"]
-    return f"{100 * stat['rate']:.1f}%{se} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return f"{scale * stat[key]:.{digits}f}{unit}{se} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A plain-text table of the report."""
     lines = [f"study {report['study']} ({report['protocol']}, question: which is {report['question']}; "
              f"excluded when {report['exclusion_rule']}; 95% CI: two-level bootstrap, {report['bootstrap']} draws)"]
     single = report["protocol"] in SINGLE_IMAGE
@@ -255,17 +233,14 @@ def format_report(report: dict[str, Any]) -> str:
         if single:
             row += f" | {_pct(e['correct_real'])} | {_pct(e['correct_fake'])}"
         lines.append(row)
-    for p in report["pairwise"]:
-        lines.append(f"P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}")
-    lines.extend(format_hype(report))
+    lines += [f"P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}" for p in report["pairwise"]] + format_hype(report)
     lines.append(f"served images: same processing {report['served_images']}")
     per_alg = ", ".join(f"{alg} {e['re_viewed_trials']}" for alg, e in report["algorithms"].items())
     lines.append(f"re-views (an image requested again while its trial was open; kept in the rates): "
                  f"{report['re_views']['trials']} trials, {report['re_views']['extra_requests']} extra requests"
                  + (f" ({per_alg})" if report["re_views"]["trials"] else ""))
-    skipped = report["skipped"]
-    lines.append(f"skipped by the server (an image it could not serve): {skipped['trials']} trials"
-                 + "".join(f"\n  {n} x {reason}" for reason, n in skipped["reasons"].items()))
+    lines.append(f"skipped by the server (an image it could not serve): {report['skipped']['trials']} trials"
+                 + "".join(f"\n  {n} x {reason}" for reason, n in report["skipped"]["reasons"].items()))
     lines.extend(timing.format_timing(report["display_timing"]))
     lines.append(f"answered without their images ever fetched (left out of the scores): {report['unseen']['trials']} trials")
     if report["missed"]["answer_ms"]:
@@ -285,7 +260,8 @@ def format_hype(report: dict[str, Any]) -> list[str]:
             h = e["hype_time"]
             correct = f"{100 * h['correct']:.1f}%" if h["correct"] is not None else "n/a"
             rev = f"{h['reversal_mean_ms']:.0f} ms" if h["reversal_mean_ms"] is not None else "n/a"
-            lines.append(f"  {alg} | {h['participants']} | {_ms(h)} | {correct} ({100 * h['target_correct']:.1f}%) | {rev}")
+            lines.append(f"  {alg} | {h['participants']} | {_pct(h, 'threshold_ms', 1, ' ms', 0)} | {correct} "
+                         f"({100 * h['target_correct']:.1f}%) | {rev}")
     elif report["protocol"] == "hype-inf":
         lines.append("HYPE-infinity (Zhou et al. 2019, section 3.2): error rate, 50% = indistinguishable from real")
         lines.append("  algorithm | participants | HYPE-inf error +- SE [95% CI] | error on fakes | error on reals")
@@ -313,22 +289,21 @@ def _paper_labeled_real(report: dict[str, Any], title: str, column: str) -> list
     lines = [title, "", f"| Method | {column} (mean ± SE) | 95% CI | participants | trials |",
              "| --- | --- | --- | --- | --- |"]
     for alg, e in report["algorithms"].items():
-        value, ci = _pm(e["labeled_real"])
-        lines.append(f"| {alg} | {value} | {ci} | {e['labeled_real']['participants']} | {e['labeled_real']['trials']} |")
+        lines.append(f"| {alg} | " + " | ".join(_pm(e["labeled_real"]))
+                     + f" | {e['labeled_real']['participants']} | {e['labeled_real']['trials']} |")
     return lines
 
 
-def _paper_2afc(report: dict[str, Any]) -> list[str]:
-    kind = "side by side" if report["protocol"] == "2afc" else report["protocol"]
+def _paper_rates(report: dict[str, Any]) -> list[str]:
+    """2afc as pix2pix Tables 4-5; sequential as the one-to-many translation paper's Table 1."""
+    if report["protocol"] == "sequential":
+        return _paper_labeled_real(report, f"Sequential real-vs-fake test, study {report['study']} (real and "
+                                   "generated one after the other; as the one-to-many translation paper's Table 1: "
+                                   "fooling rate = % of trials where the generated image was judged real, 50% = "
+                                   "chance)", "Fooling rate")
     pairing = "real and fake from the same input" if report["paired"] else "real and fake from different inputs"
-    return _paper_labeled_real(report, f"AMT-style \"real vs fake\" test, study {report['study']} ({kind}, {pairing}; "
-                               "as pix2pix Tables 4-5)", "% labeled real")
-
-
-def _paper_sequential(report: dict[str, Any]) -> list[str]:
-    return _paper_labeled_real(report, f"Sequential real-vs-fake test, study {report['study']} (real and generated "
-                               "one after the other; as the one-to-many translation paper's Table 1: fooling rate = "
-                               "% of trials where the generated image was judged real, 50% = chance)", "Fooling rate")
+    return _paper_labeled_real(report, f"AMT-style \"real vs fake\" test, study {report['study']} (side by side, "
+                               f"{pairing}; as pix2pix Tables 4-5)", "% labeled real")
 
 
 def _paper_single(report: dict[str, Any]) -> list[str]:
@@ -372,25 +347,18 @@ def _paper_hype_inf(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-#: protocol -> the lines of its paper-style table (``study report --format paper``); a protocol missing here
-#: gets the "% labeled real" table.
-PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_2afc, "sequential": _paper_sequential, "single": _paper_single,
+#: protocol -> its paper-style table (``study report --format paper``)
+PAPER_FORMATS: dict[str, Any] = {"2afc": _paper_rates, "sequential": _paper_rates, "single": _paper_single,
                                  "hype-time": _paper_hype_time, "hype-inf": _paper_hype_inf}
 
 
 def format_paper(report: dict[str, Any]) -> str:
-    """The report as the sources print it (Markdown): pix2pix Tables 4-5 ("% Turkers labeled real", mean ± SE)
-    for 2afc, the one-to-many translation paper's fooling rate for sequential, "Evaluating the Capability of
-    Pix2Pix"'s % correct per group for single, HYPE's
-    threshold (hype-time) and error rates (hype-inf); each with its 95% CI (two-level bootstrap for rates), then
+    """The report as each protocol's source prints it (Markdown, see :data:`PAPER_FORMATS`), with 95% CIs,
     the pairwise differences and what was left out."""
-    formatter = PAPER_FORMATS.get(report["protocol"])
-    lines = formatter(report) if formatter else _paper_labeled_real(
-        report, f"Study {report['study']} ({report['protocol']}; no source-specific table for this protocol)",
-        "% labeled real")
-    lines += ["", f"Mean over participants of each one's rate ± standard error (sample sd / sqrt(participants)); "
-              f"95% CI: two-level bootstrap (participants, then their trials; {report['bootstrap']} draws, seed "
-              f"{report['seed']}). Practice and vigilance trials are left out."]
+    lines = PAPER_FORMATS[report["protocol"]](report) + [
+        "", "Mean over participants of each one's rate ± standard error (sample sd / sqrt(participants)); 95% CI: "
+        f"two-level bootstrap (participants, then their trials; {report['bootstrap']} draws, seed {report['seed']}). "
+        "Practice and vigilance trials are left out."]
     for p in report["pairwise"]:
         a, b = report["algorithms"][p["a"]]["labeled_real"], report["algorithms"][p["b"]]["labeled_real"]
         lo, hi = p.get("diff_ci95", (None, None))
@@ -409,8 +377,7 @@ def format_paper(report: dict[str, Any]) -> str:
 def report(engine: Engine, study_name: str, json_out: str | Path | None = None, csv_out: str | Path | None = None,
            n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """Analyse ``study_name``; write the JSON report and the per-trial CSV when asked."""
-    from p2p_eval.fsutil import atomic_write_text
-
+    from p2p_eval.fsutil import atomic_write_text  # imports torch: only when a report is written
     result = analyse(engine, study_name, n_boot=n_boot, seed=seed)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")

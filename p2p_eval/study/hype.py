@@ -2,22 +2,15 @@
 Evaluation of Generative Models", NeurIPS 2019): the adaptive staircase of HYPE-time and its scores, as pure
 functions of the recorded answers (no database, no clock; randomness only from a seeded ``random.Random``).
 
-HYPE-time (section 3.1): one image, real or fake, shown for an exposure from a fixed ladder, then a noise mask,
-then "real" or "fake" with no time limit.  The exposure follows a transformed up-down staircase (Levitt 1971):
-after ``down_after`` (3) correct answers in a row one rung shorter, after every error one rung longer.  Each
-evaluator completes several staircases ("blocks"); a block's threshold is its *modal* exposure (figure 3), the
-evaluator's score the mean of the block modes, the model's the mean over evaluators with a bootstrap 95% CI.
-
-Our choices, each a parameter of :class:`HypeTimeParams` stated in every ``study report``: ladder 100, 200, ...,
-1000 ms (the paper's range, our spacing), start 500 ms; 3 staircases per evaluator, blocked (the paper's blocks)
-or interleaved in a seeded order (Cornsweet 1962); practice at the start exposure with feedback and vigilance at
-the longest, moving no staircase; steps clamped at the ladder's ends (the run still resets); a 3-down/1-up
-staircase converges on 0.5 ** (1/3) = 79.4% correct (Levitt 1971, table I; the paper writes "75%"); a block's
-mode with ties is the mean of the tied rungs, the mean of the last reversals a diagnostic only; the mask is
-per-pixel uniform RGB noise drawn afresh every trial, shown ``mask_ms`` (200 ms; 0 = none).
-
-HYPE-infinity (section 3.2): the same judgement with unlimited viewing time, scored by the error rate (50% =
-indistinguishable), on all, fake and real images (:func:`p2p_eval.study.analysis.hype_inf_scores`).
+HYPE-time (section 3.1): one image, real or fake, shown for an exposure from a ladder, then a noise mask, then
+"real" or "fake".  The exposure follows a transformed up-down staircase (Levitt 1971): ``down_after`` (3) correct
+in a row one rung shorter, every error one rung longer (clamped at the ends).  A block's threshold is its modal
+exposure (figure 3; ties: the mean of the tied rungs), an evaluator's score the mean of their blocks' modes.
+Our choices (:class:`HypeTimeParams`, stated in every report): ladder 100-1000 ms in 100 ms steps, start 500 ms,
+3 staircases blocked or interleaved (Cornsweet 1962), practice at the start exposure and vigilance at the
+longest, moving no staircase; 3-down/1-up converges on 79.4% correct (Levitt 1971, table I; the paper writes
+"75%"); a fresh uniform RGB noise mask of ``mask_ms`` (200 ms; 0 = none).  HYPE-infinity (section 3.2): the
+same judgement with unlimited time, scored by the error rate (:func:`p2p_eval.study.analysis.hype_inf_scores`).
 """
 
 from __future__ import annotations
@@ -65,33 +58,28 @@ class HypeTimeParams:
         if self.order not in ORDERS:
             raise UserError(f"staircase_order {self.order!r}: choose blocked (HYPE's blocks) or interleaved")
         for key, low in (("staircases", 1), ("down_after", 1), ("mask_ms", 0), ("reversals_for_mean", 1)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not isinstance(value := getattr(self, key), int) or isinstance(value, bool) or value < low:
                 raise UserError(f"{key} must be an integer >= {low}, not {value!r}")
         if self.mask_ms > 5000:
             raise UserError(f"mask_ms {self.mask_ms}: use 0..5000 ms")
 
     @property
     def start_level(self) -> int:
-        """Index of ``start_ms`` in the ladder."""
         return list(self.exposures_ms).index(self.start_ms)
 
     def to_json(self) -> str:
-        """The parameters as a JSON object (stored in ``Study.protocol_params``)."""
+        """The parameters as stored in ``Study.protocol_params``."""
         return json.dumps({"hype_time": {**asdict(self), "exposures_ms": list(self.exposures_ms)}}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> HypeTimeParams:
         """Parameters from :meth:`to_json` (defaults when ``text`` is empty)."""
-        if not text:
-            return cls()
-        values = dict(json.loads(text).get("hype_time", {}))
+        values = dict(json.loads(text).get("hype_time", {})) if text else {}
         if "exposures_ms" in values:
             values["exposures_ms"] = tuple(values["exposures_ms"])
         return cls(**values)
 
     def describe(self) -> str:
-        """One line for reports."""
         ladder = list(self.exposures_ms)
         steps = {b - a for a, b in zip(ladder, ladder[1:])}
         rungs = (f"{ladder[0]}-{ladder[-1]} ms in {steps.pop()} ms steps" if len(steps) == 1
@@ -104,11 +92,8 @@ class HypeTimeParams:
 
 @dataclass
 class Staircase:
-    """A transformed up-down staircase over ``n_levels`` rungs (0 = shortest exposure).
-
-    Rule: ``down_after`` correct answers in a row -> one rung down (shorter, harder), any error -> one rung up;
-    clamped at both ends; the run of correct answers restarts after every step (clamped or not).
-    """
+    """A transformed up-down staircase over ``n_levels`` rungs (0 = shortest exposure): ``down_after`` correct
+    answers in a row -> one rung down, any error -> one rung up; clamped; the run restarts after every step."""
 
     n_levels: int
     level: int
@@ -127,11 +112,7 @@ class Staircase:
 
 
 def staircase_levels(correct: Sequence[bool], n_levels: int, start: int, down_after: int = 3) -> list[int]:
-    """Ladder indices of a staircase's trials given their answers (see :class:`Staircase` for the rule).
-
-    ``correct[i]`` is whether trial ``i`` of the staircase was answered correctly; the result has one more entry
-    than ``correct``: the last is the level of the next trial.
-    """
+    """Ladder indices of a staircase's trials given their correctness (:class:`Staircase`), plus the next's."""
     stair = Staircase(n_levels, start, down_after)
     return [start] + [stair.update(bool(ok)) for ok in correct]
 
@@ -155,17 +136,14 @@ def assign_staircases(n_trials: int, params: HypeTimeParams, rng: random.Random)
 
 def modal_exposure(exposures: Sequence[float]) -> float | None:
     """The exposure shown most often (the mean of the tied ones when several are); None when empty."""
-    if not exposures:
-        return None
     counts = Counter(exposures)
-    top = max(counts.values())
+    top = max(counts.values(), default=0)
     tied = [value for value, n in counts.items() if n == top]
-    return float(sum(tied) / len(tied))
+    return float(sum(tied) / len(tied)) if tied else None
 
 
 def reversal_exposures(exposures: Sequence[float]) -> list[float]:
-    """Exposures at which the staircase changed direction (the trial where the new direction starts' previous
-    level), from the sequence of exposures shown; flat runs are skipped."""
+    """Exposures at which the staircase shown ``exposures`` changed direction (flat runs skipped)."""
     out, direction = [], 0
     for prev, cur in zip(exposures, exposures[1:]):
         if cur == prev:
@@ -185,8 +163,7 @@ class StaircaseResult:
     correct: list[bool] = field(default_factory=list)
 
     @property
-    def mode(self) -> float | None:
-        """HYPE's threshold of the block: the modal exposure."""
+    def mode(self) -> float | None:  # HYPE's threshold of the block
         return modal_exposure(self.exposures)
 
     def reversal_mean(self, last: int) -> float | None:

@@ -1,11 +1,9 @@
 """Image bytes as served to participants, and the decode check of ``study create``.
 
-Every image is decoded and re-encoded (no file name, format or metadata reaches the page).  With the study's
-*same processing* option (the default) every image, real or generated, is resized to ``size x size`` (Lanczos,
-only when its size differs) and JPEG-encoded at the same quality, quantisation tables and 4:2:0 subsampling, so
-that served files differ only in content: a real JPEG photo and a generated lossless PNG can no longer be told
-apart by counting colours or reading the encoding.  Without it images are re-encoded as PNG at their own size.
-A vigilance image is a pixelated, colour-inverted copy, processed the same way.
+Every image is decoded and re-encoded (no file name, format or metadata reaches the page).  With *same
+processing* (the default) every image is resized to ``size x size`` (Lanczos, only when its size differs) and
+JPEG-encoded alike (quality, tables, 4:2:0), so served files differ only in content; without it each is
+re-encoded as PNG at its own size.  A vigilance image is a pixelated, colour-inverted copy, processed the same.
 """
 
 from __future__ import annotations
@@ -31,17 +29,14 @@ CACHE_BYTES = 256 * 2**20  # served bytes kept in memory (a 256x256 JPEG at qual
 @dataclasses.dataclass(frozen=True)
 class Processing:
     """How served images are encoded: ``quality`` None = lossless PNG at the file's own size."""
-
     size: int | None = None
     quality: int | None = None
 
     @property
     def media_type(self) -> str:
-        """The Content-Type of the served bytes."""
         return "image/png" if self.quality is None else "image/jpeg"
 
     def describe(self) -> str:
-        """One line for reports."""
         if self.quality is None:
             return "off: each image re-encoded as lossless PNG at its own size"
         return f"on: every image resized to {self.size}x{self.size} and JPEG-encoded at quality {self.quality} (4:2:0)"
@@ -59,20 +54,17 @@ class _ByteCache:
 
     def peek(self, key: tuple) -> bytes | None:
         with self.lock:
-            data = self.data.get(key)
-            if data is not None:
+            if (data := self.data.get(key)) is not None:
                 self.data.move_to_end(key)
             return data
 
     def get(self, key: tuple, make) -> bytes:  # noqa: ANN001 - key -> bytes
-        data = self.peek(key)
-        if data is not None:
+        if (data := self.peek(key)) is not None:
             return data
         with self.lock:
             busy = self.pending.setdefault(key, threading.Lock())
         with busy:  # one encoding per key at a time
-            data = self.peek(key)
-            if data is None:
+            if (data := self.peek(key)) is None:
                 try:
                     data = make(*key)
                 finally:
@@ -85,8 +77,7 @@ class _ByteCache:
         with self.lock:
             if key in self.data:
                 return
-            self.data[key] = data
-            self.size += len(data)
+            self.data[key], self.size = data, self.size + len(data)
             while self.size > self.limit and len(self.data) > 1:
                 _, old = self.data.popitem(last=False)
                 self.size -= len(old)
@@ -98,21 +89,18 @@ _CACHE = _ByteCache(CACHE_BYTES)
 def _key(path: str | Path, broken: bool, processing: Processing) -> tuple:
     p = Path(path)
     try:
-        mtime = p.stat().st_mtime_ns
+        return (str(p), p.stat().st_mtime_ns, broken, processing)
     except OSError:
         raise UserError(f"image file missing: {p} (was the study's folder moved?)") from None
-    return (str(p), mtime, broken, processing)
 
 
 def render(path: str | Path, broken: bool = False, processing: Processing = Processing()) -> bytes:
-    """Served bytes of ``path`` (RGB), or of its broken version; encoded once per file version (path and
-    modification time) and processing, then served from memory."""
+    """Served bytes of ``path`` (RGB), or of its broken version; encoded once per file version and processing."""
     return _CACHE.get(_key(path, broken, processing), encode)
 
 
 def cached(path: str | Path, broken: bool = False, processing: Processing = Processing()) -> bytes | None:
-    """The served bytes of ``path`` when they are already encoded (the file unchanged since), else None;
-    UserError when the file is missing.  Never decodes: cheap enough for the request path."""
+    """The served bytes of ``path`` if already encoded (file unchanged since), else None; never decodes."""
     return _CACHE.peek(_key(path, broken, processing))
 
 
@@ -144,8 +132,7 @@ def encode(path: str | Path, _mtime_ns: int | None = None, broken: bool = False,
 
 
 def require_decodable(paths: Iterable[Path], what: str, folder: str | Path) -> None:
-    """UserError naming every file of ``paths`` that cannot be decoded completely (``what`` names the folder's
-    role)."""
+    """UserError naming every file of ``paths`` that cannot be decoded completely (``what``: the folder's role)."""
     bad = []
     for path in paths:
         try:

@@ -1,19 +1,11 @@
 """What a lab needs to run and pay a study: who is excluded and why, the studies of a database and their
 state, closing a study, and a new admin token.
 
-Participant exclusion (one row per session, :func:`participants`), the reasons joined by ";":
-
-- ``incomplete``: the session did not reach its last trial (the participant never saw the completion code);
-- ``vigilance``: more wrong vigilance trials than the study's ``vigilance_max_errors``;
-- ``timing``: every answered test trial missed its display time by more than one frame
-  (:mod:`p2p_eval.study.timing`);
-- ``unseen``: every answered test trial was answered without its images ever being fetched;
-- ``duplicate``: the participant id, case and surrounding spaces aside, or the MTurk assignment id of an
-  earlier session of the study (the earliest session counts).
-
-A participant with no reason is included.  ``study report --csv`` repeats the participant's completion code,
-``completed``, ``excluded`` and ``exclusion_reason`` on each of their trials, so that payments reconcile from
-that one file.
+Exclusion reasons of a session (:func:`participants`, joined by ";"; none: included): ``incomplete`` (never
+reached the completion code); ``vigilance`` (more wrong vigilance trials than ``vigilance_max_errors``);
+``timing`` (every answered test trial off its display time, :mod:`p2p_eval.study.timing`); ``unseen`` (every one
+answered with its images never fetched); ``duplicate`` (the participant id, case and spaces aside, or the MTurk
+assignment id of an earlier session).  ``study report --csv`` repeats them on each trial, for payments.
 """
 
 from __future__ import annotations
@@ -33,9 +25,7 @@ REASONS = ("incomplete", "vigilance", "timing", "unseen", "duplicate")
 
 
 def participants(frame: pd.DataFrame, vigilance_max_errors: int) -> pd.DataFrame:
-    """Per session (index ``session_id``, in order): participant, source, algorithm, completion_code,
-    completed, exclusion_reason and excluded, from the trials of ``frame`` (as
-    :func:`p2p_eval.study.analysis.study_frame` annotates them)."""
+    """One row per session (index ``session_id``): who, algorithm, completion code, completed, exclusion."""
     first = frame.groupby("session_id", sort=True).first()
     out = first[["participant", "source", "algorithm", "completion_code"]].copy()
     out["completed"] = first["completed_at"].notna()
@@ -69,8 +59,7 @@ def format_excluded(report: dict[str, Any]) -> list[str]:
 
 
 def _study(conn: Any, name: str) -> Any:
-    row = conn.execute(select(Study.id, Study.max_participants, Study.closed_at).where(Study.name == name)).first()
-    if row is None:
+    if (row := conn.execute(select(Study.id).where(Study.name == name)).first()) is None:
         names = conn.scalars(select(Study.name).order_by(Study.id)).all()
         raise UserError(f"--study {name!r}: no such study in this database; studies: {', '.join(names) or 'none'}")
     return row
@@ -78,7 +67,7 @@ def _study(conn: Any, name: str) -> Any:
 
 def list_studies(engine: Engine) -> list[dict[str, Any]]:
     """Every study: name, protocol, sessions (participants), completed sessions, cap per algorithm and state
-    (closed; full: every algorithm has its cap of sessions, as the server decides; else open)."""
+    (closed, full as the server decides, or open)."""
     per = (select(Algorithm.study_id, Algorithm.id, func.count(Session.id), func.count(Session.completed_at))
            .join(Session, Session.algorithm_id == Algorithm.id, isouter=True).group_by(Algorithm.study_id, Algorithm.id))
     with engine.begin() as conn:

@@ -13,8 +13,7 @@ from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, String, T
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
-def utcnow() -> dt.datetime:
-    """The current time in UTC (timezone-aware)."""
+def utcnow() -> dt.datetime:  # timezone-aware
     return dt.datetime.now(dt.timezone.utc)
 
 
@@ -41,15 +40,12 @@ class Study(Base):
     redirect_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     real_dir: Mapped[str] = mapped_column(Text)
     token_sha256: Mapped[str] = mapped_column(String(64))
-    # served image processing: False = each image re-encoded as PNG at its own size
-    same_processing: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    same_processing: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # False: PNG at its own size
     serve_size: Mapped[int | None] = mapped_column(Integer, nullable=True)  # every image resized to size x size
     jpeg_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # protocol parameters as JSON (hype-time: the staircase, see p2p_eval.study.hype); NULL for other protocols
-    protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # a lab's settings (NULL: none): sessions per algorithm, consent text, instruction text, when it was closed,
-    # and the answer window (ms after the image is hidden; no answer in it is stored as "missed")
-    answer_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    protocol_params: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON; hype-time: the staircase
+    # a lab's settings (NULL: none)
+    answer_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # after the image is hidden; then "missed"
     max_participants: Mapped[int | None] = mapped_column(Integer, nullable=True)
     consent: Mapped[str | None] = mapped_column(Text, nullable=True)
     instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -110,14 +106,9 @@ class Session(Base):
 
 
 class Trial(Base):
-    """One planned trial and, once answered, its answer and timing.
-
-    Slots: 1 = left / first image, 2 = right / second (single-image protocols use slot 1 only).  ``fake_slot``:
-    the slot of the fake (vigilance: broken) image; single-image protocols: 1 when the image is fake, 0 when real.
-    ``answer``: "1"/"2" (the slot clicked) or "real"/"fake".  Times: the page's milliseconds.  ``fetches1`` /
-    ``fetches2``: requests for each slot's image (0: answered unseen; more than 1: re-viewed).  ``skip_reason``:
-    why the server skipped the trial (an image it could not serve); a skipped trial has no answer.
-    """
+    """One planned trial and, once answered, its answer and timing (the page's milliseconds).  Slots: 1 = left /
+    first image, 2 = right / second (single-image: slot 1 only).  ``fake_slot``: the fake's (vigilance: broken)
+    slot; single-image: 1 when the image is fake, 0 when real.  ``answer``: "1"/"2" (slot clicked) or "real"/"fake"."""
 
     __tablename__ = "study_trials"
     __table_args__ = (UniqueConstraint("session_id", "index", name="uq_session_index"),)
@@ -133,8 +124,8 @@ class Trial(Base):
     fake_slot: Mapped[int] = mapped_column(Integer)
     broken: Mapped[bool] = mapped_column(Boolean, default=False)
     views: Mapped[int] = mapped_column(Integer, default=0)
-    fetches1: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # image requests, slot 1
-    fetches2: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # image requests, slot 2
+    fetches1: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # image requests; 0: unseen
+    fetches2: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the server skipped the trial
     answer: Mapped[str | None] = mapped_column(String(8), nullable=True)
     correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
@@ -145,12 +136,8 @@ class Trial(Base):
     offset2: Mapped[float | None] = mapped_column(Float, nullable=True)
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # hype-time: the trial's staircase (NULL for practice / vigilance) and the exposure the server asked for,
-    # chosen when the trial is first opened from the answers before it (p2p_eval.study.hype)
-    staircase: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    exposure_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # the page's frame interval (median requestAnimationFrame delta before the trial, ms) and the noise mask's
-    # onset / offset (rAF timestamps; hype-time)
-    frame_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    staircase: Mapped[int | None] = mapped_column(Integer, nullable=True)  # hype-time test trials
+    exposure_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # hype-time, chosen when first opened
+    frame_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # median rAF delta before the trial
     mask_onset: Mapped[float | None] = mapped_column(Float, nullable=True)
     mask_offset: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,13 +1,10 @@
 """Studies and trial plans.
 
-A study registers the real folder and one folder per algorithm; each participant's plan is drawn on the server
-from the study seed and the participant id (reproducible) and stored before the first trial.  Protocols:
-``2afc`` (side by side, pix2pix / Zhang et al.), ``sequential`` (one after the other, the public AMT code), and
-one image, real or fake 50/50: ``single`` and HYPE's (:mod:`p2p_eval.study.hype`) ``hype-time`` (an exposure the
-staircases choose, then a noise mask) and ``hype-inf`` (visible until the answer).  Practice trials come first
+A study registers the real folder and one folder per algorithm; each participant's plan is drawn from the study
+seed and the participant id and stored before the first trial.  Protocols: ``2afc`` (side by side, pix2pix /
+Zhang et al.), ``sequential`` (one after the other, the public AMT code), and one image, real or fake 50/50:
+``single``, HYPE's (:mod:`p2p_eval.study.hype`) ``hype-time`` and ``hype-inf``.  Practice trials come first
 (feedback, excluded from results); vigilance trials (an obviously broken image) are mixed into the test block.
-``study create`` decodes every image and refuses a paired study fewer pairs than its trials need unless repeats
-are allowed.
 """
 
 from __future__ import annotations
@@ -61,8 +58,7 @@ class StudySpec:
     consent: str | None = None  # consent text, agreed to before the instructions (none: no consent page)
     instructions: str | None = None  # the lab's instruction text, shown above the protocol's own
     answer_ms: int | None = None  # the answer window (None: unlimited); a missed answer counts as wrong
-    # hype-time only (None: p2p_eval.study.hype.HypeTimeParams's defaults): exposure ladder (ms), staircases per
-    # participant, their order (blocked | interleaved), start exposure, correct answers a rung down, mask (ms)
+    # hype-time only (None: the defaults of p2p_eval.study.hype.HypeTimeParams)
     exposures_ms: list[int] | None = None
     staircases: int | None = None
     staircase_order: str | None = None
@@ -72,8 +68,8 @@ class StudySpec:
 
     def hype_params(self) -> HypeTimeParams:
         """The hype-time staircase of this spec (defaults for the keys not given); validated."""
-        ladder = self.exposures_ms
-        given = {"exposures_ms": tuple(ladder) if isinstance(ladder, list | tuple) else ladder,
+        given = {"exposures_ms": tuple(self.exposures_ms) if isinstance(self.exposures_ms, list | tuple)
+                 else self.exposures_ms,
                  "staircases": self.staircases, "order": self.staircase_order, "start_ms": self.start_ms,
                  "down_after": self.staircase_down, "mask_ms": self.mask_ms}
         params = HypeTimeParams(**{k: v for k, v in given.items() if v is not None})
@@ -96,24 +92,19 @@ class StudySpec:
             if not NAME_RE.match(alg):
                 raise UserError(f"--images {alg!r}: algorithm names use 1-64 letters, digits, '_', '-', '.'")
         for key in ("trials", "practice", "display_ms", "vigilance", "vigilance_max_errors", "seed", "serve_size",
-                    "jpeg_quality"):
-            if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool):
-                raise UserError(f"{key} must be an integer, not {getattr(self, key)!r}")
-        for key in ("paired", "same_processing", "allow_repeats"):
-            if not isinstance(getattr(self, key), bool):
-                raise UserError(f"{key} must be true or false, not {getattr(self, key)!r}")
+                    "jpeg_quality", "paired", "same_processing", "allow_repeats"):
+            value, boolean = getattr(self, key), key in ("paired", "same_processing", "allow_repeats")
+            if not isinstance(value, bool if boolean else int) or (isinstance(value, bool) and not boolean):
+                raise UserError(f"{key} must be {'true or false' if boolean else 'an integer'}, not {value!r}")
         if self.trials < 1 or self.practice < 0 or self.vigilance < 0 or self.vigilance_max_errors < 0:
             raise UserError("--trials must be >= 1; --practice, --vigilance, --vigilance-max-errors >= 0")
-        if not 50 <= self.display_ms <= 60_000:
-            raise UserError(f"--display-ms {self.display_ms}: use 50..60000 milliseconds")
-        if not 16 <= self.serve_size <= 4096:
-            raise UserError(f"--serve-size {self.serve_size}: use 16..4096 pixels")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise UserError(f"--jpeg-quality {self.jpeg_quality}: use 1..95 (PIL's JPEG quality scale)")
+        for key, low, high, unit in (("display_ms", 50, 60_000, "milliseconds"), ("serve_size", 16, 4096, "pixels"),
+                                     ("jpeg_quality", 1, 95, "(PIL's JPEG quality scale)")):
+            if not low <= getattr(self, key) <= high:
+                raise UserError(f"--{key.replace('_', '-')} {getattr(self, key)}: use {low}..{high} {unit}")
         hype_given = [k for k in HYPE_KEYS if getattr(self, k) is not None]
         if self.protocol == "hype-time":
-            staircases = self.hype_params().staircases
-            if self.trials < staircases:
+            if self.trials < (staircases := self.hype_params().staircases):
                 raise UserError(f"--trials {self.trials}: hype-time needs at least one test trial per staircase "
                                 f"({staircases} staircases)")
         elif hype_given:
@@ -132,10 +123,8 @@ class StudySpec:
 
 
 def load_spec(config: str | Path | None, overrides: dict[str, Any]) -> StudySpec:
-    """A StudySpec from ``config`` (TOML with the same keys; ``fake`` is a table ALG = "DIR") and flags.
-
-    Flags given on the command line (not None) override the file.
-    """
+    """A StudySpec from ``config`` (TOML with the same keys; ``fake`` a table ALG = "DIR") and the flags that
+    are not None (they override the file)."""
     values: dict[str, Any] = {}
     if config is not None:
         path = require_file(config, "study config")
@@ -144,8 +133,7 @@ def load_spec(config: str | Path | None, overrides: dict[str, Any]) -> StudySpec
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path}: not valid TOML ({exc})") from None
         fields = {f.name for f in dataclasses.fields(StudySpec)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
+        if unknown := sorted(set(values) - fields):
             raise UserError(f"{path}: unknown keys {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("name", "real", "fake"):
@@ -172,13 +160,11 @@ def parse_fake(items: list[str] | None) -> dict[str, str] | None:
 
 
 def list_folder(folder: str | Path, what: str) -> list[Path]:
-    """Absolute image paths directly inside ``folder`` (natural order, :func:`p2p_eval.imageio.list_images`);
-    UserError when there are none."""
+    """Absolute image paths directly inside ``folder`` (:func:`p2p_eval.imageio.list_images`); never none."""
     from p2p_eval.imageio import IMAGE_SUFFIXES, list_images  # imports torch: only when a study is created
 
     root = require_dir(folder, what).resolve()
-    files = list_images(root, what)
-    if not files:
+    if not (files := list_images(root, what)):
         raise UserError(f"{what} {root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
@@ -191,12 +177,9 @@ def token_hash(token: str) -> str:
 def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, list[Path]]) -> list[str]:
     """A paired study's pair counts as notes (one per algorithm); UserError when an algorithm has no pair, or
     fewer pairs than a participant's practice + test trials need and ``allow_repeats`` is off."""
-    real_stems = {p.stem for p in real_files}
-    need = spec.practice + spec.trials
-    notes = []
+    real_stems, need, notes = {p.stem for p in real_files}, spec.practice + spec.trials, []
     for alg, files in fake_files.items():
-        kept = len(real_stems & {p.stem for p in files})
-        if not kept:
+        if not (kept := len(real_stems & {p.stem for p in files})):
             raise UserError(f"--paired: no file of --images {alg} ({spec.fake[alg]}) shares a name with the "
                             f"--real folder ({spec.real}); paired studies match real and fake by file stem")
         note = (f"--paired: {alg}: kept {kept} pairs ({kept} of {len(files)} generated images share a file name "
@@ -212,23 +195,18 @@ def check_pairs(spec: StudySpec, real_files: list[Path], fake_files: dict[str, l
 
 
 def processing_of(study: Study) -> Processing:
-    """How ``study`` serves its images."""
     return Processing(size=study.serve_size, quality=study.jpeg_quality) if study.same_processing else Processing()
 
 
 def create_study(engine: Engine, spec: StudySpec, notes: list[str] | None = None) -> tuple[Study, str]:
-    """Register the study and its images; return it and its admin token (shown once, stored hashed).
-
-    Every image is decoded first (UserError naming the files that cannot be).  Lines for the user (pairs
-    kept by a paired study) are appended to ``notes`` when it is given.
-    """
+    """Register the study and its images (each decoded first); return it and its admin token (shown once, stored
+    hashed).  A paired study's pair counts are appended to ``notes`` when it is given."""
     spec.validate()
     real_files = list_folder(spec.real, "--real folder")
     fake_files = {alg: list_folder(folder, f"--images {alg} folder") for alg, folder in spec.fake.items()}
-    if spec.paired:
-        lines = check_pairs(spec, real_files, fake_files)
-        if notes is not None:
-            notes.extend(lines)
+    lines = check_pairs(spec, real_files, fake_files) if spec.paired else []
+    if notes is not None:
+        notes.extend(lines)
     require_decodable(real_files, "--real folder", Path(spec.real).resolve())
     for alg, files in fake_files.items():
         require_decodable(files, f"--images {alg} folder", Path(spec.fake[alg]).resolve())
@@ -285,19 +263,12 @@ class _Cycle:
 
 
 def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], participant: str) -> list[PlannedTrial]:
-    """The trial plan of one participant; ``real``/``fake`` map file stems to image ids.
-
-    Reproducible: the generator is seeded by the study seed and the participant id.  ``hype-time``: each test
-    trial belongs to one of the participant's staircases (blocked: consecutive runs; interleaved: a seeded
-    random order); the exposures are not planned, the server chooses each when the trial is opened.
-    """
+    """The trial plan of one participant (seeded by the study seed and the participant id); ``real``/``fake``
+    map file stems to image ids.  ``hype-time``: each test trial gets a staircase, not an exposure."""
     rng = random.Random(f"{study.seed}:{participant}")
     stems_paired = sorted(set(real) & set(fake))
     pairs = _Cycle([(real[s], fake[s]) for s in stems_paired], rng) if study.paired else None
     reals, fakes = _Cycle(sorted(real.values()), rng), _Cycle(sorted(fake.values()), rng)
-
-    def pair() -> tuple[int, int]:
-        return pairs.next() if pairs is not None else (reals.next(), fakes.next())
 
     def block(kind: str, count: int) -> list[PlannedTrial]:
         if study.protocol in SINGLE_IMAGE:  # real or fake 50/50, balanced within the block
@@ -306,11 +277,8 @@ def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], particip
             return [PlannedTrial(kind, fakes.next() if t else reals.next(), None, t) for t in truths]
         slots = [1, 2] * (count // 2) + ([rng.choice([1, 2])] if count % 2 else [])
         rng.shuffle(slots)
-        out = []
-        for slot in slots:
-            r, f = pair()
-            out.append(PlannedTrial(kind, f if slot == 1 else r, r if slot == 1 else f, slot))
-        return out
+        return [_slotted(kind, slot, *(pairs.next() if pairs is not None else (reals.next(), fakes.next())))
+                for slot in slots]
 
     practice = block("practice", study.practice)
     main = block("main", study.trials)
@@ -322,7 +290,10 @@ def draw_plan(study: Study, real: dict[str, int], fake: dict[str, int], particip
         if study.protocol in SINGLE_IMAGE:
             trial = PlannedTrial("vigilance", fakes.next(), None, 1, broken=True)
         else:
-            slot, r, f = rng.choice([1, 2]), reals.next(), fakes.next()
-            trial = PlannedTrial("vigilance", f if slot == 1 else r, r if slot == 1 else f, slot, broken=True)
+            trial = _slotted("vigilance", rng.choice([1, 2]), reals.next(), fakes.next(), broken=True)
         main.insert(rng.randint(1, len(main)), trial)
     return practice + main
+
+
+def _slotted(kind: str, slot: int, real: int, fake: int, broken: bool = False) -> PlannedTrial:
+    return PlannedTrial(kind, fake if slot == 1 else real, real if slot == 1 else fake, slot, broken)

@@ -1,11 +1,10 @@
 """How many participants a real-vs-fake study needs, by simulation (``p2p-eval study power``).
 
-The model (one algorithm per session, pix2pix section 4.1): participant i's fooling probability is drawn from a
-Beta with the algorithm's rate as mean and ``sd_between`` as sd (probability scale, as ``study simulate``), their
-count of fakes judged real over ``trials`` test trials is Binomial(trials, p_i), and each simulated study is
-analysed as ``study report`` analyses a real one (:mod:`p2p_eval.study.analysis`).  Over ``sims`` studies per
-participant count this gives each algorithm's expected CI half-width and coverage, and each pair's power: the
-share of studies whose difference CI excludes 0 (Monte-Carlo standard error sqrt(power (1 - power) / sims)).
+The model (one algorithm per session, pix2pix section 4.1): participant i's fooling probability p_i ~ Beta with
+the algorithm's rate as mean and ``sd_between`` as sd, fakes judged real ~ Binomial(trials, p_i), each simulated
+study analysed as ``study report`` does (:mod:`p2p_eval.study.analysis`).  Per participant count: each
+algorithm's expected CI half-width and coverage, and each pair's power (share of studies whose difference CI
+excludes 0; Monte-Carlo SE sqrt(power (1 - power) / sims)).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ CHUNK_ELEMENTS = 4_000_000  # bootstrap draws held in memory at once (x 8 bytes,
 @dataclasses.dataclass
 class PowerRow:
     """Results for one participant count (per algorithm)."""
-
     participants: int
     half_width: dict[str, float]  # mean 95% CI half-width of each algorithm's rate
     coverage: dict[str, float]  # share of CIs that hold the true rate
@@ -39,7 +37,6 @@ class PowerRow:
 @dataclasses.dataclass
 class PowerResult:
     """A power analysis: its settings, one row per participant count, and the counts that reach the targets."""
-
     fooling: dict[str, float]
     trials: int
     sd_between: float
@@ -73,11 +70,9 @@ class PowerResult:
 
 
 def parse_fooling(text: str) -> dict[str, float]:
-    """``"0.06,0.19"`` (each rate named by its value) or ``"l1=0.06,l1_cgan=0.19"`` -> {name: rate}; UserError
-    otherwise."""
+    """``"0.06,0.19"`` (each rate named by its value) or ``"l1=0.06,l1_cgan=0.19"`` -> {name: rate}."""
     items = [t.strip() for t in text.split(",") if t.strip()]
-    out = parse_rates(",".join(t if "=" in t else f"{t}={t}" for t in items), "--fooling")
-    if not out:
+    if not (out := parse_rates(",".join(t if "=" in t else f"{t}={t}" for t in items), "--fooling")):
         raise UserError("--fooling: give at least one rate, e.g. --fooling 0.06,0.19")
     return out
 
@@ -96,11 +91,7 @@ def parse_counts(text: str) -> list[int]:
 def power_curve(fooling: dict[str, float], trials: int, participants: Sequence[int], sd_between: float = 0.1,
                 sims: int = 400, n_boot: int = 1000, seed: int = 0, half_width: float | None = None,
                 progress: bool = False) -> PowerResult:
-    """Simulate ``sims`` studies for each participant count (per algorithm); see the module docstring.
-
-    Participant count N uses the generator ``np.random.default_rng([seed, N])``, so a row does not depend
-    on the other counts asked for.
-    """
+    """Simulate ``sims`` studies per participant count N (per algorithm), with ``default_rng([seed, N])``."""
     from tqdm.auto import tqdm
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -116,12 +107,8 @@ def power_curve(fooling: dict[str, float], trials: int, participants: Sequence[i
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     rows = []
     for count in tqdm(list(participants), desc="power", unit="count", disable=None if progress else True):
-        rng = np.random.default_rng([seed, count])
-        half = {a: 0.0 for a in names}
-        cover = {a: 0 for a in names}
-        hits = {f"{a} vs {b}": 0 for a, b in pairs}
-        chunk = max(1, CHUNK_ELEMENTS // (n_boot * count))
-        done = 0
+        rng, half, cover = np.random.default_rng([seed, count]), dict.fromkeys(names, 0.0), dict.fromkeys(names, 0)
+        hits, chunk, done = {f"{a} vs {b}": 0 for a, b in pairs}, max(1, CHUNK_ELEMENTS // (n_boot * count)), 0
         while done < sims:
             c = min(chunk, sims - done)
             boots = {}
@@ -152,11 +139,10 @@ def format_table(result: PowerResult) -> str:
         cells = [str(row.participants)] + [f"±{100 * row.half_width[a]:.1f} pts" for a in names]
         cells += [f"{row.power[p]:.2f} ± {se(row.power[p]):.2f}" for p in pairs]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(f"{result.trials} test trials per participant; participants' rates ~ Beta(mean, sd {result.sd_between}) "
-                 f"on the probability scale; {result.sims} simulated studies per row, {result.n_boot} bootstrap draws "
-                 f"each (two-level, 95%, as `study report`); power = share whose difference CI excludes 0 "
-                 f"(± its Monte-Carlo SE); seed {result.seed}.")
+    lines.append(f"\n{result.trials} test trials per participant; participants' rates ~ Beta(mean, sd "
+                 f"{result.sd_between}) on the probability scale; {result.sims} simulated studies per row, "
+                 f"{result.n_boot} bootstrap draws each (two-level, 95%, as `study report`); power = share whose "
+                 f"difference CI excludes 0 (± its Monte-Carlo SE); seed {result.seed}.")
     for pair, n in result.needed_for_power().items():
         lines.append(f"- {TARGET_POWER:.0%} power for {pair}: " + (f"{n} participants per algorithm" if n else
                      "not reached by the counts tried (try larger --participants)"))
@@ -203,7 +189,6 @@ def plot(result: PowerResult, path: str | Path) -> None:
 def write_outputs(result: PowerResult, out: str | Path, command: str | None = None) -> list[Path]:
     """power.json, power.md (the table and the command that made it) and power.png under ``out``."""
     from p2p_eval.fsutil import atomic_write_text
-
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "power.json", folder / "power.md", folder / "power.png"]

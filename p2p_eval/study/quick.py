@@ -1,14 +1,11 @@
 """``p2p-eval study quick``: the quick-response test of "Evaluating the Capability of Pix2Pix in Producing
 Synthetic Images" (its Table I) for one assessor on their own machine.
 
-``count`` real and ``count`` generated images, each drawn once, are shown one at a time in a random order
-(the ``single`` protocol: "real or fake?"), each for ``display_ms``, then the assessor has ``answer_ms`` to
-answer; no answer in that window is stored as "missed" and counted as wrong.  The session is an ordinary study
-in an SQLite database in a temporary folder, served on a free port of 127.0.0.1; when it ends the page goes on
-to ``/quick/results``: the number of correct identifications in the real and in the generated group and, for
-every image shown, its label map (``--labels``), the ground truth and the prediction (the real and the
-generated image of the same file name) with the assessor's answer.  Nothing is written outside the temporary
-folder, which is deleted when the command ends (Ctrl-C included).
+``count`` real and ``count`` generated images are shown once each in a random order (the ``single``
+protocol), each for ``display_ms``, then ``answer_ms`` to answer ("missed" after it, counted as wrong).  The
+session is an ordinary study in an SQLite database in a temporary folder (deleted at the end, Ctrl-C included),
+served on 127.0.0.1; it ends on ``/quick/results``: correct identifications per group and, per image shown, its
+label map (``--labels``), ground truth and prediction (same file name) with the assessor's answer.
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ GROUPS = ("real", "generated")
 @dataclasses.dataclass
 class QuickOptions:
     """The command's settings (see ``p2p-eval study quick --help``)."""
-
     real: Path
     images: Path
     labels: Path | None = None
@@ -46,11 +42,9 @@ class QuickOptions:
 
 
 def create(engine: Engine, opts: QuickOptions, base_url: str) -> None:
-    """The quick study in ``engine``: ``count`` real and ``count`` generated images, a missed answer after
-    ``answer_ms``, the results page as the end of the session."""
+    """The quick study in ``engine``, ending on the results page."""
     for folder, what in ((opts.real, "--real"), (opts.images, "--images")):
-        found = len(list_folder(folder, f"{what} folder"))
-        if found < opts.count:
+        if (found := len(list_folder(folder, f"{what} folder"))) < opts.count:
             raise UserError(f"{what} {folder}: {found} images, fewer than --count {opts.count}; lower --count")
     seed = opts.seed if opts.seed is not None else secrets.randbits(31)
     create_study(engine, StudySpec(name=NAME, real=str(opts.real), fake={"generated": str(opts.images)},
@@ -59,8 +53,7 @@ def create(engine: Engine, opts: QuickOptions, base_url: str) -> None:
 
 
 def results(engine: Engine) -> dict[str, Any] | None:
-    """The finished session's results (None while it runs): correct per group, and per trial the file stem,
-    group, answer and whether it was right."""
+    """The finished session's results (None while it runs): correct per group, and per trial stem, group, answer."""
     with engine.begin() as conn:
         session = conn.execute(select(Session.id, Session.completed_at)).first()
         if session is None or session.completed_at is None:
@@ -76,7 +69,6 @@ def results(engine: Engine) -> dict[str, Any] | None:
 
 
 def format_results(found: dict[str, Any]) -> str:
-    """Terminal lines of the results."""
     c = found["counts"]
     return (f"correct identifications: real {c['real']['correct']} of {c['real']['shown']}, generated "
             f"{c['generated']['correct']} of {c['generated']['shown']} ({found['missed']} missed answers, counted as "
@@ -91,8 +83,7 @@ def _find(folder: Path | None, stem: str) -> Path | None:
 
 
 def add_routes(app: FastAPI, engine: Engine, opts: QuickOptions) -> None:
-    """``/quick/results`` (the page) and ``/quick/file/{real|generated|label}/{stem}`` (the files it shows, only
-    the stems the session showed)."""
+    """``/quick/results`` (the page) and ``/quick/file/{real|generated|label}/{stem}`` (its files, shown stems only)."""
     folders = {"real": opts.real, "generated": opts.images, "label": opts.labels}
 
     @app.get("/quick/file/{kind}/{stem}", include_in_schema=False)
@@ -103,8 +94,7 @@ def add_routes(app: FastAPI, engine: Engine, opts: QuickOptions) -> None:
 
     @app.get("/quick/results", include_in_schema=False)
     def page() -> Response:
-        found = results(engine)
-        if found is None:
+        if (found := results(engine)) is None:
             return HTMLResponse("<p>The session is not finished yet.</p>", status_code=409)
         return HTMLResponse(_page(found, {k: v is not None for k, v in folders.items()}))
 

@@ -1,16 +1,10 @@
 """The study's web app (FastAPI): participant pages and API, admin API behind bearer tokens.
 
-Participant URL: ``/s/NAME`` with MTurk (``workerId``, ``assignmentId``, ``hitId``), Prolific (``PROLIFIC_PID``,
-``STUDY_ID``, ``SESSION_ID``) or no parameters (routes and payloads: docs/studies.md).  Admin endpoints need
-``Authorization: Bearer TOKEN``: the study's token for its progress and export, the server token
-(``P2P_STUDY_ADMIN_TOKEN`` or ``admin_token``) to create a study over HTTP.  Pages carry a
-Content-Security-Policy without inline scripts; API answers, images included, are ``Cache-Control: no-store``.
-
-Each participant request is one short SQLAlchemy Core transaction (:mod:`p2p_eval.study.service`), run by
-:class:`Database`, one at a time per server process (:class:`WriterLock`): on SQLite on the event loop itself
-whenever the lock is free (handing each transaction to a thread cost more than the transaction), otherwise (the
-lock taken by an export or another worker; a server database, whose round trips must not hold up the event
-loop) on the process's database thread.  Served images are encoded once, outside any transaction.
+Participant URL: ``/s/NAME`` with MTurk, Prolific or no parameters (routes and payloads: docs/studies.md).  Admin
+endpoints need ``Authorization: Bearer TOKEN``: the study's token, or the server token (``P2P_STUDY_ADMIN_TOKEN``
+or ``admin_token``; also creates studies).  Pages carry a CSP without inline scripts; API answers are no-store.
+Each participant request is one short transaction (:mod:`p2p_eval.study.service`), one at a time per process
+(:class:`WriterLock`): on SQLite on the event loop while the lock is free, else on the database thread.
 """
 
 from __future__ import annotations
@@ -21,9 +15,8 @@ import hmac
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +40,8 @@ router = APIRouter()
 
 
 def auto_workers(dialect: str) -> int:
-    """``study serve --workers auto``: one process on SQLite (more take turns at the file; one was faster in
-    ``reports/bench.md``), two on a server database (more answers/s there), never more than the CPUs."""
+    """``study serve --workers auto``: one process on SQLite (faster in ``reports/bench.md``), two on a server
+    database, never more than the CPUs."""
     return 1 if dialect == "sqlite" else max(1, min(2, os.cpu_count() or 1))
 
 
@@ -56,10 +49,8 @@ class Database:
     """Runs the app's calls on its database (see the module docstring for where each runs)."""
 
     def __init__(self, engine: Engine, server_token: str | None) -> None:
-        self.engine, self.server_token = engine, server_token
-        self.catalog = service.Catalog()
-        self.sqlite = engine.dialect.name == "sqlite"
-        self.writer = WriterLock.for_engine(engine)
+        self.engine, self.server_token, self.catalog = engine, server_token, service.Catalog()
+        self.sqlite, self.writer = engine.dialect.name == "sqlite", WriterLock.for_engine(engine)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="study-db")
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -69,20 +60,18 @@ class Database:
                 return self._transaction(fn, args)
             finally:
                 self.writer.release()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._locked, self._transaction, fn, args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._locked, self._transaction, fn, args)
 
     async def job(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Blocking work that opens its own connections (study creation, export), under the writer lock, in a thread."""
         return await run_in_threadpool(self._locked, fn, *args)
 
     def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self.writer.held():
+        with self.writer:
             return fn(*args)
 
     def _transaction(self, fn: Callable[..., Any], args: tuple) -> Any:
-        """A transaction that failed because the database dropped its connection (a restart: pooled connections
-        are not pinged, which would cost a round trip per request) runs once more, on a new connection."""
+        """A transaction whose connection the database dropped (pooled connections are not pinged) runs again."""
         for attempt in (1, 2):
             try:
                 with self.engine.begin() as conn:
@@ -136,8 +125,7 @@ async def info(name: str, request: Request) -> Any:
 
 async def _arrival(request: Request) -> service.Arrival | Response:
     """The participant's arrival from the request body (and its User-Agent), or a 422 response."""
-    body = await _json(request)
-    if isinstance(body, Response):
+    if isinstance(body := await _json(request), Response):
         return body
     fields = {k: body.get(k) for k in service.Arrival.__dataclass_fields__}
     for key in ("screen_w", "screen_h"):
@@ -163,8 +151,7 @@ async def start(name: str, request: Request) -> Any:
 
 
 async def trial(request: Request) -> Response:
-    """The next trial; a trial whose image cannot be rendered is skipped (reason stored) for the next one.
-    Its images are encoded (once, outside the transaction) before the trial is opened."""
+    """The next trial, its images encoded first (outside the transaction); one that cannot be is skipped."""
     db, token = request.app.state.db, request.path_params["token"]
     try:
         index = int(request.path_params["index"])
@@ -197,8 +184,7 @@ async def image(request: Request) -> Response:
 
 
 async def answer(request: Request) -> Response:
-    body = await _json(request)
-    if isinstance(body, Response):
+    if isinstance(body := await _json(request), Response):
         return body
     return _answer_json(await request.app.state.db.run(service.store_answer, request.path_params["token"], body))
 
@@ -224,11 +210,9 @@ def _authorized(request: Request, study: Any) -> Response | None:
 
 @router.post("/api/admin/studies")
 async def admin_create(request: Request) -> Any:
-    denied = _authorized(request, None)
-    if denied is not None:
+    if (denied := _authorized(request, None)) is not None:
         return denied
-    body = await _json(request, ADMIN_BODY_LIMIT)
-    if isinstance(body, Response):
+    if isinstance(body := await _json(request, ADMIN_BODY_LIMIT), Response):
         return body
     try:
         spec, notes = StudySpec(**body), []
@@ -242,8 +226,7 @@ async def admin_create(request: Request) -> Any:
 
 def _progress(conn: Any, _catalog: Any, name: str) -> tuple[Any, dict[str, Any] | None]:
     """(study row or None, its progress: answers, sessions and completed sessions per algorithm)."""
-    study = conn.execute(select(Study.__table__).where(Study.name == name)).first()
-    if study is None:
+    if (study := conn.execute(select(Study.__table__).where(Study.name == name)).first()) is None:
         return None, None
     rows = conn.execute(select(Algorithm.name, func.count(Session.id), func.count(Session.completed_at))
                         .join(Session, Session.algorithm_id == Algorithm.id, isouter=True)
@@ -257,8 +240,7 @@ def _progress(conn: Any, _catalog: Any, name: str) -> tuple[Any, dict[str, Any] 
 async def _admin_study(request: Request, name: str) -> tuple[Any, Any]:
     """(study row, its progress), or (None, the refusal: 401 / 403 / 404)."""
     study, progress = await request.app.state.db.run(_progress, name)
-    denied = _authorized(request, study)
-    if denied is not None:
+    if (denied := _authorized(request, study)) is not None:
         return None, denied
     if study is None:
         return None, JSONResponse({"detail": "no such study"}, status_code=404)
@@ -295,8 +277,7 @@ class SecurityHeaders:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
         is_api = scope["path"].startswith("/api/")
 
         async def send_with_headers(message: dict) -> None:
@@ -320,8 +301,7 @@ ADMIN_BODY_LIMIT = 1024 * 1024
 async def _json(request: Request, limit: int = PARTICIPANT_BODY_LIMIT) -> dict[str, Any] | Response:
     """The request's JSON object body, a 413 response past ``limit`` bytes (read no further), or a 422 response."""
     too_large = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if (declared := request.headers.get("content-length", "")).isdigit() and int(declared) > limit:
         return too_large
     raw = bytearray()
     async for chunk in request.stream():
@@ -338,8 +318,7 @@ async def _json(request: Request, limit: int = PARTICIPANT_BODY_LIMIT) -> dict[s
 
 
 class WriterLock:
-    """Serialises this process's transactions: a thread lock (on PostgreSQL too: a shorter latency tail than
-    concurrent transactions in ``benchmarks/perf/study_load.py``) and, on an SQLite file, ``flock`` on
+    """Serialises this process's transactions: a thread lock and, on an SQLite file, ``flock`` on
     ``FILE-p2plock`` across worker processes (woken when free, where SQLite's busy handler polls)."""
 
     def __init__(self, path: Path | None) -> None:
@@ -352,7 +331,6 @@ class WriterLock:
         return cls(None if file is None else Path(f"{file}-p2plock"))
 
     def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock, waiting for it when ``blocking``; True when taken."""
         if not self._thread.acquire(blocking):
             return False
         try:
@@ -368,14 +346,11 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread.release()
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """The lock, waited for."""
+    def __enter__(self) -> None:  # the lock, waited for
         self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
 
 
 def _ready(path: Path, broken: bool, processing: Any) -> bool:

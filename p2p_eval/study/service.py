@@ -1,22 +1,17 @@
 """Sessions, trials and answers: the rules the server enforces.
 
 - one session per participant per study (unique constraint); a reload (same ids) resumes it;
-- each session tests one algorithm, the one with the fewest sessions so far; once every algorithm has the
-  study's ``max_participants`` sessions, or the study is closed, a new arrival is refused (410, ``reason``
-  "full" / "closed"), while started sessions go on; a study with a consent text opens a session only for an
-  arrival that says the participant agreed (``consent: true``);
+- each session tests the algorithm with the fewest sessions so far; a closed study, or one where every
+  algorithm has ``max_participants`` sessions, refuses new arrivals (410, ``reason`` "closed" / "full");
+  a study with a consent text opens a session only with ``consent: true``;
 - the plan is stored before the first trial; trials are served and answered strictly in order;
-- an answer is idempotent (the same answer again gets the same acknowledgement, a different one is refused);
-  the "next trial" counter advances by compare-and-swap, so concurrent retries never store twice;
-- images are reached only through random per-trial tokens of the caller's own session, only while their trial
-  is open (served, not yet answered); every request is counted (a second one is a re-view);
+- an answer is idempotent; the "next trial" counter advances by compare-and-swap (no double store);
+- images are reached only through per-trial random tokens while their trial is open; every request is counted;
 - a trial whose image the server cannot serve is skipped, its reason stored;
-- ``hype-time``: a test trial's exposure is chosen when the trial is first opened, from the stored answers of
-  its staircase (:func:`p2p_eval.study.hype.next_exposure`), and stored: reloads and resumed sessions continue
-  every staircase where it stood.
+- ``hype-time``: a test trial's exposure is chosen from its staircase's stored answers when the trial is first
+  opened (:func:`p2p_eval.study.hype.next_exposure`), and stored.
 
-Every function takes a SQLAlchemy Core connection inside the request's transaction and a :class:`Catalog` (a
-study's settings and image files, fixed at creation, read once per server process).
+Every function takes a SQLAlchemy Core connection in the request's transaction and a :class:`Catalog`.
 """
 
 from __future__ import annotations
@@ -68,8 +63,8 @@ class Arrival:
 
     def identity(self) -> tuple[str, str, str]:
         """(source, participant key, shown id); raises Rejected for a preview or a malformed id."""
-        for value in (self.workerId, self.assignmentId, self.hitId, self.PROLIFIC_PID, self.STUDY_ID,
-                      self.SESSION_ID, self.anon_id):
+        for value in (self.workerId, self.assignmentId, self.hitId, self.PROLIFIC_PID, self.STUDY_ID, self.SESSION_ID,
+                      self.anon_id):
             if value is not None and not ID_RE.match(value):
                 raise Rejected(422, "participant ids must be 1-128 printable characters")
         if self.assignmentId == MTURK_PREVIEW:
@@ -83,7 +78,6 @@ class Arrival:
 
 
 def _state(study: StudyView, s: Any, shown_id: str, resumed: bool = False) -> dict[str, Any]:
-    """The session's reply to an arrival (``s``: a session row)."""
     done = s.next_index >= s.total
     return {"session": s.token, "participant": shown_id, "source": s.source, "protocol": study.protocol,
             "question": study.question, "display_ms": study.display_ms, "practice": study.practice, "total": s.total,
@@ -101,7 +95,7 @@ def _resume(study: StudyView, s: Any, arrival: Arrival, shown: str) -> dict[str,
 
 
 def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
-    """The trial rows of a session's plan, each image with a fresh random token (one multi-row INSERT)."""
+    """The trial rows of a session's plan, each image with a fresh random token."""
     return [{"session_id": session_id, "index": i, "kind": t.kind, "img1_id": t.img1,
              "img1_token": secrets.token_urlsafe(32), "img2_id": t.img2,
              "img2_token": secrets.token_urlsafe(32) if t.img2 is not None else None,
@@ -111,15 +105,13 @@ def _plan_rows(session_id: int, plan: list[Any]) -> list[dict[str, Any]]:
 @dataclass
 class TrialFiles:
     """The files behind the next trial's images, for the server to render before it opens the trial."""
-
     index: int
     files: list[tuple[Path, bool]]  # (file, broken?) per slot
     processing: Processing
 
 
 def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
-    """(correct, judged_real) of an answer to ``trial``: judged_real is the fake judged real (2afc / sequential) or
-    the image labelled real (single-image protocols); a missed answer is wrong and judges nothing real."""
+    """(correct, judged_real: the fake judged real / single-image: labelled real); "missed" is wrong, not real."""
     if answer == "missed":
         return False, False
     if study.protocol in SINGLE_IMAGE:
@@ -131,8 +123,7 @@ def _score(study: StudyView, trial: Any, answer: str) -> tuple[bool, bool]:
 
 
 def _timing(payload: dict[str, Any], key: str) -> float | None:
-    value = payload.get(key)
-    if value is None:
+    if (value := payload.get(key)) is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise Rejected(422, f"{key} must be a number of milliseconds: any finite number >= 0 (got {value!r})")
@@ -150,7 +141,8 @@ _SESSION_EXISTS = select(_S.c.id).where(_S.c.token == bindparam("token"))
 _SESSION_TRIAL = (select(*(c.label(f"s_{c.name}") for c in _SESSION.selected_columns), *_TRIAL.selected_columns)
                   .select_from(_S.outerjoin(_T, (_T.c.session_id == _S.c.id) & (_T.c.index == bindparam("idx"))))
                   .where(_S.c.token == bindparam("token")))
-_TRIAL_BY_ID = _TRIAL.where(_T.c.id == bindparam("tid"))
+_BY_TID = _T.c.id == bindparam("tid")
+_TRIAL_BY_ID = _TRIAL.where(_BY_TID)
 _OPEN_IMAGE = (_TRIAL.add_columns(_S.c.study_id).join(_S, _T.c.session_id == _S.c.id)
                .where(_S.c.token == bindparam("token"), _T.c.index == _S.c.next_index,
                       or_(_T.c.img1_token == bindparam("itok"), _T.c.img2_token == bindparam("itok"))))
@@ -159,32 +151,29 @@ _STUDY_ID = select(Study.__table__.c.id).where(Study.__table__.c.name == bindpar
 _PARTICIPANT = select(_S).where(_S.c.study_id == bindparam("sid"), _S.c.participant == bindparam("participant"))
 _CLOSED = select(Study.__table__.c.closed_at).where(Study.__table__.c.id == bindparam("sid"))
 _LOCK_STUDY = select(Study.__table__.c.id).where(Study.__table__.c.id == bindparam("sid")).with_for_update()
-_PER_ALGORITHM = (select(_S.c.algorithm_id, func.count()).where(_S.c.study_id == bindparam("sid"))
-                  .group_by(_S.c.algorithm_id))
-_VIEWED = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1)
-_VIEWED_AT = update(_T).where(_T.c.id == bindparam("tid")).values(views=_T.c.views + 1,
-                                                                  exposure_ms=bindparam("b_exposure"))
-_FETCHED = {1: update(_T).where(_T.c.id == bindparam("tid")).values(fetches1=_T.c.fetches1 + 1),
-            2: update(_T).where(_T.c.id == bindparam("tid")).values(fetches2=_T.c.fetches2 + 1)}
+_PER_ALGORITHM = select(_S.c.algorithm_id, func.count()).where(_S.c.study_id == bindparam("sid")).group_by(
+    _S.c.algorithm_id)
+_VIEWED = update(_T).where(_BY_TID).values(views=_T.c.views + 1)
+_VIEWED_AT = update(_T).where(_BY_TID).values(views=_T.c.views + 1, exposure_ms=bindparam("b_exposure"))
+_FETCHED = {1: update(_T).where(_BY_TID).values(fetches1=_T.c.fetches1 + 1),
+            2: update(_T).where(_BY_TID).values(fetches2=_T.c.fetches2 + 1)}
 _ADVANCE = (update(_S).where(_S.c.id == bindparam("sid"), _S.c.next_index == bindparam("idx"))
             .values(next_index=bindparam("b_next"), completed_at=bindparam("b_completed")))
-_STORE = update(_T).where(_T.c.id == bindparam("tid")).values(
+_STORE = update(_T).where(_BY_TID).values(
     answer=bindparam("b_answer"), correct=bindparam("b_correct"), judged_real=bindparam("b_judged_real"),
     answered_at=bindparam("b_answered_at"), **{k: bindparam(f"b_{k}") for k in _TIMES})
-_SKIPPED = update(_T).where(_T.c.id == bindparam("tid")).values(skip_reason=bindparam("b_reason"))
+_SKIPPED = update(_T).where(_BY_TID).values(skip_reason=bindparam("b_reason"))
 
 
 class StudyView(SimpleNamespace):
-    """A study's columns (fixed once the study is created) and what the requests derive from them:
-    ``processing``, ``hype`` (its staircase, ``hype-time`` only) and ``folders`` (algorithm id -> folder)."""
+    """A study's columns plus ``processing``, ``hype`` (hype-time) and ``folders`` (algorithm id -> folder)."""
 
     def redirect(self, code: str) -> str | None:
         return self.redirect_url.replace("{code}", code) if self.redirect_url else None
 
 
 class Catalog:
-    """Per-process cache of the fixed parts of the database, read on first use: studies and image files by id (an
-    image's resolved path, or None when the stored path left its registered folder: served as 404)."""
+    """Per-process cache of studies and image files by id (None: the path left its registered folder: 404)."""
 
     def __init__(self) -> None:
         self.studies: dict[int, StudyView] = {}
@@ -202,13 +191,11 @@ class Catalog:
 
     def study_named(self, conn: Any, name: str) -> StudyView:
         """The study called ``name``; Rejected (404) when there is none."""
-        study_id = self.names.get(name)
-        if study_id is None:
-            study_id = conn.execute(_STUDY_ID, {"name": name}).scalar()
-            if study_id is None:
+        if name not in self.names:
+            if (study_id := conn.execute(_STUDY_ID, {"name": name}).scalar()) is None:
                 raise Rejected(404, "no such study")
             self.names[name] = study_id
-        return self.study(conn, study_id)
+        return self.study(conn, self.names[name])
 
     def file(self, conn: Any, study: StudyView, trial: Any, slot: int) -> tuple[Path, bool]:
         """(file, broken?) of image ``slot`` of ``trial``."""
@@ -226,8 +213,7 @@ class Catalog:
 def _session_and_trial(conn: Any, token: str, index: int) -> tuple[Any, Any]:
     """The session of ``token`` and its trial ``index`` (None when it has none), in one statement."""
     in_range = -2**31 <= index < 2**31  # beyond any trial, and beyond what the databases' INTEGER holds
-    row = conn.execute(_SESSION_TRIAL, {"token": token, "idx": index if in_range else -1}).first()
-    if row is None:
+    if (row := conn.execute(_SESSION_TRIAL, {"token": token, "idx": index if in_range else -1}).first()) is None:
         raise Rejected(404, "no such session")
     s = SimpleNamespace(id=row.s_id, study_id=row.s_study_id, next_index=row.s_next_index, total=row.s_total,
                         completion_code=row.s_completion_code)
@@ -245,39 +231,31 @@ def _next_row(conn: Any, token: str, index: int) -> tuple[Any, Any]:
 
 def open_trial(conn: Any, catalog: Catalog, token: str, index: int,
                ready: Callable[[Path, bool, Processing], bool]) -> dict[str, Any] | TrialFiles:
-    """Open the next unanswered trial: its image URLs and how long to show them (``display_ms`` None for
-    ``hype-inf``: until the answer; ``hype-time``: the staircase's exposure, chosen and stored at the first
-    opening, and ``mask_ms``).  Only when ``ready(file, broken, processing)`` holds for each image (its served
-    bytes at hand); otherwise nothing is written and the :class:`TrialFiles` are returned, for the caller to
-    render outside the transaction and ask again."""
+    """Open the next unanswered trial: its image URLs and how long to show them (``hype-inf``: None, until the
+    answer; ``hype-time``: its exposure and ``mask_ms``).  When ``ready(file, broken, processing)`` fails for an
+    image, nothing is written and the :class:`TrialFiles` are returned, to render and ask again."""
     s, trial = _next_row(conn, token, index)
     study = catalog.study(conn, s.study_id)
     slots = [1, 2] if trial.img2_id is not None else [1]
     files = [catalog.file(conn, study, trial, slot) for slot in slots]
     if not all(ready(path, broken, study.processing) for path, broken in files):
         return TrialFiles(index, files, study.processing)
-    display: int | None = study.display_ms
-    mask = 0
-    if study.protocol == "hype-time":
-        exposure = trial.exposure_ms
-        if exposure is None:
-            exposure = _exposure(conn, study.hype, trial)
-            conn.execute(_VIEWED_AT, {"tid": trial.id, "b_exposure": exposure})
-        else:
-            conn.execute(_VIEWED, {"tid": trial.id})
-        display, mask = exposure, study.hype.mask_ms
+    display, mask = (None if study.protocol == "hype-inf" else study.display_ms), 0
+    if study.protocol == "hype-time" and trial.exposure_ms is None:
+        display, mask = _exposure(conn, study.hype, trial), study.hype.mask_ms
+        conn.execute(_VIEWED_AT, {"tid": trial.id, "b_exposure": display})
     else:
         conn.execute(_VIEWED, {"tid": trial.id})
-        if study.protocol == "hype-inf":
-            display = None
+        if study.protocol == "hype-time":
+            display, mask = trial.exposure_ms, study.hype.mask_ms
     tokens = [t for t in (trial.img1_token, trial.img2_token) if t is not None]
     return {"index": index, "practice": trial.kind == "practice", "total": s.total, "done": False,
             "images": [f"/api/s/{token}/img/{t}" for t in tokens], "display_ms": display, "mask_ms": mask}
 
 
 def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
-    """The exposure (ms) of a ``hype-time`` trial: practice at the start exposure, vigilance at the longest, a test
-    trial where its staircase stands after its answered test trials before it."""
+    """A ``hype-time`` trial's exposure: practice at the start, vigilance at the longest, a test trial's from its
+    staircase's answers before it."""
     if trial.kind == "practice":
         return params.start_ms
     if trial.kind != "main" or trial.staircase is None:
@@ -289,8 +267,7 @@ def _exposure(conn: Any, params: HypeTimeParams, trial: Any) -> int:
 
 
 def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tuple[Path, bool, Processing]:
-    """(file, broken?, processing) of an image of the caller's open trial (served, not yet answered); 404 for
-    anything else.  Counts the request: a second request for the same image is a re-view."""
+    """(file, broken?, processing) of an image of the caller's open trial, counted; 404 for anything else."""
     row = conn.execute(_OPEN_IMAGE, {"token": token, "itok": image_token}).first()
     if row is None or row.answer is not None or row.skip_reason is not None or not row.views:
         if row is None and conn.execute(_SESSION_EXISTS, {"token": token}).first() is None:
@@ -301,6 +278,12 @@ def fetch_image(conn: Any, catalog: Catalog, token: str, image_token: str) -> tu
     path, broken = catalog.file(conn, study, row, slot)
     conn.execute(_FETCHED[slot], {"tid": row.id})
     return path, broken, study.processing
+
+
+def _advance(conn: Any, s: Any, index: int) -> int:
+    """Move session ``s`` past trial ``index`` if it is still there (compare-and-swap); the rows changed."""
+    done = {"b_completed": utcnow() if index + 1 >= s.total else None}
+    return conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1, **done}).rowcount
 
 
 def _ack_row(study: StudyView, s: Any, trial: Any, value: str, correct: bool | None) -> dict[str, Any]:
@@ -339,10 +322,7 @@ def store_answer(conn: Any, catalog: Catalog, token: str, payload: dict[str, Any
     if study.protocol == "hype-time" and trial.exposure_ms is None:
         raise Rejected(409, f"trial {index} has not been opened (fetch it first: its exposure is chosen then)")
     times = {k: _timing(payload, k) for k in _TIMES}
-    done = index + 1 >= s.total
-    swapped = conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1,
-                                      "b_completed": utcnow() if done else None}).rowcount
-    if swapped != 1:  # a concurrent request for the same trial won the race and has committed (PostgreSQL)
+    if _advance(conn, s, index) != 1:  # a concurrent request for the same trial won the race and has committed
         trial = conn.execute(_TRIAL_BY_ID, {"tid": trial.id}).one()
         if trial.answer == value:
             return _ack_row(study, s, trial, trial.answer, trial.correct)
@@ -369,9 +349,8 @@ def _admit(conn: Any, study: StudyView) -> dict[int, int]:
 
 
 def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Before the instructions: ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the progress of the
-    participant's existing session; raises Rejected (409) for a second session of the same participant.
-    Creates nothing."""
+    """Before the instructions (creates nothing): ``{"status": "new"}``, or ``"resume"`` / ``"done"`` with the
+    progress of the participant's session; Rejected (409) for a second session of the same participant."""
     _, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     known = arrival.anon_id is not None or arrival.workerId or arrival.PROLIFIC_PID  # else a new anonymous id
@@ -385,13 +364,11 @@ def check_arrival(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> d
 
 
 def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> dict[str, Any]:
-    """Create the participant's session, testing the algorithm with the fewest sessions so far (below the cap),
-    with its plan (one INSERT) in the same transaction; or resume it."""
+    """Create the participant's session (the algorithm with the fewest sessions) and its plan, or resume it."""
     source, participant, shown = arrival.identity()
     study = catalog.study_named(conn, name)
     key = {"sid": study.id, "participant": participant}
-    existing = conn.execute(_PARTICIPANT, key).first()
-    if existing is not None:
+    if (existing := conn.execute(_PARTICIPANT, key).first()) is not None:
         return _resume(study, existing, arrival, shown)
     if study.consent and arrival.consent is not True:
         raise Rejected(422, "this study asks for consent first: send consent: true once the participant agreed")
@@ -412,8 +389,7 @@ def open_session(conn: Any, catalog: Catalog, name: str, arrival: Arrival) -> di
             session_id = conn.execute(insert(_S).values(**row)).inserted_primary_key[0]
             conn.execute(insert(_T), _plan_rows(session_id, plan))
     except IntegrityError:  # the same participant arrived twice at once: the other request won
-        existing = conn.execute(_PARTICIPANT, key).first()
-        if existing is None:
+        if (existing := conn.execute(_PARTICIPANT, key).first()) is None:
             raise
         return _resume(study, existing, arrival, shown)
     return _state(study, SimpleNamespace(**row), shown)
@@ -429,15 +405,11 @@ def study_info(conn: Any, catalog: Catalog, name: str) -> dict[str, Any]:
 
 
 def skip_trial(conn: Any, catalog: Catalog, token: str, index: int, reason: str) -> dict[str, Any]:
-    """Skip the next trial (the server cannot serve one of its images): store why and move on.
-
-    Returns the new position (``next_index``, ``done`` and, when done, the completion code and redirect)."""
+    """Skip the next trial (the server cannot serve one of its images), store why; return the new position."""
     s, trial = _next_row(conn, token, index)
     study = catalog.study(conn, s.study_id)
     done = index + 1 >= s.total
-    swapped = conn.execute(_ADVANCE, {"sid": s.id, "idx": index, "b_next": index + 1,
-                                      "b_completed": utcnow() if done else None}).rowcount
-    if swapped != 1:  # a concurrent request moved on first
+    if _advance(conn, s, index) != 1:  # a concurrent request moved on first
         raise Rejected(409, f"trial {index} is not the next trial any more")
     conn.execute(_SKIPPED, {"tid": trial.id, "b_reason": reason[:1000]})
     return {"index": index, "skipped": True, "next_index": index + 1, "total": s.total, "done": done,

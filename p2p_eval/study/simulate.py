@@ -1,19 +1,14 @@
 """Simulated participants of known behaviour over the study's HTTP API (``p2p-eval study simulate``).
 
-A lab pilots its setup and analysis before paying anyone: synthetic participants make the page's requests
-(check, start, then per trial the trial, each image and the answer with timing fields; :func:`take_part`) on
-the app run in process (:func:`p2p_eval.study.server.create_app` through ``httpx.ASGITransport``: no server,
-but every request goes through the routes, rules and database).  They run one after the other, so assignments
-and answers are reproducible from ``--seed``.
-
-An observer knows the trial as the page gets it plus the truth the server keeps, standing in for perception.
-:class:`FoolingObserver`: with probability ``lapse`` a random answer; otherwise the fake taken for real with its
-algorithm's fooling probability (single-image trials: a real image labelled fake with its false-alarm
-probability, by default the same); vigilance trials always right.  So the expected "% labeled real" is
-``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 each participant draws its probabilities from a
-Beta with that mean and sd (probability scale), as :mod:`p2p_eval.study.power` does.  Observers are pluggable
-(a :class:`Population` draws one :class:`Observer` per participant); :class:`PsychometricPopulation`
-(``hype-time``) is right with a logistic function of the exposure, of known threshold per algorithm.
+Synthetic participants make the page's requests (:func:`take_part`) on the app run in process
+(:func:`p2p_eval.study.server.create_app` through ``httpx.ASGITransport``), one after the other, so assignments
+and answers are reproducible from ``--seed``.  A :class:`Population` draws one :class:`Observer` per
+participant, who sees the trial as the page gets it plus the truth the server keeps.  :class:`FoolingObserver`:
+with probability ``lapse`` a random answer, else the fake taken for real with its algorithm's fooling
+probability (single-image: a real image labelled fake with its false-alarm probability); vigilance trials always
+right; so the expected "% labeled real" is ``(1 - lapse) * fooling + lapse / 2``.  With ``sd_between`` > 0 the
+probabilities are drawn per participant from a Beta (as :mod:`p2p_eval.study.power`).
+:class:`PsychometricPopulation` (``hype-time``): right with a logistic function of the exposure.
 """
 
 from __future__ import annotations
@@ -37,8 +32,7 @@ BASE = "http://simulate"  # the in-process app's base URL (never resolved: ASGI 
 
 @dataclasses.dataclass(frozen=True)
 class TrialView:
-    """One trial as a synthetic observer sees it: ``fake_slot`` as the database stores it (the fake's slot, or for
-    single-image protocols 1 = fake, 0 = real) and ``trial``, the JSON the page got for it."""
+    """One trial as a synthetic observer sees it: ``fake_slot`` as stored and ``trial``, the page's JSON."""
 
     protocol: str
     question: str
@@ -60,12 +54,10 @@ class Observer(abc.ABC):
     def p_fooled(self, view: TrialView) -> float:
         """Probability that the fake of this trial is judged real (lapses aside)."""
 
-    def p_false_alarm(self, view: TrialView) -> float:
-        """Single-image protocols: probability that a real image is labelled fake (default: :meth:`p_fooled`)."""
+    def p_false_alarm(self, view: TrialView) -> float:  # single-image: a real image labelled fake
         return self.p_fooled(view)
 
     def answer(self, view: TrialView, rng: np.random.Generator) -> str:
-        """The answer the page posts: "1" / "2" (slot clicked) or "real" / "fake"."""
         if view.protocol in SLOT_PROTOCOLS:
             if rng.random() < self.lapse:
                 return "1" if rng.random() < 0.5 else "2"
@@ -79,8 +71,7 @@ class Observer(abc.ABC):
         return "fake" if rng.random() < self.p_false_alarm(view) else "real"
 
     def timing(self, view: TrialView, rng: np.random.Generator, clock: float) -> dict[str, float]:
-        """The timing fields the page posts (``performance.now()`` ms from ``clock``): images shown for the
-        requested time, answer after a log-normal response time (median 900 ms)."""
+        """The page's timing fields: shown for the requested time, answered after a log-normal time (median 900 ms)."""
         on1, off1 = clock, clock + view.display_ms
         out = {"onset1": on1, "offset1": off1}
         if view.protocol == "2afc":
@@ -101,8 +92,7 @@ class Population(abc.ABC):
     def draw(self, rng: np.random.Generator) -> Observer:
         """A new participant."""
 
-    def expected(self) -> dict[str, dict[str, float]]:
-        """Per algorithm, the rates ``study report`` should recover (name -> value)."""
+    def expected(self) -> dict[str, dict[str, float]]:  # per algorithm, what ``study report`` should recover
         return {}
 
 
@@ -114,8 +104,7 @@ def check_rate(value: float, what: str) -> float:
 
 
 def beta_params(mean: float, sd: float, what: str = "rate") -> tuple[float, float] | None:
-    """Beta(a, b) with this mean and sd (probability scale); None for a point mass (``sd`` = 0).  UserError when no
-    Beta has them (a Beta's variance is below mean * (1 - mean))."""
+    """Beta(a, b) with this mean and sd; None for a point mass (``sd`` = 0); UserError when no Beta has them."""
     if sd < 0:
         raise UserError(f"--sd-between {sd}: must be >= 0")
     if sd == 0:
@@ -130,8 +119,7 @@ def beta_params(mean: float, sd: float, what: str = "rate") -> tuple[float, floa
 
 def draw_rates(mean: float, sd: float, rng: np.random.Generator, size: Any = None, what: str = "rate") -> Any:
     """Participants' own rates: Beta with ``mean`` and ``sd`` (probability scale), or ``mean`` when sd = 0."""
-    params = beta_params(mean, sd, what)
-    if params is None:
+    if (params := beta_params(mean, sd, what)) is None:
         return mean if size is None else np.full(size, mean)
     return rng.beta(*params, size=size)
 
@@ -151,36 +139,34 @@ class FoolingObserver(Observer):
 
 
 class FoolingPopulation(Population):
-    """Participants with per-algorithm fooling probabilities (mean ``fooling``, spread ``sd_between``: one value or
-    one per algorithm), false-alarm probabilities (single-image trials; default the fooling ones), a lapse rate."""
+    """Participants with per-algorithm fooling (and false-alarm) probabilities, their spread and a lapse rate."""
 
     def __init__(self, fooling: Mapping[str, float], lapse: float = 0.0,
                  sd_between: float | Mapping[str, float] = 0.0, false_alarm: Mapping[str, float] | None = None) -> None:
         if not fooling:
             raise UserError("--fooling: give at least one ALG=RATE")
         self.fooling = {alg: check_rate(v, f"--fooling {alg}") for alg, v in fooling.items()}
-        given = dict(false_alarm or {})
-        unknown = sorted(set(given) - set(self.fooling))
-        if unknown:
-            raise UserError(f"--false-alarm {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        given = self._known(false_alarm or {}, "--false-alarm")
         self.false_alarm = {alg: check_rate(given.get(alg, v), f"--false-alarm {alg}") for alg, v in self.fooling.items()}
         self.lapse = check_rate(lapse, "--lapse")
-        sd = sd_between if isinstance(sd_between, Mapping) else dict.fromkeys(self.fooling, sd_between)
-        unknown = sorted(set(sd) - set(self.fooling))
-        if unknown:
-            raise UserError(f"--sd-between {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        sd = self._known(sd_between if isinstance(sd_between, Mapping) else dict.fromkeys(self.fooling, sd_between),
+                         "--sd-between")
         self.sd_between = {alg: float(sd.get(alg, 0.0)) for alg in self.fooling}
         for alg in self.fooling:  # fail now, not at the first participant
             beta_params(self.fooling[alg], self.sd_between[alg], f"--fooling {alg}")
             beta_params(self.false_alarm[alg], self.sd_between[alg], f"--false-alarm {alg}")
 
+    def _known(self, given: Mapping[str, float], flag: str) -> dict[str, float]:
+        """``given``, whose algorithms must all be in ``--fooling`` (else UserError naming ``flag``)."""
+        if unknown := sorted(set(given) - set(self.fooling)):
+            raise UserError(f"{flag} {', '.join(unknown)}: not in --fooling ({', '.join(self.fooling)})")
+        return dict(given)
+
     def check(self, algorithms: list[str], protocol: str) -> None:
-        unknown = sorted(set(self.fooling) - set(algorithms))
-        if unknown:
+        if unknown := sorted(set(self.fooling) - set(algorithms)):
             raise UserError(f"--fooling {', '.join(unknown)}: not an algorithm of this study; its algorithms: "
                             f"{', '.join(algorithms)}")
-        missing = [alg for alg in algorithms if alg not in self.fooling]
-        if missing:
+        if missing := [alg for alg in algorithms if alg not in self.fooling]:
             raise UserError(f"--fooling has no rate for {', '.join(missing)}; every algorithm of the study needs one "
                             f"(participants are assigned to all of them): add {', '.join(f'{a}=RATE' for a in missing)}")
 
@@ -199,16 +185,14 @@ class FoolingPopulation(Population):
 
 
 class PsychometricObserver(Observer):
-    """A HYPE-time participant (Zhou et al. 2019, section 3.1): on a trial shown ``t`` ms it is right with probability
-    ``0.5 + 0.5 / (1 + exp(-(t - t50) / spread))``, fake or real, ``t50`` its algorithm's; vigilance and lapses
-    as every :class:`Observer`.  Its timing adds a 60 Hz frame interval and the mask right after the image."""
+    """A HYPE-time participant (Zhou et al. 2019, section 3.1): right with probability 0.5 + 0.5 / (1 + exp(-(t -
+    t50) / spread)) on a trial shown t ms; its timing adds a 60 Hz frame interval and the mask."""
 
     def __init__(self, t50: Mapping[str, float], spread: float, lapse: float = 0.0) -> None:
         super().__init__(lapse)
         self.t50, self.spread = dict(t50), float(spread)
 
-    def p_correct(self, view: TrialView) -> float:
-        """P(correct) at the trial's exposure (lapses aside)."""
+    def p_correct(self, view: TrialView) -> float:  # at the trial's exposure, lapses aside
         return 0.5 + 0.5 / (1.0 + float(np.exp(-(view.display_ms - self.t50[view.algorithm]) / self.spread)))
 
     def p_fooled(self, view: TrialView) -> float:
@@ -217,16 +201,14 @@ class PsychometricObserver(Observer):
     def timing(self, view: TrialView, rng: np.random.Generator, clock: float) -> dict[str, float]:
         out = super().timing(view, rng, clock)
         out["frame_ms"] = 1000.0 / 60.0
-        mask = float(view.trial.get("mask_ms") or 0)
-        if mask:
+        if mask := float(view.trial.get("mask_ms") or 0):
             out.update(mask_onset=out["offset1"], mask_offset=out["offset1"] + mask)
         return out
 
 
 class PsychometricPopulation(Population):
-    """HYPE-time participants: per algorithm the exposure ``threshold_ms`` at which they are right as often as a
-    ``down_after``-down/1-up staircase settles on (79.4% for 3-down/1-up, lapses included), a logistic function of
-    scale ``spread_ms``, a lapse rate, thresholds scattered with sd ``sd_between_ms`` (normal, kept >= 1 ms)."""
+    """HYPE-time participants: per algorithm ``threshold_ms``, the exposure of the staircase's target accuracy
+    (lapses included), logistic of scale ``spread_ms``, thresholds ~ normal sd ``sd_between_ms`` (kept >= 1 ms)."""
 
     def __init__(self, threshold_ms: Mapping[str, float], spread_ms: float = 80.0, lapse: float = 0.0,
                  sd_between_ms: float = 0.0, down_after: int = 3) -> None:
@@ -253,20 +235,16 @@ class PsychometricPopulation(Population):
                             f"missing: {', '.join(missing) or 'none'}, unknown: {', '.join(unknown) or 'none'}")
 
     def draw(self, rng: np.random.Generator) -> PsychometricObserver:
-        t50 = {}
-        for alg, value in self.threshold.items():
-            own = value + (self.sd_between * float(rng.standard_normal()) if self.sd_between else 0.0)
-            t50[alg] = max(1.0, own) - self.offset
+        t50 = {alg: max(1.0, value + (self.sd_between * float(rng.standard_normal()) if self.sd_between else 0.0))
+               - self.offset for alg, value in self.threshold.items()}
         return PsychometricObserver(t50, self.spread, self.lapse)
 
-    def expected(self) -> dict[str, dict[str, float]]:
-        """Per algorithm: the exposure of the staircase's target (HYPE's mode lands within a rung, often above)."""
+    def expected(self) -> dict[str, dict[str, float]]:  # the target's exposure (HYPE's mode: within a rung)
         return {alg: {"hype_time_ms": t} for alg, t in self.threshold.items()}
 
 
 def _parse_pairs(text: str | None, what: str, unit: str, check: Any) -> dict[str, float]:
-    """``"l1=X,l1_cgan=Y"`` -> ``{"l1": X, "l1_cgan": Y}``, each value passed through ``check(value, name)``;
-    UserError naming ``what``."""
+    """``"l1=X,l1_cgan=Y"`` -> ``{"l1": X, "l1_cgan": Y}``, each value through ``check(value, name)``."""
     out: dict[str, float] = {}
     for item in (t.strip() for t in (text or "").split(",")):
         alg, sep, value = (part.strip() for part in item.partition("="))
@@ -291,12 +269,12 @@ def _check_ms(value: float, what: str) -> float:
 
 
 def parse_ms(text: str | None, what: str) -> dict[str, float]:
-    """``"l1=250,l1_cgan=400"`` -> ``{"l1": 250.0, "l1_cgan": 400.0}`` (milliseconds > 0; UserError naming ``what``)."""
+    """``"l1=250,l1_cgan=400"`` -> ``{"l1": 250.0, "l1_cgan": 400.0}`` (milliseconds > 0)."""
     return _parse_pairs(text, what, "MS", _check_ms)
 
 
 def parse_rates(text: str | None, what: str) -> dict[str, float]:
-    """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}`` (UserError naming ``what``)."""
+    """``"l1=0.05,l1_cgan=0.19"`` -> ``{"l1": 0.05, "l1_cgan": 0.19}``."""
     return _parse_pairs(text, what, "RATE", check_rate)
 
 
@@ -315,8 +293,7 @@ def parse_sd(text: str) -> float | dict[str, float]:
 
 @dataclasses.dataclass
 class SimulationResult:
-    """What a simulated run did: sessions per algorithm, answers posted, participants already done before
-    (a rerun with the same ids resumes their finished sessions), and the rates the report should recover."""
+    """What a simulated run did, and the rates the report should recover (``already_done``: resumed sessions)."""
 
     study: str
     protocol: str
@@ -327,42 +304,23 @@ class SimulationResult:
     expected: dict[str, dict[str, float]]
 
 
-class _Truth:
-    """The truth of each session's trials, read from the database (cached per session)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.factory, self.cache = session_factory(engine), {}
-
-    def of(self, token: str) -> tuple[str, dict[int, tuple[str, int, bool]]]:
-        if token not in self.cache:
-            with self.factory() as db, db.begin():
-                session = db.scalar(select(Session).where(Session.token == token))
-                algorithm = db.scalar(select(Algorithm.name).where(Algorithm.id == session.algorithm_id))
-                rows = db.execute(select(Trial.index, Trial.kind, Trial.fake_slot, Trial.broken)
-                                  .where(Trial.session_id == session.id)).all()
-            self.cache[token] = (algorithm, {i: (kind, slot, bool(broken)) for i, kind, slot, broken in rows})
-        return self.cache[token]
-
-
-def study_facts(engine: Engine, name: str) -> tuple[str, list[str]]:
-    """(protocol, algorithm names) of study ``name``; UserError listing the studies."""
+def _truth(engine: Engine, token: str) -> tuple[str, dict[int, tuple[str, int, bool]]]:
+    """The algorithm of session ``token`` and (kind, fake slot, broken) of its trials by index, from the database."""
     with session_factory(engine)() as db, db.begin():
-        study = db.scalar(select(Study).where(Study.name == name))
-        if study is None:
-            names = list(db.scalars(select(Study.name).order_by(Study.id)))
-            raise UserError(f"--study {name!r}: no such study in this database; studies: {', '.join(names) or 'none'}")
-        return study.protocol, [a.name for a in study.algorithms]
+        session = db.scalar(select(Session).where(Session.token == token))
+        algorithm = db.scalar(select(Algorithm.name).where(Algorithm.id == session.algorithm_id))
+        rows = db.execute(select(Trial.index, Trial.kind, Trial.fake_slot, Trial.broken)
+                          .where(Trial.session_id == session.id)).all()
+    return algorithm, {i: (kind, slot, bool(broken)) for i, kind, slot, broken in rows}
 
 
 async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: Observer, rng: np.random.Generator,
-                    truth: _Truth, images: bool) -> tuple[str, int]:
+                    engine: Engine, images: bool) -> tuple[str, int]:
     """One synthetic participant through the page's requests (check, start, then per trial: the trial, its
-    images when ``images``, the answer); returns (its session's algorithm, answers posted).  A refused request
-    is a UserError with the server's reply."""
+    images when ``images``, the answer); returns (algorithm, answers posted); UserError when refused."""
 
     async def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        r = await client.request(method, url, json=body)
-        if r.status_code != 200:
+        if (r := await client.request(method, url, json=body)).status_code != 200:
             raise UserError(f"simulated participant {arrival['PROLIFIC_PID']} was refused by the study server: "
                             f"{method} {url}: {r.status_code} {r.text}")
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
@@ -370,7 +328,7 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
     await call("POST", f"/api/studies/{study}/check", arrival)
     state = await call("POST", f"/api/studies/{study}/sessions", arrival)
     token, index, answers, clock = state["session"], state["next_index"], 0, 1000.0
-    algorithm, plan = truth.of(token)
+    algorithm, plan = _truth(engine, token)
     while index < state["total"]:
         trial = await call("GET", f"/api/s/{token}/trial/{index}")
         if trial["done"]:  # the server skipped the remaining trials (an image it could not serve)
@@ -381,8 +339,7 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
         kind, fake_slot, broken = plan[index]
         shown = float(trial.get("display_ms") or state["display_ms"])
         view = TrialView(state["protocol"], state["question"], algorithm, kind, fake_slot, broken, shown, trial)
-        value = observer.answer(view, rng)
-        timing = observer.timing(view, rng, clock)
+        value, timing = observer.answer(view, rng), observer.timing(view, rng, clock)
         clock += 2 * shown + timing["response_ms"] + 1500.0
         ack = await call("POST", f"/api/s/{token}/answer", {"index": index, "answer": value, **timing})
         index, answers = ack["next_index"], answers + 1
@@ -391,8 +348,8 @@ async def take_part(client: Any, study: str, arrival: dict[str, Any], observer: 
 
 def simulate(engine: Engine, study: str, participants: int, population: Population, seed: int = 0,
              images: bool = True, progress: bool = True, prefix: str = "sim") -> SimulationResult:
-    """Run ``participants`` synthetic participants (Prolific ids ``{prefix}-{seed}-{i}``) through study
-    ``study`` over the in-process HTTP API; participant ``i`` draws from ``np.random.default_rng([seed, i])``."""
+    """Run ``participants`` synthetic participants (Prolific ids ``{prefix}-{seed}-{i}``, generators
+    ``np.random.default_rng([seed, i])``) through ``study`` over the in-process HTTP API."""
     import httpx
     from tqdm.auto import tqdm
 
@@ -400,26 +357,27 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
 
     if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
         raise UserError(f"--participants {participants!r}: must be a whole number >= 1")
-    protocol, algorithms = study_facts(engine, study)
+    with session_factory(engine)() as db, db.begin():
+        if (found := db.scalar(select(Study).where(Study.name == study))) is None:
+            names = ", ".join(db.scalars(select(Study.name).order_by(Study.id))) or "none"
+            raise UserError(f"--study {study!r}: no such study in this database; studies: {names}")
+        protocol, algorithms = found.protocol, [a.name for a in found.algorithms]
     population.check(algorithms, protocol)
-    truth = _Truth(engine)
-    sessions: dict[str, int] = {alg: 0 for alg in algorithms}
-    counts = {"answers": 0, "already_done": 0}
+    sessions, counts = dict.fromkeys(algorithms, 0), {"answers": 0, "already_done": 0}
 
     async def run() -> None:
         transport = httpx.ASGITransport(app=create_app(engine))
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60.0) as client:
-            for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant", disable=None if progress else True):
-                pid = f"{prefix}-{seed}-{i}"
+            for i in tqdm(range(participants), desc=f"simulate {study}", unit="participant",
+                          disable=None if progress else True):
                 rng = np.random.default_rng([seed, i])
                 observer = population.draw(rng)
-                arrival = {"PROLIFIC_PID": pid, "STUDY_ID": "simulate", "SESSION_ID": f"{prefix}-{seed}", "consent": True}
-                algorithm, answers = await take_part(client, study, arrival, observer, rng, truth, images)
+                arrival = {"PROLIFIC_PID": f"{prefix}-{seed}-{i}", "STUDY_ID": "simulate",
+                           "SESSION_ID": f"{prefix}-{seed}", "consent": True}
+                algorithm, answers = await take_part(client, study, arrival, observer, rng, engine, images)
                 counts["answers"] += answers
-                if answers:
-                    sessions[algorithm] += 1
-                else:
-                    counts["already_done"] += 1
+                sessions[algorithm] += answers > 0  # none: the participant had finished in an earlier run
+                counts["already_done"] += answers == 0
 
     asyncio.run(run())
     return SimulationResult(study=study, protocol=protocol, participants=participants, sessions=sessions,

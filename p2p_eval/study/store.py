@@ -40,14 +40,10 @@ def sqlite_file(parsed: URL) -> Path | None:
 
 
 def make_engine(url: str, create: bool = True) -> Engine:
-    """An engine for ``url`` with the study tables created (``create``); SQLite in WAL mode.
-
-    With ``create=False`` an SQLite file that does not exist is a UserError instead of a new empty database.
-    """
+    """An engine for ``url``, its study tables created (``create``; else a missing SQLite file is a UserError)."""
     parsed = parse_url(url)
     shown = parsed.render_as_string(hide_password=True)
-    file = sqlite_file(parsed)
-    if file is not None:
+    if (file := sqlite_file(parsed)) is not None:
         if not file.parent.is_dir():
             raise UserError(f"--db {shown}: folder {file.parent} does not exist (create it, or fix the path)")
         if not create and not file.is_file():
@@ -58,8 +54,7 @@ def make_engine(url: str, create: bool = True) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
             _configure_sqlite(engine)
         else:
-            # no pool_pre_ping: a round trip per transaction; the server retries a transaction whose
-            # connection the database dropped instead (p2p_eval.study.server.Database)
+            # no pool_pre_ping (a round trip per transaction): p2p_eval.study.server.Database retries instead
             engine = create_engine(parsed, pool_size=20, max_overflow=20)
     except (NoSuchModuleError, ImportError) as exc:
         raise UserError(f"--db {shown}: database driver missing ({exc}); for PostgreSQL install psycopg[binary]") from None
@@ -87,11 +82,7 @@ def add_missing_columns(engine: Engine) -> None:
 
 
 def open_existing(url: str) -> tuple[Engine, list[str]]:
-    """An engine over a database that already holds at least one study, and the study names.
-
-    Raises UserError (naming the database and the fix) when it does not exist or holds no study, so that a
-    mistyped ``--db`` never serves an empty database.
-    """
+    """An engine over a database that holds a study, and the study names; else UserError (never serve it empty)."""
     engine = make_engine(url, create=False)
     shown = engine.url.render_as_string(hide_password=True)
     with engine.begin() as conn:

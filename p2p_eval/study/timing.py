@@ -1,14 +1,11 @@
 """Display timing of a study: how long the page really showed each image, against what was asked.
 
-The page shows and hides images on ``requestAnimationFrame`` and posts the rAF timestamps (``performance.now()``
-clock) of the frames that showed and hid them (``onset``/``offset``: the display duration is their difference,
-a whole number of frames) and, before each trial, the median rAF delta over 500 ms (``frame_ms``).
-Requested duration: ``hype-time`` the trial's exposure; ``2afc``, ``single`` the study's ``display_ms``;
-``sequential`` ``display_ms`` for each image (the larger miss counts); ``hype-inf`` none (viewing time reported).
-
-Exclusion rule: a trial whose display missed the requested duration by more than one frame (the trial's frame
-interval, else its session's median, else 1000/60 ms, assumed) plus 1 ms (coarsened browser clocks) is left out
-of the scores and counted.  Trials without timing are "unmeasured": kept, counted.  Masks are reported only.
+The page posts the ``requestAnimationFrame`` timestamps of the frames that showed and hid each image
+(``onset``/``offset``) and, before each trial, the median rAF delta over 500 ms (``frame_ms``).  Requested:
+``hype-time`` the trial's exposure; ``2afc``, ``single`` ``display_ms``; ``sequential`` ``display_ms`` per image
+(the larger miss counts); ``hype-inf`` none (viewing time reported).  A trial that missed by more than one frame
+(the trial's interval, else its session's median, else 1000/60 ms) plus 1 ms (coarsened browser clocks) is left
+out of the scores and counted; trials without timing are "unmeasured" (kept); masks are reported only.
 """
 
 from __future__ import annotations
@@ -23,9 +20,8 @@ CLOCK_MS = 1.0  # allowance for performance.now() resolution
 
 
 def annotate(frame: pd.DataFrame, protocol: str, display_ms: int, mask_ms: int = 0) -> pd.DataFrame:
-    """``frame`` (one row per trial, as :func:`p2p_eval.study.analysis.trials_frame`) with the columns
-    ``requested_ms``, ``measured_ms``, ``miss_ms``, ``frame_used_ms``, ``frame_source`` and ``timing_ok``
-    (True / False / NA when not judged: unmeasured, or hype-inf)."""
+    """``frame`` (one row per trial) with ``requested_ms``, ``measured_ms``, ``miss_ms``, ``frame_used_ms``,
+    ``frame_source`` and ``timing_ok`` (True / False / NA when not judged: unmeasured, or hype-inf)."""
     out = frame.copy()
     shown1 = out["offset1"] - out["onset1"]
     if protocol == "hype-time":
@@ -51,8 +47,7 @@ def annotate(frame: pd.DataFrame, protocol: str, display_ms: int, mask_ms: int =
 
 
 def _dist(values: pd.Series) -> dict[str, Any]:
-    values = values.dropna().astype(float)
-    if values.empty:
+    if (values := values.dropna().astype(float)).empty:
         return {"trials": 0}
     p5, p50, p95 = np.percentile(values, [5, 50, 95])
     return {"trials": int(len(values)), "mean": float(values.mean()), "median": float(p50), "p5": float(p5),
@@ -70,13 +65,11 @@ def summarise(annotated: pd.DataFrame, protocol: str, mask_ms: int = 0) -> dict[
                  f"else {ASSUMED_FRAME_MS:.2f} ms (60 Hz, assumed)"),
         "frame_ms": _dist(answered["frame_ms"]) if "frame_ms" in answered else {"trials": 0},
         "frame_source": {str(k): int(v) for k, v in sources.items()},
-        "answered": int(len(answered)),
-        "unmeasured": int(answered["measured_ms"].isna().sum()),
+        "answered": int(len(answered)), "unmeasured": int(answered["measured_ms"].isna().sum()),
         "judged": int(answered["timing_ok"].notna().sum()),
         "excluded": int((answered["timing_ok"] == False).sum()),  # noqa: E712 - nullable boolean
         "excluded_main": int(((answered["timing_ok"] == False) & (answered["kind"] == "main")).sum()),  # noqa: E712
-        "by_requested": [],
-    }
+        "by_requested": []}
     if protocol == "hype-inf":
         out["viewing_ms"] = _dist(answered["measured_ms"])
         return out
@@ -91,7 +84,6 @@ def summarise(annotated: pd.DataFrame, protocol: str, mask_ms: int = 0) -> dict[
 
 
 def format_timing(section: dict[str, Any]) -> list[str]:
-    """Plain-text lines of the display-timing section."""
     frame = section["frame_ms"]
     frame_txt = (f"frame interval median {frame['median']:.2f} ms [p5 {frame['p5']:.2f}, p95 {frame['p95']:.2f}] over "
                  f"{frame['trials']} trials" if frame.get("trials") else f"frame interval not measured, assumed "
@@ -108,8 +100,7 @@ def format_timing(section: dict[str, Any]) -> list[str]:
         for e in section["by_requested"]:
             lines.append(f"  {e['requested_ms']:.0f} | {e['trials']} | {e['median']:.1f} [{e['p5']:.1f}, {e['p95']:.1f}] "
                          f"({e['min']:.1f}-{e['max']:.1f}) | {e['median_miss_frames']:.2f} | {e['excluded']}")
-    mask = section.get("mask")
-    if mask and mask.get("trials"):
+    if (mask := section.get("mask")) and mask.get("trials"):
         lines.append(f"  noise mask: requested {mask['requested_ms']} ms, measured median {mask['median']:.1f} ms "
                      f"[p5 {mask['p5']:.1f}, p95 {mask['p95']:.1f}] over {mask['trials']} trials (reported, not judged)")
     return lines
