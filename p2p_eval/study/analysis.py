@@ -22,7 +22,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
-from p2p_eval.errors import UserError
+from p2p_eval.errors import UserError, count
 from p2p_eval.study.models import Algorithm, Image, Session, Study, Trial
 from p2p_eval.study import timing
 from p2p_eval.study.lab import REASONS, format_excluded, participants
@@ -236,16 +236,18 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"P({p['a']} > {p['b']}) = {p['p_a_gt_b']:.3f}" for p in report["pairwise"]] + format_hype(report)
     lines.append(f"served images: same processing {report['served_images']}")
     per_alg = ", ".join(f"{alg} {e['re_viewed_trials']}" for alg, e in report["algorithms"].items())
+    views = report["re_views"]
     lines.append(f"re-views (an image requested again while its trial was open; kept in the rates): "
-                 f"{report['re_views']['trials']} trials, {report['re_views']['extra_requests']} extra requests"
-                 + (f" ({per_alg})" if report["re_views"]["trials"] else ""))
-    lines.append(f"skipped by the server (an image it could not serve): {report['skipped']['trials']} trials"
+                 f"{count(views['trials'], 'trial')}, {count(views['extra_requests'], 'extra request')}"
+                 + (f" ({per_alg})" if views["trials"] else ""))
+    lines.append(f"skipped by the server (an image it could not serve): {count(report['skipped']['trials'], 'trial')}"
                  + "".join(f"\n  {n} x {reason}" for reason, n in report["skipped"]["reasons"].items()))
     lines.extend(timing.format_timing(report["display_timing"]))
-    lines.append(f"answered without their images ever fetched (left out of the scores): {report['unseen']['trials']} trials")
+    lines.append("answered without their images ever fetched (left out of the scores): "
+                 f"{count(report['unseen']['trials'], 'trial')}")
     if report["missed"]["answer_ms"]:
         lines.append(f"missed answers (none within {report['missed']['answer_ms']} ms; counted as wrong, and never as "
-                     f"labelled real): {report['missed']['trials']} trials")
+                     f"labelled real): {count(report['missed']['trials'], 'trial')}")
     return "\n".join(lines + format_excluded(report))
 
 

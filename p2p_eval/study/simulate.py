@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, select
 
-from p2p_eval.errors import UserError
+from p2p_eval.errors import UserError, count
 from p2p_eval.study.models import Algorithm, Session, Study, Trial
 from p2p_eval.study.store import session_factory
 
@@ -387,7 +387,7 @@ def simulate(engine: Engine, study: str, participants: int, population: Populati
 
 def format_result(result: SimulationResult) -> str:
     """Lines for the terminal: sessions per algorithm and the rates ``study report`` should recover."""
-    lines = [f"simulated {result.participants} participants on study {result.study} ({result.protocol}): "
+    lines = [f"simulated {count(result.participants, 'participant')} on study {result.study} ({result.protocol}): "
              f"{result.answers} answers posted"
              + (f"; {result.already_done} had finished already (same ids: a rerun resumes them; use another --seed)"
                 if result.already_done else "")]

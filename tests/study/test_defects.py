@@ -203,5 +203,5 @@ def test_images_only_while_the_trial_is_open_and_re_views_counted(client, make_s
     assert all(client.get(url).status_code == 404 for url in urls), "gone once the trial is answered"
     report = analyse(client.app.state.engine, "s1", n_boot=50)
     assert report["re_views"] == {"trials": 1, "extra_requests": 1}
-    assert "re-views (an image requested again while its trial was open; kept in the rates): 1 trials" \
+    assert "re-views (an image requested again while its trial was open; kept in the rates): 1 trial, " \
         in format_report(report)

@@ -59,7 +59,7 @@ def test_an_answer_to_images_never_fetched_is_stored_as_unseen_and_left_out(clie
     alg = next(e for e in report["algorithms"].values() if e["sessions"])
     assert report["unseen"] == {"trials": 1} and alg["unseen_trials"] == 1
     assert alg["labeled_real"]["trials"] == 3 and alg["included"] == 1, "3 of 4 test trials scored"
-    assert "answered without their images ever fetched (left out of the scores): 1 trials" in format_report(report)
+    assert "answered without their images ever fetched (left out of the scores): 1 trial" in format_report(report).splitlines()
     frame = study_frame(client.app.state.engine, "s1")[2]
     assert frame["unseen"].tolist() == [False, True, False, False]
 
@@ -209,8 +209,8 @@ def test_answer_window_stores_a_miss_counted_as_wrong(client, make_study, image_
     entry = report["algorithms"]["alg_a"]
     assert entry["correct_real"]["trials"] + entry["correct_fake"]["trials"] == 2, "a miss is scored, as wrong"
     assert report["missed"] == {"trials": 1, "answer_ms": 2000}
-    assert "missed answers (none within 2000 ms; counted as wrong, and never as labelled real): 1 trials" in \
-        format_report(report)
+    assert "missed answers (none within 2000 ms; counted as wrong, and never as labelled real): 1 trial" in \
+        format_report(report).splitlines()
     make_study(name="s2", practice=0, trials=1)
     other = client.post("/api/studies/s2/sessions", json={}).json()["session"]
     open_trial(client, other, 0)
