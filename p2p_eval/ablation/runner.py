@@ -62,7 +62,24 @@ from p2p_eval.translate import translate_run
 
 
 @dataclass(frozen=True)
-class RowJob:
+class JobSettings:
+    """What every row of one ablation call shares; each :class:`RowJob` carries it (fields described there)."""
+
+    data_dir: str
+    segmenter: str
+    segmenter_sha: str
+    device: str = "auto"
+    resume: bool = False
+    progress: bool = True
+    provenance: dict[str, Any] | None = None
+    score_code: str = ""
+    train: bool = True
+    score_codes: dict[str, str] = field(default_factory=dict)
+    image_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowJob(JobSettings):
     """Everything one worker (this process, a subprocess on one GPU, a Slurm job) needs for one run.
 
     ``provenance``: the record written to ``provenance.json`` when the run starts (None: write nothing);
@@ -75,18 +92,7 @@ class RowJob:
     config: dict[str, Any]
     key: str
     run_dir: str
-    data_dir: str
-    segmenter: str
-    segmenter_sha: str
-    device: str = "auto"
-    resume: bool = False
-    progress: bool = True
-    provenance: dict[str, Any] | None = None
-    score_code: str = ""
-    train: bool = True
     scores: tuple[str, ...] = ("fcn",)
-    score_codes: dict[str, str] = field(default_factory=dict)
-    image_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cfg(self) -> TrainConfig:
@@ -132,21 +138,6 @@ def run_key(cfg: TrainConfig, data_dir: Path) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class JobSettings:
-    """The :class:`RowJob` fields that every row of one ablation call shares (see :class:`RowJob`)."""
-
-    data_dir: str
-    segmenter: str
-    segmenter_sha: str
-    device: str = "auto"
-    resume: bool = False
-    progress: bool = True
-    provenance: dict[str, Any] | None = None
-    score_code: str = ""
-    train: bool = True
-    score_codes: dict[str, str] = field(default_factory=dict)
-    image_options: dict[str, Any] = field(default_factory=dict)
 
 
 def make_job(cfg: TrainConfig, runs_dir: Path, settings: JobSettings, scores: tuple[str, ...] = ("fcn",)) -> RowJob:
