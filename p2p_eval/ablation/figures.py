@@ -5,6 +5,7 @@ grid per table (input | each row's output | target) for the first few val images
 
 from __future__ import annotations
 
+import textwrap
 from io import BytesIO
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def sample_grid(out: Path, data_dir: Path, direction: str, columns: list[tuple[s
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(titles[j], fontsize=7)
+                ax.set_title(textwrap.fill(titles[j], 18), fontsize=6)  # long row names wrap inside their column
             if j == 0:
                 ax.set_ylabel(f"val {item['name']}", fontsize=7)
     fig.tight_layout(pad=0.3)
