@@ -13,6 +13,12 @@ Settings for the network of the blog post "pix2pix Image Translation" (Xuehao Li
 :mod:`p2p_eval.models.global_discriminator`), ``d_input = "sum"`` feeds that discriminator x + y instead of (x, y) stacked
 on channels, and ``lambda_l2`` weights its reconstruction term, the Euclidean distance ||y - G(x)||_2.
 
+Colorization (the paper's "BW -> color" setting, appendix 6.2: "batch size 4, with only mirroring, no random
+jitter"): ``color_space = "lab"`` trains L -> ab (``input_nc = 1``, ``output_nc = 2``, see
+:mod:`p2p_eval.data.colorization`), ``jitter = false`` with ``mirror = true`` mirrors without the resize-and-crop
+(``mirror`` unset: mirroring goes with the jitter, the paper's "random jitter and mirroring"), and ``lambda_mse``
+weights a mean squared error, the objective of the "L2 regression" row of its Table 5.
+
 A variant file is a flat TOML table whose keys are fields of :class:`TrainConfig`; it sets only the fields
 that differ from these defaults (and, optionally, its ``name``), and its first line is a comment naming the
 row of the document it reproduces. Missing keys take the defaults. Command-line flags override fields
@@ -47,9 +53,14 @@ D_ARCHS = ("patchgan", "global")
 D_INPUTS = ("concat", "sum")
 LR_SCHEDULES = ("constant", "linear")
 DIRECTIONS = ("AtoB", "BtoA")
+COLOR_SPACES = ("rgb", "lab")
 
 #: Fields that do not change what a run computes; :func:`config_hash` ignores them.
 NON_SEMANTIC_FIELDS = ("name", "log_every")
+
+#: Fields that a run's hash covers only when they differ from their defaults, so that adding them left the
+#: hash, and the ablation's cached run keys, of every existing config unchanged.
+HASHED_WHEN_SET = ("color_space", "mirror", "lambda_mse")
 
 
 def _generators_dir() -> Path:
@@ -88,6 +99,7 @@ class TrainConfig:
     lambda_l1: float = 100.0
     lambda_rec: float = 0.0
     lambda_l2: float = 0.0
+    lambda_mse: float = 0.0
     d_arch: str = "patchgan"
     d_receptive_field: int = 70
     d_input: str = "concat"
@@ -99,7 +111,9 @@ class TrainConfig:
     lr_schedule: str = "constant"
     size: int = 256
     jitter: bool = True
+    mirror: bool | None = None
     direction: str = "BtoA"
+    color_space: str = "rgb"
     seed: int = 0
     test_dropout: bool = True
     log_every: int = 50
@@ -146,9 +160,9 @@ class TrainConfig:
 
 _INT_FIELDS = {"num_downs", "resnet_blocks", "ngf", "ndf", "input_nc", "output_nc", "d_receptive_field",
                "batch_size", "epochs", "size", "seed", "log_every", "max_steps"}
-_FLOAT_FIELDS = {"lambda_l1", "lambda_rec", "lambda_l2", "lr", "beta1", "beta2"}
-_BOOL_FIELDS = {"bottleneck_norm", "jitter", "test_dropout"}
-_OPTIONAL_FIELDS = {"num_downs", "max_steps"}
+_FLOAT_FIELDS = {"lambda_l1", "lambda_rec", "lambda_l2", "lambda_mse", "lr", "beta1", "beta2"}
+_BOOL_FIELDS = {"bottleneck_norm", "jitter", "mirror", "test_dropout"}
+_OPTIONAL_FIELDS = {"num_downs", "max_steps", "mirror"}
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
@@ -197,6 +211,7 @@ def _validate(cfg: TrainConfig) -> None:
     _choice("d_input", cfg.d_input, D_INPUTS)
     _choice("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
     _choice("direction", cfg.direction, DIRECTIONS)
+    _choice("color_space", cfg.color_space, COLOR_SPACES)
     for key in ("resnet_blocks", "ngf", "ndf", "input_nc", "output_nc", "batch_size", "epochs", "size",
                 "log_every"):
         _at_least(key, getattr(cfg, key), 1)
@@ -204,6 +219,7 @@ def _validate(cfg: TrainConfig) -> None:
     _at_least("lambda_l1", cfg.lambda_l1, 0.0)
     _at_least("lambda_rec", cfg.lambda_rec, 0.0)
     _at_least("lambda_l2", cfg.lambda_l2, 0.0)
+    _at_least("lambda_mse", cfg.lambda_mse, 0.0)
     if cfg.max_steps is not None:
         _at_least("max_steps", cfg.max_steps, 1)
     if not cfg.lr > 0:
@@ -212,8 +228,11 @@ def _validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, key)
         if not 0.0 <= value < 1.0:
             raise UserError(f"{key} must be in [0, 1), got {value}")
-    if cfg.gan == "none" and cfg.lambda_l1 == 0 and cfg.lambda_l2 == 0 and cfg.lambda_rec == 0:
-        raise UserError("no objective: gan = 'none' needs lambda_l1, lambda_l2 or lambda_rec > 0")
+    if cfg.gan == "none" and not (cfg.lambda_l1 or cfg.lambda_l2 or cfg.lambda_mse or cfg.lambda_rec):
+        raise UserError("no objective: gan = 'none' needs lambda_l1, lambda_l2, lambda_mse or lambda_rec > 0")
+    if cfg.color_space == "lab" and (cfg.input_nc, cfg.output_nc) != (1, 2):
+        raise UserError(f"color_space = 'lab' maps L to ab: it needs input_nc = 1 and output_nc = 2, got "
+                        f"{cfg.input_nc} and {cfg.output_nc}")
     if cfg.gan == "conditional" and cfg.d_input == "sum" and cfg.input_nc != cfg.output_nc:
         raise UserError(f"d_input = 'sum' shows the discriminator x + y, so input_nc ({cfg.input_nc}) must equal "
                         f"output_nc ({cfg.output_nc}); use d_input = 'concat'")
@@ -316,5 +335,9 @@ def config_hash(cfg: TrainConfig) -> str:
     data = cfg.resolved().to_dict()
     for key in NON_SEMANTIC_FIELDS:
         data.pop(key)
+    defaults = TrainConfig().to_dict()
+    for key in HASHED_WHEN_SET:
+        if data[key] == defaults[key]:
+            data.pop(key)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

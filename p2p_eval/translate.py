@@ -15,6 +15,9 @@ file is ``<input name>.png``.  All masks come from torch's RNG seeded once with 
 run's seed) and drawn in order (input by input, sample by sample), so a rerun with the same seed writes
 the same files, and K = 1 with the default seed gives what a plain translation gives.
 
+A colorization run (``color_space = "lab"``) writes RGB images recombined from the input's lightness L and the
+predicted ab (:mod:`p2p_eval.data.lab`).
+
 Images may be larger than the training size (the paper's 512x512 maps test) as long as the generator
 can halve them ``num_downs`` times (U-Net / encoder-decoder) or twice (ResNet).
 """
@@ -31,7 +34,8 @@ from torch import nn
 from tqdm import tqdm
 
 from p2p_eval.config import TrainConfig, load_generator
-from p2p_eval.data.aligned import AlignedDataset
+from p2p_eval.data.aligned import config_dataset
+from p2p_eval.data.lab import rgb_of
 from p2p_eval.device import resolve_device
 from p2p_eval.errors import UserError, require_dir, require_file
 from p2p_eval.imageio import from_unit_range, write_png
@@ -66,6 +70,14 @@ def size_multiple(cfg: TrainConfig) -> int:
 def sample_stem(name: str, k: int, samples: int) -> str:
     """File stem of output ``k`` of input ``name``: the name itself when there is one output per input."""
     return name if samples == 1 else f"{name}_sample{k}"
+
+
+def as_rgb(output: torch.Tensor, inp: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """A generator output (C, H, W) as the RGB image it stands for: L recombined with the predicted ab for a
+    colorization run, a 1-channel output repeated on three channels, else the output itself."""
+    if cfg.color_space == "lab":
+        return rgb_of(inp, output)
+    return output.expand(3, -1, -1) if output.shape[0] == 1 else output
 
 
 def load_run_generator(run_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, TrainConfig]:
@@ -114,7 +126,7 @@ def translate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path
     if side < multiple or side % multiple:
         raise UserError(f"--size {side} does not fit the generator of {run_dir} ({cfg.arch}, num_downs "
                         f"{cfg.resolved_num_downs}): use a multiple of {multiple}, e.g. {max(1, round(side / multiple)) * multiple}")
-    dataset = AlignedDataset(data_dir, opts.split, direction=cfg.direction, size=side, jitter=False)
+    dataset = config_dataset(data_dir, opts.split, cfg, size=side)
     use_eval = (not cfg.test_dropout) if opts.eval_mode is None else opts.eval_mode
     _check_noise(gen, cfg, use_eval, opts.samples, run_dir)
     out = Path(out_dir)
@@ -128,9 +140,7 @@ def translate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path
                 item = dataset[i]
                 x = item["input"].unsqueeze(0).to(dev)
                 for k in range(opts.samples):
-                    fake = gen(x).float()[0].cpu()
-                    if fake.shape[0] == 1:
-                        fake = fake.expand(3, -1, -1)
+                    fake = as_rgb(gen(x).float()[0].cpu(), item["input"], cfg)
                     stem = sample_stem(item["name"], k, opts.samples)
                     written.append(write_png(out / f"{stem}.png", from_unit_range(fake)))
     return written

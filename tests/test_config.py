@@ -114,7 +114,7 @@ def test_bare_names_resolve_to_the_shipped_variants(tmp_path: Path, monkeypatch:
         load_generator("l1_cgna")
     message = str(err.value)
     assert message.startswith("unknown generator 'l1_cgna'") and "\n" not in message
-    assert all(p.stem in message for p in shipped.glob("*.toml")) and len(list(shipped.glob("*.toml"))) == 21
+    assert all(p.stem in message for p in shipped.glob("*.toml")) and len(list(shipped.glob("*.toml"))) == 28
     with pytest.raises(UserError, match="not found"):
         generator_file("generators/l1_cgan.toml")  # a path with a folder part is a path, not a shipped name
 
@@ -130,10 +130,15 @@ def test_to_toml_round_trips() -> None:
 
 def test_config_hash_is_sha256_of_the_semantic_fields() -> None:
     cfg = TrainConfig(size=64)
-    fields = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "log_every")}
+    # the fields that existed before colorization; the three it added count only when set
+    added = {"color_space": "rgb", "mirror": None, "lambda_mse": 0.0}
+    fields = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "log_every", *added)}
     fields["num_downs"] = 6
     expected = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert config_hash(cfg) == expected
     assert config_hash(TrainConfig(size=64, num_downs=6, log_every=1, name="other")) == expected
     assert config_hash(TrainConfig(size=64, lambda_l1=10.0)) != expected
     assert config_hash(TrainConfig(size=64, seed=1)) != expected
+    with_mirror = hashlib.sha256(json.dumps({**fields, "mirror": True}, sort_keys=True,
+                                            separators=(",", ":")).encode()).hexdigest()
+    assert config_hash(TrainConfig(size=64, mirror=True)) == with_mirror

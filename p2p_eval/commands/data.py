@@ -1,4 +1,5 @@
-"""``p2p-eval data``: make the synthetic street-scene set; turn the official Cityscapes release into AB pairs."""
+"""``p2p-eval data``: make the synthetic street-scene set; turn the official Cityscapes release or a folder of colour
+photos (colorization) into AB pairs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ ORDER = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``data synth`` and ``data prepare-cityscapes``."""
+    """Add ``data synth``, ``data prepare-cityscapes`` and ``data prepare-colorization``."""
     parser = sub.add_parser("data", help="make the synthetic data set or prepare Cityscapes in the AB layout",
                             description="Data sets in the aligned AB layout: DIR/{train,val}/NAME.png with the "
                             "photo (A) on the left and the colour label map (B) on the right, plus "
@@ -41,6 +42,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quiet(prep)
     prep.set_defaults(func=_prepare)
     declare(prep, kept=["out"], inputs=["root"])
+
+    color = data_sub.add_parser("prepare-colorization", help="colour photos -> grey L | colour AB pairs for colorization",
+                                description="Make colorization pairs (the paper's BW -> color task): each photo becomes "
+                                "an AB image, its lightness L as a neutral grey (A) beside the colour photo (B), both "
+                                "--size x --size (bicubic; non-square photos are squeezed, as the pix2pix data sets). "
+                                "train/, val/ and test/ folders under --photos are kept; a flat folder is split by "
+                                "--val-fraction (every k-th photo in name order). Train on it with a colorization "
+                                "variant (generators/colorization.toml: AtoB, L -> ab).")
+    color.add_argument("--photos", required=True, type=Path, help="folder of colour photos (PNG or JPEG)")
+    color.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    color.add_argument("--size", type=positive_int, default=256, help="output side in pixels (default 256)")
+    color.add_argument("--half", choices=("A", "B"), help="the photos are this half of AB images (pix2pix's Cityscapes "
+                       "and Facades: A); default: whole images")
+    color.add_argument("--val-fraction", type=probability, default=0.1,
+                       help="share of a flat folder's photos put in val/ (default 0.1)")
+    add_quiet(color)
+    color.set_defaults(func=_prepare_colorization)
+    declare(color, kept=["out"], inputs=["photos"])
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -59,4 +78,14 @@ def _prepare(args: argparse.Namespace) -> int:
     summary = prepare_cityscapes(args.root, args.out, size=args.size, progress=not args.quiet)
     counts = ", ".join(f"{split}: {n}" for split, n in summary.items())
     print(f"wrote Cityscapes AB pairs to {args.out} ({counts})")
+    return 0
+
+
+def _prepare_colorization(args: argparse.Namespace) -> int:
+    from p2p_eval.data.colorization import prepare_colorization
+
+    counts = prepare_colorization(args.photos, args.out, size=args.size, half=args.half,
+                                  val_fraction=args.val_fraction, progress=not args.quiet)
+    print(f"wrote colorization pairs (grey L | colour photo) to {args.out} "
+          f"({', '.join(f'{split}: {n}' for split, n in counts.items())})")
     return 0

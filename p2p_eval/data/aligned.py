@@ -2,7 +2,9 @@
 
 Matches the public pix2pix code's ``AlignedDataset`` (``data/aligned_dataset.py``): the left half of a
 2W x H image is A, the right half B; ``direction`` AtoB makes A the input, BtoA makes B the input; both
-go through the same transform (:mod:`p2p_eval.data.transforms`) and come out in [-1, 1].  Files are read
+go through the same transform (:mod:`p2p_eval.data.transforms`) and come out in [-1, 1].  With ``color_space``
+"lab" (colorization, :mod:`p2p_eval.data.lab`) the input is the target photo's lightness L and the
+target its ab channels; the source half is not read.  Files are read
 with torchvision.io; sizes are checked up front from the file headers so that a bad file is reported
 before any training starts.
 """
@@ -16,6 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from p2p_eval.config import TrainConfig
+from p2p_eval.data.lab import split_lab
 from p2p_eval.data.transforms import pair_transform
 from p2p_eval.errors import UserError, file_list, require_dir
 from p2p_eval.imageio import list_images, read_image
@@ -69,14 +73,16 @@ class _PairDataset(Dataset, ABC):
     direction: str
     files: list[Path]
 
-    def __init__(self, direction: str, size: int, jitter: bool) -> None:
+    def __init__(self, direction: str, size: int, jitter: bool, mirror: bool | None = None,
+                 color_space: str = "rgb") -> None:
         _check_direction(direction)
         if size < 1:
             raise UserError(f"image size must be positive, got {size}")
         self.direction = direction
         self.size = size
         self.jitter = jitter
-        self.transform = pair_transform(size, jitter)
+        self.color_space = color_space
+        self.transform = pair_transform(size, jitter, mirror)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -89,6 +95,8 @@ class _PairDataset(Dataset, ABC):
         a, b = self._pair(index)
         src, dst = (a, b) if self.direction == "AtoB" else (b, a)
         inp, target = self.transform(src, dst)
+        if self.color_space == "lab":
+            inp, target = split_lab(target)
         return {"input": inp, "target": target, "name": self.files[index].stem, "index": index}
 
 
@@ -96,8 +104,8 @@ class AlignedDataset(_PairDataset):
     """Side-by-side AB images in ``root/split`` (or ``root`` itself when ``split`` is None)."""
 
     def __init__(self, root: str | Path, split: str | None = "train", direction: str = "AtoB", size: int = 256,
-                 jitter: bool = False) -> None:
-        super().__init__(direction, size, jitter)
+                 jitter: bool = False, mirror: bool | None = None, color_space: str = "rgb") -> None:
+        super().__init__(direction, size, jitter, mirror, color_space)
         root = require_dir(root, "data folder")
         folder = require_dir(root / split, f"{split!r} split folder") if split else root
         self.root = folder
@@ -148,3 +156,12 @@ def _by_stem(files: list[Path]) -> dict[str, Path]:
             raise UserError(f"two images named {p.stem!r} in {p.parent}: {out[p.stem].name} and {p.name}; keep one")
         out[p.stem] = p
     return out
+
+
+def config_dataset(data_dir: str | Path, split: str, cfg: TrainConfig, training: bool = False,
+                   size: int | None = None) -> AlignedDataset:
+    """The AB images of ``data_dir/split`` as run ``cfg`` reads them: its direction, size (or ``size``) and colour
+    space; jitter and mirroring only when ``training``."""
+    return AlignedDataset(data_dir, split, direction=cfg.direction, size=size or cfg.size,
+                          jitter=cfg.jitter and training, mirror=cfg.mirror if training else False,
+                          color_space=cfg.color_space)

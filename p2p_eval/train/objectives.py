@@ -11,6 +11,8 @@
 - L2 (the same blog post: "the Euclidean distance between Y and Y'"): per image the Euclidean norm
   ||y - G(x)||_2 over all its channels and pixels (not squared, not divided by the pixel count), averaged over
   the batch, weighted by ``lambda_l2`` (its network: 1, beside the classification loss, with lambda_l1 = 0).
+- MSE: mean (y - G(x))^2 over all elements, weighted by ``lambda_mse``: the "L2 regression" baseline of the
+  paper's colorization study (Table 5), here on the pix2pix generator.
 - Reconstruction ("Modified Pix2Pix Conditional Adversarial Networks for Image-to-Image Translation",
   eq. 3): L_rec = mean |x - G(G(x))|, the same generator applied twice with fresh dropout noise, weighted by
   ``lambda_rec`` (10, with lambda_l1 = 1). It needs as many input as output channels, and only means
@@ -76,11 +78,11 @@ def discriminator_loss(cfg: TrainConfig, discriminator: nn.Module, x: torch.Tens
 
 def generator_loss(cfg: TrainConfig, generator: nn.Module, discriminator: nn.Module | None, x: torch.Tensor,
                    y: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """G's total loss: non-saturating GAN term + lambda_l1 * L1 + lambda_l2 * L2 + lambda_rec * L_rec, for
-    ``fake = G(x)``.
+    """G's total loss: non-saturating GAN term + lambda_l1 * L1 + lambda_l2 * L2 + lambda_mse * MSE + lambda_rec *
+    L_rec, for ``fake = G(x)``.
 
     Terms present: "G_GAN" (when ``cfg.gan`` is not "none"), "G_L1" (lambda_l1 > 0), "G_L2" (lambda_l2 > 0),
-    "G_rec" (lambda_rec > 0; runs ``generator`` once more on ``fake``), each weighted, and the total "G".
+    "G_MSE" (lambda_mse > 0), "G_rec" (lambda_rec > 0; runs ``generator`` once more on ``fake``), each weighted, and the total "G".
     """
     terms: dict[str, torch.Tensor] = {}
     if cfg.gan != "none":
@@ -91,6 +93,8 @@ def generator_loss(cfg: TrainConfig, generator: nn.Module, discriminator: nn.Mod
         terms["G_L1"] = cfg.lambda_l1 * l1_loss(fake, y)
     if cfg.lambda_l2 > 0:
         terms["G_L2"] = cfg.lambda_l2 * l2_loss(fake, y)
+    if cfg.lambda_mse > 0:
+        terms["G_MSE"] = cfg.lambda_mse * F.mse_loss(fake.float(), y.float())
     if cfg.lambda_rec > 0:
         terms["G_rec"] = cfg.lambda_rec * l1_loss(generator(fake), x)
     total = torch.stack(list(terms.values())).sum()

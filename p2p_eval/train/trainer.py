@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from p2p_eval.config import TrainConfig
-from p2p_eval.data.aligned import AlignedDataset
+from p2p_eval.data.aligned import config_dataset
+from p2p_eval.data.lab import rgb_of
 from p2p_eval.device import resolve_device, resolve_precision
 from p2p_eval.errors import UserError, require_dir
 from p2p_eval.fsutil import append_line, atomic_write_text
@@ -69,7 +70,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, device: s
         cfg_dict = dict(state["config"], max_steps=cfg.max_steps, log_every=cfg.log_every)
         cfg = TrainConfig.from_dict(cfg_dict, source=str(ckpt_path))
 
-    dataset = AlignedDataset(data_dir, "train", direction=cfg.direction, size=cfg.size, jitter=cfg.jitter)
+    dataset = config_dataset(data_dir, "train", cfg, training=True)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     last_step = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
     if state is not None and state["step"] >= last_step:
@@ -170,7 +171,7 @@ class _Plan:
         return self.run / "checkpoints" / "last.pt"
 
 
-def _fit(training: _Training, dataset: AlignedDataset, plan: _Plan, bar: tqdm) -> None:
+def _fit(training: _Training, dataset: Dataset, plan: _Plan, bar: tqdm) -> None:
     """Train until ``plan.last_step``: one D and one G step per batch, a log line every ``log_every`` steps, samples
     and a scheduler step after every epoch, a checkpoint after every epoch and on the plan's schedule."""
     cfg, dev = training.models.config, training.device
@@ -296,7 +297,7 @@ def _truncate_log(path: Path, step: int) -> None:
 def _sample_batch(data_dir: Path, cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The first :data:`SAMPLE_COUNT` val pairs (train pairs when there is no val split), unjittered."""
     split = "val" if (data_dir / "val").is_dir() else "train"
-    dataset = AlignedDataset(data_dir, split, direction=cfg.direction, size=cfg.size, jitter=False)
+    dataset = config_dataset(data_dir, split, cfg)
     return [(dataset[i]["input"], dataset[i]["target"]) for i in range(min(SAMPLE_COUNT, len(dataset)))]
 
 
@@ -311,7 +312,10 @@ def _write_samples(path: Path, gen: torch.nn.Module, samples: list[tuple[torch.T
         for x, y in samples:
             with autocast(dev, amp):
                 fake = gen(x.unsqueeze(0).to(dev)).float()[0].cpu()
-            rows.append(torch.cat([_rgb(x), _rgb(fake), _rgb(y)], dim=2))
+            if cfg.color_space == "lab":
+                rows.append(torch.cat([rgb_of(x), rgb_of(x, fake), rgb_of(x, y)], dim=2))
+            else:
+                rows.append(torch.cat([_rgb(x), _rgb(fake), _rgb(y)], dim=2))
     write_png(path, from_unit_range(torch.cat(rows, dim=1)))
 
 

@@ -78,7 +78,7 @@ def test_wheel_carries_the_package_data(wheel: Path) -> None:
     # the top-level generators/ goes into the wheel as p2p_eval/generators/
     expected += [f"p2p_eval/generators/{p.name}" for p in (REPO / "generators").glob("*.toml")]
     # Tables 1-3 (12), two extensions (ResNet-9, L1+cGAN+rec), Table 6 (3), the ablation of "Modified Pix2Pix" (3)
-    assert sum(n.startswith("p2p_eval/generators/") for n in expected) == 21
+    assert sum(n.startswith("p2p_eval/generators/") for n in expected) == 28
     assert sum(n.startswith("p2p_eval/tables/") for n in expected) == 6  # tables 1-3, 6, modified, blog
     assert not sorted(set(expected) - names)
 
