@@ -26,5 +26,5 @@ def test_the_generator_variants_come_from_the_top_level_folder() -> None:
     config = _setuptools()
     assert config["package-dir"] == {"p2p_eval.generators": "generators"}
     assert config["package-data"]["p2p_eval.generators"] == ["*.toml"]
-    assert len(list((REPO / "generators").glob("*.toml"))) == 21
+    assert len(list((REPO / "generators").glob("*.toml"))) == 28
     assert not (REPO / "p2p_eval" / "generators").exists()
