@@ -19,7 +19,7 @@ from p2p_eval.cli import build_parser, main
 from p2p_eval.imageio import write_png
 
 #: Leaf commands that show a progress bar (they must accept --quiet) and those that show none.
-WITH_BARS = {"demo", "data synth", "data prepare-cityscapes", "data prepare-colorization", "train", "translate", "segmenter train", "color",
+WITH_BARS = {"demo", "data synth", "data prepare-cityscapes", "data prepare-colorization", "data halves", "train", "translate", "segmenter train", "color",
              "fcn-score", "metrics", "ablate", "study simulate", "study power"}
 WITHOUT_BARS = {"segmenter export", "segmenter info", "study create", "study serve", "study report", "study list",
                 "study close", "study token", "study quick"}

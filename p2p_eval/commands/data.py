@@ -13,7 +13,7 @@ ORDER = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``data synth``, ``data prepare-cityscapes`` and ``data prepare-colorization``."""
+    """Add ``data synth``, ``data prepare-cityscapes``, ``data prepare-colorization`` and ``data halves``."""
     parser = sub.add_parser("data", help="make the synthetic data set or prepare Cityscapes in the AB layout",
                             description="Data sets in the aligned AB layout: DIR/{train,val}/NAME.png with the "
                             "photo (A) on the left and the colour label map (B) on the right, plus "
@@ -60,6 +60,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quiet(color)
     color.set_defaults(func=_prepare_colorization)
     declare(color, kept=["out"], inputs=["photos"])
+
+    halves = data_sub.add_parser("halves", help="write one half (A or B) of each AB image as its own PNG",
+                                 description="Write the A (left) or B (right) half of every AB image in DATA/SPLIT to "
+                                 "OUT/<name>.png, losslessly: e.g. the real photos of a 'real vs fake' study "
+                                 "(`study create --real OUT`) or the real set of `color` / `metrics`.")
+    halves.add_argument("--data", required=True, type=Path, help="data folder holding SPLIT/ with AB images")
+    halves.add_argument("--split", default="val", help="split folder (default val)")
+    halves.add_argument("--half", required=True, choices=("A", "B"), help="A: the left half, B: the right half")
+    halves.add_argument("--out", required=True, type=Path, help="output folder, new or empty (created)")
+    halves.add_argument("--overwrite", action="store_true", help="allow --out to be a folder that already holds files")
+    add_quiet(halves)
+    halves.set_defaults(func=_halves)
+    declare(halves, folders=["out"], inputs=["data"])
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -88,4 +101,12 @@ def _prepare_colorization(args: argparse.Namespace) -> int:
                                   val_fraction=args.val_fraction, progress=not args.quiet)
     print(f"wrote colorization pairs (grey L | colour photo) to {args.out} "
           f"({', '.join(f'{split}: {n}' for split, n in counts.items())})")
+    return 0
+
+
+def _halves(args: argparse.Namespace) -> int:
+    from p2p_eval.data.aligned import write_halves
+
+    written = write_halves(args.data, args.split, args.half, args.out, progress=not args.quiet)
+    print(f"wrote the {args.half} halves of {len(written)} images to {args.out}")
     return 0

@@ -22,7 +22,7 @@ from p2p_eval.config import TrainConfig
 from p2p_eval.data.lab import split_lab
 from p2p_eval.data.transforms import pair_transform
 from p2p_eval.errors import UserError, file_list, require_dir
-from p2p_eval.imageio import list_images, read_image
+from p2p_eval.imageio import list_images, read_image, write_png
 
 DIRECTIONS = ("AtoB", "BtoA")
 Item = dict[str, torch.Tensor | str | int]
@@ -165,3 +165,15 @@ def config_dataset(data_dir: str | Path, split: str, cfg: TrainConfig, training:
     return AlignedDataset(data_dir, split, direction=cfg.direction, size=size or cfg.size,
                           jitter=cfg.jitter and training, mirror=cfg.mirror if training else False,
                           color_space=cfg.color_space)
+
+
+def write_halves(data_dir: str | Path, split: str, half: str, out: str | Path, progress: bool = True) -> list[Path]:
+    """Write the ``half`` ("A" or "B") of every AB image in ``data_dir/split`` to ``out/<name>.png`` (lossless);
+    returns the written paths (e.g. the real photos of a "real vs fake" study or an FID reference set)."""
+    from tqdm import tqdm  # only this helper draws a bar
+
+    folder = require_dir(Path(data_dir) / split, f"{split!r} split folder")
+    files = _images(folder, "AB image folder")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return [write_png(Path(out) / f"{p.stem}.png", ab_half(read_image(p), p, half).contiguous())
+            for p in tqdm(files, desc=f"{half} halves", unit="img", disable=None if progress else True)]

@@ -202,3 +202,16 @@ def test_split_ab_and_ab_half_cut_at_the_middle(tmp_path: Path) -> None:
         split_ab(ab[..., :7], tmp_path / "odd.png")
     with pytest.raises(ValueError):
         ab_half(ab, "x.png", "C")
+
+
+def test_data_halves_writes_each_half_losslessly(tmp_path: Path) -> None:
+    from p2p_eval.cli import main
+
+    rng = np.random.default_rng(3)
+    ab = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    (tmp_path / "d" / "val").mkdir(parents=True)
+    Image.fromarray(ab).save(tmp_path / "d" / "val" / "7.png")
+    for half, expected in (("A", ab[:, :5]), ("B", ab[:, 5:])):
+        assert main(["data", "halves", "--data", str(tmp_path / "d"), "--half", half, "--out",
+                     str(tmp_path / half), "--quiet"]) == 0
+        assert np.array_equal(np.asarray(Image.open(tmp_path / half / "7.png")), expected)
