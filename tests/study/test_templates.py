@@ -124,3 +124,16 @@ def test_quick_response_plan_is_25_real_and_25_generated_distinct_images(tmp_pat
         for group in (0, 1):
             images = [image for _, slot, image in trials if slot == group]
             assert len(images) == 25 and len(set(images)) == 25
+
+
+def test_the_table_4_and_5_templates_name_shipped_variants() -> None:
+    import re
+
+    from p2p_eval.config import generator_names
+
+    named = {f: re.findall(r"--generator (\w+)", (STUDIES / f).read_text())
+             for f in ("pix2pix_maps_map2photo.toml", "pix2pix_maps_photo2map.toml", "pix2pix_colorization.toml")}
+    assert named == {"pix2pix_maps_map2photo.toml": ["maps_map2photo_l1", "maps_map2photo"],
+                     "pix2pix_maps_photo2map.toml": ["maps_photo2map_l1", "maps_photo2map"],
+                     "pix2pix_colorization.toml": ["colorization", "colorization_l2"]}
+    assert set(sum(named.values(), [])) <= set(generator_names())
