@@ -142,3 +142,13 @@ def test_config_hash_is_sha256_of_the_semantic_fields() -> None:
     with_mirror = hashlib.sha256(json.dumps({**fields, "mirror": True}, sort_keys=True,
                                             separators=(",", ":")).encode()).hexdigest()
     assert config_hash(TrainConfig(size=64, mirror=True)) == with_mirror
+
+
+def test_lab_colour_space_needs_one_input_and_two_output_channels() -> None:
+    with pytest.raises(UserError, match="input_nc = 1 and output_nc = 2"):
+        TrainConfig(color_space="lab")
+    assert TrainConfig(color_space="lab", input_nc=1, output_nc=2).color_space == "lab"
+    with pytest.raises(UserError, match="color_space"):
+        TrainConfig(color_space="hsv")
+    with pytest.raises(UserError, match="lambda_mse must be >= 0"):
+        TrainConfig(lambda_mse=-1.0)
