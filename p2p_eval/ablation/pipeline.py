@@ -446,10 +446,10 @@ def _value(v: Any) -> str:
     return ("on" if v else "off") if isinstance(v, bool) else str(v)
 
 
-def _rows_text(differing: list[dict[str, Any]], applicable: list[dict[str, Any]]) -> str:
-    """"every row" when all ``applicable`` rows are in ``differing``, else their generators."""
+def _rows_text(differing: list[dict[str, Any]], applicable: list[dict[str, Any]], every: str = "every row") -> str:
+    """``every`` when all ``applicable`` rows are in ``differing``, else their generators."""
     if len(differing) == len(applicable):
-        return "every row" if applicable else ""
+        return every
     return ", ".join(sorted({r["generator"] for r in differing}))
 
 
@@ -469,7 +469,8 @@ def differences(rows: list[dict[str, Any]], seg: dict[str, Any] | None, preset: 
         found.append(f"{'/'.join(str(s) for s in seen)} training image{'' if seen == [1] else 's'} per row ({who}: "
                      f"{ref['epochs']} epochs = {ref['epochs'] * n_train} images here)")
     elif (overrides or {}).get("max_steps"):
-        found.append(f"at most {overrides['max_steps']} training steps per row ({who}: {ref['epochs']} epochs)")
+        steps = overrides["max_steps"]
+        found.append(f"at most {steps} training step{'' if steps == 1 else 's'} per row ({who}: {ref['epochs']} epochs)")
     for key, name in SETTING_NAMES.items():
         applicable = [r for r in rows if key != "bottleneck_norm"
                       or bottleneck_applies(r["settings"]["arch"], r["settings"]["norm"])]
@@ -478,7 +479,8 @@ def differences(rows: list[dict[str, Any]], seg: dict[str, Any] | None, preset: 
             continue  # the image budget above stops these runs, not their epochs
         for value in sorted({_value(r["settings"][key]) for r in differing}):
             group = [r for r in differing if _value(r["settings"][key]) == value]
-            found.append(f"{name} {value} on {_rows_text(group, applicable)} ({who}: {_value(ref[key])})")
+            every = "every row" if len(applicable) == len(rows) else "every U-Net / encoder-decoder row"
+            found.append(f"{name} {value} on {_rows_text(group, applicable, every)} ({who}: {_value(ref[key])})")
     for value in sorted({r["precision"] for r in rows if r["precision"] and r["precision"] != ref["precision"]}):
         group = [r for r in rows if r["precision"] == value]
         found.append(f"trained in {value} on {_rows_text(group, rows)} ({who}: {ref['precision']})")
