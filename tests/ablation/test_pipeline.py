@@ -75,6 +75,14 @@ def test_report_files_and_tables(ablation: tuple[Path, Path], synth_small: Path)
                 (meta["code_digest"], meta["data"]["fingerprint"], [])
             assert json.loads((runs / row["run"] / "provenance.json").read_text())["git"] == meta["git"]
     assert "\u2020" not in md and meta["data"]["fingerprint"][:12] in md
+    # what the report reproduces and how it differs: the paper, at 32 px, one step per row, no bottleneck norm
+    assert meta["reference"] == "the paper" and meta["differences"] == "; ".join(meta["difference_list"])
+    assert meta["difference_list"][:3] == ["images 32/96 px (paper 256x256)",
+                                           "at most 1 training step per row (paper: 200 epochs)",
+                                           "batch norm on the bottleneck off on every row (paper: on)"]
+    assert "- differences from the paper that remain:\n  - images 32/96 px (paper 256x256)\n" in md
+    assert meta["precision"]["asked"] == "auto" and all(
+        r["precision"] in meta["precision"]["used"] for table in data["tables"] for r in table["rows"])
     assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4, 3)))
     assert [t["kind"] for t in data["tables"]] == ["fcn", "fcn", "fcn", "labels"]
     # data, segmenter and runs lie outside the repository and the report folder: named by their names alone
