@@ -19,8 +19,11 @@
   they carry a banner saying so and leave out the paper's numbers.
 
 Each preset names its reference (:attr:`Preset.reference`) and the differences from it that remain whatever
-the run (:attr:`Preset.differences`); the pipeline adds those of the run itself (image size, training length,
-segmenter) to the report.
+the run (:attr:`Preset.differences`, e.g. the jitter's bicubic resize where the paper's Torch code used
+bilinear). :data:`REFERENCE_SETTINGS` holds what each reference fixes; the report
+(:func:`p2p_eval.ablation.pipeline.differences`) adds every row setting that differs from it (a user's
+``--no-bottleneck-norm`` under ``paper``, the bottleneck without batch norm under ``quick``), the image size,
+training length, precision and segmenter.
 
 Precision (:attr:`Preset.precision`): ``paper`` and ``public`` train in fp32 (the references' precision);
 ``quick`` and ``smoke`` in ``auto`` (bf16 where it is native, :func:`p2p_eval.device.resolve_precision`).

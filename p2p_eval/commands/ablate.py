@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "between tables and reused when their config, code and data are unchanged), translate the val "
                        "set, score it (FCN-score for Tables 1-3; decoded label maps for Table 6; image metrics for the "
                        "Facades table 'modified') and write tableN.md/.csv, figure7.png/.json, report.json and "
-                       "index.html. A run made by other code or from other data content is stale: named, flagged in "
-                       "the report, and retrained only with --retrain-stale.")
+                       "index.html. Each report names the preset's reference (the paper, or the public PyTorch code) and "
+                       "lists the differences from it that remain. A run made by other code or from other data content "
+                       "is stale: named, flagged in the report, and retrained only with --retrain-stale.")
     p.add_argument("--table", default="all", help="1, 2, 3, 6, modified, blog, a list such as 1,6, or all (default all: "
                    "the Cityscapes tables 1, 2, 3, 6; 'modified' (the \"Modified Pix2Pix\" comparison) and 'blog' (the "
                    "blog post's ResNet network beside pix2pix) run on Facades in their own call)")
