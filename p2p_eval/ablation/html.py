@@ -1,6 +1,6 @@
 """``index.html`` of the ablation report: every table (ours with CIs beside the paper's), the rank
-comparison, the sample grids, Figure 7 and provenance with the differences from the preset's reference; images are relative paths, so it opens from disk.
-Reports in sub-folders (``OUT/*/index.html``, e.g. the Facades table's ``reports/quick/facades/``) and a report in
+comparison, the sample grids, Figure 7 and provenance with the differences from the preset's reference; images
+are relative paths, so it opens from disk. Reports in sub-folders (``OUT/*/index.html``, e.g. the Facades table's ``reports/quick/facades/``) and a report in
 the parent folder are linked, so one report folder leads to the others."""
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any
     fcn = any(t.get("kind", "fcn") == "fcn" for t in tables)
     toc = " · ".join(f'<a href="#{t["name"]}">{escape(t["name"])}</a>' for t in tables)
     toc += ' · <a href="#figure7">figure 7</a>' if fcn else ""
-    prov = "".join(f"<li>{escape(line[2:].replace('`', ''))}</li>" for line in provenance_lines(meta, differences=False))
+    prov = "".join(f"<li>{escape(line[2:].replace('`', ''))}</li>"
+                   for line in provenance_lines(meta, differences=False))
     prov += (f"<li>differences from {escape(reference_name(meta))} that remain:<ul>"
              + "".join(f"<li>{escape(d)}</li>" for d in difference_items(meta)) + "</ul></li>")
     titles = ", ".join(t["title"].split(":")[0] for t in tables) + (" and Figure 7" if fcn else "")

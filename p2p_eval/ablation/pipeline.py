@@ -67,8 +67,9 @@ class AblationOptions:
     """How :func:`run_ablation` runs (everything but the tables, the data, the segmenter and the report folder).
 
     ``preset`` ("smoke", "quick", "paper", "public") is required; ``precision`` ("auto", "fp32", "bf16") is the
-    training precision of every row, None: the preset's (fp32 for paper and public, auto otherwise). ``launcher``: "local" (sequential, or one row per GPU
-    with ``gpus``) or "slurm" (submitit; ``slurm`` = {"partition", "time_min", "gpus_per_job", "cluster"}).
+    training precision of every row, None: the preset's (fp32 for paper and public, auto otherwise).
+    ``launcher``: "local" (sequential, or one row per GPU with ``gpus``) or "slurm" (submitit; ``slurm`` =
+    {"partition", "time_min", "gpus_per_job", "cluster"}).
     ``runs_dir``: where runs live (None: ``./runs``, git-ignored). ``resume`` continues unfinished runs;
     ``retrain_stale`` retrains stale ones; ``rescore`` only translates and scores finished runs.
     ``lpips_weights`` (else ``$P2P_EVAL_LPIPS_WEIGHTS``; ``lpips_lin``: the linear layers, default torchmetrics'
