@@ -65,8 +65,8 @@ def test_70x70_run_is_shared_by_tables_1_and_3(tmp_path) -> None:
 
 
 def test_an_explicit_precision_is_part_of_the_run_key(tmp_path) -> None:
-    """``auto`` keeps the key of the config and data folder alone (the keys of runs made before precisions were
-    asked for); fp32 and bf16 each get their own key, so neither reuses the other's run."""
+    """``auto`` keeps the key of the config and data folder alone; fp32 and bf16 each get their own key, so
+    neither reuses the other's run."""
     import hashlib
 
     from p2p_eval.config import config_hash
