@@ -1,6 +1,6 @@
 """``index.html`` of the ablation report: every table (ours with CIs beside the paper's), the rank
-comparison, the sample grids, Figure 7 and provenance; images are relative paths, so it opens from disk.
-Reports in sub-folders (``OUT/*/index.html``, e.g. the Facades table's ``reports/quick/facades/``) and a report in
+comparison, the sample grids, Figure 7 and provenance with the differences from the preset's reference; images
+are relative paths, so it opens from disk. Reports in sub-folders (``OUT/*/index.html``, e.g. the Facades table's ``reports/quick/facades/``) and a report in
 the parent folder are linked, so one report folder leads to the others."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from p2p_eval.ablation.report import (KIND_NOTES, PROVENANCE_COLUMNS, banner_text, budget_text, data_name,
-                                      direction_text, footnotes, is_pipeline_check, provenance_cells, provenance_lines,
-                                      rank_cells, rank_header, rank_lines, rank_title, reference_text, report_title,
-                                      score_cells, score_header, shown_paper_metrics, source_label, table_metrics,
-                                      table_rows)
+                                      difference_items, direction_text, footnotes, is_pipeline_check, provenance_cells,
+                                      provenance_lines, rank_cells, rank_header, rank_lines, rank_title, reference_name,
+                                      reference_text, report_title, score_cells, score_header, shown_paper_metrics,
+                                      source_label, table_metrics, table_rows)
 from p2p_eval.fsutil import atomic_write_text
 
 STYLE = """
@@ -96,7 +96,10 @@ def write_index(out_dir: Path, tables: list[dict[str, Any]], meta: dict[str, Any
     fcn = any(t.get("kind", "fcn") == "fcn" for t in tables)
     toc = " · ".join(f'<a href="#{t["name"]}">{escape(t["name"])}</a>' for t in tables)
     toc += ' · <a href="#figure7">figure 7</a>' if fcn else ""
-    prov = "".join(f"<li>{escape(line[2:].replace('`', ''))}</li>" for line in provenance_lines(meta))
+    prov = "".join(f"<li>{escape(line[2:].replace('`', ''))}</li>"
+                   for line in provenance_lines(meta, differences=False))
+    prov += (f"<li>differences from {escape(reference_name(meta))} that remain:<ul>"
+             + "".join(f"<li>{escape(d)}</li>" for d in difference_items(meta)) + "</ul></li>")
     titles = ", ".join(t["title"].split(":")[0] for t in tables) + (" and Figure 7" if fcn else "")
     heading = f"{titles} on {data_name(meta)}, preset {meta['preset']['name']} ({meta['name']})"
     banner = banner_text(meta)

@@ -11,7 +11,13 @@ Facades one) and checks that ``--data`` fits it (:func:`check_data_fits`).
 
 The Python API and ``p2p-eval ablate`` share their defaults: a preset must be named (:data:`PRESET_REQUIRED`),
 ``resume`` is off (unfinished runs stop the command and are named), ``segmenter`` None is the shipped
-Cityscapes segmenter. Staleness and ``retrain_stale`` / ``rescore``: see :mod:`p2p_eval.ablation.runner`.
+Cityscapes segmenter, ``precision`` None is the preset's (:mod:`p2p_eval.ablation.presets`). Staleness,
+``retrain_stale`` / ``rescore`` and how the precision enters a run's key: see :mod:`p2p_eval.ablation.runner`.
+
+Every report names the preset's reference (the paper, or the public PyTorch code) and lists the differences
+from it that remain (:func:`differences`): the preset's own, the settings of rows that differ from the
+reference's (:data:`p2p_eval.ablation.presets.REFERENCE_SETTINGS`), image size, training length, precision
+and the segmenter.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ import p2p_eval.ablation.provenance as provenance
 from p2p_eval.ablation.figures import FIGURE7_SETS, figure7, sample_grid
 from p2p_eval.ablation.html import write_index
 from p2p_eval.ablation.launchers import LAUNCHERS, run_gpus, run_local, run_submitit
-from p2p_eval.ablation.presets import Preset, get_preset, row_config
-from p2p_eval.ablation.report import report_path, table_record, write_report_json, write_tables
-from p2p_eval.ablation.runner import (JobSettings, RowJob, check_inputs, job_state, make_job, resolve_segmenter,
-                                      score_ground_truth, score_true_labels_cached, set_aside, stale_reasons, trained)
+from p2p_eval.ablation.presets import PAPER, REFERENCE_SETTINGS, Preset, bottleneck_applies, get_preset, row_config
+from p2p_eval.ablation.report import report_path, segmenter_frame, table_record, write_report_json, write_tables
+from p2p_eval.ablation.runner import (JobSettings, RowJob, check_inputs, job_state, logged_precision, make_job,
+                                      resolve_segmenter, score_ground_truth, score_true_labels_cached, set_aside,
+                                      stale_reasons, trained)
 from p2p_eval.ablation.tables import TableSpec, load_table, parse_tables
-from p2p_eval.device import check_gpus, resolve_device
+from p2p_eval.device import PRECISIONS, check_gpus, resolve_device
 from p2p_eval.errors import UserError, require_file, unknown_name
 from p2p_eval.fsutil import file_sha256, read_json_or
 from p2p_eval.imageio import list_images
@@ -46,8 +53,8 @@ from p2p_eval.metrics.lpips import LPIPS_ENV, default_lin_path
 DEFAULT_RUNS_DIR = Path("runs")
 #: The error for a missing preset (CLI and API): a default would start 12 runs of 200 epochs on a CPU.
 PRESET_REQUIRED = ("choose a preset with --preset: smoke (32 px, 120 images per row: minutes on a CPU), quick "
-                   "(64 px, 1200 images per row: hours on a 2-core CPU) or paper (256 px, 200 epochs per row, "
-                   "12 runs: days, needs a GPU)")
+                   "(64 px, 1200 images per row: hours on a 2-core CPU), paper or public (256 px, 200 epochs per "
+                   "row, 12 runs: days, needs a GPU; the paper's protocol or the public PyTorch code's defaults)")
 
 
 def git_commit() -> str | None:
@@ -59,8 +66,10 @@ def git_commit() -> str | None:
 class AblationOptions:
     """How :func:`run_ablation` runs (everything but the tables, the data, the segmenter and the report folder).
 
-    ``preset`` ("smoke", "quick", "paper") is required. ``launcher``: "local" (sequential, or one row per GPU
-    with ``gpus``) or "slurm" (submitit; ``slurm`` = {"partition", "time_min", "gpus_per_job", "cluster"}).
+    ``preset`` ("smoke", "quick", "paper", "public") is required; ``precision`` ("auto", "fp32", "bf16") is the
+    training precision of every row, None: the preset's (fp32 for paper and public, auto otherwise).
+    ``launcher``: "local" (sequential, or one row per GPU with ``gpus``) or "slurm" (submitit; ``slurm`` =
+    {"partition", "time_min", "gpus_per_job", "cluster"}).
     ``runs_dir``: where runs live (None: ``./runs``, git-ignored). ``resume`` continues unfinished runs;
     ``retrain_stale`` retrains stale ones; ``rescore`` only translates and scores finished runs.
     ``lpips_weights`` (else ``$P2P_EVAL_LPIPS_WEIGHTS``; ``lpips_lin``: the linear layers, default torchmetrics'
@@ -82,13 +91,15 @@ class AblationOptions:
     lpips_weights: str | Path | None = None
     lpips_lin: str | Path | None = None
     data_name: str | None = None
+    precision: str | None = None
 
 
 @dataclass
 class AblationPlan:
     """The tables, their rows placed on distinct runs, and the provenance they are judged against.
 
-    ``placed[i]`` holds ``(row, job, note)`` for each row of ``specs[i]``; ``jobs`` maps a run key to its job.
+    ``placed[i]`` holds ``(row, job, note)`` for each row of ``specs[i]``; ``jobs`` maps a run key to its job;
+    ``precision`` is what every row is asked to train in.
     ``stale`` (key -> reasons) and ``skipped`` (keys ``--rescore`` leaves out) are settled by
     :func:`execute_plan`."""
 
@@ -104,6 +115,7 @@ class AblationPlan:
     score_codes: dict[str, str]
     jobs: dict[str, RowJob]
     placed: list[list[tuple[Any, RowJob, str]]]
+    precision: str = "auto"
     stale: dict[str, list[str]] = field(default_factory=dict)
     skipped: set[str] = field(default_factory=set)
 
@@ -144,6 +156,9 @@ def plan_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: 
                         "them in separate calls: --table all --data CITYSCAPES (Tables 1, 2, 3, 6) and --table modified "
                         "--data FACADES")
     chosen = get_preset(opts.preset)
+    precision = opts.precision or chosen.precision
+    if precision not in PRECISIONS:
+        raise unknown_name("precision", precision, PRECISIONS)
     if opts.launcher not in LAUNCHERS:
         raise unknown_name("launcher", opts.launcher, LAUNCHERS)
     if opts.gpus:
@@ -163,7 +178,7 @@ def plan_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: 
         score_codes={"labels": provenance.score_code_digest(provenance.LABEL_SCORE_FILES),
                      "image": provenance.score_code_digest(provenance.IMAGE_SCORE_FILES)},
         image_options=(_image_options(opts.lpips_weights, opts.lpips_lin)
-                       if any(s.kind == "image" for s in specs) else {}))
+                       if any(s.kind == "image" for s in specs) else {}), precision=precision)
     jobs: dict[str, RowJob] = {}
     keys: list[list[tuple[Any, str, str]]] = []
     for spec in specs:
@@ -178,7 +193,8 @@ def plan_ablation(tables: str | Sequence[str], data_dir: str | Path, segmenter: 
     stale = {key: reasons for key, job in jobs.items() if (reasons := stale_reasons(job, now))}
     return AblationPlan(ids=ids, specs=specs, preset=chosen, data_dir=data_dir, runs=runs, segmenter=segmenter,
                         seg_sha=settings.segmenter_sha, now=now, score_code=settings.score_code,
-                        score_codes=settings.score_codes, jobs=jobs, placed=placed, stale=stale)
+                        score_codes=settings.score_codes, jobs=jobs, placed=placed, precision=precision,
+                        stale=stale)
 
 
 def execute_plan(plan: AblationPlan, opts: AblationOptions) -> float:
@@ -194,7 +210,8 @@ def execute_plan(plan: AblationPlan, opts: AblationOptions) -> float:
     states = {key: job_state(job) for key, job in jobs.items()}
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "partial", "new")}
     now = plan.now
-    print(f"ablation: tables {', '.join(plan.ids)}, preset {plan.preset.name}: {len(jobs)} distinct runs "
+    print(f"ablation: tables {', '.join(plan.ids)}, preset {plan.preset.name} (precision {plan.precision}): "
+          f"{len(jobs)} distinct runs "
           f"({counts['done']} done, {counts['partial']} partial, {counts['new']} new, {len(plan.stale)} stale) in "
           f"{runs}; code {provenance.short(now['code_digest'])} ({now['git'] or 'no git checkout'}), "
           f"data {provenance.short(now['data']['fingerprint'])}", flush=True)
@@ -287,14 +304,18 @@ def _reference_rows(plan: AblationPlan, opts: AblationOptions) -> dict[tuple[str
 
 
 def _row_record(row: Any, job: RowJob, note: str, plan: AblationPlan, kind: str, out_dir: Path) -> dict[str, Any]:
-    """What the report needs of one row: its score of ``kind``, paper numbers, config summary, times, device,
-    provenance, its run folder as :func:`~p2p_eval.ablation.report.report_path` names it. A row skipped by
-    ``--rescore`` has ``result`` None."""
+    """What the report needs of one row: its score of ``kind``, paper numbers, config summary (with the settings
+    the reference fixes), times, device, the precision its training logged, provenance, its run folder as
+    :func:`~p2p_eval.ablation.report.report_path` names it. A row skipped by ``--rescore`` has ``result`` None."""
     cfg, stale, skipped = job.cfg, plan.stale.get(job.key, []), job.key in plan.skipped
     record = provenance.read(job.run) if job.run.is_dir() else None
     base = {"label": row.label, "generator": row.generator, "paper": row.paper,
             "run": report_path(job.run_dir, out_dir), "key": job.key,
             "size": cfg.size, "batch_size": cfg.batch_size, "direction": cfg.direction, "note": note, "stale": stale,
+            "settings": {"arch": cfg.arch, "norm": cfg.norm, "epochs": cfg.epochs, "lr_schedule": cfg.lr_schedule,
+                         "dropout": cfg.dropout, "bottleneck_norm": cfg.bottleneck_norm, "jitter": cfg.jitter,
+                         "test_dropout": cfg.test_dropout},
+            "precision": logged_precision(job.run) if job.run.is_dir() else None,
             "commit": (record or {}).get("git"), "version": (record or {}).get("version"),
             "code_digest": (record or {}).get("code_digest"),
             "data_fingerprint": ((record or {}).get("data") or {}).get("fingerprint")}
@@ -379,8 +400,9 @@ _PROTOCOLS = {
 
 def _meta(plan: AblationPlan, opts: AblationOptions, name: str, gt: dict, records: list[dict[str, Any]],
           out_dir: Path) -> dict[str, Any]:
-    """The report's provenance and protocol: preset, data, segmenter, code, launcher, devices, differences from
-    the paper. Files are named as :func:`~p2p_eval.ablation.report.report_path` names them."""
+    """The report's provenance and protocol: preset and its reference, data, segmenter, code, launcher, devices,
+    precision, differences from the reference (``differences``: one string, ``difference_list``: the same items
+    as a list). Files are named as :func:`~p2p_eval.ablation.report.report_path` names them."""
     rows = [r for t in records for r in t["rows"]]
     unique = {r["run"]: r for r in rows}.values()
     total = sum(v for r in unique for v in r["seconds"].values() if v)
@@ -390,14 +412,16 @@ def _meta(plan: AblationPlan, opts: AblationOptions, name: str, gt: dict, record
     protocol = []
     if "fcn" in kinds:
         means = gt.get("protocol", {}).get("means")
-        protocol.append(f"FCN-score: images resized (bilinear) to the segmenter's {seg.get('input_size')}x"
-                        f"{seg.get('input_size')} input, labels nearest-neighbour, void ignored, class means "
-                        f"{MEANS.get(means, means)}")
+        protocol.append(f"FCN-score: images resized (bilinear) to the segmenter's {segmenter_frame(seg)} input, "
+                        f"labels nearest-neighbour, void ignored, class means {MEANS.get(means, means)}")
     protocol += [_PROTOCOLS[k] for k in dict.fromkeys(kinds) if k in _PROTOCOLS]
     preset, now, gpus = plan.preset, plan.now, opts.gpus
     data_path = report_path(plan.data_dir, out_dir)
+    found = differences(list(unique), seg if "fcn" in kinds else None, preset, opts.overrides, n_train)
     return {"name": name, "preset": {"name": preset.name, "description": preset.description,
-                                     "overrides": preset.overrides, "images_per_row": preset.images_per_row},
+                                     "overrides": preset.overrides, "images_per_row": preset.images_per_row,
+                                     "precision": preset.precision, "bottleneck_norm": preset.bottleneck_norm,
+                                     "reference": preset.reference},
             "pipeline_check": preset.pipeline_check,
             "overrides": {k: v for k, v in (opts.overrides or {}).items() if v is not None},
             "data": {"path": data_path, "name": opts.data_name or data_path, "train": n_train,
@@ -410,21 +434,65 @@ def _meta(plan: AblationPlan, opts: AblationOptions, name: str, gt: dict, record
             "code_files": sorted(now["code_files"]), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "launcher": opts.launcher + (f" (GPUs {','.join(map(str, gpus))})" if gpus else ""),
             "devices": sorted({r["device"] for r in rows if r["device"] != "n/a"}), "total_seconds": round(total, 1),
-            "differences": _differences(rows, seg, kinds, preset, opts.overrides, n_train)}
+            "precision": {"asked": plan.precision, "used": sorted({r["precision"] for r in unique if r["precision"]})},
+            "reference": preset.reference, "differences": "; ".join(found), "difference_list": found}
 
 
-def _differences(rows: list[dict[str, Any]], seg: dict[str, Any], kinds: list[str], preset: Preset,
-                 overrides: dict[str, Any] | None, n_train: int) -> str:
-    """How the report's runs differ from the paper's: image size, training length, segmenter, single runs."""
+#: How the report names the settings of :data:`~p2p_eval.ablation.presets.REFERENCE_SETTINGS` (config fields).
+SETTING_NAMES = {"epochs": "epochs", "lr_schedule": "learning-rate schedule", "dropout": "dropout layers",
+                 "bottleneck_norm": "batch norm on the bottleneck", "jitter": "jitter", "test_dropout": "test-time dropout"}
+
+
+def _value(v: Any) -> str:
+    return ("on" if v else "off") if isinstance(v, bool) else str(v)
+
+
+def _rows_text(differing: list[dict[str, Any]], applicable: list[dict[str, Any]], every: str = "every row") -> str:
+    """``every`` when all ``applicable`` rows are in ``differing``, else their generators."""
+    if len(differing) == len(applicable):
+        return every
+    return ", ".join(sorted({r["generator"] for r in differing}))
+
+
+def differences(rows: list[dict[str, Any]], seg: dict[str, Any] | None, preset: Preset,
+                overrides: dict[str, Any] | None, n_train: int) -> list[str]:
+    """How the runs (``rows``: one record per run, see :func:`_row_record`) differ from the preset's reference:
+    image size, training length, each setting of :data:`~p2p_eval.ablation.presets.REFERENCE_SETTINGS` that some
+    rows have otherwise (the bottleneck norm counted only where it applies), the precision the runs logged, the
+    segmenter (``seg``: None without FCN-score tables), then the preset's own known differences."""
+    ref = REFERENCE_SETTINGS[preset.reference]
+    who = "paper" if preset.reference == PAPER else "public code"
     sizes = sorted({r["size"] for r in rows})
     seen = sorted({r["images_seen"] for r in rows if r["images_seen"] is not None})
-    differences = [f"images {'/'.join(str(s) for s in sizes)} px (paper 256x256)" if sizes != [256] else "",
-                   f"{'/'.join(str(s) for s in seen)} training image{'' if seen == [1] else 's'} per row (paper: 200 epochs = {200 * n_train} images here)"
-                   if preset.images_per_row is not None and not ({'epochs', 'max_steps'} & set(overrides or {})) else "",
-                   f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')} px trained by p2p-eval, "
-                   "labels resized nearest-neighbour (paper: Caffe FCN-8s at 2048x1024)" if "fcn" in kinds else "",
-                   "one training run per row (the paper also reports single runs)"]
-    return "; ".join(d for d in differences if d)
+    found = [f"images {'/'.join(str(s) for s in sizes)} px ({who} {ref['size']}x{ref['size']})"
+             if sizes != [ref["size"]] else ""]
+    if preset.images_per_row is not None and not ({"epochs", "max_steps"} & set(overrides or {})):
+        found.append(f"{'/'.join(str(s) for s in seen)} training image{'' if seen == [1] else 's'} per row ({who}: "
+                     f"{ref['epochs']} epochs = {ref['epochs'] * n_train} images here)")
+    elif (overrides or {}).get("max_steps"):
+        steps = overrides["max_steps"]
+        found.append(f"at most {steps} training step{'' if steps == 1 else 's'} per row ({who}: {ref['epochs']} epochs)")
+    for key, name in SETTING_NAMES.items():
+        applicable = [r for r in rows if key != "bottleneck_norm"
+                      or bottleneck_applies(r["settings"]["arch"], r["settings"]["norm"])]
+        differing = [r for r in applicable if r["settings"][key] != ref[key]]
+        if key == "epochs" and preset.images_per_row is not None and "epochs" not in (overrides or {}):
+            continue  # the image budget above stops these runs, not their epochs
+        for value in sorted({_value(r["settings"][key]) for r in differing}):
+            group = [r for r in differing if _value(r["settings"][key]) == value]
+            every = "every row" if len(applicable) == len(rows) else "every U-Net / encoder-decoder row"
+            found.append(f"{name} {value} on {_rows_text(group, applicable, every)} ({who}: {_value(ref[key])})")
+    for value in sorted({r["precision"] for r in rows if r["precision"] and r["precision"] != ref["precision"]}):
+        group = [r for r in rows if r["precision"] == value]
+        found.append(f"trained in {value} on {_rows_text(group, rows)} ({who}: {ref['precision']})")
+    if seg is not None:
+        found.append(f"segmenter {seg.get('arch')}/{seg.get('encoder')} at {segmenter_frame(seg)} trained by p2p-eval, "
+                     "labels resized nearest-neighbour (the paper's and the public code's scripts/eval_cityscapes: "
+                     "Caffe FCN-8s at 2048x1024)")
+    found += list(preset.differences)
+    if preset.reference == PAPER:
+        found.append("one training run per row (the paper also reports single runs)")
+    return [d for d in found if d]
 
 
 def _portable_segmenter(seg: dict[str, Any], out_dir: Path) -> dict[str, Any]:

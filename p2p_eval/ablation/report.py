@@ -22,6 +22,10 @@ the source's numbers; its header gives the steps each row trained. A pipeline-ch
 table with a banner saying so and shows neither the paper's numbers nor the comparison with them (the CSV keeps
 them). A row's note (e.g. "trained and translated at 96x96") stands in the score table beside its scores.
 
+What a report reproduces: its preset names the reference (the paper, or the public PyTorch code), and the
+provenance lists the differences from it that remain (``meta.differences``, one string; ``meta.difference_list``,
+the same items) and the training precision asked for and logged by the runs.
+
 Absolute FCN-scores depend on the segmenter (the paper used Caffe FCN-8s on 2048x1024 labels; we use the
 segmenter given at its own input size), so the ordering of the rows is the finding to compare.
 """
@@ -41,6 +45,7 @@ from typing import Any
 
 from p2p_eval.ablation.tables import FCN_LABELS, FCN_METRICS, Metric, TableSpec
 from p2p_eval.fsutil import atomic_write_text, write_json
+from p2p_eval.segmentation.model import input_hw
 
 METRIC_NAMES = dict(FCN_LABELS)
 #: The package folder (``p2p_eval/``); its parent is the repository root in a checkout.
@@ -485,26 +490,61 @@ def direction_text(table: dict[str, Any]) -> str:
     return ", ".join(f"{d} ({what.get((table.get('data', 'cityscapes'), d), '?')})" for d in sorted(directions))
 
 
-def provenance_lines(meta: dict[str, Any]) -> list[str]:
-    """Bullet lines: git commit and code digest, preset, data and its fingerprint, segmenter fingerprint (FCN-score
-    tables), protocol, launcher, device, date."""
+def segmenter_frame(seg: dict[str, Any]) -> str:
+    """The segmenter's input frame as WIDTHxHEIGHT (:func:`p2p_eval.segmentation.model.input_hw`), "unknown"
+    when its record has no size."""
+    if not seg.get("input_hw") and not seg.get("input_size"):
+        return "unknown"
+    height, width = input_hw(seg)
+    return f"{width}x{height}"
+
+
+def reference_name(meta: dict[str, Any]) -> str:
+    """What the report reproduces: "the paper" or "the public PyTorch code" (records without it: the paper)."""
+    return str(meta.get("reference") or "the paper")
+
+
+def difference_items(meta: dict[str, Any]) -> list[str]:
+    """The differences from the reference, one item each (records with only the joined string: split on "; ")."""
+    items = meta.get("difference_list")
+    return list(items) if items is not None else [d for d in str(meta.get("differences") or "").split("; ") if d]
+
+
+def precision_text(meta: dict[str, Any]) -> str:
+    """"fp32 (asked fp32)": what the runs logged and what was asked; "" for records without it."""
+    precision = meta.get("precision")
+    if not isinstance(precision, dict):
+        return ""
+    return f"{', '.join(precision.get('used') or []) or 'not logged'} (asked {precision.get('asked')})"
+
+
+def differences_lines(meta: dict[str, Any]) -> list[str]:
+    """The markdown bullet of the differences from the reference, one nested bullet per difference."""
+    return [f"- differences from {reference_name(meta)} that remain:", *[f"  - {d}" for d in difference_items(meta)]]
+
+
+def provenance_lines(meta: dict[str, Any], differences: bool = True) -> list[str]:
+    """Bullet lines: git commit and code digest, preset and its reference, data and its fingerprint, segmenter
+    fingerprint (FCN-score tables), protocol, launcher, device and training precision, date, then (unless
+    ``differences`` is False: ``index.html`` lists them itself) :func:`differences_lines`."""
     seg = meta["segmenter"]
     data = meta["data"]
     version = f"p2p-eval {meta['version']}, " if meta.get("version") else ""
     lines = [f"- code: {version}git commit `{meta['git'] or 'none (not a git checkout)'}`, digest of the training and "
              f"translation sources `{short_digest(meta.get('code_digest'))}`; created {meta['created']}; "
              f"launcher {meta['launcher']}",
-             f"- preset: {meta['preset']['name']} — overrides {json.dumps(meta['preset']['overrides'])}"
+             f"- preset: {meta['preset']['name']} (reproduces {reference_name(meta)}) — overrides "
+             f"{json.dumps(meta['preset']['overrides'])}"
              + (f"; user overrides {json.dumps(meta['overrides'])}" if meta["overrides"] else "") + _budget_note(meta),
              f"- data: {data_name(meta)} (`{data['path']}`, {data['train']} train / {data['val']} val pairs), "
              f"content fingerprint `{short_digest(data.get('fingerprint'))}`"]
     if seg:
-        lines.append(f"- segmenter: {seg.get('arch')}/{seg.get('encoder')} at {seg.get('input_size')}x"
-                     f"{seg.get('input_size')}, sha256 `{seg.get('sha256')}` (`{meta['segmenter_path']}`)")
+        lines.append(f"- segmenter: {seg.get('arch')}/{seg.get('encoder')} at {segmenter_frame(seg)}, "
+                     f"sha256 `{seg.get('sha256')}` (`{meta['segmenter_path']}`)")
     lines += [f"- {'FCN-score ' if 'kinds' not in meta else ''}protocol: {meta['protocol']}",
-              f"- devices: {', '.join(meta['devices']) or 'n/a'}; total row time {fmt_seconds(meta['total_seconds'])}",
-              f"- differences from the paper: {meta['differences']}"]
-    return lines
+              f"- devices: {', '.join(meta['devices']) or 'n/a'}; total row time {fmt_seconds(meta['total_seconds'])}"
+              + (f"; training precision {precision_text(meta)}" if precision_text(meta) else "")]
+    return lines + (differences_lines(meta) if differences else [])
 
 
 def _budget_note(meta: dict[str, Any]) -> str:

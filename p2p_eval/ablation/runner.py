@@ -1,8 +1,14 @@
 """Rows -> runs -> translations -> FCN-scores, resumable: the pipeline behind ``p2p-eval ablate``.
 
 Each distinct row config is one run folder ``RUNS/<generator>-<key>/``, where ``key`` fingerprints the
-resolved config (:func:`p2p_eval.config.config_hash`) and the data folder's path, so a run shared by two
-tables (the 70x70 L1+cGAN of Tables 1 and 3) is trained once, and a changed config gets a new folder.
+resolved config (:func:`p2p_eval.config.config_hash`), the data folder's path and the training precision
+asked for, so a run shared by two tables (the 70x70 L1+cGAN of Tables 1 and 3) is trained once, and a changed
+config gets a new folder.
+
+Precision and the key: a run trained in bf16 is another run than one trained in fp32 (its numbers differ), so
+an explicit ``fp32`` or ``bf16`` is part of the key and never finds a run of the other precision. ``auto``
+(bf16 where it is native) leaves the key as the config and data alone: what ``auto`` trained in depends on the
+machine, and the run's ``log.jsonl`` records it (:func:`logged_precision`, shown per row in the report).
 
 Identity and staleness (:mod:`p2p_eval.ablation.provenance`). The folder key deliberately holds neither the
 code nor the data's content: after a change to the trainer, the models or the images in the same data folder,
@@ -76,6 +82,7 @@ class JobSettings:
     train: bool = True
     score_codes: dict[str, str] = field(default_factory=dict)
     image_options: dict[str, Any] = field(default_factory=dict)
+    precision: str = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +93,8 @@ class RowJob(JobSettings):
     ``score_code``: digest of the FCN-scoring sources stored with each score; ``train``: False never trains.
     ``scores``: which scores the run needs ("fcn", "labels", "image": one per kind of table using it);
     ``score_codes``: the digest of the other kinds' scoring sources; ``image_options``: {"lpips": {"weights",
-    "lin"}, "lpips_tag": 12 hex digits of the weights' sha256} for the image metrics."""
+    "lin"}, "lpips_tag": 12 hex digits of the weights' sha256} for the image metrics; ``precision``: what the
+    training runs in (:data:`p2p_eval.device.PRECISIONS`), the same in every launcher (it travels in the job)."""
 
     generator: str
     config: dict[str, Any]
@@ -131,19 +139,19 @@ class RowJob(JobSettings):
         return dataclasses.replace(self, scores=tuple(dict.fromkeys((*self.scores, *kinds))))
 
 
-def run_key(cfg: TrainConfig, data_dir: Path) -> str:
-    """12 hex digits of sha256(config hash, resolved data folder): the run folder's key (see the module doc:
-    code and data content are checked through ``provenance.json``, not the key)."""
+def run_key(cfg: TrainConfig, data_dir: Path, precision: str = "auto") -> str:
+    """12 hex digits of sha256(config hash, resolved data folder[, precision unless ``auto``]): the run folder's
+    key (see the module doc: code and data content are checked through ``provenance.json``, not the key)."""
     text = f"{config_hash(cfg)}\n{Path(data_dir).resolve()}"
+    if precision != "auto":
+        text += f"\nprecision {precision}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
 
 
 def make_job(cfg: TrainConfig, runs_dir: Path, settings: JobSettings, scores: tuple[str, ...] = ("fcn",)) -> RowJob:
     """The job of one row config (its run folder is ``runs_dir/<name>-<key>``); ``settings.segmenter`` may be ""
     when ``scores`` has no "fcn"."""
-    key = run_key(cfg, Path(settings.data_dir))
+    key = run_key(cfg, Path(settings.data_dir), settings.precision)
     shared = {f.name: getattr(settings, f.name) for f in dataclasses.fields(JobSettings)}
     return RowJob(generator=cfg.name, config=cfg.to_dict(), key=key, run_dir=str(Path(runs_dir) / f"{cfg.name}-{key}"),
                   scores=tuple(scores), **{**shared, "score_codes": dict(settings.score_codes),
@@ -211,7 +219,7 @@ def describe_device(device: str) -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def _logged_precision(run: Path) -> str | None:
+def logged_precision(run: Path) -> str | None:
     """The precision of the run's last logged step (``log.jsonl``), None for logs without it."""
     lines = (run / "log.jsonl").read_text().splitlines() if (run / "log.jsonl").is_file() else []
     return json.loads(lines[-1]).get("precision") if lines else None
@@ -244,8 +252,9 @@ def execute_job(job: RowJob) -> str:
         if job.provenance is not None and not (run / "checkpoints" / "last.pt").is_file():
             provenance.write(run, job.provenance)  # a run starting from step 0 is made by the current code
         tic = time.perf_counter()
-        train(job.cfg, job.data_dir, run, device=job.device, resume=job.resume, progress=job.progress)
-        _record(job, "train", time.perf_counter() - tic, precision=_logged_precision(run))
+        train(job.cfg, job.data_dir, run, device=job.device, resume=job.resume, progress=job.progress,
+              precision=job.precision)
+        _record(job, "train", time.perf_counter() - tic, precision=logged_precision(run))
     if not _translated(job):
         tic = time.perf_counter()
         written = translate_run(run, job.data_dir, job.fakes, split="val", device=job.device, progress=job.progress)

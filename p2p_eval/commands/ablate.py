@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from p2p_eval.cli_args import positive_int
+from p2p_eval.cli_args import add_quiet, positive_int
+from p2p_eval.device import PRECISIONS
 from p2p_eval.outputs import declare
 
 ORDER = 60
@@ -19,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "between tables and reused when their config, code and data are unchanged), translate the val "
                        "set, score it (FCN-score for Tables 1-3; decoded label maps for Table 6; image metrics for the "
                        "Facades table 'modified') and write tableN.md/.csv, figure7.png/.json, report.json and "
-                       "index.html. A run made by other code or from other data content is stale: named, flagged in "
-                       "the report, and retrained only with --retrain-stale.")
+                       "index.html. Each report names the preset's reference (the paper, or the public PyTorch code) and "
+                       "lists the differences from it that remain. A run made by other code or from other data content "
+                       "is stale: named, flagged in the report, and retrained only with --retrain-stale.")
     p.add_argument("--table", default="all", help="1, 2, 3, 6, modified, blog, a list such as 1,6, or all (default all: "
                    "the Cityscapes tables 1, 2, 3, 6; 'modified' (the \"Modified Pix2Pix\" comparison) and 'blog' (the "
                    "blog post's ResNet network beside pix2pix) run on Facades in their own call)")
@@ -32,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(alexnet-owt-7be5be79.pth) to add LPIPS (default $P2P_EVAL_LPIPS_WEIGHTS; without: no LPIPS column)")
     p.add_argument("--lpips-lin", type=Path, help="LPIPS v0.1 linear layers alex.pth (default torchmetrics' copy)")
     p.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/smoke")
-    p.add_argument("--preset", choices=("paper", "quick", "smoke"),
+    p.add_argument("--preset", choices=("paper", "public", "quick", "smoke"),
                    help="required: smoke (32 px, 120 images per row: minutes on a CPU), quick (64 px, 1200 images per "
-                   "row: hours on a 2-core CPU) or paper (256 px, 200 epochs per row: needs a GPU)")
+                   "row: hours on a 2-core CPU), paper (how the paper's tables were made: 256 px, 200 epochs per row, "
+                   "fp32, batch norm on the U-Net bottleneck: needs a GPU) or public (the public PyTorch code's "
+                   "defaults: linear decay over the last 100 of 200 epochs, its dropout layers, fp32: needs a GPU)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="where the training runs live (default ./runs, git-ignored; reused across reports)")
     p.add_argument("--launcher", default="local", choices=("local", "slurm"), help="local (default) or slurm (submitit)")
@@ -48,7 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, help="epochs per row (overrides the preset and drops its image budget)")
     p.add_argument("--max-steps", type=positive_int, help="training steps per row (overrides the preset's image budget)")
     p.add_argument("--size", type=unet_size, help="image side (overrides the preset; U-Net depth log2(size))")
-    p.add_argument("--bottleneck-norm", action="store_true", help="the paper's batch norm in the U-Net bottleneck (errata 6.3)")
+    p.add_argument("--bottleneck-norm", action=argparse.BooleanOptionalAction,
+                   help="batch norm on the U-Net / encoder-decoder bottleneck of every batch-norm row (the paper's "
+                   "network, errata 6.3); --no-bottleneck-norm: without it (the public code's fix). Default: the "
+                   "preset's (paper: on; public: off; quick, smoke: each generator file's, off)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="training precision of every row: fp32, bf16 (autocast) or auto (bf16 where native). Default: "
+                   "the preset's (paper, public: fp32; quick, smoke: auto). An explicit precision is part of the "
+                   "run's key: runs of another precision are not reused")
     p.add_argument("--report-name", help="name shown in the report (default the --out folder name)")
     p.add_argument("--data-name", help="what --data holds, for the report's titles, e.g. 'pix2pix Cityscapes' "
                    "(default the --data folder name)")
@@ -56,8 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slurm-partition", help="Slurm partition")
     p.add_argument("--slurm-time", type=positive_int, default=24 * 60, help="Slurm time limit per row in minutes (default 1440)")
     p.add_argument("--slurm-gpus", type=positive_int, default=1, help="GPUs per Slurm job (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (training, translation, scoring, colour); "
-                   "they are off anyway when stderr is not a terminal")
+    add_quiet(p)
     p.set_defaults(func=_ablate)
     declare(p, kept=["out", "runs_dir"], inputs=["data", "segmenter"])
 
@@ -75,12 +85,13 @@ def _ablate(args: argparse.Namespace) -> int:
     from p2p_eval.ablation import run_ablation
 
     overrides = {"epochs": args.epochs, "max_steps": args.max_steps, "size": args.size,
-                 "bottleneck_norm": True if args.bottleneck_norm else None}
+                 "bottleneck_norm": args.bottleneck_norm}
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     report = run_ablation(args.table, args.data, args.segmenter, args.out, preset=args.preset, launcher=args.launcher,
                           gpus=gpus, resume=args.resume, overrides=overrides, runs_dir=args.runs_dir, device=args.device,
                           report_name=args.report_name, data_name=args.data_name, progress=not args.quiet, retrain_stale=args.retrain_stale,
                           rescore=args.rescore, lpips_weights=args.lpips_weights, lpips_lin=args.lpips_lin,
+                          precision=args.precision,
                           slurm={"partition": args.slurm_partition, "time_min": args.slurm_time,
                                  "gpus_per_job": args.slurm_gpus})
     print(f"report: {report}/index.html (tables: {', '.join(str(p) for p in sorted(Path(report).glob('*.md')))})")

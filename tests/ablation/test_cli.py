@@ -49,9 +49,27 @@ def test_cli_and_api_defaults_agree() -> None:
 
     args = build_parser().parse_args(["ablate", "--data", "D", "--out", "O"])
     api = AblationOptions()
-    for name in ("resume", "retrain_stale", "rescore", "launcher", "device", "preset", "data_name"):
+    for name in ("resume", "retrain_stale", "rescore", "launcher", "device", "preset", "data_name", "precision"):
         assert getattr(args, name) == getattr(api, name), name
-    assert args.resume is False and args.preset is None and args.segmenter is None
+    assert args.resume is False and args.preset is None and args.segmenter is None and args.precision is None
+
+
+def test_bottleneck_norm_and_precision_flags() -> None:
+    from p2p_eval.cli import build_parser
+
+    parse = build_parser().parse_args
+    base = ["ablate", "--data", "D", "--out", "O"]
+    assert parse(base).bottleneck_norm is None  # the preset's rule
+    assert parse([*base, "--bottleneck-norm"]).bottleneck_norm is True
+    assert parse([*base, "--no-bottleneck-norm"]).bottleneck_norm is False
+    assert [parse([*base, "--precision", p]).precision for p in ("auto", "fp32", "bf16")] == ["auto", "fp32", "bf16"]
+    assert parse([*base, "--preset", "public"]).preset == "public"
+
+
+def test_unknown_precision_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    code = main(["ablate", "--preset", "paper", "--data", "D", "--out", "O", "--precision", "fp16"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "fp16" in err and "fp32" in err
 
 
 def test_rescore_and_retrain_stale_conflict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -75,6 +75,14 @@ def test_report_files_and_tables(ablation: tuple[Path, Path], synth_small: Path)
                 (meta["code_digest"], meta["data"]["fingerprint"], [])
             assert json.loads((runs / row["run"] / "provenance.json").read_text())["git"] == meta["git"]
     assert "\u2020" not in md and meta["data"]["fingerprint"][:12] in md
+    # what the report reproduces and how it differs: the paper, at 32 px, one step per row, no bottleneck norm
+    assert meta["reference"] == "the paper" and meta["differences"] == "; ".join(meta["difference_list"])
+    assert meta["difference_list"][:3] == ["images 32/96 px (paper 256x256)",
+                                           "at most 1 training step per row (paper: 200 epochs)",
+                                           "batch norm on the bottleneck off on every row (paper: on)"]
+    assert "- differences from the paper that remain:\n  - images 32/96 px (paper 256x256)\n" in md
+    assert meta["precision"]["asked"] == "auto" and all(
+        r["precision"] in meta["precision"]["used"] for table in data["tables"] for r in table["rows"])
     assert all(data["tables"][i]["kendall"]["pixel"]["n"] == n for i, n in enumerate((5, 4, 4, 3)))
     assert [t["kind"] for t in data["tables"]] == ["fcn", "fcn", "fcn", "labels"]
     # data, segmenter and runs lie outside the repository and the report folder: named by their names alone
@@ -198,3 +206,37 @@ def test_ground_truth_size_is_the_rows_common_resolution() -> None:
     assert ground_truth_size([64, 64, 64, 128]) == 64  # Table 3 quick: the 286x286 D row trains at 128
     assert ground_truth_size([256]) == 256
     assert ground_truth_size([128, 64]) == 64  # a tie goes to the smaller side
+
+
+def test_cli_paper_preset_trains_the_papers_network_in_fp32(synth_small: Path, ablation_segmenter: Path,
+                                                             narrow_step: dict[str, int], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """``ablate --preset paper`` at 32 px, one step per row (Table 2: encoder-decoder and U-Net rows): every run's
+    config has the batch-norm bottleneck, its log says fp32, and the report lists what still differs from the
+    paper, with the jitter's bicubic resize among them."""
+    from p2p_eval.cli import main
+
+    narrow = dataclasses.replace(PRESETS["paper"], overrides={**PRESETS["paper"].overrides, "ngf": narrow_step["ngf"],
+                                                              "ndf": narrow_step["ndf"]})
+    monkeypatch.setattr("p2p_eval.ablation.pipeline.get_preset", lambda name: narrow if name == "paper" else PRESETS[name])
+    out, runs = tmp_path / "paper", tmp_path / "runs"
+    code = main(["ablate", "--table", "2", "--data", str(synth_small), "--segmenter", str(ablation_segmenter),
+                 "--out", str(out), "--preset", "paper", "--size", "32", "--max-steps", "1", "--runs-dir", str(runs),
+                 "--device", "cpu", "--quiet"])
+    assert code == 0 and "preset paper (precision fp32)" in capsys.readouterr().out
+    data = json.loads((out / "report.json").read_text())
+    rows = data["tables"][0]["rows"]
+    assert [r["generator"] for r in rows] == ["encdec_l1", "encdec_l1_cgan", "unet_l1_b10", "unet_l1_cgan_b10"]
+    for r in rows:
+        assert "bottleneck_norm = true" in (runs / r["run"] / "config.toml").read_text()
+        assert {json.loads(line)["precision"] for line in (runs / r["run"] / "log.jsonl").read_text().splitlines()} \
+            == {"fp32"}
+    meta = data["meta"]
+    assert meta["precision"] == {"asked": "fp32", "used": ["fp32"]} and meta["reference"] == "the paper"
+    assert meta["difference_list"][:2] == ["images 32 px (paper 256x256)",
+                                           "at most 1 training step per row (paper: 200 epochs)"]
+    assert not any("bottleneck" in d or "trained in" in d for d in meta["difference_list"])
+    assert any(d.startswith("the jitter's resize 256 -> 286 is bicubic") for d in meta["difference_list"])
+    md = (out / "table2.md").read_text()
+    assert "(reproduces the paper)" in md and "training precision fp32 (asked fp32)" in md

@@ -204,3 +204,75 @@ def test_header_gives_each_group_of_rows_its_steps() -> None:
     assert ("Training per row: Encoder-decoder (L1), Encoder-decoder (L1+cGAN): 1200 steps at batch 1 (1200 images "
             "seen); U-net (L1): 120 steps at batch 10 (1200 images seen); U-net (L1+cGAN): no finished run.") in md
     assert "| paper per-pixel acc. |" in md and "| Note |" not in md
+
+
+def test_non_square_segmenter_is_named_width_by_height(tmp_path: Path) -> None:
+    """A segmenter trained with ``segmenter train --size 1024x512`` records input_hw = (512, 1024): the report
+    prints its frame as 1024x512 (width x height); a square one's input_size as 256x256."""
+    from p2p_eval.ablation.report import segmenter_frame
+
+    assert segmenter_frame({"input_size": 256}) == "256x256"
+    wide = {"sha256": "ab" * 32, "arch": "unet", "encoder": "resnet18", "input_size": 512, "input_hw": [512, 1024]}
+    assert segmenter_frame(wide) == "1024x512" and segmenter_frame({}) == "unknown"
+    spec = load_table("1")
+    record = table_record(spec, _rows(spec), _result(.8, .3, .2))
+    md = table_markdown(record, _meta() | {"segmenter": wide})
+    assert "- segmenter: unet/resnet18 at 1024x512, sha256" in md and "512x512" not in md
+    assert "at 1024x512" in write_index(tmp_path, [record], _meta() | {"segmenter": wide}, None).read_text()
+
+
+def test_report_lists_the_differences_from_its_reference(tmp_path: Path) -> None:
+    spec = load_table("1")
+    record = table_record(spec, _rows(spec), _result(.8, .3, .2))
+    items = ["images 32 px (public code 256x256)", "trained in bf16 on every row (public code: fp32)"]
+    meta = _meta() | {"reference": "the public PyTorch code", "differences": "; ".join(items),
+                      "difference_list": items, "precision": {"asked": "auto", "used": ["bf16"]}}
+    md = table_markdown(record, meta)
+    assert ("- differences from the public PyTorch code that remain:\n  - images 32 px (public code 256x256)\n"
+            "  - trained in bf16 on every row (public code: fp32)\n") in md
+    assert "(reproduces the public PyTorch code)" in md and "training precision bf16 (asked auto)" in md
+    index = write_index(tmp_path, [record], meta, None).read_text()
+    assert ("<li>differences from the public PyTorch code that remain:<ul><li>images 32 px (public code 256x256)</li>"
+            "<li>trained in bf16 on every row (public code: fp32)</li></ul></li>") in index
+    # a report.json written before the list and the reference existed: its joined string, from the paper
+    old = table_markdown(record, _meta() | {"differences": "a; b"})
+    assert "- differences from the paper that remain:\n  - a\n  - b\n" in old
+
+
+def _run_row(generator: str, arch: str, size: int, bottleneck: bool, precision: str | None = "fp32",
+             **settings) -> dict:
+    return {"generator": generator, "size": size, "images_seen": None, "precision": precision,
+            "settings": {"arch": arch, "norm": "batch", "epochs": 200, "lr_schedule": "constant", "dropout": "paper",
+                         "bottleneck_norm": bottleneck, "jitter": True, "test_dropout": True} | settings}
+
+
+def test_differences_from_the_paper_and_from_the_public_code() -> None:
+    """The differences a report lists, against hand-written lists: settings that differ from the reference on some
+    rows (the bottleneck norm counted on U-Net / encoder-decoder rows only), precision, size, segmenter, the
+    preset's own differences."""
+    from p2p_eval.ablation.pipeline import differences
+
+    seg = {"arch": "unet", "encoder": "resnet18", "input_size": 512, "input_hw": [512, 1024]}
+    segmenter = ("segmenter unet/resnet18 at 1024x512 trained by p2p-eval, labels resized nearest-neighbour (the "
+                 "paper's and the public code's scripts/eval_cityscapes: Caffe FCN-8s at 2048x1024)")
+    paper = PRESETS["paper"]
+    rows = [_run_row("l1", "unet", 256, True), _run_row("resnet9_l1_cgan", "resnet", 256, False)]
+    assert differences(rows, seg, paper, {}, 2975) == [segmenter, *paper.differences,
+                                                        "one training run per row (the paper also reports single runs)"]
+    rows = [_run_row("l1", "unet", 256, False), _run_row("l1_cgan", "unet", 256, True, precision="bf16"),
+            _run_row("resnet9_l1_cgan", "resnet", 256, False)]
+    assert differences(rows, None, paper, {"bottleneck_norm": False}, 2975)[:2] == [
+        "batch norm on the bottleneck off on l1 (paper: on)", "trained in bf16 on l1_cgan (paper: fp32)"]
+    public = PRESETS["public"]
+    rows = [_run_row("l1", "unet", 64, False, lr_schedule="linear", dropout="public"),
+            _run_row("l1_cgan", "unet", 64, False, lr_schedule="constant", dropout="public")]
+    assert differences(rows, seg, public, {"size": 64, "max_steps": 5}, 400) == [
+        "images 64 px (public code 256x256)", "at most 5 training steps per row (public code: 200 epochs)",
+        "learning-rate schedule constant on l1_cgan (public code: linear)", segmenter, *public.differences]
+    smoke = PRESETS["smoke"]
+    rows = [_run_row("l1", "unet", 32, False, precision="bf16") | {"images_seen": 120},
+            _run_row("encdec_l1", "encoder_decoder", 32, False, precision="bf16") | {"images_seen": 120}]
+    assert differences(rows, None, smoke, {}, 16) == [
+        "images 32 px (paper 256x256)", "120 training images per row (paper: 200 epochs = 3200 images here)",
+        "batch norm on the bottleneck off on every row (paper: on)", "trained in bf16 on every row (paper: fp32)",
+        *smoke.differences, "one training run per row (the paper also reports single runs)"]

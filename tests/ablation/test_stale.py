@@ -99,3 +99,29 @@ def test_data_change_flags_the_runs_and_the_ground_truth(setup, capsys: pytest.C
     trainer.allowed = True
     ablate("retrained", retrain_stale=True)
     assert len(trainer.calls) == 8
+
+
+def test_an_explicit_precision_trains_its_own_runs(setup) -> None:
+    """Precision reaches the training (the runs' log.jsonl) and is part of a run's identity: an fp32 request never
+    reuses runs trained under ``auto`` (bf16 on a CPU with native bf16), and the report says what each row ran in."""
+    import torch
+
+    from p2p_eval.device import resolve_precision
+
+    data, work, trainer, ablate, first = setup
+    auto = resolve_precision("auto", torch.device("cpu"))
+    first_rows = first["tables"][0]["rows"]
+    assert first["meta"]["precision"] == {"asked": "auto", "used": [auto]}
+    assert all(r["precision"] == auto for r in first_rows)
+    other = "fp32" if auto == "bf16" else "bf16"
+    asked = ablate("other", precision=other)
+    rows = asked["tables"][0]["rows"]
+    assert len(trainer.calls) == 8 and {r["run"] for r in rows}.isdisjoint(r["run"] for r in first_rows)
+    for r in rows:
+        lines = (work / "runs" / r["run"] / "log.jsonl").read_text().splitlines()
+        assert {json.loads(line)["precision"] for line in lines} == {other} and r["precision"] == other
+    assert asked["meta"]["precision"] == {"asked": other, "used": [other]}
+    assert f"training precision {other} (asked {other})" in asked["md"]
+    assert ("trained in bf16 on every row (paper: fp32)" in asked["meta"]["difference_list"]) == (other == "bf16")
+    trainer.allowed = False
+    ablate("again", precision=other)  # the same precision again: its runs are found, nothing trains

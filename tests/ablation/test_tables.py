@@ -64,6 +64,19 @@ def test_70x70_run_is_shared_by_tables_1_and_3(tmp_path) -> None:
     assert len(keys) == 8  # 5 + 4 rows, one shared
 
 
+def test_an_explicit_precision_is_part_of_the_run_key(tmp_path) -> None:
+    """``auto`` keeps the key of the config and data folder alone; fp32 and bf16 each get their own key, so
+    neither reuses the other's run."""
+    import hashlib
+
+    from p2p_eval.config import config_hash
+
+    cfg, _ = row_config(load_table("1").rows[0].generator_file, PRESETS["smoke"])
+    plain = hashlib.sha256(f"{config_hash(cfg)}\n{tmp_path.resolve()}".encode()).hexdigest()[:12]
+    keys = [run_key(cfg, tmp_path, p) for p in ("auto", "fp32", "bf16")]
+    assert keys[0] == run_key(cfg, tmp_path) == plain and len(set(keys)) == 3
+
+
 def test_parse_tables_and_errors(tmp_path) -> None:
     assert parse_tables("all") == ["1", "2", "3", "6"]  # the Cityscapes tables; Facades' runs on its own
     assert parse_tables("3,1") == ["1", "3"]
