@@ -110,6 +110,15 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
                          f"{row['chroma']:.1f} | {row['paper_table5']} |")
         lines += [f"| real photos | 1 | 1 | 1 | | | {res['real_chroma']:.1f} | |", "",
                   f"![samples](samples_{res['data']}.png)", "", f"![Figure 7](figure7_{res['data']}.png)", ""]
+    lines += ["## Differences from the paper", "",
+              "- photos: Cityscapes street scenes and CMP facades, not ImageNet; scored on their val photos, not on the "
+              "ImageNet test split of Zhang et al.",
+              f"- {args.size}x{args.size} (paper 256x256), {args.images} training images per row (paper ~6 epochs of "
+              "1.2 million photos); photos squeezed to squares as pix2pix's AB files are",
+              "- the L2 row is the pix2pix U-Net trained with a squared error; the paper's row is the L2 variant of "
+              "Zhang et al.'s own colorization network",
+              "- the paper's colorization numbers are AMT fooling rates (Table 5); these are automatic measures",
+              "- single runs, other random numbers than the paper's", ""]
     lines += ["Lab histogram intersections (pix2pix Figure 7) compare the colour distribution of each row's outputs "
               "with the real photos'; mean chroma sqrt(a^2 + b^2) shows desaturation (the paper's L2 rows and the cGAN's "
               "failure mode). The paper's colorization numbers are AMT 'real vs fake' rates (Table 5) on ImageNet; "
