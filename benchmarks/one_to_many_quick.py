@@ -53,7 +53,8 @@ from p2p_eval.one_to_many.translate import SampleOptions, load_run, prior_codes,
 
 REPO = Path(__file__).resolve().parents[1]
 FACADES = REPO.parent / "shared" / "data" / "facades"
-VARIANTS = {"vib": "full model (Table 1 'Ours', Table 2 'w/')", "vib_no_ds_cycle": "w/o domain-specific code cycle (Table 2 'w/o')"}
+VARIANTS = {"vib": "full model (Table 1 'Ours', Table 2 'w/')",
+            "vib_no_ds_cycle": "w/o domain-specific code cycle (Table 2 'w/o')"}
 SETTINGS = {"size": 64, "ngf": 32, "ndf": 32, "epochs": 40}
 K = 5
 #: The document's Table 1 (edges <-> shoes / handbags): LPIPS distance, fooling rate (%), FID.
@@ -180,7 +181,7 @@ def report(args: argparse.Namespace, paths: dict[str, Path]) -> None:
     val = {d: ImageFolder(paths[f"val_{d}"], SETTINGS["size"], f"val {d}") for d in ("x", "y")}
     real = {"photos": real_diversity(val["y"]), "labels": real_diversity(val["x"])}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    summary = {"commit": commit, "data": str(args.data), "settings": SETTINGS, "k": K, "rows": rows,
+    summary = {"commit": commit, "data": os.path.relpath(args.data, REPO), "settings": SETTINGS, "k": K, "rows": rows,
                "real_pairwise_l1": real, "document_table1": DOC_TABLE1, "document_table2": DOC_TABLE2}
     write_json(args.out / "report.json", summary)
     atomic_write_text(args.out / "report.md", markdown(summary))
@@ -197,7 +198,8 @@ def markdown(s: dict) -> str:
              f"{s['data']} (X = label maps, the B halves; Y = photos, the A halves; train 400 / val 100, used as "
              f"unpaired folders). Settings beyond each variant file: {s['settings']}. K = {s['k']} samples per "
              "input. L1 numbers are mean absolute differences on a [0, 1] intensity scale, on the 100 val images.",
-             "", "| variant | steps | direction | reconstruction L1 | cycle L1 | diversity L1 (K=5) | LPIPS diversity |",
+             "", "| variant | steps | direction | reconstruction L1 | cycle L1 | diversity L1 (K=5) "
+             "| LPIPS diversity |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in s["rows"].items():
         for key, label in (("labels_to_photos", "x2y"), ("photos_to_labels", "y2x")):

@@ -89,7 +89,8 @@ def translate_folder(run_dir: str | Path, images: str | Path, out_dir: str | Pat
     if not paths:
         raise UserError(f"--images folder {images} holds no images; give a folder of {source.upper()} images")
     if options.reference is not None:
-        named = [(f"ref_{name}", code) for name, code in reference_codes(model, options.reference, options.to, size, dev)]
+        refs = reference_codes(model, options.reference, options.to, size, dev)
+        named = [(f"ref_{name}", code) for name, code in refs]
     else:
         seed = cfg.seed if options.seed is None else options.seed
         codes = prior_codes(options.samples, cfg.code_dim, seed)

@@ -19,7 +19,8 @@ from p2p_eval.one_to_many.models import OneToMany
 
 def test_mmd_by_loops_over_pairs() -> None:
     g = torch.Generator().manual_seed(0)
-    p, q, sigma = torch.randn(3, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64), 0.7
+    p, q = torch.randn(3, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+    sigma = 0.7
 
     def k(a: list[float], b: list[float]) -> float:
         return math.exp(-sum((u - v) ** 2 for u, v in zip(a, b)) / (2 * sigma**2))
@@ -44,8 +45,9 @@ def test_gaussian_kl_by_the_closed_form() -> None:
     per_item = [sum(0.5 * (var[i, j] + mean[i, j] ** 2 - 1 - math.log(var[i, j])) for j in range(4)) for i in range(3)]
     got = float(gaussian_kl(torch.from_numpy(mean), torch.from_numpy(logvar)))
     assert got == pytest.approx(np.mean(per_item), rel=1e-12)
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(torch.from_numpy(mean), torch.from_numpy(var ** 0.5)),
-                                            torch.distributions.Normal(0.0, 1.0)).sum(1).mean()
+    normal = torch.distributions.Normal
+    ref = torch.distributions.kl_divergence(normal(torch.from_numpy(mean), torch.from_numpy(var**0.5)),
+                                            normal(0.0, 1.0)).sum(1).mean()
     assert got == pytest.approx(float(ref), rel=1e-10)
 
 
