@@ -79,6 +79,9 @@ def translate_folder(run_dir: str | Path, images: str | Path, out_dir: str | Pat
     """Translate every image of ``images`` with the run in ``run_dir`` into ``out_dir``; return the files written."""
     if options.to not in ("x", "y"):
         raise UserError(f"--to must be x or y, got {options.to!r}")
+    if options.reference is not None and options.samples > 1:
+        raise UserError("give --samples K (codes from the prior) or --reference DIR (codes of reference images), "
+                        "not both")
     dev = resolve_device(options.device)
     model, cfg = load_run(run_dir, dev)
     size = options.size or cfg.size

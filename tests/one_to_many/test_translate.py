@@ -75,3 +75,6 @@ def test_translate_without_a_run_is_one_line(folders: tuple[Path, Path], tmp_pat
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "checkpoint" in err
+    both = [*argv, "--samples", "2", "--reference", str(x)]
+    assert main(both) == 2
+    assert "not both" in capsys.readouterr().err
