@@ -10,7 +10,7 @@ import torch
 
 from p2p_eval.cli import main
 from p2p_eval.errors import UserError
-from p2p_eval.one_to_many.config import load_variant, variant_names
+from p2p_eval.one_to_many.config import VARIANTS_DIR, load_variant, variant_names
 from p2p_eval.one_to_many.trainer import load_checkpoint, train
 
 
@@ -59,7 +59,6 @@ def test_the_shipped_variants() -> None:
     assert (full.alpha1, full.alpha2, full.alpha3, full.alpha4, full.beta) == (1.0, 1.0, 1.0, 1.0, 1.0)
     assert full.mmd_sigma == 2 / 8
     for name in variant_names():
-        from p2p_eval.one_to_many.config import VARIANTS_DIR
         assert (VARIANTS_DIR / f"{name}.toml").read_text().startswith("# The document's")
 
 
