@@ -9,8 +9,9 @@ is never used in training.
 
 Rows: ``generators/one_to_many/vib.toml`` (the full model) and ``vib_no_ds_cycle.toml`` (without the
 domain-specific code cycle-consistency), trained at 64x64 with ngf = ndf = 32 for 40 epochs (16,000 steps at
-batch 1; the learning rate constant for 20 epochs, then decaying linearly): what a 2-core CPU trains in about
-two hours per run with one thread each.  Runs live under ``runs/one_to_many/`` (git ignores ``runs/``) and
+batch 1; the learning rate constant for 20 epochs, then decaying linearly).  A step takes 0.19 s on one idle
+core (so about 50 minutes per run); beside other work on a shared 2-core machine the two runs, one thread each,
+made 1.0-1.8 steps per second each (about three hours).  Runs live under ``runs/one_to_many/`` (git ignores ``runs/``) and
 resume: rerun the same command after a kill.
 
 Report (``reports/quick/one_to_many/``): per row, on the val images, in both directions,
