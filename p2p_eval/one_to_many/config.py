@@ -43,8 +43,8 @@ class OneToManyConfig:
 
     - ``ngf`` / ``ndf`` 64 and ``norm`` instance: CycleGAN's, whose architecture the document adopts;
     - ``code_dim`` 8: BicycleGAN's code size (the document's comparison);
-    - ``specific_kernel`` 4: the domain-specific encoder's five stride-2 convolutions are 4x4 (pad 1) with
-      ReLU and no normalisation (a per-image normalisation would remove the image statistics the code is for);
+    - ``specific_kernel`` 4: the domain-specific encoder's five stride-2 convolutions are 4x4 (pad 1), each
+      with ``norm`` and ReLU but the last (ReLU only: its map is 1x1 at 64 px);
     - ``mmd_prior_samples`` 64 draws from N(0, I) per MMD estimate (biased V-statistic);
     - ``gan_mode`` vanilla (the document's log form), the generator's non-saturating form, D losses halved;
     - ``beta1`` / ``beta2`` 0.5 / 0.999, ``batch_size`` 1, ``epochs`` 200 with ``lr_schedule`` linear

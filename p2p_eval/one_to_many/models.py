@@ -7,9 +7,10 @@ Networks", appendix): c7s1-k = reflection pad 3, 7x7 conv to k channels, norm, R
 - Domain-invariant encoder (Exc / Eyc): c7s1-ngf, d(2ngf), d(4ngf), R(4ngf) x 3: the code c has 4ngf channels
   at a quarter of the image side.
 - Domain-specific encoder (Exd / Eyd): the *same modules* as its domain's c7s1-ngf and d(2ngf) (shared
-  weights), then five stride-2 convolutions (``specific_kernel`` 4x4 or 3x3, pad 1, ReLU, no norm) with
-  2ngf -> 4ngf, then 4ngf channels, global average pooling and two linear heads: the mean and the
-  log-variance of a ``code_dim`` code.
+  weights), then five stride-2 convolutions (``specific_kernel`` 4x4 or 3x3, pad 1), each with norm and ReLU
+  except the last (ReLU only: its map is 1x1 at 64 px), with 2ngf -> 4ngf, then 4ngf channels, global average
+  pooling and two linear heads: the mean and the log-variance of a ``code_dim`` code.  Without the norms the
+  N(0, 0.02) weights shrink the signal about tenfold per layer and the code stays constant.
 - Generator (Gx / Gy): c with the code tiled to c's size and concatenated (4ngf + code_dim channels),
   R(4ngf + code_dim) x 3, u(2ngf), u(ngf), c7s1-3 with Tanh instead of norm and ReLU.
 - Discriminator (Dx / Dy): the 70x70 PatchGAN (:func:`p2p_eval.models.patchgan.nlayer_discriminator`, 3
@@ -55,13 +56,15 @@ class SpecificEncoder(nn.Module):
     ``stem`` and ``down1`` are the invariant encoder's own modules (shared weights, trained by both paths).
     """
 
-    def __init__(self, invariant: InvariantEncoder, ngf: int, code_dim: int, kernel: int) -> None:
+    def __init__(self, invariant: InvariantEncoder, ngf: int, code_dim: int, kernel: int, norm: str) -> None:
         super().__init__()
         self.stem, self.down1 = invariant.stem, invariant.down1
         chans = [2 * ngf, 4 * ngf, 4 * ngf, 4 * ngf, 4 * ngf, 4 * ngf]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(cin, cout, kernel, stride=2, padding=1), nn.ReLU(inplace=True)]
+        for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:])):
+            last = i == len(chans) - 2  # its map is 1x1 at 64 px, where a per-image norm would output zeros
+            layers += [nn.Conv2d(cin, cout, kernel, stride=2, padding=1), norm_layer("none" if last else norm, cout),
+                       nn.ReLU(inplace=True)]
         self.convs = nn.Sequential(*layers)
         self.mean = nn.Linear(4 * ngf, code_dim)
         self.logvar = nn.Linear(4 * ngf, code_dim)
@@ -95,7 +98,7 @@ class Domain(nn.Module):
     def __init__(self, cfg: OneToManyConfig) -> None:
         super().__init__()
         self.invariant = InvariantEncoder(cfg.ngf, cfg.norm)
-        self.specific = SpecificEncoder(self.invariant, cfg.ngf, cfg.code_dim, cfg.specific_kernel)
+        self.specific = SpecificEncoder(self.invariant, cfg.ngf, cfg.code_dim, cfg.specific_kernel, cfg.norm)
         self.generator = Generator(cfg.ngf, cfg.code_dim, cfg.norm)
 
 

@@ -83,3 +83,16 @@ def test_the_code_reaches_every_position_of_the_output() -> None:
     with torch.no_grad():
         a, b = model.y.generator(c, torch.zeros(1, 8)), model.y.generator(c, torch.ones(1, 8) * 3)
     assert bool(((a - b).abs().sum(dim=1) > 0).all())
+
+
+@pytest.mark.parametrize("ngf", [8, 64])
+def test_the_specific_encoder_keeps_the_signal_at_initialisation(ngf: int) -> None:
+    """After the five stride-2 convolutions the features keep at least 1/50 of the shared layers' scale (without
+    norms the N(0, 0.02) weights shrink it about tenfold per layer and the code starts as a constant)."""
+    torch.manual_seed(0)
+    specific = OneToMany(OneToManyConfig(ngf=ngf, ndf=4)).x.specific
+    x = torch.rand(8, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        shared = specific.down1(specific.stem(x))
+        pooled = specific.convs(shared).mean(dim=(2, 3))
+    assert float(pooled.abs().mean()) > float(shared.abs().mean()) / 50
