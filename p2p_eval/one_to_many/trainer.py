@@ -80,9 +80,9 @@ class Training:
             "rng": capture_rng(), "order": order_state, "epoch": self.epoch, "offset": self.offset,
             "step": self.step, "config": self.cfg.to_dict()}, path)
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load what :meth:`save` wrote (the draw order is restored by the caller)."""
-        self.model.load_state_dict(state["model"])
+    def restore(self, state: dict[str, Any], path: Path) -> None:
+        """Load what :meth:`save` wrote to ``path`` (the draw order is restored by the caller)."""
+        load_weights(self.model, state, path)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
@@ -98,6 +98,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not a one-to-many checkpoint; give a run folder written by "
                         "p2p-eval one-to-many train")
     return state
+
+
+def load_weights(model: OneToMany, state: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's network weights; weights of other networks (another layer plan) are a UserError."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise UserError(f"{path} holds networks of another layout than these ({first[:120]}...); train the run again "
+                        "with this version") from None
 
 
 def _check_resumable(run: Path, state: dict[str, Any], cfg: OneToManyConfig) -> None:
@@ -130,7 +140,7 @@ def _start(cfg: OneToManyConfig, run: Path, data: UnpairedData, dev: torch.devic
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt)
         _check_resumable(run, state, cfg)
-        training.restore(state)
+        training.restore(state, ckpt)
         data.order.load_state_dict(state["order"])
         _truncate_log(run / "log.jsonl", training.step)
         return training

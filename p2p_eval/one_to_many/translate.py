@@ -27,7 +27,7 @@ from p2p_eval.imageio import from_unit_range, list_images, to_unit_range, write_
 from p2p_eval.one_to_many.config import OneToManyConfig
 from p2p_eval.one_to_many.data import load_resized
 from p2p_eval.one_to_many.models import OneToMany
-from p2p_eval.one_to_many.trainer import load_checkpoint
+from p2p_eval.one_to_many.trainer import load_checkpoint, load_weights
 from p2p_eval.translate import sample_stem
 
 
@@ -48,10 +48,11 @@ class SampleOptions:
 def load_run(run_dir: str | Path, device: torch.device) -> tuple[OneToMany, OneToManyConfig]:
     """The networks and config of a run folder's last checkpoint."""
     require_dir(run_dir, "--run folder")
-    state = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
     cfg = OneToManyConfig.from_dict(state["config"], source=f"{run_dir} checkpoint")
     model = OneToMany(cfg)
-    model.load_state_dict(state["model"])
+    load_weights(model, state, path)
     return model.to(device).eval(), cfg
 
 

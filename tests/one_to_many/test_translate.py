@@ -78,3 +78,16 @@ def test_translate_without_a_run_is_one_line(folders: tuple[Path, Path], tmp_pat
     both = [*argv, "--samples", "2", "--reference", str(x)]
     assert main(both) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_other_networks_is_one_line(run: Path, folders: tuple[Path, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    state["model"]["x.specific.convs.99.weight"] = state["model"].pop("x.specific.convs.0.weight")
+    torch.save(state, path)
+    argv = ["one-to-many", "translate", "--run", str(run), "--images", str(folders[0]), "--to", "y",
+            "--out", str(tmp_path / "o"), "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another layout" in err
