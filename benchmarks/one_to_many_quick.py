@@ -27,6 +27,7 @@ Report (``reports/quick/one_to_many/``): per row, on the val images, in both dir
   lpips-diversity``) when ``$P2P_EVAL_LPIPS_WEIGHTS`` names the weights file;
 - the document's Table 1 and 2 numbers beside ours, marked as another data set.
 
+    python benchmarks/one_to_many_quick.py --stage prepare                          # the four folders, once
     python benchmarks/one_to_many_quick.py --stage train --variants vib            # one run (resumable)
     python benchmarks/one_to_many_quick.py --stage train --variants vib_no_ds_cycle
     python benchmarks/one_to_many_quick.py --stage report                           # after both runs
