@@ -26,7 +26,8 @@ CHECKED = {cli_args.positive_int: ["0", "-1", "x"], cli_args.nonnegative_int: ["
            frame_size: ["0", "x", "1024x0", "1024xq"], unet_size: ["1", "3", "96", "-8"]}
 #: Values for the required options that are neither inputs nor outputs.
 VALUES = {"generator": "l1_cgan", "preset": "smoke", "db": "sqlite:///study.db", "study": "s", "run": "run",
-          "fooling": "0.3,0.4", "participants": "3", "half": "A"}
+          "fooling": "0.3,0.4", "participants": "3", "half": "A",
+          "to": "y"}
 #: Options a command needs beyond its required ones to parse (a required choice of two).
 EXTRA = {"fcn-score": {"images": "{in}/images", "labels": "{in}/labels"}, "color": {"images": "{in}/images"},
          "metrics": {"images": "{in}/images"}}

@@ -20,7 +20,8 @@ from p2p_eval.imageio import write_png
 
 #: Leaf commands that show a progress bar (they must accept --quiet) and those that show none.
 WITH_BARS = {"demo", "data synth", "data prepare-cityscapes", "data prepare-colorization", "data halves", "train", "translate", "segmenter train", "color",
-             "fcn-score", "metrics", "ablate", "study simulate", "study power"}
+             "fcn-score", "metrics", "ablate", "study simulate", "study power",
+             "one-to-many train", "one-to-many translate"}
 WITHOUT_BARS = {"segmenter export", "segmenter info", "study create", "study serve", "study report", "study list",
                 "study close", "study token", "study quick"}
 #: (command, old spelling, new spelling, dest, value given, value parsed)

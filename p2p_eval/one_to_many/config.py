@@ -1,0 +1,187 @@
+"""Settings of one run of the one-to-many translation framework, and its variant files.
+
+The document is "Unsupervised one-to-many image translation" with domain-invariant and domain-specific codes
+and a domain-specific variational information bound (sections 3-5).  Its section 5 gives: Adam with learning
+rate 0.0002; lambda1 = 10, lambda2 = lambda3 = 1 in the reconstruction loss (3); alpha2 = alpha3 = 1 and
+alpha4 / alpha1 = beta = 1 in the total loss (12); the MMD kernel parameter "2/dim" with dim the code size;
+30x30 PatchGAN discriminators; the encoder / generator layout (see :mod:`p2p_eval.one_to_many.models`).
+
+Everything else is a setting here, marked "not given by the document" in its field's comment and in
+docs/one-to-many.md.  Variant files (``generators/one_to_many/<name>.toml``) name only what differs from
+these defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from p2p_eval.config import GENERATORS_DIR
+from p2p_eval.errors import UserError, require_file
+
+#: The shipped one-to-many variants: ``vib`` (the document's full model), ``vib_no_ds_cycle`` (its Table 2 "w/o").
+VARIANTS_DIR = GENERATORS_DIR / "one_to_many"
+
+GAN_MODES = ("vanilla", "lsgan")
+NORMS = ("instance", "batch", "none")
+LR_SCHEDULES = ("constant", "linear")
+SPECIFIC_KERNELS = (3, 4)
+
+#: Fields that may differ between a run and its resumption (they change no step's result).
+RESUMABLE_FIELDS = frozenset({"max_steps", "log_every", "checkpoint_every"})
+
+
+@dataclass(frozen=True)
+class OneToManyConfig:
+    """Every setting of one run.  Given by the document: ``lr``, ``lambda1..3``, ``alpha1..3``, ``beta``, the
+    kernel parameter ``mmd_sigma`` (its "2/dim"), the layer plan.  Not given by the document (our choices):
+
+    - ``ngf`` / ``ndf`` 64 and ``norm`` instance: CycleGAN's, whose architecture the document adopts;
+    - ``code_dim`` 8: BicycleGAN's code size (the document's comparison);
+    - ``specific_kernel`` 4: the domain-specific encoder's five stride-2 convolutions are 4x4 (pad 1), each
+      with ``norm`` and ReLU but the last (ReLU only: its map is 1x1 at 64 px);
+    - ``mmd_prior_samples`` 64 draws from N(0, I) per MMD estimate (biased V-statistic);
+    - ``gan_mode`` vanilla (the document's log form), the generator's non-saturating form, D losses halved;
+    - ``beta1`` / ``beta2`` 0.5 / 0.999, ``batch_size`` 1, ``epochs`` 200 with ``lr_schedule`` linear
+      (constant for the first half, then linear decay to zero: CycleGAN's schedule);
+    - ``size`` 256, images resized to size x size and mirrored at random (``mirror``).
+    """
+
+    name: str = "vib"
+    size: int = 256
+    ngf: int = 64
+    ndf: int = 64
+    d_layers: int = 3  # 70x70 receptive field: 30x30 logits on 256x256 images
+    norm: str = "instance"
+    code_dim: int = 8
+    specific_kernel: int = 4
+    gan_mode: str = "vanilla"
+    lambda1: float = 10.0
+    lambda2: float = 1.0
+    lambda3: float = 1.0
+    ds_cycle: bool = True
+    alpha1: float = 1.0
+    alpha2: float = 1.0
+    alpha3: float = 1.0
+    beta: float = 1.0
+    mmd_sigma: float | None = None  # None: the document's 2 / code_dim
+    mmd_prior_samples: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_size: int = 1
+    epochs: int = 200
+    lr_schedule: str = "linear"
+    mirror: bool = True
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def alpha4(self) -> float:
+        """Weight of the VAE term in equation (12): alpha4 = beta * alpha1 (section 5)."""
+        return self.beta * self.alpha1
+
+    @property
+    def sigma(self) -> float:
+        """The MMD kernel's sigma: ``mmd_sigma`` or the document's 2 / dim."""
+        return self.mmd_sigma if self.mmd_sigma is not None else 2.0 / self.code_dim
+
+    def resolved(self) -> OneToManyConfig:
+        """A copy with ``mmd_sigma`` concrete, as written to a run's config.toml."""
+        return dataclasses.replace(self, mmd_sigma=self.sigma)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a plain dict."""
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """TOML text of the set fields (TOML has no null)."""
+        return tomli_w.dumps({k: v for k, v in self.to_dict().items() if v is not None})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> OneToManyConfig:
+        """Build from a flat mapping; unknown keys or wrong types are a UserError naming ``source``."""
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(types))
+        if unknown:
+            raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(types))}")
+        values = {key: _coerce(key, value, types[key], source) for key, value in data.items()}
+        try:
+            return cls(**values)
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
+
+
+def _coerce(key: str, value: Any, kind: str, source: str) -> Any:
+    """``value`` checked against the field's annotation (ints accepted for floats)."""
+    if value is None and "None" in kind:
+        return None
+    base = kind.split(" |")[0]
+    ok = {"str": isinstance(value, str), "bool": isinstance(value, bool),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool)}[base]
+    if not ok:
+        raise UserError(f"{source}: {key} must be a {base}, got {value!r}")
+    return float(value) if base == "float" else value
+
+
+def _validate(cfg: OneToManyConfig) -> None:
+    for key, valid in (("gan_mode", GAN_MODES), ("norm", NORMS), ("lr_schedule", LR_SCHEDULES),
+                       ("specific_kernel", SPECIFIC_KERNELS)):
+        if getattr(cfg, key) not in valid:
+            raise UserError(f"{key} must be one of {', '.join(map(str, valid))}, got {getattr(cfg, key)!r}")
+    for key in ("ngf", "ndf", "d_layers", "code_dim", "mmd_prior_samples", "batch_size", "epochs", "log_every",
+                "checkpoint_every"):
+        if getattr(cfg, key) < 1:
+            raise UserError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    for key in ("lambda1", "lambda2", "lambda3", "alpha1", "alpha2", "alpha3", "beta"):
+        if getattr(cfg, key) < 0:
+            raise UserError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.mmd_sigma is not None and cfg.mmd_sigma <= 0:
+        raise UserError(f"mmd_sigma must be > 0, got {cfg.mmd_sigma}")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise UserError(f"max_steps must be >= 1, got {cfg.max_steps}")
+    if cfg.size < 64 or cfg.size % 4:
+        raise UserError(f"size must be a multiple of 4 and at least 64 (the domain-specific encoder halves it 6 "
+                        f"times), got {cfg.size}")
+
+
+def variant_names() -> list[str]:
+    """Names of the shipped one-to-many variants."""
+    return sorted(p.stem for p in VARIANTS_DIR.glob("*.toml"))
+
+
+def variant_file(spec: str | Path) -> Path:
+    """An existing TOML file, or the shipped variant of that bare name; an unknown name lists the valid ones."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.parent != Path(".") or path.suffix not in ("", ".toml"):
+        return require_file(path, "one-to-many variant file")
+    shipped = VARIANTS_DIR / f"{path.stem if path.suffix else path.name}.toml"
+    if shipped.is_file():
+        return shipped
+    raise UserError(f"unknown one-to-many variant {str(spec)!r} (no such file either); valid: a TOML file or one of "
+                    f"{', '.join(variant_names())}")
+
+
+def load_variant(spec: str | Path, overrides: dict[str, Any] | None = None) -> OneToManyConfig:
+    """Read a variant (file or shipped name), apply ``overrides`` (None values ignored); resolved."""
+    path = variant_file(spec)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid TOML ({err}); fix the file") from None
+    data.setdefault("name", path.stem)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return OneToManyConfig.from_dict(data, source=str(path)).resolved()
