@@ -6,12 +6,13 @@ One cycle, X -> Y -> X (the Y -> X -> Y cycle is the same with the domains swapp
   v_y1 ~ N(0, I); y_g = Gy(c1, v_y1);
 - backward: c_hat1 = Eyc(y_g); (mu_hat, logvar_hat) = Eyd(y_g), v_hat_y1 = mu_hat; x_hat = Gx(c_hat1, v_x1).
 
-Terms of the cycle (means over pixels, channels and batch):
+Terms of the cycle (means over pixels, channels and batch, except the two over the code: summed over its
+dimensions, averaged over the batch):
 
 - L_GAN (eq. 1): the generator's side, ``gan_mode`` vanilla: BCE-with-logits of Dy(y_g) against "real" (the
   non-saturating form of the log loss); lsgan: squared distance to 1.  The discriminators' loss is the halved
   sum over real and generated images (:func:`discriminator_loss`).
-- L_r (eq. 3): lambda1 * mean |x_hat - x| + lambda2 * mean (v_hat_y1 - v_y1)^2 + lambda3 * mean (c_hat1 - c1)^2;
+- L_r (eq. 3): lambda1 * mean |x_hat - x| + lambda2 * ||v_hat_y1 - v_y1||^2 + lambda3 * mean (c_hat1 - c1)^2;
   the image term is an absolute distance because the document models p(x | v) as Laplacian; ``ds_cycle``
   false drops the lambda2 term (the document's Table 2 "w/o domain-specific code cycle-consistency").
 - L_VAE (eq. 7): MMD[p(v) || q(v)] between the batch's v_x1 and ``mmd_prior_samples`` draws of N(0, I), plus
@@ -92,7 +93,7 @@ def run_cycle(model: OneToMany, source: str, image: torch.Tensor, cfg: OneToMany
     return CycleOutput(
         gan=gan_loss(model.discriminator(target)(generated), True, cfg.gan_mode),
         rec_image=(rebuilt - image).abs().mean(),
-        rec_specific=(mean_hat - v_dst).pow(2).mean(),
+        rec_specific=(mean_hat - v_dst).pow(2).sum(dim=1).mean(),
         rec_invariant=(c_hat - c1).pow(2).mean(),
         mmd=mmd(v_src, prior, cfg.sigma),
         info=gaussian_kl(mean_hat, logvar_hat),

@@ -84,7 +84,9 @@ def test_without_the_domain_specific_cycle_its_term_is_dropped() -> None:
 
 
 def test_the_default_kernel_parameter_is_two_over_the_code_size() -> None:
-    assert OneToManyConfig(code_dim=8).sigma == 0.25 and OneToManyConfig(code_dim=4, mmd_sigma=1.5).sigma == 1.5
+    # 2 sigma^2 = dim^2 (InfoVAE's implementation): sigma = 8 / sqrt(2) for 8 dimensions
+    assert OneToManyConfig(code_dim=8).sigma == pytest.approx(5.656854249, rel=1e-9)
+    assert OneToManyConfig(code_dim=4, mmd_sigma=1.5).sigma == 1.5
 
 
 def test_one_cycle_follows_the_document_step_by_step() -> None:
@@ -107,9 +109,9 @@ def test_one_cycle_follows_the_document_step_by_step() -> None:
     torch.testing.assert_close(out.generated, y_g)
     torch.testing.assert_close(out.gan, torch.nn.functional.softplus(-d).mean())  # -log sigmoid(D(y_g))
     torch.testing.assert_close(out.rec_image, (x_hat - x).abs().mean())
-    torch.testing.assert_close(out.rec_specific, ((mean_hat - v_y1) ** 2).mean())
+    torch.testing.assert_close(out.rec_specific, ((mean_hat - v_y1) ** 2).sum(dim=1).mean())
     torch.testing.assert_close(out.rec_invariant, ((c_hat - c1) ** 2).mean())
-    torch.testing.assert_close(out.mmd, mmd(v_x1, prior, 0.25))
+    torch.testing.assert_close(out.mmd, mmd(v_x1, prior, 8 / 2**0.5))  # the default bandwidth, dim / sqrt(2)
     torch.testing.assert_close(out.info, 0.5 * (logvar_hat.exp() + mean_hat**2 - 1 - logvar_hat).sum(1).mean())
 
 
