@@ -34,11 +34,15 @@ class OneValueSafeBatchNorm2d(nn.BatchNorm2d):
 
 
 def norm_layer(kind: str, channels: int, *, one_value_safe: bool = False) -> nn.Module:
-    """``batch`` -> BatchNorm2d, ``instance`` -> InstanceNorm2d (no affine, no stats), ``none`` -> Identity."""
+    """``batch`` -> BatchNorm2d, ``instance`` -> InstanceNorm2d (no affine, no stats), ``layer`` -> one group over
+    channels and space (GroupNorm(1), no affine: unlike instance norm it keeps a per-channel constant, such as a
+    tiled code), ``none`` -> Identity."""
     if kind == "batch":
         return OneValueSafeBatchNorm2d(channels) if one_value_safe else nn.BatchNorm2d(channels)
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels, affine=False)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}")

@@ -99,7 +99,7 @@ class Domain(nn.Module):
         super().__init__()
         self.invariant = InvariantEncoder(cfg.ngf, cfg.norm)
         self.specific = SpecificEncoder(self.invariant, cfg.ngf, cfg.code_dim, cfg.specific_kernel, cfg.norm)
-        self.generator = Generator(cfg.ngf, cfg.code_dim, cfg.norm)
+        self.generator = Generator(cfg.ngf, cfg.code_dim, cfg.generator_norm)
 
 
 class OneToMany(nn.Module):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from p2p_eval.one_to_many.config import OneToManyConfig
-from p2p_eval.one_to_many.models import OneToMany, parameter_count
+from p2p_eval.one_to_many.models import Generator, OneToMany, parameter_count
 
 
 def conv(a: int, b: int, k: int) -> int:
@@ -96,3 +96,22 @@ def test_the_specific_encoder_keeps_the_signal_at_initialisation(ngf: int) -> No
         shared = specific.down1(specific.stem(x))
         pooled = specific.convs(shared).mean(dim=(2, 3))
     assert float(pooled.abs().mean()) > float(shared.abs().mean()) / 50
+
+
+def test_the_tiled_code_survives_the_generators_norm() -> None:
+    """Instance norm subtracts each channel's spatial mean, which erases a code tiled over space: the first
+    residual branch's output is then the same for any code. The default layer norm keeps it."""
+    torch.manual_seed(0)
+    c = torch.randn(1, 4 * 8, 16, 16)
+    codes = torch.randn(2, 1, 8)
+
+    def branch(norm: str) -> list[torch.Tensor]:
+        torch.manual_seed(1)
+        block = Generator(8, 8, norm).model[0].block
+        return [block(torch.cat([c, v[:, :, None, None].expand(-1, -1, 16, 16)], dim=1)) for v in codes]
+
+    with torch.no_grad():
+        same = branch("instance")
+        kept = branch(OneToManyConfig().generator_norm)
+    assert (same[0] - same[1]).abs().max() < 1e-4
+    assert (kept[0] - kept[1]).abs().mean() > 1e-2
