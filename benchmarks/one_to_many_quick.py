@@ -96,11 +96,12 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def errors(model: OneToMany, folder: ImageFolder, source: str, seed: int) -> dict[str, float]:
-    """Reconstruction and cycle errors and the K-sample pairwise L1 diversity over ``folder`` (domain ``source``)."""
+    """On ``folder`` (domain ``source``): reconstruction and cycle errors, the K-sample pairwise L1 diversity, and
+    how much the domain-specific codes carry (:func:`code_use`)."""
     other = "y" if source == "x" else "x"
     src, dst = model.domain(source), model.domain(other)
     codes = prior_codes(K, model.x.specific.mean.out_features, seed)
-    rec, cyc, div = [], [], []
+    rec, cyc, div, own_codes, read_back = [], [], [], [], []
     for i in range(len(folder)):
         a = folder.image(i).unsqueeze(0)
         own = src.specific(a)[0]
@@ -110,8 +111,23 @@ def errors(model: OneToMany, folder: ImageFolder, source: str, seed: int) -> dic
         back = src.generator(dst.invariant(outs), own.expand(K, -1))
         cyc.append(sum(l1(b, a[0]) for b in back) / K)
         div.append(sum(l1(outs[p], outs[q]) for p, q in itertools.combinations(range(K), 2)) / (K * (K - 1) / 2))
+        own_codes.append(own[0])
+        read_back.append(dst.specific(outs)[0])
     return {"reconstruction_l1": sum(rec) / len(rec), "cycle_l1": sum(cyc) / len(cyc),
-            "diversity_l1": sum(div) / len(div)}
+            "diversity_l1": sum(div) / len(div),
+            **code_use(codes.repeat(len(folder), 1), torch.cat(read_back), torch.stack(own_codes))}
+
+
+def code_use(drawn: torch.Tensor, read_back: torch.Tensor, own: torch.Tensor) -> dict[str, float]:
+    """``code_recovery``: the Pearson correlation between the prior codes put into the generator and the code
+    means its domain's specific encoder reads back from the outputs (per code dimension, averaged; 0 when the
+    outputs do not carry the code, at most 1); ``code_spread``: the standard deviation over the val images of
+    the source encoder's code means (per dimension, averaged; about 1 when the codes follow the N(0, I) prior,
+    0 when every image gets the same code)."""
+    pairs = torch.stack([drawn, read_back])                       # (2, n, dim)
+    centred = pairs - pairs.mean(dim=1, keepdim=True)
+    corr = (centred[0] * centred[1]).sum(0) / (centred.pow(2).sum(1).prod(0).sqrt() + 1e-12)
+    return {"code_recovery": float(corr.mean()), "code_spread": float(own.std(dim=0).mean())}
 
 
 def real_diversity(folder: ImageFolder, pairs: int = 2000, seed: int = 0) -> float:
@@ -200,18 +216,24 @@ def markdown(s: dict) -> str:
              f"unpaired folders). Settings beyond each variant file: {s['settings']}. K = {s['k']} samples per "
              "input. L1 numbers are mean absolute differences on a [0, 1] intensity scale, on the 100 val images.",
              "", "| variant | steps | direction | reconstruction L1 | cycle L1 | diversity L1 (K=5) "
-             "| LPIPS diversity |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| code recovery | code spread | LPIPS diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in s["rows"].items():
         for key, label in (("labels_to_photos", "x2y"), ("photos_to_labels", "y2x")):
             e, lp = row[key], (row["lpips_diversity"] or {}).get(label)
             steps = f"{row['steps']}{'' if row['done'] else ' (unfinished)'}"
             lines.append(f"| {name} | {steps} | {key.replace('_', ' ')} | {_fmt(e['reconstruction_l1'])} | "
-                         f"{_fmt(e['cycle_l1'])} | {_fmt(e['diversity_l1'])} | "
+                         f"{_fmt(e['cycle_l1'])} | {_fmt(e['diversity_l1'])} | {_fmt(e['code_recovery'], 2)} | "
+                         f"{_fmt(e['code_spread'], 2)} | "
                          f"{_fmt(lp) if lp is not None else 'no weights ($P2P_EVAL_LPIPS_WEIGHTS unset)'} |")
     real = s["real_pairwise_l1"]
     lines += ["", f"Real images, mean L1 between 2000 random pairs of val images: photos {_fmt(real['photos'])}, "
               f"label maps {_fmt(real['labels'])} (the analogue of the document's \"Real Images\" diversity row).", "",
+              "Code recovery: the correlation between the prior codes given to the generator and the codes the "
+              "target domain's specific encoder reads back from its outputs (per dimension, averaged; 0: the "
+              "outputs do not carry the code). Code spread: the standard deviation over the val images of the "
+              "codes the source domain's specific encoder gives them (per dimension, averaged; about 1 for codes "
+              "that follow the N(0, I) prior, 0 when all images get the same code).", "",
               "Grids: `<variant>_<x2y|y2x>_prior.png` (input, then the same 5 prior codes for every input) and "
               "`<variant>_<x2y|y2x>_reference.png` (top row: reference images of the target domain; below: input, "
               "then one output per reference's code).", "",

@@ -7,10 +7,11 @@ Networks", appendix): c7s1-k = reflection pad 3, 7x7 conv to k channels, norm, R
 - Domain-invariant encoder (Exc / Eyc): c7s1-ngf, d(2ngf), d(4ngf), R(4ngf) x 3: the code c has 4ngf channels
   at a quarter of the image side.
 - Domain-specific encoder (Exd / Eyd): the *same modules* as its domain's c7s1-ngf and d(2ngf) (shared
-  weights), then five stride-2 convolutions (``specific_kernel`` 4x4 or 3x3, pad 1), each with norm and ReLU
-  except the last (ReLU only: its map is 1x1 at 64 px), with 2ngf -> 4ngf, then 4ngf channels, global average
-  pooling and two linear heads: the mean and the log-variance of a ``code_dim`` code.  Without the norms the
-  N(0, 0.02) weights shrink the signal about tenfold per layer and the code stays constant.
+  weights), then five stride-2 convolutions (``specific_kernel`` 4x4 or 3x3, pad 1), each with norm and
+  ``specific_activation`` (LeakyReLU 0.2 or ReLU) except the last (activation only: its map is 1x1 at 64 px),
+  with 2ngf -> 4ngf, then 4ngf channels, global average pooling and two linear heads: the mean and the
+  log-variance of a ``code_dim`` code.  Without the norms the N(0, 0.02) weights shrink the signal about tenfold
+  per layer and the code stays constant; with ReLU the last layer's units can all die, and then so does the code.
 - Generator (Gx / Gy): c with the code tiled to c's size and concatenated (4ngf + code_dim channels),
   R(4ngf + code_dim) x 3, u(2ngf), u(ngf), c7s1-3 with Tanh instead of norm and ReLU.
 - Discriminator (Dx / Dy): the 70x70 PatchGAN (:func:`p2p_eval.models.patchgan.nlayer_discriminator`, 3
@@ -28,6 +29,11 @@ from p2p_eval.models.init import conv_bias, init_weights, norm_layer
 from p2p_eval.models.patchgan import nlayer_discriminator
 from p2p_eval.models.resnet import ResnetBlock
 from p2p_eval.one_to_many.config import OneToManyConfig
+
+
+def activation(kind: str) -> nn.Module:
+    """``leaky``: LeakyReLU(0.2); ``relu``: ReLU."""
+    return nn.LeakyReLU(0.2, inplace=True) if kind == "leaky" else nn.ReLU(inplace=True)
 
 
 def _down(cin: int, cout: int, norm: str) -> nn.Sequential:
@@ -56,7 +62,8 @@ class SpecificEncoder(nn.Module):
     ``stem`` and ``down1`` are the invariant encoder's own modules (shared weights, trained by both paths).
     """
 
-    def __init__(self, invariant: InvariantEncoder, ngf: int, code_dim: int, kernel: int, norm: str) -> None:
+    def __init__(self, invariant: InvariantEncoder, ngf: int, code_dim: int, kernel: int, norm: str,
+                 act: str = "leaky") -> None:
         super().__init__()
         self.stem, self.down1 = invariant.stem, invariant.down1
         chans = [2 * ngf, 4 * ngf, 4 * ngf, 4 * ngf, 4 * ngf, 4 * ngf]
@@ -64,7 +71,7 @@ class SpecificEncoder(nn.Module):
         for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:])):
             last = i == len(chans) - 2  # its map is 1x1 at 64 px, where a per-image norm would output zeros
             layers += [nn.Conv2d(cin, cout, kernel, stride=2, padding=1), norm_layer("none" if last else norm, cout),
-                       nn.ReLU(inplace=True)]
+                       activation(act)]
         self.convs = nn.Sequential(*layers)
         self.mean = nn.Linear(4 * ngf, code_dim)
         self.logvar = nn.Linear(4 * ngf, code_dim)
@@ -74,22 +81,49 @@ class SpecificEncoder(nn.Module):
         return self.mean(pooled), self.logvar(pooled)
 
 
-class Generator(nn.Module):
-    """Gx / Gy: (c, code) -> image; the code is tiled over c's spatial size and concatenated to it."""
+class CodeResnetBlock(nn.Module):
+    """h + [pad1, conv3x3, norm, ReLU, pad1, conv3x3, norm]([h, tiled code]): a residual block on ``dim`` channels
+    whose branch also sees the code (BicycleGAN's "add the code to every layer", for ``code_injection = "all"``)."""
 
-    def __init__(self, ngf: int, code_dim: int, norm: str) -> None:
+    def __init__(self, dim: int, code_dim: int, norm: str) -> None:
         super().__init__()
-        dim, bias = 4 * ngf + code_dim, conv_bias(norm)
-        layers: list[nn.Module] = [ResnetBlock(dim, norm, False) for _ in range(3)]
+        bias = conv_bias(norm)
+        self.block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim + code_dim, dim, 3, bias=bias),
+                                   norm_layer(norm, dim), nn.ReLU(inplace=True), nn.ReflectionPad2d(1),
+                                   nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim))
+
+    def forward(self, h: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return h + self.block(torch.cat([h, tile(code, h)], dim=1))
+
+
+def tile(code: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The (batch, code_dim) codes repeated over ``like``'s spatial size: (batch, code_dim, H, W)."""
+    return code[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
+
+
+class Generator(nn.Module):
+    """Gx / Gy: (c, code) -> image.  ``injection`` ``input`` (the document's reading): the code is tiled over c's
+    size and concatenated to it once, and the residual blocks run on 4ngf + code_dim channels; ``all``: the
+    blocks run on c's 4ngf channels and each block's branch gets the tiled code concatenated to its input."""
+
+    def __init__(self, ngf: int, code_dim: int, norm: str, injection: str = "input") -> None:
+        super().__init__()
+        self.injection = injection
+        dim, bias = 4 * ngf + (code_dim if injection == "input" else 0), conv_bias(norm)
+        self.blocks = nn.ModuleList([ResnetBlock(dim, norm, False) if injection == "input"
+                                     else CodeResnetBlock(dim, code_dim, norm) for _ in range(3)])
+        layers: list[nn.Module] = []
         for cin, cout in ((dim, 2 * ngf), (2 * ngf, ngf)):
             layers += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias),
                        norm_layer(norm, cout), nn.ReLU(inplace=True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
+        self.up = nn.Sequential(*layers)
 
     def forward(self, c: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        tiled = code[:, :, None, None].expand(-1, -1, c.shape[2], c.shape[3])
-        return self.model(torch.cat([c, tiled], dim=1))
+        h = torch.cat([c, tile(code, c)], dim=1) if self.injection == "input" else c
+        for block in self.blocks:
+            h = block(h) if self.injection == "input" else block(h, code)
+        return self.up(h)
 
 
 class Domain(nn.Module):
@@ -98,8 +132,9 @@ class Domain(nn.Module):
     def __init__(self, cfg: OneToManyConfig) -> None:
         super().__init__()
         self.invariant = InvariantEncoder(cfg.ngf, cfg.norm)
-        self.specific = SpecificEncoder(self.invariant, cfg.ngf, cfg.code_dim, cfg.specific_kernel, cfg.norm)
-        self.generator = Generator(cfg.ngf, cfg.code_dim, cfg.generator_norm)
+        self.specific = SpecificEncoder(self.invariant, cfg.ngf, cfg.code_dim, cfg.specific_kernel, cfg.norm,
+                                        cfg.specific_activation)
+        self.generator = Generator(cfg.ngf, cfg.code_dim, cfg.generator_norm, cfg.code_injection)
 
 
 class OneToMany(nn.Module):
