@@ -37,7 +37,7 @@ import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tomli_w
 
@@ -54,6 +54,9 @@ D_INPUTS = ("concat", "sum")
 LR_SCHEDULES = ("constant", "linear")
 DIRECTIONS = ("AtoB", "BtoA")
 COLOR_SPACES = ("rgb", "lab")
+
+#: A config dataclass (:class:`TrainConfig`, the one-to-many family's ``OneToManyConfig``).
+Config = TypeVar("Config")
 
 #: Fields that do not change what a run computes; :func:`config_hash` ignores them.
 NON_SEMANTIC_FIELDS = ("name", "log_every")
@@ -132,17 +135,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a flat mapping (a parsed TOML file); unknown keys or wrong types are a UserError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
-            )
-        values = {key: _coerce(key, value, source) for key, value in data.items()}
-        try:
-            return cls(**values)
-        except UserError as err:
-            raise UserError(f"{source}: {err}") from None
+        return from_mapping(cls, data, source)
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain dict (None for unset optional fields)."""
@@ -158,33 +151,35 @@ class TrainConfig:
         return tomli_w.dumps(data)
 
 
-_INT_FIELDS = {"num_downs", "resnet_blocks", "ngf", "ndf", "input_nc", "output_nc", "d_receptive_field",
-               "batch_size", "epochs", "size", "seed", "log_every", "max_steps"}
-_FLOAT_FIELDS = {"lambda_l1", "lambda_rec", "lambda_l2", "lambda_mse", "lr", "beta1", "beta2"}
-_BOOL_FIELDS = {"bottleneck_norm", "jitter", "mirror", "test_dropout"}
-_OPTIONAL_FIELDS = {"num_downs", "max_steps", "mirror"}
+def from_mapping(cls: type[Config], data: dict[str, Any], source: str) -> Config:
+    """An instance of the config dataclass ``cls`` built from a flat mapping.  Unknown keys, and values whose type
+    does not match the field's annotation (ints are accepted for floats, bools are never numbers), are a
+    UserError naming ``source``; so are the dataclass's own validation errors."""
+    annotations = {f.name: str(f.type) for f in fields(cls)}
+    unknown = sorted(set(data) - set(annotations))
+    if unknown:
+        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(annotations))}")
+    values = {key: _coerce(key, value, annotations[key], source) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Check a raw value's type for field ``key`` (ints accepted for floats; bools never taken as ints)."""
-    if value is None and key in _OPTIONAL_FIELDS:
+_KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
+    """``value`` checked against a field annotation such as ``int`` or ``bool | None`` (None only for optional
+    fields; an int becomes a float for a float field)."""
+    if value is None and "None" in annotation:
         return None
-    if key in _BOOL_FIELDS:
-        ok = isinstance(value, bool)
-        kind = "true or false"
-    elif key in _INT_FIELDS:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        kind = "an integer"
-    elif key in _FLOAT_FIELDS:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        kind = "a number"
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, str)
-        kind = "a string"
+    base = annotation.split(" |")[0]
+    ok = {"bool": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool), "str": isinstance(value, str)}[base]
     if not ok:
-        raise UserError(f"{source}: {key} must be {kind}, got {value!r}")
-    return value
+        raise UserError(f"{source}: {key} must be {_KINDS[base]}, got {value!r}")
+    return float(value) if base == "float" else value
 
 
 def _choice(key: str, value: Any, valid: tuple) -> None:
@@ -289,23 +284,43 @@ def generator_names() -> list[str]:
 
 
 def generator_file(spec: str | Path) -> Path:
-    """The variant file for ``spec``: an existing TOML file, or a bare name (``l1_cgan``) of a shipped variant.
+    """The variant file for ``spec``: an existing TOML file, or a bare name (``l1_cgan``) of a shipped variant
+    (see :func:`variant_path`)."""
+    return variant_path(spec, GENERATORS_DIR, "generator")
 
-    A bare name is one without a folder part (a ``.toml`` suffix is allowed); an existing file of that name
-    in the current folder wins. Unknown names raise a UserError listing the shipped ones.
-    """
+
+def variant_path(spec: str | Path, folder: Path, what: str) -> Path:
+    """An existing TOML file, or the file ``folder/<name>.toml`` of a bare name (no folder part; a ``.toml``
+    suffix is allowed; an existing file of that name in the current folder wins).  A missing path or an unknown
+    name is a one-line UserError listing the names in ``folder``."""
     path = Path(spec)
     if path.is_file():
         return path
     bare = path.parent == Path(".") and path.suffix in ("", ".toml") and path.name not in ("", ".", "..")
     if not bare:
-        return require_file(path, "generator file")
-    name = path.stem if path.suffix == ".toml" else path.name
-    shipped = GENERATORS_DIR / f"{name}.toml"
+        return require_file(path, f"{what} file")
+    shipped = folder / f"{path.stem if path.suffix == '.toml' else path.name}.toml"
     if shipped.is_file():
         return shipped
-    raise UserError(f"unknown generator {str(spec)!r} (no such file either); valid: a TOML file or one of "
-                    f"{', '.join(generator_names())}")
+    names = sorted(p.stem for p in folder.glob("*.toml"))
+    raise UserError(f"unknown {what} {str(spec)!r} (no such file either); valid: a TOML file or one of "
+                    f"{', '.join(names)}")
+
+
+def read_variant(cls: type[Config], path: Path, overrides: dict[str, Any] | None = None) -> Config:
+    """The config dataclass ``cls`` from the variant file ``path`` (its ``name`` defaults to the file's stem)
+    with ``overrides`` applied (field -> value; None values ignored, unknown fields a UserError)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid TOML ({err}); fix the file") from None
+    data.setdefault("name", path.stem)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UserError(f"unknown override(s) {', '.join(unknown)} for {path}; valid: {', '.join(sorted(known))}")
+    return from_mapping(cls, {**data, **given}, str(path))
 
 
 def load_generator(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -315,19 +330,7 @@ def load_generator(path: str | Path, overrides: dict[str, Any] | None = None) ->
     A ``size`` override with ``num_downs`` unset in the file gives depth log2(size), so one variant file
     serves 256x256 runs and 64x64 tests. The returned config is resolved (``num_downs`` concrete).
     """
-    path = generator_file(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid TOML ({err}); fix the file") from None
-    data.setdefault("name", path.stem)
-    given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise UserError(f"unknown override(s) {', '.join(unknown)} for {path}; valid: {', '.join(sorted(known))}")
-    data.update(given)
-    return TrainConfig.from_dict(data, source=str(path)).resolved()
+    return read_variant(TrainConfig, generator_file(path), overrides).resolved()
 
 
 def config_hash(cfg: TrainConfig) -> str:

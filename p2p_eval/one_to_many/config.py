@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from p2p_eval.config import GENERATORS_DIR
-from p2p_eval.errors import UserError, require_file
+from p2p_eval.config import GENERATORS_DIR, from_mapping, read_variant, variant_path
+from p2p_eval.errors import UserError
 
 #: The shipped one-to-many variants: ``vib`` (the document's full model), ``vib_no_ds_cycle`` (its Table 2 "w/o").
 VARIANTS_DIR = GENERATORS_DIR / "one_to_many"
@@ -143,28 +142,7 @@ class OneToManyConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> OneToManyConfig:
         """Build from a flat mapping; unknown keys or wrong types are a UserError naming ``source``."""
-        types = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(data) - set(types))
-        if unknown:
-            raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(types))}")
-        values = {key: _coerce(key, value, types[key], source) for key, value in data.items()}
-        try:
-            return cls(**values)
-        except UserError as err:
-            raise UserError(f"{source}: {err}") from None
-
-
-def _coerce(key: str, value: Any, kind: str, source: str) -> Any:
-    """``value`` checked against the field's annotation (ints accepted for floats)."""
-    if value is None and "None" in kind:
-        return None
-    base = kind.split(" |")[0]
-    ok = {"str": isinstance(value, str), "bool": isinstance(value, bool),
-          "int": isinstance(value, int) and not isinstance(value, bool),
-          "float": isinstance(value, (int, float)) and not isinstance(value, bool)}[base]
-    if not ok:
-        raise UserError(f"{source}: {key} must be a {base}, got {value!r}")
-    return float(value) if base == "float" else value
+        return from_mapping(cls, data, source)
 
 
 def _validate(cfg: OneToManyConfig) -> None:
@@ -197,25 +175,9 @@ def variant_names() -> list[str]:
 
 def variant_file(spec: str | Path) -> Path:
     """An existing TOML file, or the shipped variant of that bare name; an unknown name lists the valid ones."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if path.parent != Path(".") or path.suffix not in ("", ".toml"):
-        return require_file(path, "one-to-many variant file")
-    shipped = VARIANTS_DIR / f"{path.stem if path.suffix else path.name}.toml"
-    if shipped.is_file():
-        return shipped
-    raise UserError(f"unknown one-to-many variant {str(spec)!r} (no such file either); valid: a TOML file or one of "
-                    f"{', '.join(variant_names())}")
+    return variant_path(spec, VARIANTS_DIR, "one-to-many variant")
 
 
 def load_variant(spec: str | Path, overrides: dict[str, Any] | None = None) -> OneToManyConfig:
     """Read a variant (file or shipped name), apply ``overrides`` (None values ignored); resolved."""
-    path = variant_file(spec)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid TOML ({err}); fix the file") from None
-    data.setdefault("name", path.stem)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return OneToManyConfig.from_dict(data, source=str(path)).resolved()
+    return read_variant(OneToManyConfig, variant_file(spec), overrides).resolved()
