@@ -34,6 +34,7 @@ LR_SCHEDULES = ("constant", "linear")
 SPECIFIC_KERNELS = (3, 4)
 ACTIVATIONS = ("leaky", "relu")
 INJECTIONS = ("input", "all")
+MMD_ESTIMATORS = ("unbiased", "biased")
 
 #: Fields that may differ between a run and its resumption (they change no step's result).
 RESUMABLE_FIELDS = frozenset({"max_steps", "log_every", "checkpoint_every"})
@@ -64,17 +65,20 @@ class OneToManyConfig:
     - ``ngf`` / ``ndf`` 64 and ``norm`` instance: CycleGAN's, whose architecture the document adopts;
     - ``code_dim`` 8: BicycleGAN's code size (the document's comparison);
     - ``specific_kernel`` 4: the domain-specific encoder's five stride-2 convolutions are 4x4 (pad 1), each
-      with ``norm`` and ReLU but the last (ReLU only: its map is 1x1 at 64 px);
+      with ``norm`` and the activation but the last (the activation only: its map is 1x1 at 64 px);
     - ``specific_activation`` leaky (LeakyReLU 0.2, as BicycleGAN's encoders): with ReLU (CycleGAN's) the
       specific encoders of a quick run died: every unit of the last layer was zero for every image, so the code
       was a constant and the KL of the information bound (eq. 11) was at its minimum;
-    - ``mmd_prior_samples`` 64 draws from N(0, I) per MMD estimate (biased V-statistic);
+    - ``mmd_prior_samples`` 64 draws from N(0, I) per MMD estimate;
     - ``gan_mode`` vanilla (the document's log form), the generator's non-saturating form, D losses halved;
-    - ``batch_size`` 8: the MMD of equation (7) compares the batch's codes with the prior; with one code per step
-      its only code-dependent term is the pull of that code towards the prior samples, so it drives every code
-      to the prior's centre: in a batch-1 quick run the sampled codes shrank to about N(0, 0.07^2), so the
-      generators never saw codes like the prior draws that sampling gives them. Eight codes also repel each
-      other (CycleGAN uses 1);
+    - ``mmd_estimator`` unbiased and ``batch_size`` 8: the MMD of equation (7) compares the batch's codes with
+      the prior.  The usual estimate (the V-statistic, InfoVAE's, at its batch of hundreds) counts each code's
+      pair with itself, k(v, v) = 1 whatever v is; with one code per step (CycleGAN's batch) that leaves only
+      the pull of the code towards the prior draws, so every code is driven to the prior's centre (in a batch-1
+      quick run the sampled codes shrank to about N(0, 0.07^2), unlike the prior draws sampling feeds the
+      generators), and at batch 8 eight copies of the centre still score lower than eight prior draws.  The
+      unbiased estimate (the U-statistic) leaves those pairs out and needs two codes at least;
+      ``mmd_estimator = "biased"`` (with any batch) is the V-statistic;
     - ``beta1`` / ``beta2`` 0.5 / 0.999, ``epochs`` 200 with ``lr_schedule`` linear
       (constant for the first half, then linear decay to zero: CycleGAN's schedule);
     - ``size`` 256, images resized to size x size and mirrored at random (``mirror``).
@@ -102,6 +106,7 @@ class OneToManyConfig:
     beta: float = 1.0
     mmd_sigma: float | None = None  # None: code_dim / sqrt(2), InfoVAE's implementation (see above)
     mmd_prior_samples: int = 64
+    mmd_estimator: str = "unbiased"
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -149,7 +154,7 @@ def _validate(cfg: OneToManyConfig) -> None:
     for key, valid in (("gan_mode", GAN_MODES), ("norm", NORMS), ("generator_norm", GENERATOR_NORMS),
                        ("lr_schedule", LR_SCHEDULES),
                        ("specific_kernel", SPECIFIC_KERNELS), ("specific_activation", ACTIVATIONS),
-                       ("code_injection", INJECTIONS)):
+                       ("code_injection", INJECTIONS), ("mmd_estimator", MMD_ESTIMATORS)):
         if getattr(cfg, key) not in valid:
             raise UserError(f"{key} must be one of {', '.join(map(str, valid))}, got {getattr(cfg, key)!r}")
     for key in ("ngf", "ndf", "d_layers", "code_dim", "mmd_prior_samples", "batch_size", "epochs", "log_every",
@@ -159,6 +164,9 @@ def _validate(cfg: OneToManyConfig) -> None:
     for key in ("lambda1", "lambda2", "lambda3", "alpha1", "alpha2", "alpha3", "beta"):
         if getattr(cfg, key) < 0:
             raise UserError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.mmd_estimator == "unbiased" and (cfg.batch_size < 2 or cfg.mmd_prior_samples < 2):
+        raise UserError(f"the unbiased MMD needs at least two codes per step: batch_size is {cfg.batch_size} and "
+                        f"mmd_prior_samples {cfg.mmd_prior_samples}; raise them or set mmd_estimator = \"biased\"")
     if cfg.mmd_sigma is not None and cfg.mmd_sigma <= 0:
         raise UserError(f"mmd_sigma must be > 0, got {cfg.mmd_sigma}")
     if cfg.max_steps is not None and cfg.max_steps < 1:

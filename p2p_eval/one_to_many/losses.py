@@ -15,7 +15,8 @@ dimensions, averaged over the batch):
 - L_r (eq. 3): lambda1 * mean |x_hat - x| + lambda2 * ||v_hat_y1 - v_y1||^2 + lambda3 * mean (c_hat1 - c1)^2;
   the image term is an absolute distance because the document models p(x | v) as Laplacian; ``ds_cycle``
   false drops the lambda2 term (the document's Table 2 "w/o domain-specific code cycle-consistency").
-- L_VAE (eq. 7): MMD[p(v) || q(v)] between the batch's v_x1 and ``mmd_prior_samples`` draws of N(0, I), plus
+- L_VAE (eq. 7): MMD[p(v) || q(v)] between the batch's v_x1 and ``mmd_prior_samples`` draws of N(0, I)
+  (``mmd_estimator``: unbiased by default), plus
   the Laplacian negative log-likelihood mean |x_hat - x|.
 - L^1 (eqs. 8-11): KL[N(mu_hat, exp(logvar_hat)) || N(0, I)], summed over the code, averaged over the batch.
 
@@ -47,11 +48,21 @@ def gaussian_kernel(a: torch.Tensor, b: torch.Tensor, sigma: float) -> torch.Ten
     return torch.exp(-sq / (2.0 * sigma**2))
 
 
-def mmd(p: torch.Tensor, q: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Equation (6): E k(p, p') + E k(q, q') - 2 E k(p, q), each expectation the mean over all pairs of the two
-    samples (the biased V-statistic: pairs of a sample with itself included)."""
-    return (gaussian_kernel(p, p, sigma).mean() + gaussian_kernel(q, q, sigma).mean()
-            - 2.0 * gaussian_kernel(p, q, sigma).mean())
+def mmd(p: torch.Tensor, q: torch.Tensor, sigma: float, unbiased: bool = True) -> torch.Tensor:
+    """Equation (6): E k(p, p') + E k(q, q') - 2 E k(p, q), each expectation a mean over pairs of the samples.
+    ``unbiased``: the two within-sample means leave out each sample's pair with itself (the U-statistic; needs
+    two samples of each); otherwise they include it (the V-statistic, biased upwards by about 1/n for n samples,
+    which rewards codes that sit together at the prior's centre when n is small)."""
+    return _within(p, sigma, unbiased) + _within(q, sigma, unbiased) - 2.0 * gaussian_kernel(p, q, sigma).mean()
+
+
+def _within(z: torch.Tensor, sigma: float, unbiased: bool) -> torch.Tensor:
+    """The mean of k(z_i, z_j) over ordered pairs, without i = j when ``unbiased``."""
+    k = gaussian_kernel(z, z, sigma)
+    if not unbiased:
+        return k.mean()
+    n = z.shape[0]
+    return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
 
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -95,7 +106,7 @@ def run_cycle(model: OneToMany, source: str, image: torch.Tensor, cfg: OneToMany
         rec_image=(rebuilt - image).abs().mean(),
         rec_specific=(mean_hat - v_dst).pow(2).sum(dim=1).mean(),
         rec_invariant=(c_hat - c1).pow(2).mean(),
-        mmd=mmd(v_src, prior, cfg.sigma),
+        mmd=mmd(v_src, prior, cfg.sigma, cfg.mmd_estimator == "unbiased"),
         info=gaussian_kl(mean_hat, logvar_hat),
         generated=generated,
     )

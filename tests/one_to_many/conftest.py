@@ -30,5 +30,5 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 def variant(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text('name = "tiny"\nngf = 4\nndf = 4\nsize = 64\nepochs = 2\nlog_every = 1\ncheckpoint_every = 2\n'
-                    'mmd_prior_samples = 8\nbatch_size = 1\n')
+                    'mmd_prior_samples = 8\nbatch_size = 1\nmmd_estimator = "biased"\n')
     return path

@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+from p2p_eval.errors import UserError
 from p2p_eval.one_to_many.config import OneToManyConfig
 from p2p_eval.one_to_many.losses import (CycleOutput, cycle_total, discriminator_loss, gan_loss, gaussian_kl, mmd,
                                          reconstruction, run_cycle)
 from p2p_eval.one_to_many.models import OneToMany
 
 
-def test_mmd_by_loops_over_pairs() -> None:
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_mmd_by_loops_over_pairs(unbiased: bool) -> None:
     g = torch.Generator().manual_seed(0)
     p, q = torch.randn(3, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
     sigma = 0.7
@@ -25,17 +27,39 @@ def test_mmd_by_loops_over_pairs() -> None:
     def k(a: list[float], b: list[float]) -> float:
         return math.exp(-sum((u - v) ** 2 for u, v in zip(a, b)) / (2 * sigma**2))
 
+    def within(z: list[list[float]]) -> float:
+        pairs = [(i, j) for i in range(len(z)) for j in range(len(z)) if i != j or not unbiased]
+        return sum(k(z[i], z[j]) for i, j in pairs) / len(pairs)
+
     pl, ql = p.tolist(), q.tolist()
-    pp = sum(k(a, b) for a in pl for b in pl) / (len(pl) ** 2)
-    qq = sum(k(a, b) for a in ql for b in ql) / (len(ql) ** 2)
     pq = sum(k(a, b) for a in pl for b in ql) / (len(pl) * len(ql))
-    assert float(mmd(p, q, sigma)) == pytest.approx(pp + qq - 2 * pq, rel=1e-12)
+    want = within(pl) + within(ql) - 2 * pq
+    assert float(mmd(p, q, sigma, unbiased=unbiased)) == pytest.approx(want, rel=1e-12)
 
 
 def test_mmd_of_a_sample_with_itself_is_zero_and_grows_with_a_shift() -> None:
     p = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
-    assert float(mmd(p, p, 1.0)) == pytest.approx(0.0, abs=1e-6)
-    assert float(mmd(p, p + 3.0, 1.0)) > float(mmd(p, p + 0.5, 1.0)) > 0
+    assert float(mmd(p, p, 1.0, unbiased=False)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mmd(p, p + 3.0, 1.0, unbiased=False)) > float(mmd(p, p + 0.5, 1.0, unbiased=False)) > 0
+
+
+def test_the_biased_mmd_prefers_codes_at_the_prior_centre_and_the_unbiased_one_their_spread() -> None:
+    """The V-statistic counts k(v, v) = 1 for each code: with one code it is lowest at the centre of the prior
+    draws, and at batch 8 eight copies of the centre still beat eight prior-like codes. The U-statistic (the
+    default) prefers the prior-like codes."""
+    sigma = OneToManyConfig().sigma
+    prior = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0))
+    typical = torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
+    centre = torch.zeros(8, 8)
+    assert float(mmd(centre[:1], prior, sigma, False)) < min(float(mmd(v[None], prior, sigma, False)) for v in typical)
+    assert float(mmd(centre, prior, sigma, False)) < float(mmd(typical, prior, sigma, False))
+    assert float(mmd(typical, prior, sigma)) < float(mmd(centre, prior, sigma))
+
+
+def test_the_unbiased_mmd_needs_two_codes_per_step() -> None:
+    with pytest.raises(UserError, match="at least two codes per step"):
+        OneToManyConfig(batch_size=1)
+    assert OneToManyConfig(batch_size=1, mmd_estimator="biased").batch_size == 1
 
 
 def test_gaussian_kl_by_the_closed_form() -> None:
