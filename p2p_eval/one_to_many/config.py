@@ -33,7 +33,6 @@ GENERATOR_NORMS = ("layer", "instance", "batch", "none")
 LR_SCHEDULES = ("constant", "linear")
 SPECIFIC_KERNELS = (3, 4)
 ACTIVATIONS = ("leaky", "relu")
-INJECTIONS = ("input", "all")
 MMD_ESTIMATORS = ("unbiased", "biased")
 
 #: Fields that may differ between a run and its resumption (they change no step's result).
@@ -94,7 +93,6 @@ class OneToManyConfig:
     code_dim: int = 8
     specific_kernel: int = 4
     specific_activation: str = "leaky"
-    code_injection: str = "input"
     gan_mode: str = "vanilla"
     lambda1: float = 10.0
     lambda2: float = 1.0
@@ -154,7 +152,7 @@ def _validate(cfg: OneToManyConfig) -> None:
     for key, valid in (("gan_mode", GAN_MODES), ("norm", NORMS), ("generator_norm", GENERATOR_NORMS),
                        ("lr_schedule", LR_SCHEDULES),
                        ("specific_kernel", SPECIFIC_KERNELS), ("specific_activation", ACTIVATIONS),
-                       ("code_injection", INJECTIONS), ("mmd_estimator", MMD_ESTIMATORS)):
+                       ("mmd_estimator", MMD_ESTIMATORS)):
         if getattr(cfg, key) not in valid:
             raise UserError(f"{key} must be one of {', '.join(map(str, valid))}, got {getattr(cfg, key)!r}")
     for key in ("ngf", "ndf", "d_layers", "code_dim", "mmd_prior_samples", "batch_size", "epochs", "log_every",

@@ -81,49 +81,22 @@ class SpecificEncoder(nn.Module):
         return self.mean(pooled), self.logvar(pooled)
 
 
-class CodeResnetBlock(nn.Module):
-    """h + [pad1, conv3x3, norm, ReLU, pad1, conv3x3, norm]([h, tiled code]): a residual block on ``dim`` channels
-    whose branch also sees the code (BicycleGAN's "add the code to every layer", for ``code_injection = "all"``)."""
-
-    def __init__(self, dim: int, code_dim: int, norm: str) -> None:
-        super().__init__()
-        bias = conv_bias(norm)
-        self.block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim + code_dim, dim, 3, bias=bias),
-                                   norm_layer(norm, dim), nn.ReLU(inplace=True), nn.ReflectionPad2d(1),
-                                   nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim))
-
-    def forward(self, h: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        return h + self.block(torch.cat([h, tile(code, h)], dim=1))
-
-
-def tile(code: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The (batch, code_dim) codes repeated over ``like``'s spatial size: (batch, code_dim, H, W)."""
-    return code[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
-
-
 class Generator(nn.Module):
-    """Gx / Gy: (c, code) -> image.  ``injection`` ``input`` (the document's reading): the code is tiled over c's
-    size and concatenated to it once, and the residual blocks run on 4ngf + code_dim channels; ``all``: the
-    blocks run on c's 4ngf channels and each block's branch gets the tiled code concatenated to its input."""
+    """Gx / Gy: (c, code) -> image; the code is tiled over c's spatial size and concatenated to it."""
 
-    def __init__(self, ngf: int, code_dim: int, norm: str, injection: str = "input") -> None:
+    def __init__(self, ngf: int, code_dim: int, norm: str) -> None:
         super().__init__()
-        self.injection = injection
-        dim, bias = 4 * ngf + (code_dim if injection == "input" else 0), conv_bias(norm)
-        self.blocks = nn.ModuleList([ResnetBlock(dim, norm, False) if injection == "input"
-                                     else CodeResnetBlock(dim, code_dim, norm) for _ in range(3)])
-        layers: list[nn.Module] = []
+        dim, bias = 4 * ngf + code_dim, conv_bias(norm)
+        layers: list[nn.Module] = [ResnetBlock(dim, norm, False) for _ in range(3)]
         for cin, cout in ((dim, 2 * ngf), (2 * ngf, ngf)):
             layers += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias),
                        norm_layer(norm, cout), nn.ReLU(inplace=True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
-        self.up = nn.Sequential(*layers)
+        self.model = nn.Sequential(*layers)
 
     def forward(self, c: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([c, tile(code, c)], dim=1) if self.injection == "input" else c
-        for block in self.blocks:
-            h = block(h) if self.injection == "input" else block(h, code)
-        return self.up(h)
+        tiled = code[:, :, None, None].expand(-1, -1, c.shape[2], c.shape[3])
+        return self.model(torch.cat([c, tiled], dim=1))
 
 
 class Domain(nn.Module):
@@ -134,7 +107,7 @@ class Domain(nn.Module):
         self.invariant = InvariantEncoder(cfg.ngf, cfg.norm)
         self.specific = SpecificEncoder(self.invariant, cfg.ngf, cfg.code_dim, cfg.specific_kernel, cfg.norm,
                                         cfg.specific_activation)
-        self.generator = Generator(cfg.ngf, cfg.code_dim, cfg.generator_norm, cfg.code_injection)
+        self.generator = Generator(cfg.ngf, cfg.code_dim, cfg.generator_norm)
 
 
 class OneToMany(nn.Module):

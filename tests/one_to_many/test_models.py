@@ -44,23 +44,6 @@ def test_parameter_counts_match_the_hand_count(ngf: int, ndf: int, code: int, ke
     assert len(model.generative_parameters()) + len(model.discriminator_parameters()) == len(list(model.parameters()))
 
 
-@pytest.mark.parametrize(("ngf", "code"), [(8, 8), (16, 5)])
-def test_a_generator_with_the_code_at_every_block_by_hand(ngf: int, code: int) -> None:
-    """``code_injection = "all"``: three residual blocks on 4ngf channels, each branch's first conv reading the
-    4ngf features and the tiled code; then the same decoder from 4ngf channels."""
-    n = ngf
-    blocks = 3 * (conv(4 * n + code, 4 * n, 3) + conv(4 * n, 4 * n, 3))
-    want = blocks + conv(4 * n, 2 * n, 3) + conv(2 * n, n, 3) + conv(n, 3, 7)
-    generator = OneToMany(OneToManyConfig(ngf=ngf, ndf=4, code_dim=code, code_injection="all")).y.generator
-    assert parameter_count(generator) == want
-    c = torch.randn(2, 4 * n, 16, 16)
-    with torch.no_grad():
-        out = generator(c, torch.randn(2, code))
-        a, b = generator(c[:1], torch.zeros(1, code)), generator(c[:1], torch.ones(1, code))
-    assert out.shape == (2, 3, 64, 64)
-    assert float((a - b).abs().mean()) > 0
-
-
 def test_the_document_sized_networks_by_number() -> None:
     """ngf = ndf = 64, code 8: the 70x70 PatchGAN on 3 channels is pix2pix's 6-channel one (2,768,705 with batch
     norm) less 3*64*16 input weights, with a bias instead of batch norm's two parameters on its three middle layers."""
@@ -124,7 +107,7 @@ def test_the_tiled_code_survives_the_generators_norm() -> None:
 
     def branch(norm: str) -> list[torch.Tensor]:
         torch.manual_seed(1)
-        block = Generator(8, 8, norm).blocks[0].block
+        block = Generator(8, 8, norm).model[0].block
         return [block(torch.cat([c, v[:, :, None, None].expand(-1, -1, 16, 16)], dim=1)) for v in codes]
 
     with torch.no_grad():
