@@ -280,7 +280,12 @@ def _validate_size(cfg: TrainConfig) -> None:
 
 def generator_names() -> list[str]:
     """Names of the shipped generator variants (the stems of :data:`GENERATORS_DIR`'s TOML files), sorted."""
-    return sorted(p.stem for p in GENERATORS_DIR.glob("*.toml"))
+    return toml_names(GENERATORS_DIR)
+
+
+def toml_names(folder: Path) -> list[str]:
+    """The stems of the TOML files in ``folder``, sorted."""
+    return sorted(p.stem for p in folder.glob("*.toml"))
 
 
 def generator_file(spec: str | Path) -> Path:
@@ -302,9 +307,8 @@ def variant_path(spec: str | Path, folder: Path, what: str) -> Path:
     shipped = folder / f"{path.stem if path.suffix == '.toml' else path.name}.toml"
     if shipped.is_file():
         return shipped
-    names = sorted(p.stem for p in folder.glob("*.toml"))
     raise UserError(f"unknown {what} {str(spec)!r} (no such file either); valid: a TOML file or one of "
-                    f"{', '.join(names)}")
+                    f"{', '.join(toml_names(folder))}")
 
 
 def read_variant(cls: type[Config], path: Path, overrides: dict[str, Any] | None = None) -> Config:

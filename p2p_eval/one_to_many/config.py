@@ -21,7 +21,7 @@ from typing import Any
 
 import tomli_w
 
-from p2p_eval.config import GENERATORS_DIR, from_mapping, read_variant, variant_path
+from p2p_eval.config import GENERATORS_DIR, from_mapping, read_variant, toml_names, variant_path
 from p2p_eval.errors import UserError
 
 #: The shipped one-to-many variants: ``vib`` (the document's full model), ``vib_no_ds_cycle`` (its Table 2 "w/o").
@@ -176,7 +176,7 @@ def _validate(cfg: OneToManyConfig) -> None:
 
 def variant_names() -> list[str]:
     """Names of the shipped one-to-many variants."""
-    return sorted(p.stem for p in VARIANTS_DIR.glob("*.toml"))
+    return toml_names(VARIANTS_DIR)
 
 
 def variant_file(spec: str | Path) -> Path:
