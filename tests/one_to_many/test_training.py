@@ -71,6 +71,9 @@ def test_the_cli_trains_and_refuses_bad_input_on_one_line(folders: tuple[Path, P
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
     capsys.readouterr()
     bad = {"--generator": "no_such_variant", "--domain-y": str(tmp_path / "missing")}
+    one_code = [*argv, "--generator", "vib", "--batch-size", "1", "--out", str(tmp_path / "b1")]
+    assert main(one_code) == 2 and "at least two codes per step" in capsys.readouterr().err
+    assert not (tmp_path / "b1").exists()
     for flag, value in bad.items():
         wrong = list(argv)
         wrong[wrong.index(flag) + 1] = value
