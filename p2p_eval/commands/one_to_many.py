@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _register_train(group: argparse._SubParsersAction) -> None:
     train = group.add_parser("train", help="train on two unpaired image folders (resumable)",
                              description="Train the variant of --generator on the images of --domain-x and --domain-y "
-                             "(unpaired: each step draws one image of each, independently) into the run folder --out: "
+                             "(unpaired: each step draws a batch of each, independently) into the run folder --out: "
                              "config.toml, log.jsonl, samples/, checkpoints/last.pt and a DONE marker. Flags override "
                              "fields of the variant file. --resume continues a killed run exactly.")
     train.add_argument("--generator", required=True, help="a shipped variant (vib, vib_no_ds_cycle; an unknown name "
@@ -36,10 +36,11 @@ def _register_train(group: argparse._SubParsersAction) -> None:
     train.add_argument("--domain-y", required=True, type=Path, help="folder of domain Y images")
     train.add_argument("--out", required=True, type=Path, help="run folder (created)")
     train.add_argument("--size", type=positive_int, help="train at S x S (a multiple of 4, at least 64)")
-    train.add_argument("--epochs", type=positive_int, help="number of epochs (an epoch: as many steps as the larger "
-                       "folder has images)")
+    train.add_argument("--epochs", type=positive_int, help="number of epochs (an epoch: as many images as the larger "
+                       "folder holds, in steps of --batch-size)")
     train.add_argument("--max-steps", type=positive_int, help="stop after this many steps (raise it with --resume)")
-    train.add_argument("--batch-size", type=positive_int, help="images of each domain per step")
+    train.add_argument("--batch-size", type=positive_int, help="images of each domain per step (default 8; the unbiased "
+                       "MMD needs at least 2)")
     train.add_argument("--seed", type=int, help="random seed (overrides the file)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
