@@ -8,11 +8,13 @@ files are used as two UNPAIRED folders: domain X = the label maps (the B, right 
 is never used in training.
 
 Rows: ``generators/one_to_many/vib.toml`` (the full model), ``vib_no_ds_cycle.toml`` (without the
-domain-specific code cycle-consistency) and, beyond the document, ``vib_no_info`` (the full model without the
-information term, alpha1 = 0: :data:`EXTRA_ROWS`), trained at 64x64 with ngf = ndf = 32 for 20 epochs (1,000 steps
-at the default batch of 8; the learning rate constant for 10 epochs, then decaying linearly).  A step takes
-about 1.05 s on one core (7.7 images/s, two runs side by side on the two cores: about 18 minutes per run).  Runs
-live under ``runs/one_to_many/`` (git ignores ``runs/``) and resume: rerun the same command after a kill.
+domain-specific code cycle-consistency) and, beyond the document (:data:`EXTRA_ROWS`), ``vib_no_info`` (the
+full model without the information term, alpha1 = 0) and ``vib_long`` (the full model, three times longer).
+All train at 64x64 with ngf = ndf = 32 at the default batch of 8 for 20 epochs (1,000 steps; ``vib_long`` 60
+epochs, 3,000 steps), the learning rate constant for the first half, then decaying linearly.  A step takes about
+1.05 s on one core (7.7 images/s, two runs side by side on the two cores: about 18 minutes per run; ``vib_long``
+alone with two threads about 0.53 s).  Runs live under ``runs/one_to_many/`` (git ignores ``runs/``) and resume:
+rerun the same command after a kill.
 
 Report (``reports/quick/one_to_many/``): per row, on the val images, in both directions,
 
@@ -31,6 +33,7 @@ Report (``reports/quick/one_to_many/``): per row, on the val images, in both dir
     python benchmarks/one_to_many_quick.py --stage train --variants vib            # one run (resumable)
     python benchmarks/one_to_many_quick.py --stage train --variants vib_no_ds_cycle
     python benchmarks/one_to_many_quick.py --stage train --variants vib_no_info
+    python benchmarks/one_to_many_quick.py --stage train --variants vib_long --threads 2   # about 30 minutes
     python benchmarks/one_to_many_quick.py --stage report                           # after both runs
 """
 
