@@ -134,10 +134,9 @@ def code_use(drawn: torch.Tensor, read_back: torch.Tensor, own: torch.Tensor) ->
     outputs do not carry the code, at most 1); ``code_spread``: the standard deviation over the val images of
     the source encoder's code means (per dimension, averaged; about 1 when the codes follow the N(0, I) prior,
     0 when every image gets the same code)."""
-    pairs = torch.stack([drawn, read_back])                       # (2, n, dim)
-    centred = pairs - pairs.mean(dim=1, keepdim=True)
-    corr = (centred[0] * centred[1]).sum(0) / (centred.pow(2).sum(1).prod(0).sqrt() + 1e-12)
-    return {"code_recovery": float(corr.mean()), "code_spread": float(own.std(dim=0).mean())}
+    dim = drawn.shape[1]
+    corr = torch.corrcoef(torch.cat([drawn, read_back], dim=1).T)[:dim, dim:].diagonal()  # drawn_d vs read_d
+    return {"code_recovery": float(corr.nan_to_num().mean()), "code_spread": float(own.std(dim=0).mean())}
 
 
 def real_diversity(folder: ImageFolder, pairs: int = 2000, seed: int = 0) -> float:

@@ -63,7 +63,7 @@ class SpecificEncoder(nn.Module):
     """
 
     def __init__(self, invariant: InvariantEncoder, ngf: int, code_dim: int, kernel: int, norm: str,
-                 act: str = "leaky") -> None:
+                 act: str) -> None:
         super().__init__()
         self.stem, self.down1 = invariant.stem, invariant.down1
         chans = [2 * ngf, 4 * ngf, 4 * ngf, 4 * ngf, 4 * ngf, 4 * ngf]
